@@ -1,0 +1,3 @@
+from pullbridge.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""The `pullbridge` command: one entry point, verbs registered by area.
+
+Each area keeps its verbs in its own module under ``pullbridge/commands/``
+with a ``register(subparsers)`` function; this file only lists them.  Exit
+codes scripts can trust: 0 success, 1 a negative answer (e.g. differences
+found), 2 an error or bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from pullbridge import __version__
+
+# Modules under pullbridge.commands, each with register(subparsers).
+COMMAND_MODULES = [
+    "stack",
+    "config",
+]
+
+EXIT_OK, EXIT_NEGATIVE, EXIT_ERROR = 0, 1, 2
+
+
+class CommandError(Exception):
+    """A command failed in a way the user can act on; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pullbridge",
+        description="Webhook-driven GitOps bridge: a git push makes the cluster pull the declared state.",
+    )
+    parser.add_argument("--version", action="version", version=f"pullbridge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"pullbridge.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CommandError as exc:
+        print(f"pullbridge: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,301 @@
+"""The YAML configuration shared by the web receiver and the workers.
+
+Why it exists: both processes must agree on which repositories exist, where
+they are fetched from, how their webhooks are verified and how their jobs are
+retried.  The file is validated strictly (unknown keys are errors) so a typo
+never silently turns a setting off, and every error names its key path, e.g.
+``repos[1].provider: Input should be 'github', 'gitlab', ...``.
+
+Secrets are never stored in the file: a repository names an environment
+variable (``secret_env``) or a file (``secret_file``) and the value is read
+when needed.  ``Secret`` objects never print their value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+CONFIG_ENV = "PULLBRIDGE_CONFIG"
+DEFAULT_MAX_BODY = 3 * 1024 * 1024
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+PROVIDERS = ("github", "gitlab", "gitea", "bitbucket-server", "generic")
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or invalid.
+
+    ``problems`` is a list of ``(key path, message)`` pairs.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]], source: str = ""):
+        self.problems = problems
+        self.source = source
+        lines = [f"{path}: {msg}" if path else msg for path, msg in problems]
+        prefix = f"{source}: " if source else ""
+        super().__init__(prefix + "; ".join(lines))
+
+
+def parse_duration(value) -> float:
+    """'5m', '10s', '1h30m' or a number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 30s, 5m or 1h")
+    if isinstance(value, (int, float)):
+        if value <= 0:
+            raise ValueError("must be positive")
+        return float(value)
+    text = str(value).strip()
+    m = DURATION_RE.match(text)
+    if not text or not m or not any(m.groups()):
+        raise ValueError(f"expected a duration like 30s, 5m or 1h, got {text!r}")
+    h, mi, s = (int(g or 0) for g in m.groups())
+    seconds = h * 3600 + mi * 60 + s
+    if seconds <= 0:
+        raise ValueError("must be positive")
+    return float(seconds)
+
+
+class Secret:
+    """A secret read from the environment or a file; never shown in repr/str."""
+
+    def __init__(self, env: str | None = None, file: str | None = None):
+        self.env = env
+        self.file = file
+
+    def value(self) -> bytes:
+        if self.env:
+            raw = os.environ.get(self.env)
+            if raw is None:
+                raise ConfigError([("", f"environment variable {self.env} is not set")])
+            return raw.encode()
+        if self.file:
+            try:
+                return Path(self.file).read_bytes().strip()
+            except OSError as exc:
+                raise ConfigError([("", f"cannot read secret file {self.file}: {exc.strerror}")]) from None
+        raise ConfigError([("", "no secret configured")])
+
+    def describe(self) -> str:
+        return f"env:{self.env}" if self.env else f"file:{self.file}"
+
+    def __repr__(self) -> str:
+        return f"Secret({self.describe()})"
+
+    __str__ = __repr__
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JobSettings(_Strict):
+    """Retries, backoff, timeout and apply concurrency; global with per-repo overrides."""
+
+    retries: int = Field(3, ge=0, le=100)
+    backoff: list[float] = Field(default_factory=lambda: [5.0, 30.0, 120.0])
+    job_timeout: float = 600.0
+    concurrency: int = Field(8, ge=1, le=256)
+
+    @field_validator("backoff", mode="before")
+    @classmethod
+    def _backoff(cls, v):
+        items = v if isinstance(v, list) else [v]
+        return [parse_duration(x) for x in items]
+
+    @field_validator("job_timeout", mode="before")
+    @classmethod
+    def _timeout(cls, v):
+        return parse_duration(v)
+
+
+class RepoConfig(_Strict):
+    name: str
+    url: str
+    branch: str = "main"
+    path: str = "."
+    provider: Literal["github", "gitlab", "gitea", "bitbucket-server", "generic"]
+    repository: str | None = Field(
+        None, description="owner/name as the git host names it; checked against the payload")
+    secret_env: str | None = None
+    secret_file: str | None = None
+    events: list[str] = Field(default_factory=lambda: ["push"])
+    paths: list[str] = Field(default_factory=list, description="only pushes touching these globs sync")
+    interval: float = 300.0
+    mode: Literal["apply", "report"] = "apply"
+    allow_empty: bool = False
+    retries: int | None = Field(None, ge=0, le=100)
+    backoff: list[float] | None = None
+    job_timeout: float | None = None
+    concurrency: int | None = Field(None, ge=1, le=256)
+    status: dict | None = None
+    ssh_key_file: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError("must be lowercase letters, digits and '-', at most 63 characters")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^(https?|ssh|file)://", v) and not re.match(r"^[\w.-]+@[\w.-]+:", v):
+            raise ValueError("must be an https://, http://, ssh://, file:// or user@host:path URL")
+        return v
+
+    @field_validator("branch")
+    @classmethod
+    def _branch(cls, v: str) -> str:
+        if not v or ".." in v or v.startswith(("/", "-")) or v.endswith((".", "/", ".lock")) \
+                or re.search(r"[\x00-\x20~^:?*\[\\\x7f]", v):
+            raise ValueError("is not a valid branch name")
+        return v
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        p = Path(v)
+        if p.is_absolute() or ".." in p.parts:
+            raise ValueError("must be a relative path inside the repository")
+        return v
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _interval(cls, v):
+        seconds = parse_duration(v)
+        if seconds < 10:
+            raise ValueError("must be at least 10s")
+        return seconds
+
+    @field_validator("backoff", mode="before")
+    @classmethod
+    def _backoff(cls, v):
+        if v is None:
+            return v
+        items = v if isinstance(v, list) else [v]
+        return [parse_duration(x) for x in items]
+
+    @field_validator("job_timeout", mode="before")
+    @classmethod
+    def _timeout(cls, v):
+        return None if v is None else parse_duration(v)
+
+    @model_validator(mode="after")
+    def _secret(self):
+        if bool(self.secret_env) == bool(self.secret_file):
+            raise ValueError("exactly one of secret_env or secret_file is required")
+        return self
+
+    @property
+    def secret(self) -> Secret:
+        return Secret(env=self.secret_env, file=self.secret_file)
+
+    def jobs(self, defaults: JobSettings) -> JobSettings:
+        """This repo's job settings: its own values over the global ones."""
+        own = {k: getattr(self, k) for k in ("retries", "backoff", "job_timeout", "concurrency")
+               if getattr(self, k) is not None}
+        return defaults.model_copy(update=own)
+
+
+class ServerSettings(_Strict):
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY, ge=1024, le=100 * 1024 * 1024)
+    public_url: str = "http://127.0.0.1:8080"
+    signature_tolerance: float = 300.0
+    dedup_ttl: float = 86400.0
+    operator_token_env: str | None = None
+    protect_pages: bool = False
+
+    @field_validator("signature_tolerance", "dedup_ttl", mode="before")
+    @classmethod
+    def _durations(cls, v):
+        return parse_duration(v)
+
+
+class Config(_Strict):
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
+    repos: list[RepoConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self):
+        seen: set[str] = set()
+        for repo in self.repos:
+            if repo.name in seen:
+                raise ValueError(f"repository name {repo.name!r} is used twice")
+            seen.add(repo.name)
+        return self
+
+    def repo(self, name: str) -> RepoConfig | None:
+        for repo in self.repos:
+            if repo.name == name:
+                return repo
+        return None
+
+    def repo_jobs(self, repo: RepoConfig) -> JobSettings:
+        return repo.jobs(self.jobs)
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after", "function-before") or str(part).startswith("function-"):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def parse_config(data, source: str = "") -> Config:
+    """Validate already-loaded YAML data; raise ConfigError naming each key path."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([("", "the top level must be a mapping")], source)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False, include_input=False):
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            problems.append((_loc(err["loc"]), msg))
+        raise ConfigError(problems, source) from None
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    """Read and validate the YAML file at ``path`` (default: $PULLBRIDGE_CONFIG)."""
+    path = path or os.environ.get(CONFIG_ENV)
+    if not path:
+        raise ConfigError([("", f"no configuration: set {CONFIG_ENV} to the path of a YAML file")])
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError([("", f"cannot read {path}: {exc.strerror}")]) from None
+    try:
+        data = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        raise ConfigError([("", f"invalid YAML: {exc}")], str(path)) from None
+    return parse_config(data, str(path))
+
+
+def check_secrets(config: Config) -> list[tuple[str, str]]:
+    """Problems with secrets that cannot be read now (values are never shown)."""
+    problems = []
+    for i, repo in enumerate(config.repos):
+        try:
+            if not repo.secret.value():
+                problems.append((f"repos[{i}].secret", f"{repo.secret.describe()} is empty"))
+        except ConfigError as exc:
+            problems.append((f"repos[{i}].secret", exc.problems[0][1]))
+    return problems

@@ -1,0 +1,46 @@
+"""Every Redis key and RQ queue name Pullbridge uses, in one place.
+
+Why: the web receiver, the workers, the scheduler and the CLI all touch the
+same keys; naming them once keeps them from drifting apart.  Everything lives
+under the ``pb:`` prefix so a shared Redis stays readable.
+"""
+
+SYNC_QUEUE = "pullbridge-sync"
+STATUS_QUEUE = "pullbridge-status"
+
+SYNC_JOB = "worker.jobs.sync"
+
+
+def wanted(repo: str) -> str:
+    """ZSET of commit shas a webhook asked for, scored by first-seen time (ms)."""
+    return f"pb:repo:{repo}:wanted"
+
+
+def queued(repo: str) -> str:
+    """STRING: id of the sync job waiting in the queue for this repo, if any."""
+    return f"pb:repo:{repo}:queued"
+
+
+def lock(repo: str) -> str:
+    """STRING with a TTL: held by the worker that is syncing this repo."""
+    return f"pb:repo:{repo}:lock"
+
+
+def state(repo: str) -> str:
+    """HASH: applied sha, applied_at, last result, suspended, held sha, ..."""
+    return f"pb:repo:{repo}:state"
+
+
+def history(repo: str) -> str:
+    """LIST of sync records (JSON), newest first, capped."""
+    return f"pb:repo:{repo}:history"
+
+
+def sync_record(sync_id: str) -> str:
+    """STRING (JSON): one sync's full record, for /syncs/<id>."""
+    return f"pb:sync:{sync_id}"
+
+
+def delivery(repo: str, delivery_id: str) -> str:
+    """STRING with a TTL: a webhook delivery already accepted (deduplication)."""
+    return f"pb:delivery:{repo}:{delivery_id}"

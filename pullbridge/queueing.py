@@ -1,0 +1,113 @@
+"""Coalesced sync requests: the contract between whoever asks for a sync
+(webhook, periodic job, CLI) and the worker that runs it.
+
+Why it exists: a burst of pushes must leave at most one sync queued and one
+running per repository, and the newest commit must win.  The receiver cannot
+order commits (it has no git), so it only records every wanted sha in a ZSET
+and makes sure exactly one sync job is queued.  The worker, holding the repo
+lock, takes the wanted set, orders the shas with git and applies the newest.
+
+Both steps are single Redis transactions: a request either recorded its sha
+*and* has a queued job to pick it up, or it raised and nothing was
+acknowledged.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from redis import Redis, WatchError
+from rq import Queue, Retry
+
+from pullbridge import keys
+from pullbridge.config import Config, RepoConfig
+
+
+# A queued marker outlives any sane queue wait; should its job vanish (purged by
+# hand), the next request after this queues a fresh one.
+QUEUED_MARKER_TTL = 3600
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    job_id: str
+    new_job: bool  # False: an already queued job will pick the sha up
+
+
+def sync_queue(conn: Redis) -> Queue:
+    return Queue(keys.SYNC_QUEUE, connection=conn)
+
+
+def _retry(config: Config, repo: RepoConfig) -> Retry | None:
+    jobs = config.repo_jobs(repo)
+    if jobs.retries < 1:
+        return None
+    return Retry(max=jobs.retries, interval=[int(round(b)) for b in jobs.backoff])
+
+
+def request_sync(conn: Redis, config: Config, repo: RepoConfig, sha: str | None, *,
+                 reason: str, delivery: str | None = None) -> SyncRequest:
+    """Record ``sha`` as wanted (None: the branch head) and make sure a sync job is queued.
+
+    Raises redis.exceptions.ConnectionError (and friends) when Redis cannot
+    take the request durably; callers must then not acknowledge anything.
+    """
+    queue = sync_queue(conn)
+    jobs = config.repo_jobs(repo)
+    wanted_key, queued_key = keys.wanted(repo.name), keys.queued(repo.name)
+    with conn.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(queued_key)
+                current = pipe.get(queued_key)
+                pipe.multi()
+                if sha:
+                    pipe.zadd(wanted_key, {sha: int(time.time() * 1000)}, nx=True)
+                if current:
+                    pipe.execute()
+                    return SyncRequest(current.decode(), False)
+                job_id = f"sync-{repo.name}-{uuid.uuid4().hex[:12]}"
+                queue.enqueue_call(
+                    keys.SYNC_JOB,
+                    args=(repo.name,),
+                    kwargs={"reason": reason, "delivery": delivery},
+                    job_id=job_id,
+                    timeout=int(jobs.job_timeout),
+                    retry=_retry(config, repo),
+                    description=f"sync {repo.name} ({reason})",
+                    meta={"repo": repo.name, "reason": reason, "sha": sha, "delivery": delivery},
+                    failure_ttl=7 * 86400,
+                    result_ttl=86400,
+                    pipeline=pipe,
+                )
+                pipe.set(queued_key, job_id, ex=QUEUED_MARKER_TTL)
+                pipe.execute()
+                return SyncRequest(job_id, True)
+            except WatchError:
+                continue
+
+
+# Atomically: forget the queued marker if it is ours, and read the wanted set.
+_TAKE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+"""
+
+
+def take_wanted(conn: Redis, repo_name: str, job_id: str) -> list[tuple[str, int]]:
+    """Called by the worker once it holds the repo lock.
+
+    Clears the queued marker (so a push from now on queues a fresh job) and
+    returns the wanted shas with their first-seen times.  The shas stay in the
+    set until ``done_wanted``: a worker that dies loses nothing.
+    """
+    flat = conn.eval(_TAKE, 2, keys.queued(repo_name), keys.wanted(repo_name), job_id)
+    return [(flat[i].decode(), int(float(flat[i + 1]))) for i in range(0, len(flat), 2)]
+
+
+def done_wanted(conn: Redis, repo_name: str, shas: list[str]) -> None:
+    """Forget shas that were applied or found older than what is applied."""
+    if shas:
+        conn.zrem(keys.wanted(repo_name), *shas)

@@ -1,0 +1,1 @@
+"""The Flask receiver: verifies git host webhooks and queues syncs."""

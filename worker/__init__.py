@@ -1,0 +1,1 @@
+"""The RQ worker: fetches the wanted commit, renders, applies, prunes, records."""
