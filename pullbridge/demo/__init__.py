@@ -9,28 +9,15 @@ removed on exit, also on Ctrl-C.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import os
-import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
-import uuid
 from pathlib import Path
 
-from pullbridge.stack import Stack, wait_until
+from pullbridge.demo.harness import LocalDeployment, wait_for
+from pullbridge.stack import Stack
 
 MANIFESTS = Path(__file__).with_name("manifests")
-REPO_NAME = "fluxdemo"
-FULL_NAME = "pullbridge/fluxdemo"
 NAMESPACE = "my-demo"
 
 
@@ -42,102 +29,11 @@ def info(text: str) -> None:
     print(f"    {text}", flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def git(*args: str, cwd: Path | None = None) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
 class Demo:
     def __init__(self, stack: Stack):
         self.stack = stack
-        self.tmp = Path(tempfile.mkdtemp(prefix="pullbridge-demo-"))
-        self.procs: list[subprocess.Popen] = []
-        self.secret = secrets.token_hex(20)
-        self.bare = stack.git_root / f"demo-{uuid.uuid4().hex[:8]}.git"
-        self.work = self.tmp / "work"
-        self.port = free_port()
-        self.env = {**os.environ, **stack.env(), "DEMO_WEBHOOK_SECRET": self.secret,
-                    "PULLBRIDGE_CONFIG": str(self.tmp / "pullbridge.yaml"), "PORT": str(self.port),
-                    "PULLBRIDGE_CACHE_DIR": str(self.tmp / "cache"), "WEB_CONCURRENCY": "2"}
+        self.run_ = LocalDeployment(stack, name="fluxdemo", full_name="pullbridge/fluxdemo", path="deploy")
         self.kube = None
-
-    # -- set-up -----------------------------------------------------------
-    def make_repo(self) -> str:
-        step(f"A git repository with the demo manifests, served at {self.stack.git_http_url}")
-        git("init", "-q", "--bare", "-b", "main", str(self.bare))
-        git("init", "-q", "-b", "main", str(self.work))
-        shutil.copytree(MANIFESTS, self.work / "deploy")
-        git("add", "-A", cwd=self.work)
-        git("-c", "user.name=Demo", "-c", "user.email=demo@pullbridge.invalid", "commit", "-q", "-m",
-            "Flux demo: namespace, fluxdemo deployment, nginx config", cwd=self.work)
-        git("push", "-q", f"file://{self.bare}", "HEAD:refs/heads/main", cwd=self.work)
-        sha = git("rev-parse", "HEAD", cwd=self.work)
-        for path in sorted((self.work / "deploy").glob("*.yaml")):
-            info(f"deploy/{path.name}")
-        info(f"commit {sha[:12]} pushed to {self.stack.git_http_url}/{self.bare.name}")
-        return sha
-
-    def write_config(self) -> None:
-        config = {
-            "server": {"public_url": f"http://127.0.0.1:{self.port}"},
-            "repos": [{
-                "name": REPO_NAME, "url": f"{self.stack.git_http_url}/{self.bare.name}", "branch": "main",
-                "path": "deploy", "provider": "github", "repository": FULL_NAME,
-                "secret_env": "DEMO_WEBHOOK_SECRET", "interval": "5m",
-            }],
-        }
-        Path(self.env["PULLBRIDGE_CONFIG"]).write_text(json.dumps(config, indent=2))
-
-    def start_processes(self) -> None:
-        step("Starting the Procfile's web and worker processes")
-        procfile = dict(line.split(": ", 1) for line in
-                        (Path(__file__).parents[2] / "Procfile").read_text().splitlines() if ": " in line)
-        for name in ("web", "worker"):
-            log = open(self.tmp / f"{name}.log", "wb")
-            proc = subprocess.Popen(["sh", "-c", "exec " + procfile[name]], env=self.env, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    cwd=Path(__file__).parents[2])
-            self.procs.append(proc)
-            info(f"{name}: {procfile[name]}  (pid {proc.pid}, log {self.tmp / (name + '.log')})")
-        if not wait_until(self._web_ready, 30):
-            raise RuntimeError(f"the web process did not answer; see {self.tmp / 'web.log'}")
-
-    def _web_ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1) as r:
-                return r.status == 200
-        except (OSError, urllib.error.URLError):
-            return False
-
-    # -- the flow ---------------------------------------------------------
-    def send_push(self, before: str, after: str, changed: list[str]) -> dict:
-        payload = {
-            "ref": "refs/heads/main", "before": before, "after": after, "created": False,
-            "deleted": False, "forced": False,
-            "repository": {"full_name": FULL_NAME, "name": REPO_NAME,
-                           "clone_url": "https://example.invalid/never-used.git"},
-            "pusher": {"name": "demo"},
-            "commits": [{"id": after, "message": "demo", "added": [], "removed": [], "modified": changed}],
-            "head_commit": {"id": after, "added": [], "removed": [], "modified": changed},
-        }
-        body = json.dumps(payload).encode()
-        signature = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/hooks/{REPO_NAME}", data=body, method="POST",
-            headers={"Content-Type": "application/json", "X-GitHub-Event": "push",
-                     "X-GitHub-Delivery": str(uuid.uuid4()), "X-Hub-Signature-256": signature})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                answer = json.loads(resp.read() or b"{}")
-                info(f"POST /hooks/{REPO_NAME} -> {resp.status} {json.dumps(answer)}")
-                return answer
-        except urllib.error.HTTPError as exc:
-            raise RuntimeError(f"webhook answered {exc.code}: {exc.read()[:300]!r}") from None
 
     def app_version(self) -> str | None:
         from kubernetes import client
@@ -153,60 +49,60 @@ class Demo:
                     return env.value
         return None
 
-    def wait_for_version(self, version: str, timeout: float = 60) -> float:
-        started = time.monotonic()
-        if not wait_until(lambda: self.app_version() == version, timeout, interval=0.1):
-            raise RuntimeError(f"APP_VERSION did not become {version!r} within {timeout:.0f}s; "
-                               f"worker log: {self.tmp / 'worker.log'}")
-        return time.monotonic() - started
+    def expect_version(self, version: str, timeout: float = 60) -> float:
+        took = wait_for(lambda: self.app_version() == version, timeout)
+        if took is None:
+            raise RuntimeError(f"APP_VERSION did not become {version!r} within {timeout:.0f}s")
+        return took
+
+    def kubectl(self, *args: str) -> None:
+        out = subprocess.run([str(self.stack.kubectl), *args], env=self.run_.env,
+                             capture_output=True, text=True)
+        for line in (out.stdout + out.stderr).splitlines():
+            info(line)
+
+    def deliver(self, files: dict, message: str) -> None:
+        sha, status, answer = self.run_.push(files, message)
+        info(f"commit {sha[:12]} \"{message}\" pushed")
+        info(f"POST /hooks/{self.run_.name} -> {status} {answer}")
+        if status != 202:
+            raise RuntimeError(f"the webhook was not accepted: {status} {answer}")
 
     def run(self) -> None:
         from kubernetes import config as kconfig
 
         self.kube = kconfig.new_client_from_config(config_file=str(self.stack.kubeconfig))
-        first = self.make_repo()
-        self.write_config()
-        self.start_processes()
+        r = self.run_
 
-        step("The git host sends the signed push webhook for the first commit")
-        self.send_push("0" * 40, first, ["deploy/fluxdemo.yaml"])
-        took = self.wait_for_version("v1")
-        info(f"applied in {took:.2f}s: Namespace/{NAMESPACE}, Deployment/{NAMESPACE}/fluxdemo, "
-             f"ConfigMap/{NAMESPACE}/nginx-conf")
-        self.show_cluster()
+        step(f"A git repository with the Flux demo's manifests, on the git host at {self.stack.git_http_url}")
+        files = {f"deploy/{p.name}": p.read_text() for p in sorted(MANIFESTS.glob("*.yaml"))}
+        for name in files:
+            info(name)
+        r.write_config()
 
-        step("A developer changes APP_VERSION to v2 and pushes")
-        path = self.work / "deploy" / "fluxdemo.yaml"
-        path.write_text(path.read_text().replace('value: "v1"', 'value: "v2"'))
-        git("-c", "user.name=Demo", "-c", "user.email=demo@pullbridge.invalid", "commit", "-q", "-am",
-            "fluxdemo: APP_VERSION v2", cwd=self.work)
-        git("push", "-q", f"file://{self.bare}", "HEAD:refs/heads/main", cwd=self.work)
-        second = git("rev-parse", "HEAD", cwd=self.work)
-        info(f"commit {second[:12]}: {git('show', '--stat', '--format=%s', 'HEAD', cwd=self.work).splitlines()[0]}")
-        self.send_push(first, second, ["deploy/fluxdemo.yaml"])
-        took = self.wait_for_version("v2")
-        step(f"Read back from the API server {took:.2f}s after the webhook")
-        info(f"Deployment/{NAMESPACE}/fluxdemo APP_VERSION = {self.app_version()}")
-        self.show_cluster()
-        step("Done: Git said v2, the cluster pulled v2.")
+        step("Starting the Procfile's web (gunicorn) and worker (RQ) processes")
+        r.start("web", "worker")
+        info(f"web on http://127.0.0.1:{r.port}, worker on {r.redis_url}")
 
-    def show_cluster(self) -> None:
-        out = subprocess.run([str(self.stack.kubectl), "get", "deployment,configmap", "-n", NAMESPACE,
-                              "-o", "wide"], env=self.env, capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            info(line)
+        step("The first commit is pushed; the git host delivers its signed push webhook")
+        self.deliver(files, "Flux demo: namespace, fluxdemo deployment, nginx config")
+        took = self.expect_version("v1")
+        info(f"applied {took:.2f}s after the webhook was answered")
+        self.kubectl("get", "namespace/my-demo", "deployment/fluxdemo", "configmap/nginx-conf", "-n", NAMESPACE)
 
-    # -- clean-up ---------------------------------------------------------
+        step("A developer changes APP_VERSION from v1 to v2 and pushes")
+        text = files["deploy/fluxdemo.yaml"].replace('value: "v1"', 'value: "v2"')
+        self.deliver({"deploy/fluxdemo.yaml": text}, "fluxdemo: APP_VERSION v2")
+        took = self.expect_version("v2")
+
+        step(f"Read back from the API server, {took:.2f}s after the webhook was answered")
+        self.kubectl("get", "deployment/fluxdemo", "-n", NAMESPACE, "-o",
+                     "jsonpath=APP_VERSION={.spec.template.spec.containers[1].env[1].value}{'\\n'}")
+        step("Done: Git said v2, and the cluster pulled v2.")
+
     def cleanup(self) -> None:
-        step("Cleaning up: stopping web and worker, deleting the demo namespace and repository")
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        step("Cleaning up: stopping web and worker, deleting namespace my-demo and the demo repository")
+        self.run_.stop()
         if self.kube is not None:
             from kubernetes import client
             from kubernetes.client.rest import ApiException
@@ -214,19 +110,7 @@ class Demo:
                 client.CoreV1Api(self.kube).delete_namespace(NAMESPACE)
             except ApiException:
                 pass
-            self._forget_redis_state()
-        shutil.rmtree(self.bare, ignore_errors=True)
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def _forget_redis_state(self) -> None:
-        from redis import Redis
-
-        conn = Redis.from_url(self.stack.redis_url)
-        try:
-            for key in conn.scan_iter(match=f"pb:*{REPO_NAME}*"):
-                conn.delete(key)
-        finally:
-            conn.close()
+        self.run_.cleanup()
 
 
 def run_demo() -> int:
@@ -238,10 +122,9 @@ def run_demo() -> int:
     except RuntimeError as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         for name in ("web", "worker"):
-            log = demo.tmp / f"{name}.log"
-            if log.exists():
-                print(f"--- last lines of {name}.log ---", file=sys.stderr)
-                print("\n".join(log.read_text(errors="replace").splitlines()[-25:]), file=sys.stderr)
+            tail = demo.run_.log_tail(name)
+            if tail:
+                print(f"--- last lines of the {name} log ---\n{tail}", file=sys.stderr)
         return 1
     finally:
         demo.cleanup()
