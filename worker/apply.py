@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from worker.errors import PermanentError, TemporaryError, cut
 from worker.kube import FIELD_MANAGER, ApiError, Kube, Mapping
-from worker.render import STAGE_ONE_KINDS, Manifest, kind_rank
+from worker.render import STAGE_ONE_KINDS, Manifest
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 CRD_WAIT = 60.0
@@ -118,7 +118,17 @@ def is_subset(desired, live) -> bool:
     return desired == live
 
 
-def managed_by_us(live: dict) -> bool:
+def declares_fields(obj: dict) -> bool:
+    """False for an object that sets nothing but its name (the server then records no owner)."""
+    meta = obj.get("metadata") or {}
+    return any(k not in ("apiVersion", "kind", "metadata") for k in obj) or \
+        any(k not in ("name", "namespace") and v not in (None, {}, []) for k, v in meta.items())
+
+
+def managed_by_us(live: dict, desired: dict | None = None) -> bool:
+    """True when pullbridge applied ``live`` (or ``desired`` declares no field to own)."""
+    if desired is not None and not declares_fields(desired):
+        return True
     return any(mf.get("manager") == FIELD_MANAGER and mf.get("operation") == "Apply"
                for mf in (live.get("metadata") or {}).get("managedFields") or [])
 
@@ -157,13 +167,25 @@ class Applier:
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
             return list(pool.map(guarded, items))
 
-    def _apply_request(self, item: Item, dry_run: bool) -> dict:
+    def _apply_request(self, item: Item, dry_run: bool) -> dict | None:
+        """Server-side apply ``item``.
+
+        The dry-run validates strictly (unknown fields are errors) and its
+        answer is read only when there is a live object to compare it with.
+        The real apply of an object that passed its dry-run skips field
+        validation, and its answer is not read (protobuf where the server has
+        it, which is cheaper for the API server to encode).
+        """
         query = {"fieldManager": FIELD_MANAGER, "force": "true"}
         if dry_run:
-            query["dryRun"] = "All"
+            query.update(dryRun="All", fieldValidation="Strict")
+        else:
+            query["fieldValidation"] = "Ignore"
         meta = item.obj["metadata"]
+        decode = dry_run and item.live is not None
         return self.kube.request("PATCH", item.mapping.path(meta.get("namespace"), meta["name"]),
-                                 body=item.obj, query=query, content_type=APPLY_CONTENT_TYPE)
+                                 body=item.obj, query=query, content_type=APPLY_CONTENT_TYPE,
+                                 decode=decode, protobuf=not dry_run)
 
     def _resolve(self, item: Item, pending_crd_kinds: set) -> bool:
         """Fill ``item.mapping``; False when the kind comes from a CRD of this commit."""
@@ -220,7 +242,7 @@ class Applier:
         for item in items:
             prev = self.previous.get(item.inventory_id)
             if item.live is not None and prev and prev.get("h") == digest(item.obj) \
-                    and managed_by_us(item.live) and is_subset(item.obj, item.live):
+                    and managed_by_us(item.live, item.obj) and is_subset(item.obj, item.live):
                 item.action = "unchanged"
             else:
                 to_check.append(item)
@@ -236,7 +258,7 @@ class Applier:
                 temporary = temporary or result
             elif item.live is None:
                 item.action = "created"
-            elif managed_by_us(item.live) and normalized(result) == normalized(item.live):
+            elif managed_by_us(item.live, item.obj) and normalized(result) == normalized(item.live):
                 item.action = "unchanged"
             else:
                 item.action = "configured"
@@ -248,20 +270,22 @@ class Applier:
             raise self._as_sync_error(temporary, "dry-run")
 
     def _write(self, items: list[Item]) -> None:
-        """Apply the items that need it, one kind rank at a time, each rank concurrently."""
+        """Apply the items that need it concurrently, started in their (stable) order.
+
+        As in Flux's staged apply, only Namespaces and CRDs form a stage of
+        their own; everything else is one batch.
+        """
         todo = [i for i in items if i.action in ("created", "configured")]
-        if self.dry_run_only:
+        if self.dry_run_only or not todo:
             return
-        ranks = sorted({kind_rank(i.obj["kind"]) for i in todo})
-        for rank in ranks:
-            batch = [i for i in todo if kind_rank(i.obj["kind"]) == rank]
-            for item, result in zip(batch, self._parallel(lambda i: self._apply_request(i, False), batch)):
-                if isinstance(result, ApiError):
-                    if result.temporary:
-                        raise TemporaryError(f"applying {item.ref}: HTTP {result.status}: {cut(result.message)}")
-                    raise PermanentError(f"applying {describe_api_error(item, result)}")
-                if isinstance(result, Exception):
-                    raise self._as_sync_error(result, f"applying {item.ref}")
+        results = self._parallel(lambda i: self._apply_request(i, False), todo)
+        for item, result in zip(todo, results):
+            if isinstance(result, ApiError):
+                if result.temporary:
+                    raise TemporaryError(f"applying {item.ref}: HTTP {result.status}: {cut(result.message)}")
+                raise PermanentError(f"applying {describe_api_error(item, result)}")
+            if isinstance(result, Exception):
+                raise self._as_sync_error(result, f"applying {item.ref}")
 
     def _wait_crds(self, crds: list[Item]) -> None:
         deadline = time.monotonic() + CRD_WAIT

@@ -55,6 +55,13 @@ class ApiError(Exception):
         return self.status in (409, 429) or self.status >= 500
 
 
+def _printable(data: bytes) -> bytes:
+    """The readable runs of a protobuf Status (its message), for error text."""
+    import re
+    runs = re.findall(rb"[\x20-\x7e]{8,}", data)
+    return max(runs, key=len) if runs else b"(binary error body)"
+
+
 @dataclass(frozen=True)
 class Mapping:
     """Where a kind lives in the API: ``/apis/apps/v1/namespaces/x/deployments``."""
@@ -98,17 +105,20 @@ class Kube:
 
     # -- raw requests -----------------------------------------------------
     def request(self, method: str, path: str, body=None, query: dict | None = None,
-                content_type: str = "application/json") -> dict:
+                content_type: str = "application/json", decode: bool = True,
+                protobuf: bool = False) -> dict | None:
         """Send one request; return the decoded JSON answer or raise ApiError / TemporaryError."""
         url = self.host + path
         if query:
             url += "?" + urlencode(query)
-        headers = {"Accept": "application/json", "User-Agent": "pullbridge"}
+        accept = "application/vnd.kubernetes.protobuf, application/json" if protobuf and not decode \
+            else "application/json"
+        headers = {"Accept": accept, "User-Agent": "pullbridge"}
         if body is not None:
             headers["Content-Type"] = content_type
             if not isinstance(body, (bytes, str)):
                 body = json.dumps(body, separators=(",", ":"))
-        self.api_client.update_params_for_auth(headers, [], ["BearerToken"])
+        self.api_client.update_params_for_auth(headers, [], ["BearerToken"], path, method, None)
         self.requests += 1
         if method != "GET" and not (query and query.get("dryRun")):
             self.writes += 1
@@ -120,7 +130,12 @@ class Kube:
         except urllib3.exceptions.HTTPError as exc:
             raise TemporaryError(f"API server unreachable: {cut(exc, 200)}") from None
         if resp.status >= 400:
-            raise ApiError(resp.status, resp.data, method, path)
+            data = resp.data
+            if "protobuf" in (resp.headers.get("Content-Type") or ""):
+                data = _printable(data)
+            raise ApiError(resp.status, data, method, path)
+        if not decode:
+            return None
         return json.loads(resp.data) if resp.data else {}
 
     def get(self, path: str, query: dict | None = None) -> dict | None:

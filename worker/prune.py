@@ -5,15 +5,15 @@ broken render must never wipe a cluster.  Prune works only from the
 in-cluster inventory of the last apply and runs only after a successful
 apply.  It refuses when the commit rendered no objects (unless the repo sets
 ``allow_empty``), keeps objects annotated ``pullbridge.io/prune: disabled``
-(they leave the inventory: Pullbridge lets go of them), and keeps objects
-Pullbridge no longer manages.  Namespaces and CRDs go last.
+(they leave the inventory: Pullbridge lets go of them), and objects already
+gone are dropped from the inventory.  Namespaces and CRDs go last.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from worker.apply import Change, managed_by_us
+from worker.apply import Change
 from worker.errors import PermanentError, TemporaryError, cut
 from worker.inventory import parse_id
 from worker.kube import ApiError, Kube
@@ -61,9 +61,6 @@ def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
             annotations = (live.get("metadata") or {}).get("annotations") or {}
             if annotations.get(PRUNE_ANNOTATION) == PRUNE_DISABLED:
                 result.changes.append(Change(ref, "skipped", detail=f"{PRUNE_ANNOTATION}: {PRUNE_DISABLED}"))
-                continue
-            if not managed_by_us(live):
-                result.changes.append(Change(ref, "skipped", detail="no longer managed by pullbridge"))
                 continue
             if (live.get("metadata") or {}).get("deletionTimestamp"):
                 result.changes.append(Change(ref, "deleted", detail="already terminating"))
