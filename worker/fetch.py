@@ -38,6 +38,9 @@ _UNREACHABLE = re.compile(
     r"the remote end hung up|early eof|http 5\d\d|returned error: 5\d\d|"
     r"could not read from remote repository", re.I)
 
+_MISSING = re.compile(r"does not appear to be a git repository|repository .* not found|not found|"
+                      r"authentication failed|permission denied|http 40[134]|returned error: 40[134]", re.I)
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "pullbridge" / "mirrors")
@@ -97,6 +100,8 @@ class Mirror:
             detail = cut(exc.stderr or exc, 300)
             if "couldn't find remote ref" in detail.lower():
                 raise PermanentError(f"branch {self.repo.branch!r} does not exist at the configured URL") from None
+            if _MISSING.search(detail):
+                raise PermanentError(f"git fetch failed: {detail}") from None
             if _UNREACHABLE.search(detail) or exc.status in (-9, -15) or exc.status is None:
                 raise TemporaryError(f"git host unreachable: {detail}") from None
             raise PermanentError(f"git fetch failed: {detail}") from None
