@@ -171,3 +171,25 @@ spec:
         assert got["spec"]["size"] == 3
     finally:
         client.ApiextensionsV1Api(kube).delete_custom_resource_definition(f"widgets.{group}")
+
+
+def test_report_mode_changes_nothing_but_records_what_would_change(harness, git_repo, kube, namespace):
+    repo = git_repo("report")
+    harness.configure(repo, mode="report")
+    done = harness.sync(repo.commit_and_push("v1", app_files("1.0")))
+    assert done["result"] == "success" and done["dry_run"] and done["counts"]["created"] == 3
+    assert cm_value(kube, namespace, "settings") is None
+    assert "applied_sha" not in harness.state()
+
+
+def test_commit_statuses_are_queued_running_then_final(harness, git_repo, redis_conn):
+    repo = git_repo("status")
+    harness.configure(repo, status={"kind": "test"})
+    good = repo.commit_and_push("v1", app_files("1.0"))
+    harness.sync(good)
+    bad = repo.commit_and_push("bad", app_files("2.0", replicas=-1))
+    harness.sync(bad)
+    status_queue = Queue(keys.STATUS_QUEUE, connection=redis_conn)
+    posted = [(j.args[0], j.args[1], j.args[2]) for j in status_queue.get_jobs()]
+    assert posted == [("app", good, "running"), ("app", good, "success"),
+                      ("app", bad, "running"), ("app", bad, "failure")]
