@@ -44,3 +44,21 @@ def sync_record(sync_id: str) -> str:
 def delivery(repo: str, delivery_id: str) -> str:
     """STRING with a TTL: a webhook delivery already accepted (deduplication)."""
     return f"pb:delivery:{repo}:{delivery_id}"
+
+
+IMAGE_SCAN_JOB = "worker.images.scan.scan_repo"
+
+
+def image_tags(image: str) -> str:
+    """STRING (JSON list) with a TTL: the tags a registry listed for ``host/name``."""
+    return f"pb:img:{image}:tags"
+
+
+def image_tag_info(image: str) -> str:
+    """HASH with a TTL: tag -> JSON {digest, created} for ``host/name``."""
+    return f"pb:img:{image}:taginfo"
+
+
+def image_scan_queued(repo: str) -> str:
+    """STRING with a TTL: id of the image scan job waiting in the queue for this repo."""
+    return f"pb:repo:{repo}:imagescan"
