@@ -44,7 +44,7 @@ def bcrypt_hash(password: str) -> str:
     try:
         import bcrypt  # type: ignore
 
-        return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+        return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
     except ImportError:
         import warnings
 
@@ -52,7 +52,7 @@ def bcrypt_hash(password: str) -> str:
             warnings.simplefilter("ignore", DeprecationWarning)
             import crypt  # glibc/libxcrypt bcrypt ($2b$), present up to Python 3.12
 
-        return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
+        return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
 
 
 class TokenServer:
@@ -261,3 +261,56 @@ class Registry:
                             "platform": {"architecture": arch, "os": "linux"}})
         return self.put_manifest(name, tag, {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries},
                                  OCI_INDEX)
+
+
+class PaginatingFront:
+    """Serves a real registry's tag lists in pages of ``n`` with ``Link: <...>; rel="next"``.
+
+    distribution v2.8 ignores ``n`` on ``/tags/list`` (v3 and Docker Hub page
+    it), so this front applies the spec's ``n``/``last`` paging to the real
+    registry's answer; everything else is passed through unchanged.
+    """
+
+    def __init__(self, registry: Registry):
+        self.pages_served = 0
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                url = urlparse(self.path)
+                upstream = requests.get(registry.url + url.path, headers={"Accept": self.headers.get("Accept", "")},
+                                        timeout=10)
+                body, headers = upstream.content, {"Content-Type": upstream.headers.get("Content-Type", "")}
+                for name in ("Docker-Content-Digest",):
+                    if name in upstream.headers:
+                        headers[name] = upstream.headers[name]
+                if url.path.endswith("/tags/list") and upstream.status_code == 200:
+                    query = parse_qs(url.query)
+                    tags = sorted(upstream.json()["tags"])
+                    last = query.get("last", [""])[0]
+                    tags = [t for t in tags if t > last]
+                    n = int(query.get("n", ["100"])[0])
+                    page, more = tags[:n], len(tags) > n
+                    body = json.dumps({"name": url.path[4:-10], "tags": page}).encode()
+                    headers["Content-Type"] = "application/json"
+                    if more:
+                        headers["Link"] = f'<{url.path}?n={n}&last={page[-1]}>; rel="next"'
+                    front.pages_served += 1
+                self.send_response(upstream.status_code)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
