@@ -62,3 +62,5 @@ def image_tag_info(image: str) -> str:
 def image_scan_queued(repo: str) -> str:
     """STRING with a TTL: id of the image scan job waiting in the queue for this repo."""
     return f"pb:repo:{repo}:imagescan"
+
+IMAGES_QUEUE = "pullbridge-images"

@@ -36,7 +36,7 @@ from worker.images.writeback import ImageChange, WriteBack, WriteBackError
 
 log = logging.getLogger("pullbridge.images")
 
-SCAN_QUEUE = keys.SYNC_QUEUE
+SCAN_QUEUE = keys.IMAGES_QUEUE
 SCAN_MARKER_TTL = 3600
 
 

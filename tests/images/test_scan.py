@@ -1,0 +1,223 @@
+"""Image scans end to end up to Git: a real docker-registry, a bare repo on the stack's
+git host, the stack's Redis.  A new tag becomes a write-back commit on the tracked
+branch plus a recorded sync request; humans' commits are never lost."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from rq import Queue
+
+from pullbridge import keys
+from pullbridge.config import parse_config
+from worker.images.scan import scan
+
+DEMO = Path(__file__).resolve().parents[2] / "pullbridge" / "demo" / "manifests"
+OLD, NEW = "develop-v1.8.0", "develop-v1.9.0"
+
+
+def day(n: int) -> datetime:
+    return datetime(2026, 5, n, 12, 0, tzinfo=timezone.utc)
+
+
+def demo_manifest(image: str, annotations: dict[str, str]) -> str:
+    """The demo's fluxdemo Deployment with the flask image on our registry and Flux annotations."""
+    text = (DEMO / "fluxdemo.yaml").read_text()
+    text = text.replace("docker.io/weaveworks/fluxdemo:develop-v1.8.0", image)
+    lines = "".join(f"    {k}: {v}\n" for k, v in annotations.items())
+    return text.replace("  labels:\n    app: fluxdemo\nspec:", f"  annotations:\n{lines}  labels:\n"
+                        "    app: fluxdemo\nspec:", 1)
+
+
+def bare_git(repo, *args: str) -> str:
+    return subprocess.run(["git", "--git-dir", str(repo.bare), *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def make_config(repo, registry, **images):
+    return parse_config({
+        "repos": [{"name": "images-demo", "url": repo.file_url, "branch": repo.branch, "provider": "generic",
+                   "secret_env": "PB_TEST_UNUSED_SECRET",
+                   "images": {"enabled": True, "author_name": "Image Bot",
+                              "author_email": "bot@pullbridge.invalid", **images}}],
+        "images": {"registries": [{"host": registry.host, "insecure": True}]},
+    })
+
+
+@pytest.fixture
+def demo(git_repo, registry, image_name):
+    """A repo holding the demo (fluxdemo on our registry at develop-v1.8.0, glob:develop-v*)."""
+    repo = git_repo("images-demo")
+    image = f"{registry.host}/{image_name}"
+    files = {"namespace.yaml": (DEMO / "namespace.yaml").read_text(),
+             "nginx-conf.yaml": (DEMO / "nginx-conf.yaml").read_text(),
+             "fluxdemo.yaml": demo_manifest(f"{image}:{OLD}", {"flux.weave.works/automated": "'true'",
+                                                               "flux.weave.works/tag.flask": "glob:develop-v*"})}
+    repo.commit_and_push("demo", files)
+    registry.push_image(image_name, OLD, day(1))
+    return repo, image, files
+
+
+def test_new_glob_tag_becomes_a_commit_and_a_sync_request(demo, registry, image_name, redis_conn):
+    repo, image, files = demo
+    registry.push_image(image_name, NEW, day(5))
+    registry.push_image(image_name, "develop-v1.10.0", day(3))   # higher name, older image: not chosen
+    registry.push_image(image_name, "master-4f2a1c", day(9))     # newest, but not develop-v*
+    config = make_config(repo, registry)
+    before = bare_git(repo, "rev-parse", "main").strip()
+
+    result = scan(redis_conn, config, config.repos[0])
+
+    assert [c.describe() for c in result.changes] == [f"my-demo:deployment/fluxdemo container flask: {OLD} -> {NEW}"]
+    assert result.sha == bare_git(repo, "rev-parse", "main").strip()
+    assert bare_git(repo, "rev-parse", f"{result.sha}^").strip() == before
+    after = bare_git(repo, "show", f"{result.sha}:fluxdemo.yaml")
+    assert after.encode() == files["fluxdemo.yaml"].encode().replace(f"{image}:{OLD}".encode(),
+                                                                    f"{image}:{NEW}".encode())
+    assert bare_git(repo, "diff", "--name-only", before, result.sha).split() == ["fluxdemo.yaml"]
+    assert bare_git(repo, "show", "-s", "--format=%an <%ae>|%cn", result.sha).strip() == \
+        "Image Bot <bot@pullbridge.invalid>|Image Bot"
+    subject = bare_git(repo, "show", "-s", "--format=%s", result.sha).strip()
+    assert "fluxdemo" in subject and "flask" in subject and OLD in subject and NEW in subject
+    # the normal sync path gets the commit: wanted sha recorded, one sync job queued
+    assert [m.decode() for m in redis_conn.zrange(keys.wanted("images-demo"), 0, -1)] == [result.sha]
+    job = Queue(keys.SYNC_QUEUE, connection=redis_conn).fetch_job(result.sync_job)
+    assert job.func_name == keys.SYNC_JOB and job.args == ("images-demo",)
+
+    again = scan(redis_conn, config, config.repos[0])
+    assert again.sha is None and again.changes == []
+    assert bare_git(repo, "rev-parse", "main").strip() == result.sha
+
+
+@pytest.mark.parametrize("prefix", ["fluxcd.io/", "flux.weave.works/"])
+def test_semver_policy_on_cronjob_init_container(git_repo, registry, image_name, redis_conn, prefix):
+    repo = git_repo("images-semver")
+    image = f"{registry.host}/{image_name}"
+    cronjob = f"""\
+apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: migrate
+  annotations:
+    {prefix}automated: "true"
+    {prefix}tag.schema: semver:~1.8
+spec:
+  schedule: "*/5 * * * *"   # every five minutes
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          initContainers:
+            - name: schema
+              image: "{image}:1.8.0"
+          containers:
+            - name: run
+              image: busybox:1.36
+"""
+    repo.commit_and_push("cronjob", {"jobs/migrate.yml": cronjob})
+    for tag, when in (("1.8.0", 1), ("1.8.3", 2), ("v1.8.10", 3), ("1.9.0", 4), ("1.8.11-rc.1", 5)):
+        registry.push_image(image_name, tag, day(when))
+    config = make_config(repo, registry)
+    result = scan(redis_conn, config, config.repos[0])
+    assert [(c.container, c.old_tag, c.new_tag) for c in result.changes] == [("schema", "1.8.0", "v1.8.10")]
+    assert bare_git(repo, "show", "main:jobs/migrate.yml") == cronjob.replace(":1.8.0", ":v1.8.10")
+
+
+def test_regex_policy_and_tags_that_do_not_match(demo, registry, image_name, redis_conn):
+    repo, image, files = demo
+    text = files["fluxdemo.yaml"].replace("glob:develop-v*", r"'regex:^develop-v1\.\d+\.0$'")
+    repo.commit_and_push("regex policy", {"fluxdemo.yaml": text})
+    registry.push_image(image_name, "develop-v1.8.1", day(6))     # not x.y.0
+    registry.push_image(image_name, "develop-v2-rc", day(7))      # no match
+    config = make_config(repo, registry)
+    head = bare_git(repo, "rev-parse", "main").strip()
+    none = scan(redis_conn, config, config.repos[0])
+    assert none.sha is None and none.changes == []
+    assert bare_git(repo, "rev-parse", "main").strip() == head
+    assert redis_conn.zcard(keys.wanted("images-demo")) == 0
+
+    registry.push_image(image_name, "develop-v1.11.0", day(8))
+    from worker.images.cache import forget
+    forget(redis_conn, f"{registry.host}/{image_name}")
+    result = scan(redis_conn, config, config.repos[0])
+    assert [(c.old_tag, c.new_tag) for c in result.changes] == [(OLD, "develop-v1.11.0")]
+
+
+def test_locked_workload_is_never_touched(demo, registry, image_name, redis_conn):
+    repo, image, files = demo
+    locked = files["fluxdemo.yaml"].replace("flux.weave.works/automated: 'true'",
+                                            "flux.weave.works/automated: 'true'\n    fluxcd.io/locked: 'true'")
+    other = locked.replace("name: fluxdemo\n  namespace: my-demo", "name: other\n  namespace: my-demo") \
+        .replace("    fluxcd.io/locked: 'true'\n", "")
+    repo.commit_and_push("lock fluxdemo", {"fluxdemo.yaml": locked + "---\n" + other})
+    registry.push_image(image_name, NEW, day(5))
+    config = make_config(repo, registry)
+    result = scan(redis_conn, config, config.repos[0])
+    assert [c.workload for c in result.changes] == ["my-demo:deployment/other"]
+    assert "my-demo:deployment/fluxdemo container flask: locked" in result.skipped
+    text = bare_git(repo, "show", "main:fluxdemo.yaml")
+    first, second = text.split("---\n", 1)
+    assert first == locked and f"{image}:{NEW}" in second
+
+
+def test_dry_run_lists_changes_and_commits_nothing(demo, registry, image_name, redis_conn):
+    repo, image, _ = demo
+    registry.push_image(image_name, NEW, day(5))
+    config = make_config(repo, registry, dry_run=True)
+    head = bare_git(repo, "rev-parse", "main").strip()
+    result = scan(redis_conn, config, config.repos[0])
+    assert result.dry_run and result.sha is None and result.sync_job is None
+    assert [c.as_dict()["new_image"] for c in result.changes] == [f"{image}:{NEW}"]
+    assert bare_git(repo, "rev-parse", "main").strip() == head
+    assert redis_conn.zcard(keys.wanted("images-demo")) == 0
+
+
+def test_suspended_repository_is_not_scanned(demo, registry, image_name, redis_conn):
+    repo, _, _ = demo
+    registry.push_image(image_name, NEW, day(5))
+    redis_conn.hset(keys.state("images-demo"), "suspended", "1")
+    config = make_config(repo, registry)
+    head = bare_git(repo, "rev-parse", "main").strip()
+    result = scan(redis_conn, config, config.repos[0])
+    assert result.sha is None and result.skipped == ["repository is suspended"]
+    assert bare_git(repo, "rev-parse", "main").strip() == head
+
+
+def test_concurrent_human_commit_is_kept_and_the_edit_redone(demo, registry, image_name, redis_conn):
+    repo, image, files = demo
+    registry.push_image(image_name, NEW, day(5))
+    config = make_config(repo, registry)
+    human_text = files["fluxdemo.yaml"].replace("replicas: 1", "replicas: 3  # scaled by a human")
+
+    def human_pushes_first(attempt: int) -> None:
+        if attempt == 1:  # after the write-back read and committed, before it pushes
+            repo.commit_and_push("scale fluxdemo to 3", {"fluxdemo.yaml": human_text,
+                                                          "README.md": "hand-written\n"})
+
+    result = scan(redis_conn, config, config.repos[0], before_push=human_pushes_first)
+    assert result.attempts == 2
+    log = bare_git(repo, "log", "--format=%s", "main").splitlines()
+    assert log[0].startswith("Update image of my-demo:deployment/fluxdemo container flask")
+    assert log[1] == "scale fluxdemo to 3"
+    assert bare_git(repo, "show", "main:fluxdemo.yaml") == human_text.replace(f"{image}:{OLD}", f"{image}:{NEW}")
+    assert bare_git(repo, "show", "main:README.md") == "hand-written\n"
+    assert [m.decode() for m in redis_conn.zrange(keys.wanted("images-demo"), 0, -1)] == [result.sha]
+
+
+def test_human_who_made_the_same_update_wins_without_a_second_commit(demo, registry, image_name, redis_conn):
+    repo, image, files = demo
+    registry.push_image(image_name, NEW, day(5))
+    config = make_config(repo, registry)
+    by_hand = files["fluxdemo.yaml"].replace(f"{image}:{OLD}", f"{image}:{NEW}")
+
+    def human_pushes_first(attempt: int) -> None:
+        if attempt == 1:
+            repo.commit_and_push("bump flask by hand", {"fluxdemo.yaml": by_hand})
+
+    result = scan(redis_conn, config, config.repos[0], before_push=human_pushes_first)
+    assert result.sha is None and result.changes == [] and result.attempts == 2
+    assert bare_git(repo, "log", "--format=%s", "-1", "main").strip() == "bump flask by hand"
