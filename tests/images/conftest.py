@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from tests.images.helpers import DEMO, OLD, day, demo_manifest
 from tests.images.registry_harness import REGISTRY_BIN, Registry, TokenServer
 
 
@@ -50,3 +51,17 @@ def token_registry(tmp_path_factory):
 @pytest.fixture
 def image_name():
     return f"weaveworks/fluxdemo-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def demo(git_repo, registry, image_name):
+    """A repo holding the demo (fluxdemo on our registry at develop-v1.8.0, glob:develop-v*)."""
+    repo = git_repo("images-demo")
+    image = f"{registry.host}/{image_name}"
+    files = {"namespace.yaml": (DEMO / "namespace.yaml").read_text(),
+             "nginx-conf.yaml": (DEMO / "nginx-conf.yaml").read_text(),
+             "fluxdemo.yaml": demo_manifest(f"{image}:{OLD}", {"flux.weave.works/automated": "'true'",
+                                                               "flux.weave.works/tag.flask": "glob:develop-v*"})}
+    repo.commit_and_push("demo", files)
+    registry.push_image(image_name, OLD, day(1))
+    return repo, image, files

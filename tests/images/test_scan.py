@@ -4,62 +4,12 @@ branch plus a recorded sync request; humans' commits are never lost."""
 
 from __future__ import annotations
 
-import subprocess
-from datetime import datetime, timezone
-from pathlib import Path
-
 import pytest
 from rq import Queue
 
 from pullbridge import keys
-from pullbridge.config import parse_config
+from tests.images.helpers import NEW, OLD, bare_git, day, make_config
 from worker.images.scan import scan
-
-DEMO = Path(__file__).resolve().parents[2] / "pullbridge" / "demo" / "manifests"
-OLD, NEW = "develop-v1.8.0", "develop-v1.9.0"
-
-
-def day(n: int) -> datetime:
-    return datetime(2026, 5, n, 12, 0, tzinfo=timezone.utc)
-
-
-def demo_manifest(image: str, annotations: dict[str, str]) -> str:
-    """The demo's fluxdemo Deployment with the flask image on our registry and Flux annotations."""
-    text = (DEMO / "fluxdemo.yaml").read_text()
-    text = text.replace("docker.io/weaveworks/fluxdemo:develop-v1.8.0", image)
-    lines = "".join(f"    {k}: {v}\n" for k, v in annotations.items())
-    return text.replace("  labels:\n    app: fluxdemo\nspec:", f"  annotations:\n{lines}  labels:\n"
-                        "    app: fluxdemo\nspec:", 1)
-
-
-def bare_git(repo, *args: str) -> str:
-    return subprocess.run(["git", "--git-dir", str(repo.bare), *args], check=True, capture_output=True,
-                          text=True).stdout
-
-
-def make_config(repo, registry, **images):
-    return parse_config({
-        "repos": [{"name": "images-demo", "url": repo.file_url, "branch": repo.branch, "provider": "generic",
-                   "secret_env": "PB_TEST_UNUSED_SECRET",
-                   "images": {"enabled": True, "author_name": "Image Bot",
-                              "author_email": "bot@pullbridge.invalid", **images}}],
-        "images": {"registries": [{"host": registry.host, "insecure": True}]},
-    })
-
-
-@pytest.fixture
-def demo(git_repo, registry, image_name):
-    """A repo holding the demo (fluxdemo on our registry at develop-v1.8.0, glob:develop-v*)."""
-    repo = git_repo("images-demo")
-    image = f"{registry.host}/{image_name}"
-    files = {"namespace.yaml": (DEMO / "namespace.yaml").read_text(),
-             "nginx-conf.yaml": (DEMO / "nginx-conf.yaml").read_text(),
-             "fluxdemo.yaml": demo_manifest(f"{image}:{OLD}", {"flux.weave.works/automated": "'true'",
-                                                               "flux.weave.works/tag.flask": "glob:develop-v*"})}
-    repo.commit_and_push("demo", files)
-    registry.push_image(image_name, OLD, day(1))
-    return repo, image, files
-
 
 def test_new_glob_tag_becomes_a_commit_and_a_sync_request(demo, registry, image_name, redis_conn):
     repo, image, files = demo
