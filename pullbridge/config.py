@@ -418,4 +418,15 @@ def check_secrets(config: Config) -> list[tuple[str, str]]:
                 problems.append((f"repos[{i}].secret", f"{repo.secret.describe()} is empty"))
         except ConfigError as exc:
             problems.append((f"repos[{i}].secret", exc.problems[0][1]))
+    for i, hook in enumerate(config.images.hooks):
+        try:
+            if not hook.secret.value():
+                problems.append((f"images.hooks[{i}].secret", f"{hook.secret.describe()} is empty"))
+        except ConfigError as exc:
+            problems.append((f"images.hooks[{i}].secret", exc.problems[0][1]))
+    for i, reg in enumerate(config.images.registries):
+        try:
+            reg.credentials()
+        except ConfigError as exc:
+            problems.append((f"images.registries[{i}]", exc.problems[0][1]))
     return problems

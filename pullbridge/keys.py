@@ -64,3 +64,8 @@ def image_scan_queued(repo: str) -> str:
     return f"pb:repo:{repo}:imagescan"
 
 IMAGES_QUEUE = "pullbridge-images"
+
+
+def image_scan_last(repo: str) -> str:
+    """STRING with a TTL of ``images.interval``: present while the last periodic scan is recent."""
+    return f"pb:repo:{repo}:imagescan:last"

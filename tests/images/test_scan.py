@@ -171,3 +171,32 @@ def test_human_who_made_the_same_update_wins_without_a_second_commit(demo, regis
     result = scan(redis_conn, config, config.repos[0], before_push=human_pushes_first)
     assert result.sha is None and result.changes == [] and result.attempts == 2
     assert bare_git(repo, "log", "--format=%s", "-1", "main").strip() == "bump flask by hand"
+
+
+def test_periodic_requests_respect_the_interval(demo, registry, redis_conn):
+    repo, _, _ = demo
+    from worker.images.scan import request_due_scans
+
+    config = make_config(repo, registry, interval="10m")
+    first = request_due_scans(redis_conn, config)
+    assert list(first) == ["images-demo"]
+    assert request_due_scans(redis_conn, config) == {}
+    assert len(Queue(keys.IMAGES_QUEUE, connection=redis_conn)) == 1
+    assert 0 < redis_conn.ttl(keys.image_scan_last("images-demo")) <= 600
+
+
+def test_cli_dry_run_lists_what_would_change(demo, registry, image_name, redis_conn, tmp_path, monkeypatch, capsys):
+    import json
+
+    from pullbridge.cli import main
+
+    repo, image, _ = demo
+    registry.push_image(image_name, NEW, day(5))
+    config_file = tmp_path / "pullbridge.yaml"
+    config_file.write_text(json.dumps(make_config(repo, registry).model_dump(mode="json", exclude_defaults=True)))
+    head = bare_git(repo, "rev-parse", "main").strip()
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    assert main(["images", "scan", "images-demo", "--dry-run", "--config", str(config_file)]) == 0
+    out = capsys.readouterr().out
+    assert f"would change: my-demo:deployment/fluxdemo container flask: {OLD} -> {NEW} (fluxdemo.yaml)" in out
+    assert bare_git(repo, "rev-parse", "main").strip() == head

@@ -158,6 +158,28 @@ def scan_repo(repo_name: str, reason: str = "interval") -> dict:
     return scan(conn, config, repo).as_dict()
 
 
+def request_due_scans(conn: Redis, config: Config, now: float | None = None) -> dict[str, str]:
+    """For the scheduler (call it every few seconds): queue scans whose ``images.interval`` has passed.
+
+    The last request time per repository is kept in Redis, so several
+    scheduler processes or restarts do not scan more often than the interval.
+    """
+    import time
+
+    now = time.time() if now is None else now
+    queued: dict[str, str] = {}
+    for repo in config.repos:
+        if not repo.images.enabled:
+            continue
+        key = keys.image_scan_last(repo.name)
+        # SET NX with a TTL of the interval: only the first caller per interval wins
+        if conn.set(key, str(now), nx=True, ex=max(1, int(repo.images.interval))):
+            job_id = request_scan(conn, config, repo, reason="interval")
+            if job_id:
+                queued[repo.name] = job_id
+    return queued
+
+
 def request_scan(conn: Redis, config: Config, repo: RepoConfig, *, reason: str) -> str | None:
     """Queue ``scan_repo`` for ``repo`` unless one is already waiting; returns the job id."""
     if not repo.images.enabled:
