@@ -31,9 +31,9 @@ def bare_git(repo, *args: str) -> str:
                           text=True).stdout
 
 
-def make_config(repo, registry, **images):
+def make_config(repo, registry, url: str | None = None, **images):
     return parse_config({
-        "repos": [{"name": "images-demo", "url": repo.file_url, "branch": repo.branch, "provider": "generic",
+        "repos": [{"name": "images-demo", "url": url or repo.file_url, "branch": repo.branch, "provider": "generic",
                    "secret_env": "PB_TEST_UNUSED_SECRET",
                    "images": {"enabled": True, "author_name": "Image Bot",
                               "author_email": "bot@pullbridge.invalid", **images}}],

@@ -137,10 +137,11 @@ def test_suspended_repository_is_not_scanned(demo, registry, image_name, redis_c
     assert bare_git(repo, "rev-parse", "main").strip() == head
 
 
-def test_concurrent_human_commit_is_kept_and_the_edit_redone(demo, registry, image_name, redis_conn):
+@pytest.mark.parametrize("transport", ["file", "smart-http"])
+def test_concurrent_human_commit_is_kept_and_the_edit_redone(demo, registry, image_name, redis_conn, transport):
     repo, image, files = demo
     registry.push_image(image_name, NEW, day(5))
-    config = make_config(repo, registry)
+    config = make_config(repo, registry, url=repo.http_url if transport == "smart-http" else None)
     human_text = files["fluxdemo.yaml"].replace("replicas: 1", "replicas: 3  # scaled by a human")
 
     def human_pushes_first(attempt: int) -> None:
