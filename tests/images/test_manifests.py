@@ -91,3 +91,16 @@ def test_find_containers_walks_the_repo_path_and_reports_bad_files(tmp_path):
     found, problems = find_containers(tmp_path, "deploy")
     assert {c.path for c in found} == {"deploy/nested/all.yml"}
     assert [p for p, _ in problems.files] == ["deploy/broken.yaml"]
+
+
+def test_crlf_file_keeps_every_other_byte(tmp_path):
+    from worker.images.writeback import ImageChange, apply_changes
+
+    crlf = MULTI.replace("\n", "\r\n").encode()
+    (tmp_path / "all.yaml").write_bytes(crlf)
+    found, _ = find_containers(tmp_path)
+    target = next(c for c in found if c.container == "db")
+    change = ImageChange(path="all.yaml", workload=target.workload, container="db", old_image="postgres:16",
+                         new_image="postgres:17", old_tag="16", new_tag="17", target=target)
+    assert apply_changes(tmp_path, [change]) == ["all.yaml"]
+    assert (tmp_path / "all.yaml").read_bytes() == crlf.replace(b"postgres:16", b"postgres:17")

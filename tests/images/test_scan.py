@@ -201,3 +201,16 @@ def test_cli_dry_run_lists_what_would_change(demo, registry, image_name, redis_c
     out = capsys.readouterr().out
     assert f"would change: my-demo:deployment/fluxdemo container flask: {OLD} -> {NEW} (fluxdemo.yaml)" in out
     assert bare_git(repo, "rev-parse", "main").strip() == head
+
+
+def test_a_stale_scan_marker_does_not_block_scans(demo, registry, redis_conn):
+    from worker.images.scan import request_scan
+
+    repo, _, _ = demo
+    config = make_config(repo, registry)
+    first = request_scan(redis_conn, config, config.repos[0], reason="test")
+    assert request_scan(redis_conn, config, config.repos[0], reason="test") == first
+    Queue(keys.IMAGES_QUEUE, connection=redis_conn).fetch_job(first).delete()  # its worker died, say
+    second = request_scan(redis_conn, config, config.repos[0], reason="test")
+    assert second != first and redis_conn.get(keys.image_scan_queued("images-demo")).decode() == second
+    assert Queue(keys.IMAGES_QUEUE, connection=redis_conn).job_ids == [second]

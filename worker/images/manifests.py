@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,21 @@ POD_SPEC_PATHS = {
     "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
 }
 YAML_SUFFIXES = (".yaml", ".yml")
+_LINES = re.compile(r"(?<=\n)")
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines with their endings, split only at '\n' (CRLF kept whole), as YAML counts them."""
+    return [part for part in _LINES.split(text) if part]
+
+
+def read_text(path: Path) -> str:
+    """A file's exact text: no newline translation, so CRLF files stay CRLF."""
+    return path.read_bytes().decode("utf-8")
+
+
+def write_text(path: Path, text: str) -> None:
+    path.write_bytes(text.encode("utf-8"))
 
 
 class EditError(Exception):
@@ -121,7 +137,7 @@ def find_containers(root: Path, subdir: str = ".") -> tuple[list[ContainerImage]
     for file in yaml_files(root, subdir):
         rel = file.relative_to(root.resolve()).as_posix()
         try:
-            found.extend(containers_in_text(file.read_text(), rel))
+            found.extend(containers_in_text(read_text(file), rel))
         except (YAMLError, UnicodeDecodeError, ValueError) as exc:
             problems.files.append((rel, f"{type(exc).__name__}: {str(exc)[:200]}"))
     return found, problems
@@ -133,7 +149,7 @@ def replace_image(text: str, target: ContainerImage, new_image: str) -> str:
     Raises EditError when the file no longer holds ``target.image`` at that
     spot or the result would differ anywhere else.
     """
-    lines = text.splitlines(keepends=True)
+    lines = split_lines(text)
     if target.line >= len(lines):
         raise EditError(f"{target.path}: line {target.line + 1} is gone")
     line = lines[target.line]
@@ -156,7 +172,7 @@ def replace_image(text: str, target: ContainerImage, new_image: str) -> str:
 
 def verify_single_change(old: str, new: str, target: ContainerImage, new_image: str) -> None:
     """Exactly one line differs, and re-reading finds the new image where the old one was."""
-    changed = [tag for tag in difflib.SequenceMatcher(a=old.splitlines(True), b=new.splitlines(True),
+    changed = [tag for tag in difflib.SequenceMatcher(a=split_lines(old), b=split_lines(new),
                                                        autojunk=False).get_opcodes() if tag[0] != "equal"]
     if len(changed) != 1 or changed[0][0] != "replace" or changed[0][1:3] != (target.line, target.line + 1) \
             or changed[0][3:5] != (target.line, target.line + 1):

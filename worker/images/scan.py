@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from redis import Redis
+from redis import Redis, WatchError
 from rq import Queue
 
 from pullbridge import keys
@@ -38,6 +38,7 @@ log = logging.getLogger("pullbridge.images")
 
 SCAN_QUEUE = keys.IMAGES_QUEUE
 SCAN_MARKER_TTL = 3600
+WAITING = ("queued", "deferred", "scheduled")
 
 
 def default_git_env(repo: RepoConfig) -> dict[str, str]:
@@ -181,20 +182,35 @@ def request_due_scans(conn: Redis, config: Config, now: float | None = None) -> 
 
 
 def request_scan(conn: Redis, config: Config, repo: RepoConfig, *, reason: str) -> str | None:
-    """Queue ``scan_repo`` for ``repo`` unless one is already waiting; returns the job id."""
+    """Queue ``scan_repo`` for ``repo`` unless one is already waiting; returns the job id.
+
+    One transaction, like ``request_sync``: the marker and the job are written
+    together.  A marker whose job no longer waits (a worker died before
+    clearing it) is replaced instead of blocking scans until it expires.
+    """
     if not repo.images.enabled:
         return None
     marker = keys.image_scan_queued(repo.name)
-    job_id = f"imagescan-{repo.name}-{uuid.uuid4().hex[:12]}"
-    if not conn.set(marker, job_id, nx=True, ex=SCAN_MARKER_TTL):
-        existing = conn.get(marker)
-        return existing.decode() if existing else None
-    try:
-        Queue(SCAN_QUEUE, connection=conn).enqueue_call(
-            keys.IMAGE_SCAN_JOB, args=(repo.name,), kwargs={"reason": reason}, job_id=job_id,
-            timeout=int(config.repo_jobs(repo).job_timeout), description=f"image scan {repo.name} ({reason})",
-            meta={"repo": repo.name, "reason": reason}, result_ttl=86400, failure_ttl=7 * 86400)
-    except Exception:
-        conn.delete(marker)
-        raise
-    return job_id
+    queue = Queue(SCAN_QUEUE, connection=conn)
+    with conn.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(marker)
+                existing = pipe.get(marker)
+                if existing:
+                    job = queue.fetch_job(existing.decode())
+                    if job is not None and job.get_status() in WAITING:
+                        pipe.unwatch()
+                        return existing.decode()
+                job_id = f"imagescan-{repo.name}-{uuid.uuid4().hex[:12]}"
+                pipe.multi()
+                queue.enqueue_call(
+                    keys.IMAGE_SCAN_JOB, args=(repo.name,), kwargs={"reason": reason}, job_id=job_id,
+                    timeout=int(config.repo_jobs(repo).job_timeout),
+                    description=f"image scan {repo.name} ({reason})", meta={"repo": repo.name, "reason": reason},
+                    result_ttl=86400, failure_ttl=7 * 86400, pipeline=pipe)
+                pipe.set(marker, job_id, ex=SCAN_MARKER_TTL)
+                pipe.execute()
+                return job_id
+            except WatchError:
+                continue

@@ -24,7 +24,7 @@ from pathlib import Path
 import git
 from git import Actor
 
-from worker.images.manifests import ContainerImage, EditError, replace_image
+from worker.images.manifests import ContainerImage, EditError, read_text, replace_image, write_text
 
 REJECTED_MARKERS = ("[rejected]", "non-fast-forward", "fetch first", "[remote rejected]",
                     "stale info", "failed to update ref", "cannot lock ref")
@@ -87,10 +87,10 @@ def apply_changes(root: Path, changes: list[ImageChange]) -> list[str]:
     for change in changes:
         text = texts.get(change.path)
         if text is None:
-            text = (root / change.path).read_text()
+            text = read_text(root / change.path)
         texts[change.path] = replace_image(text, change.target, change.new_image)
     for path, text in texts.items():
-        (root / path).write_text(text)
+        write_text(root / path, text)
     return sorted(texts)
 
 
