@@ -69,3 +69,8 @@ IMAGES_QUEUE = "pullbridge-images"
 def image_scan_last(repo: str) -> str:
     """STRING with a TTL of ``images.interval``: present while the last periodic scan is recent."""
     return f"pb:repo:{repo}:imagescan:last"
+
+
+def image_digest_created(image: str) -> str:
+    """HASH: manifest digest -> creation time (RFC 3339, '' when unknown) for ``host/name``."""
+    return f"pb:img:{image}:created"

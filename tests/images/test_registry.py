@@ -101,7 +101,8 @@ def test_bearer_token_handshake(token_registry, image_name, monkeypatch):
     server.requests.clear()
     client = RegistryClient(token_registry.host, _settings_with_credentials(monkeypatch, token_registry, "TOK"))
     assert client.list_tags(image_name) == ["v1"]
-    assert client.tag_info(image_name, "v1").created == CREATED
+    info = client.tag_info(image_name, "v1")
+    assert info.created == CREATED and client.digest(image_name, "v1") == info.digest
     # one token for the repository's pull scope, reused for the tag list, manifest and blob
     assert len(server.requests) == 1 and server.requests[0]["authorized"]
     assert server.requests[0]["query"]["scope"] == [f"repository:{image_name}:pull"]
@@ -118,10 +119,13 @@ def test_cache_keeps_answers_until_forgotten(registry, image_name, redis_conn):
     ref = ImageRef.parse(f"{registry.host}/{image_name}:v1")
     first = CachedRegistries(redis_conn, settings)
     assert first.tags(ref) == ["v1"] and first.created(ref, "v1") == CREATED
-    assert first.reads == 3
+    assert first.reads == 4  # tag list, HEAD, manifest, config blob
     registry.push_image(image_name, "v2", CREATED)
     second = CachedRegistries(redis_conn, settings)
     assert second.tags(ref) == ["v1"] and second.created(ref, "v1") == CREATED and second.reads == 0
     assert 0 < redis_conn.ttl(f"pb:img:{ref.repository}:tags") <= 300
     forget(redis_conn, ref.repository)
-    assert sorted(CachedRegistries(redis_conn, settings).tags(ref)) == ["v1", "v2"]
+    third = CachedRegistries(redis_conn, settings)
+    assert sorted(third.tags(ref)) == ["v1", "v2"]
+    assert third.created(ref, "v1") == CREATED and third.reads == 2  # tag list + HEAD: digest known
+    assert third.created(ref, "v2") == CREATED and third.reads == 5

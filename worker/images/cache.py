@@ -3,9 +3,11 @@
 Why it exists: a scan runs every few minutes for every automated container,
 and a registry webhook triggers more; without a cache each scan would list
 every tag and read two documents per matching tag.  Tag lists and tag ->
-(digest, created) answers are kept for ``images.cache_ttl``; a registry
-notification for an image drops that image's entries so the next scan sees
-the new tag at once.
+(digest, created) answers are kept for ``images.cache_ttl``, and digest ->
+created for a week (a digest's content never changes, so after the TTL one
+HEAD request per tag tells whether it still points at a known image).  A
+registry notification for an image drops its tag entries so the next scan
+sees the new tag at once.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from redis import Redis
 from pullbridge import keys
 from pullbridge.config import ImagesSettings
 from worker.images.registry import ImageRef, RegistryClient, TagInfo, parse_created
+
+DIGEST_TTL = 7 * 86400  # a digest's creation time never changes; kept while it is being read
 
 
 class CachedRegistries:
@@ -52,23 +56,42 @@ class CachedRegistries:
         return self.tag_info(ref, tag).created
 
     def tag_info(self, ref: ImageRef, tag: str) -> TagInfo:
+        """Digest and creation time of ``ref``'s ``tag``.
+
+        Cached per tag for ``cache_ttl``; once that expires a HEAD request
+        gives the digest, and an unchanged digest is answered from the
+        per-digest cache (a digest's content never changes) without reading
+        the manifest and config blob again.
+        """
         key = keys.image_tag_info(ref.repository)
         if self.conn is not None:
             cached = self.conn.hget(key, tag)
             if cached is not None:
                 data = json.loads(cached)
                 return TagInfo(digest=data["digest"], created=parse_created(data.get("created")))
-        self.reads += 2
-        info = self.client(ref.host).tag_info(ref.name, tag)
+        client = self.client(ref.host)
+        info = None
         if self.conn is not None:
-            created = info.created.isoformat().replace("+00:00", "Z") if info.created else None
+            self.reads += 1
+            digest = client.digest(ref.name, tag)
+            known = self.conn.hget(keys.image_digest_created(ref.repository), digest) if digest else None
+            if known is not None:
+                info = TagInfo(digest=digest, created=parse_created(known.decode() or None))
+        if info is None:
+            self.reads += 2
+            info = client.tag_info(ref.name, tag)
+        if self.conn is not None:
+            created = info.created.isoformat().replace("+00:00", "Z") if info.created else ""
+            digests = keys.image_digest_created(ref.repository)
             with self.conn.pipeline() as pipe:
-                pipe.hset(key, tag, json.dumps({"digest": info.digest, "created": created}))
+                pipe.hset(key, tag, json.dumps({"digest": info.digest, "created": created or None}))
                 pipe.expire(key, self.ttl, nx=True)
+                pipe.hset(digests, info.digest, created)
+                pipe.expire(digests, DIGEST_TTL)
                 pipe.execute()
         return info
 
 
 def forget(conn: Redis, repository: str) -> None:
-    """Drop what is cached for ``host/name`` (a registry said it changed)."""
+    """Drop what is cached for ``host/name`` (a registry said it changed); digests stay valid."""
     conn.delete(keys.image_tags(repository), keys.image_tag_info(repository))

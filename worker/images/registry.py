@@ -188,15 +188,16 @@ class RegistryClient:
         self._tokens[scope] = (token, time.monotonic() + max(expires_in - 10, 5))
 
     def get(self, path_or_url: str, scope: str, *, headers: dict | None = None,
-            params: dict | None = None) -> requests.Response:
-        """GET with auth; follows one challenge round trip. Raises RegistryError on failure."""
+            params: dict | None = None, method: str = "GET") -> requests.Response:
+        """GET (or HEAD) with auth; follows one challenge round trip. Raises RegistryError on failure."""
         url = path_or_url if path_or_url.startswith(("http://", "https://")) else self.base + path_or_url
         for attempt in range(2):
             hdrs = dict(headers or {})
             hdrs.update(self._authorize(scope))
             auth = self._credentials() if self._basic else None
             try:
-                resp = self.session.get(url, headers=hdrs, params=params, auth=auth, timeout=TIMEOUT)
+                resp = self.session.request(method, url, headers=hdrs, params=params, auth=auth,
+                                            timeout=TIMEOUT, allow_redirects=True)
             except requests.RequestException as exc:
                 raise RegistryError(f"{self.host}: {type(exc).__name__} reading {_short(url)}") from None
             if resp.status_code != 401 or attempt:
@@ -251,6 +252,12 @@ class RegistryClient:
             _, inner = self.manifest(name, chosen)
             return digest, inner
         return digest, body
+
+    def digest(self, name: str, tag: str) -> str | None:
+        """The tag's manifest digest from a HEAD request (Docker Hub does not count HEADs as pulls)."""
+        resp = self.get(f"/v2/{name}/manifests/{tag}", f"repository:{name}:pull",
+                        headers={"Accept": MANIFEST_ACCEPT}, method="HEAD")
+        return resp.headers.get("Docker-Content-Digest")
 
     def tag_info(self, name: str, tag: str) -> TagInfo:
         """The tag's manifest digest and its image's creation time (config blob ``created``)."""
