@@ -60,8 +60,25 @@ def demo(git_repo, registry, image_name):
     image = f"{registry.host}/{image_name}"
     files = {"namespace.yaml": (DEMO / "namespace.yaml").read_text(),
              "nginx-conf.yaml": (DEMO / "nginx-conf.yaml").read_text(),
-             "fluxdemo.yaml": demo_manifest(f"{image}:{OLD}", {"flux.weave.works/automated": "'true'",
-                                                               "flux.weave.works/tag.flask": "glob:develop-v*"})}
+             "fluxdemo.yaml": demo_manifest(f"{image}:{OLD}", f"{image}-nginx:1.27",
+                                            {"flux.weave.works/automated": "'true'",
+                                             "flux.weave.works/tag.flask": "glob:develop-v*"})}
     repo.commit_and_push("demo", files)
     registry.push_image(image_name, OLD, day(1))
+    registry.push_image(f"{image_name}-nginx", "1.27", day(1))
     return repo, image, files
+
+
+@pytest.fixture(autouse=True)
+def only_loopback_registries(monkeypatch):
+    """Fail a test that would make the registry client reach beyond this machine."""
+    from worker.images.registry import RegistryClient
+
+    real_get = RegistryClient.get
+
+    def guarded(self, path_or_url, scope, **kw):
+        url = path_or_url if path_or_url.startswith(("http://", "https://")) else self.base + path_or_url
+        assert url.startswith("http://127.0.0.1:"), f"test tried to reach {url.split('/')[2]}"
+        return real_get(self, path_or_url, scope, **kw)
+
+    monkeypatch.setattr(RegistryClient, "get", guarded)

@@ -17,10 +17,16 @@ def day(n: int) -> datetime:
     return datetime(2026, 5, n, 12, 0, tzinfo=timezone.utc)
 
 
-def demo_manifest(image: str, annotations: dict[str, str]) -> str:
-    """The demo's fluxdemo Deployment with the flask image on our registry and Flux annotations."""
+def demo_manifest(image: str, nginx_image: str, annotations: dict[str, str]) -> str:
+    """The demo's fluxdemo Deployment with both images on our registry and Flux annotations.
+
+    Both containers move to the loopback registry: an automated workload's
+    containers without a tag filter follow ``glob:*`` (as in Flux v1), and
+    tests must never reach a public registry.
+    """
     text = (DEMO / "fluxdemo.yaml").read_text()
     text = text.replace("docker.io/weaveworks/fluxdemo:develop-v1.8.0", image)
+    text = text.replace("image: nginx:1.27", f"image: {nginx_image}")
     lines = "".join(f"    {k}: {v}\n" for k, v in annotations.items())
     return text.replace("  labels:\n    app: fluxdemo\nspec:", f"  annotations:\n{lines}  labels:\n"
                         "    app: fluxdemo\nspec:", 1)

@@ -21,6 +21,7 @@ def test_new_glob_tag_becomes_a_commit_and_a_sync_request(demo, registry, image_
 
     result = scan(redis_conn, config, config.repos[0])
 
+    assert result.errors == [] and result.skipped == []
     assert [c.describe() for c in result.changes] == [f"my-demo:deployment/fluxdemo container flask: {OLD} -> {NEW}"]
     assert result.sha == bare_git(repo, "rev-parse", "main").strip()
     assert bare_git(repo, "rev-parse", f"{result.sha}^").strip() == before
@@ -66,13 +67,15 @@ spec:
               image: "{image}:1.8.0"
           containers:
             - name: run
-              image: busybox:1.36
+              image: {image}-busybox:1.36
 """
     repo.commit_and_push("cronjob", {"jobs/migrate.yml": cronjob})
+    registry.push_image(f"{image_name}-busybox", "1.36", day(1))
     for tag, when in (("1.8.0", 1), ("1.8.3", 2), ("v1.8.10", 3), ("1.9.0", 4), ("1.8.11-rc.1", 5)):
         registry.push_image(image_name, tag, day(when))
     config = make_config(repo, registry)
     result = scan(redis_conn, config, config.repos[0])
+    assert result.errors == []
     assert [(c.container, c.old_tag, c.new_tag) for c in result.changes] == [("schema", "1.8.0", "v1.8.10")]
     assert bare_git(repo, "show", "main:jobs/migrate.yml") == cronjob.replace(":1.8.0", ":v1.8.10")
 

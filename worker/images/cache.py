@@ -33,6 +33,8 @@ class CachedRegistries:
         self.session = session
         self.ttl = max(1, int(settings.cache_ttl))
         self._clients: dict[str, RegistryClient] = {}
+        self._tags: dict[str, list[str]] = {}              # per scan, also without Redis
+        self._infos: dict[tuple[str, str], TagInfo] = {}
         self.reads = 0  # registry round trips made (not counting auth), for tests and logs
 
     def client(self, host: str) -> RegistryClient:
@@ -41,6 +43,11 @@ class CachedRegistries:
         return self._clients[host]
 
     def tags(self, ref: ImageRef) -> list[str]:
+        if ref.repository not in self._tags:
+            self._tags[ref.repository] = self._read_tags(ref)
+        return self._tags[ref.repository]
+
+    def _read_tags(self, ref: ImageRef) -> list[str]:
         key = keys.image_tags(ref.repository)
         if self.conn is not None:
             cached = self.conn.get(key)
@@ -56,6 +63,11 @@ class CachedRegistries:
         return self.tag_info(ref, tag).created
 
     def tag_info(self, ref: ImageRef, tag: str) -> TagInfo:
+        if (ref.repository, tag) not in self._infos:
+            self._infos[(ref.repository, tag)] = self._read_tag_info(ref, tag)
+        return self._infos[(ref.repository, tag)]
+
+    def _read_tag_info(self, ref: ImageRef, tag: str) -> TagInfo:
         """Digest and creation time of ``ref``'s ``tag``.
 
         Cached per tag for ``cache_ttl``; once that expires a HEAD request
