@@ -32,6 +32,9 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 
 def free_port() -> int:
@@ -242,7 +245,7 @@ class Registry:
         return manifest, json.dumps(manifest).encode()
 
     def push_image(self, name: str, tag: str, created: datetime | str | None, *,
-                   index: bool = False) -> str:
+                   index: bool = False, docker: bool = False) -> str:
         """Push a tiny image under ``name:tag`` whose config says ``created``; returns its digest.
 
         ``index=True`` pushes an OCI image index instead: an arm64 image created
@@ -251,6 +254,10 @@ class Registry:
         if isinstance(created, datetime):
             created = created.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         manifest, body = self._image(name, created, "amd64")
+        if docker:  # Docker image manifest v2 schema 2 instead of OCI
+            manifest = dict(manifest, mediaType=DOCKER_MANIFEST, config=dict(manifest["config"], mediaType=DOCKER_CONFIG),
+                            layers=[dict(layer, mediaType=DOCKER_LAYER) for layer in manifest["layers"]])
+            return self.put_manifest(name, tag, manifest, DOCKER_MANIFEST)
         if not index:
             return self.put_manifest(name, tag, manifest, OCI_MANIFEST)
         entries = []

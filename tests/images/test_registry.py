@@ -65,6 +65,14 @@ def test_index_resolves_to_linux_amd64_and_its_created_time(registry, image_name
     assert info.created == CREATED  # the arm64 entry (listed first) was created in 2099
 
 
+def test_docker_schema2_manifest(registry, image_name):
+    registry.push_image(image_name, "docker", CREATED, docker=True)
+    client = RegistryClient(registry.host, RegistryConfig(host=registry.host, insecure=True))
+    digest, manifest = client.manifest(image_name, "docker")
+    assert manifest["mediaType"] == registry_mod.DOCKER_MANIFEST and digest.startswith("sha256:")
+    assert client.tag_info(image_name, "docker").created == CREATED
+
+
 def test_missing_repository_is_an_error(registry):
     client = RegistryClient(registry.host, RegistryConfig(host=registry.host, insecure=True))
     with pytest.raises(RegistryError) as err:

@@ -91,6 +91,8 @@ def test_secret_forms_and_refusals(client, redis_conn):
     assert bad.status_code == 400 and SECRET not in bad.get_data(as_text=True)
     quiet = client.post(url, data=b'{"events": []}', headers={**ctype, "Authorization": SECRET})
     assert quiet.status_code == 200 and quiet.json["accepted"] is False
+    huge = client.post(url, data=b" " * (3 * 1024 * 1024 + 1), headers={**ctype, "Authorization": SECRET})
+    assert huge.status_code == 413
 
 
 def test_registry_notification_triggers_a_scan_that_commits(demo, registry, image_name, redis_conn,

@@ -217,3 +217,21 @@ def test_a_stale_scan_marker_does_not_block_scans(demo, registry, redis_conn):
     second = request_scan(redis_conn, config, config.repos[0], reason="test")
     assert second != first and redis_conn.get(keys.image_scan_queued("images-demo")).decode() == second
     assert Queue(keys.IMAGES_QUEUE, connection=redis_conn).job_ids == [second]
+
+
+def test_push_attempts_are_bounded_and_every_human_commit_kept(demo, registry, image_name, redis_conn):
+    from worker.images.writeback import WriteBackError
+
+    repo, image, files = demo
+    registry.push_image(image_name, NEW, day(5))
+    config = make_config(repo, registry, push_attempts=3)
+
+    def human_always_first(attempt: int) -> None:
+        repo.commit_and_push(f"human {attempt}", {f"notes/{attempt}.txt": "x\n"})
+
+    with pytest.raises(WriteBackError) as err:
+        scan(redis_conn, config, config.repos[0], before_push=human_always_first)
+    assert "after 3 attempts" in str(err.value) and err.value.temporary
+    assert bare_git(repo, "log", "--format=%s", "main").splitlines()[:3] == ["human 3", "human 2", "human 1"]
+    assert f"{image}:{OLD}" in bare_git(repo, "show", "main:fluxdemo.yaml")
+    assert redis_conn.zcard(keys.wanted("images-demo")) == 0
