@@ -137,3 +137,8 @@ def test_cache_keeps_answers_until_forgotten(registry, image_name, redis_conn):
     assert sorted(third.tags(ref)) == ["v1", "v2"]
     assert third.created(ref, "v1") == CREATED and third.reads == 2  # tag list + HEAD: digest known
     assert third.created(ref, "v2") == CREATED and third.reads == 5
+    # a notified scan re-lists tags and re-checks digests even before the TTL ran out
+    registry.push_image(image_name, "v3", CREATED)
+    fresh = CachedRegistries(redis_conn, settings, fresh=True)
+    assert sorted(fresh.tags(ref)) == ["v1", "v2", "v3"] and fresh.created(ref, "v1") == CREATED
+    assert fresh.reads == 2

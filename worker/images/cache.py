@@ -27,8 +27,9 @@ DIGEST_TTL = 7 * 86400  # a digest's creation time never changes; kept while it 
 class CachedRegistries:
     """Registry reads for any host, through one client per host and a Redis cache."""
 
-    def __init__(self, conn: Redis | None, settings: ImagesSettings, session=None):
+    def __init__(self, conn: Redis | None, settings: ImagesSettings, session=None, fresh: bool = False):
         self.conn = conn
+        self.fresh = fresh  # re-list tags and re-check digests (a registry said something changed)
         self.settings = settings
         self.session = session
         self.ttl = max(1, int(settings.cache_ttl))
@@ -49,7 +50,7 @@ class CachedRegistries:
 
     def _read_tags(self, ref: ImageRef) -> list[str]:
         key = keys.image_tags(ref.repository)
-        if self.conn is not None:
+        if self.conn is not None and not self.fresh:
             cached = self.conn.get(key)
             if cached is not None:
                 return json.loads(cached)
@@ -76,7 +77,7 @@ class CachedRegistries:
         the manifest and config blob again.
         """
         key = keys.image_tag_info(ref.repository)
-        if self.conn is not None:
+        if self.conn is not None and not self.fresh:
             cached = self.conn.hget(key, tag)
             if cached is not None:
                 data = json.loads(cached)

@@ -119,15 +119,18 @@ def make_plan(repo: RepoConfig, registries: CachedRegistries, result: ScanResult
 def scan(conn: Redis | None, config: Config, repo: RepoConfig, *,
          registries: CachedRegistries | None = None, dry_run: bool | None = None,
          git_env: Callable[[RepoConfig], dict[str, str]] = default_git_env,
-         before_push: Callable[[int], None] | None = None) -> ScanResult:
-    """Scan one repository and write back what changed; then ask for a sync of that commit."""
+         before_push: Callable[[int], None] | None = None, fresh: bool = False) -> ScanResult:
+    """Scan one repository and write back what changed; then ask for a sync of that commit.
+
+    ``fresh``: bypass cached tag lists and tag digests (kept: digest -> created).
+    """
     settings = repo.images
     dry = settings.dry_run if dry_run is None else dry_run
     result = ScanResult(repo=repo.name, dry_run=dry)
     if is_suspended(conn, repo.name):
         result.skipped.append("repository is suspended")
         return result
-    registries = registries or CachedRegistries(conn, config.images)
+    registries = registries or CachedRegistries(conn, config.images, fresh=fresh)
     writer = WriteBack(repo.url, repo.branch, author_name=settings.author_name,
                        author_email=settings.author_email, attempts=settings.push_attempts,
                        git_env=git_env(repo))
@@ -156,7 +159,8 @@ def scan_repo(repo_name: str, reason: str = "interval") -> dict:
             conn.delete(marker)
     if not repo.images.enabled:
         return ScanResult(repo=repo_name, skipped=["image automation is not enabled"]).as_dict()
-    return scan(conn, config, repo).as_dict()
+    log.info("image scan %s (%s)", repo_name, reason)
+    return scan(conn, config, repo, fresh=reason != "interval").as_dict()
 
 
 def request_due_scans(conn: Redis, config: Config, now: float | None = None) -> dict[str, str]:
