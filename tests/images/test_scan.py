@@ -8,6 +8,7 @@ import pytest
 from rq import Queue
 
 from pullbridge import keys
+from pullbridge.config import parse_config
 from tests.images.helpers import NEW, OLD, bare_git, day, make_config
 from worker.images.scan import scan
 
@@ -235,3 +236,14 @@ def test_push_attempts_are_bounded_and_every_human_commit_kept(demo, registry, i
     assert bare_git(repo, "log", "--format=%s", "main").splitlines()[:3] == ["human 3", "human 2", "human 1"]
     assert f"{image}:{OLD}" in bare_git(repo, "show", "main:fluxdemo.yaml")
     assert redis_conn.zcard(keys.wanted("images-demo")) == 0
+
+
+def test_git_errors_never_show_url_credentials(registry, redis_conn, stack):
+    from worker.images.writeback import WriteBackError
+
+    url = f"{stack.git_http_url.replace('http://', 'http://bot:hunter2@')}/no-such-repo.git"
+    config = parse_config({"repos": [{"name": "images-demo", "url": url, "provider": "generic",
+                                      "secret_env": "PB_TEST_UNUSED_SECRET", "images": {"enabled": True}}]})
+    with pytest.raises(WriteBackError) as err:
+        scan(redis_conn, config, config.repos[0])
+    assert "hunter2" not in str(err.value) and "cannot clone" in str(err.value)

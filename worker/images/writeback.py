@@ -15,6 +15,7 @@ settings (SSH keys come from the deploy keys work).
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -95,7 +96,8 @@ def apply_changes(root: Path, changes: list[ImageChange]) -> list[str]:
 
 
 def _cut(text: str) -> str:
-    text = " ".join(str(text).split())
+    """One line, at most MAX_DETAIL characters, credentials in URLs masked."""
+    text = re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", " ".join(str(text).split()))
     return text if len(text) <= MAX_DETAIL else text[:MAX_DETAIL - 3] + "..."
 
 
