@@ -30,6 +30,7 @@ from worker.images.manifests import ContainerImage, EditError, read_text, replac
 REJECTED_MARKERS = ("[rejected]", "non-fast-forward", "fetch first", "[remote rejected]",
                     "stale info", "failed to update ref", "cannot lock ref")
 MAX_DETAIL = 300
+CLONE_DEPTH = 1  # only the head's tree is edited; the server has the history
 
 
 class WriteBackError(Exception):
@@ -135,7 +136,7 @@ class WriteBack:
              before_push: Callable[[int], None] | None) -> WriteBackResult:
         try:
             repo = git.Repo.clone_from(self.url, path, branch=self.branch, env=self.env,
-                                       single_branch=True)
+                                       single_branch=True, depth=CLONE_DEPTH)
         except git.GitCommandError as exc:
             raise WriteBackError(f"cannot clone branch {self.branch}: {_cut(exc.stderr)}") from None
         repo.git.update_environment(**self.env)
@@ -161,7 +162,8 @@ class WriteBack:
                     if not _is_rejection(exc):
                         raise WriteBackError(f"push to {self.branch} failed: {_cut(exc.stderr)}") from None
                 try:
-                    repo.git.fetch("origin", f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}")
+                    repo.git.fetch(f"--depth={CLONE_DEPTH}", "origin",
+                                   f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}")
                     repo.git.reset("--hard", f"origin/{self.branch}")
                 except git.GitCommandError as exc:
                     raise WriteBackError(f"fetch after a rejected push failed: {_cut(exc.stderr)}") from None
