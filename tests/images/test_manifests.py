@@ -3,6 +3,7 @@
 import difflib
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from worker.images.manifests import EditError, containers_in_text, find_containers, replace_image
 
@@ -104,3 +105,24 @@ def test_crlf_file_keeps_every_other_byte(tmp_path):
                          new_image="postgres:17", old_tag="16", new_tag="17", target=target)
     assert apply_changes(tmp_path, [change]) == ["all.yaml"]
     assert (tmp_path / "all.yaml").read_bytes() == crlf.replace(b"postgres:16", b"postgres:17")
+
+
+_name = st.from_regex(r"[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}", fullmatch=True)
+_tag = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(host=st.sampled_from(["", "127.0.0.1:5000/", "ghcr.io/"]), name=_name, old=_tag, new=_tag,
+       quote=st.sampled_from(["", "'", '"']), indent=st.sampled_from([2, 4]),
+       comment=st.sampled_from(["", "   # pinned?", " #x"]), crlf=st.booleans())
+def test_any_reference_style_changes_only_its_characters(host, name, old, new, quote, indent, comment, crlf):
+    pad = " " * indent
+    old_image, new_image = f"{host}{name}:{old}", f"{host}{name}:{new}"
+    text = (f"kind: DaemonSet  # agent\nmetadata:\n{pad}name: agent\nspec:\n{pad}template:\n"
+            f"{pad * 2}spec:\n{pad * 3}containers:\n{pad * 3}- name: a\n"
+            f"{pad * 3}  image: {quote}{old_image}{quote}{comment}\n")
+    if crlf:
+        text = text.replace("\n", "\r\n")
+    (target,) = containers_in_text(text, "ds.yaml")
+    edited = replace_image(text, target, new_image)
+    assert edited == text.replace(f"image: {quote}{old_image}{quote}", f"image: {quote}{new_image}{quote}")

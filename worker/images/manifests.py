@@ -149,6 +149,8 @@ def replace_image(text: str, target: ContainerImage, new_image: str) -> str:
     Raises EditError when the file no longer holds ``target.image`` at that
     spot or the result would differ anywhere else.
     """
+    if new_image == target.image:
+        return text
     lines = split_lines(text)
     if target.line >= len(lines):
         raise EditError(f"{target.path}: line {target.line + 1} is gone")
