@@ -170,6 +170,9 @@ class RegistryClient:
         query = {k: v for k, v in (("service", params.get("service")),
                                    ("scope", params.get("scope") or scope)) if v}
         creds = self._credentials()
+        if creds and realm.startswith("http://") and not (self.settings and self.settings.insecure):
+            raise RegistryError(f"{self.host}: refusing to send credentials to a plain-http token realm",
+                                temporary=False)
         try:
             resp = self.session.get(realm, params=query, auth=creds, timeout=TIMEOUT)
         except requests.RequestException as exc:
