@@ -239,3 +239,11 @@ def notify_redis(request):
 def run_status_worker(conn) -> None:
     """Run a real RQ worker over the status queue until it is empty."""
     SimpleWorker([Queue(keys.STATUS_QUEUE, connection=conn)], connection=conn).work(burst=True)
+
+
+def dead_redis() -> redis.Redis:
+    """A client for a port nobody listens on, failing fast (no client-side retries)."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis(port=free_port(), socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))

@@ -237,7 +237,6 @@ def test_unknown_state_is_refused(setup):
 
 def test_redis_down_does_not_raise_into_the_sync(setup):
     hosts, conn, config = setup
-    import redis as redis_lib
-    from tests.notify_support import free_port
-    dead = redis_lib.Redis(port=free_port(), socket_connect_timeout=0.5)
+    from tests.notify_support import dead_redis
+    dead = dead_redis()
     assert enqueue_status(dead, config, config.repo("gh"), SHA, "pending", "queued") is None
