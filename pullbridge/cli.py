@@ -18,6 +18,7 @@ from pullbridge import __version__
 COMMAND_MODULES = [
     "stack",
     "config",
+    "demo",
 ]
 
 EXIT_OK, EXIT_NEGATIVE, EXIT_ERROR = 0, 1, 2
