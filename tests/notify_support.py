@@ -8,17 +8,15 @@ and name (posting ``running`` twice is GitLab's 400 "Cannot transition
 status via :run from :running").  Tests can queue canned answers
 (``script``) to prove retries: 500, 409, 429 with Retry-After.
 
-``notify_redis`` uses the stack's ``redis_conn`` fixture when tests/conftest.py
-provides it, and otherwise a throwaway redis-server of its own.
+Redis is the stack's (tests/conftest.py ``redis_conn``: this process's own
+flushed DB); ``dead_redis`` is a client for a port nobody listens on.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -199,41 +197,6 @@ def fake_hosts():
     hosts = FakeHosts()
     yield hosts
     hosts.close()
-
-
-@pytest.fixture(scope="session")
-def _own_redis_url(tmp_path_factory):
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server not installed")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(workdir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    for _ in range(200):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield url
-    proc.terminate()
-    proc.wait()
-
-
-@pytest.fixture
-def notify_redis(request):
-    """The stack's flushed ``redis_conn`` when available, else a throwaway redis-server."""
-    try:
-        return request.getfixturevalue("redis_conn")
-    except pytest.FixtureLookupError:
-        pass
-    conn = redis.Redis.from_url(request.getfixturevalue("_own_redis_url"))
-    conn.flushdb()
-    return conn
 
 
 def run_status_worker(conn) -> None:

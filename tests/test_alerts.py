@@ -12,13 +12,12 @@ from rq.registry import FailedJobRegistry
 
 from pullbridge import keys
 from pullbridge.config import parse_config
-from tests.notify_support import (fake_hosts, notify_redis, _own_redis_url,  # noqa: F401
-                                  run_status_worker)
+from tests.notify_support import dead_redis, fake_hosts, run_status_worker  # noqa: F401
 from worker import alerts
 
 
 @pytest.fixture
-def setup(fake_hosts, notify_redis, monkeypatch, tmp_path):  # noqa: F811
+def setup(fake_hosts, redis_conn, monkeypatch, tmp_path):  # noqa: F811
     slack_url = fake_hosts.base + "/hooks/slack/T000/B000/secretpart"
     monkeypatch.setenv("SLACK_URL", slack_url)
     (tmp_path / "hook-url").write_text(fake_hosts.base + "/hooks/generic\n")
@@ -36,7 +35,7 @@ def setup(fake_hosts, notify_redis, monkeypatch, tmp_path):  # noqa: F811
     path = tmp_path / "config.yaml"
     path.write_text(json.dumps(data))
     monkeypatch.setenv("PULLBRIDGE_CONFIG", str(path))
-    return fake_hosts, notify_redis, parse_config(data), slack_url
+    return fake_hosts, redis_conn, parse_config(data), slack_url
 
 
 def delivered(hosts):
@@ -128,7 +127,6 @@ def test_delivery_is_retried_and_a_4xx_is_permanent_without_leaking_the_url(setu
 
 def test_unknown_result_and_redis_down_never_raise(setup):
     hosts, conn, config, _ = setup
-    from tests.notify_support import dead_redis
     assert alerts.sync_finished(conn, config, config.repo("app"), "exploded", "s", "x") == []
     dead = dead_redis()
     assert alerts.sync_finished(dead, config, config.repo("app"), "failure", "s", "x") == []

@@ -14,7 +14,7 @@ from rq import Queue
 
 from pullbridge import keys
 from pullbridge.config import parse_config
-from tests.notify_support import dead_redis, notify_redis, _own_redis_url  # noqa: F401
+from tests.notify_support import dead_redis
 from worker import metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,8 +39,8 @@ def scrape(conn, config, clock=None) -> dict:
     return samples
 
 
-def test_worker_process_records_web_process_reads(notify_redis, config):  # noqa: F811
-    conn = notify_redis
+def test_worker_process_records_web_process_reads(redis_conn, config):
+    conn = redis_conn
     kwargs = conn.connection_pool.connection_kwargs
     script = textwrap.dedent(f"""
         import redis
@@ -72,8 +72,8 @@ def test_worker_process_records_web_process_reads(notify_redis, config):  # noqa
     assert not any(dict(labels).get("repo") == "gone" for _, labels in s)  # not configured any more
 
 
-def test_queue_depth_is_read_at_scrape_time(notify_redis, config):  # noqa: F811
-    conn = notify_redis
+def test_queue_depth_is_read_at_scrape_time(redis_conn, config):
+    conn = redis_conn
     queue = Queue(keys.SYNC_QUEUE, connection=conn)
     for _ in range(3):
         queue.enqueue_call("worker.jobs.sync", args=("app",))
@@ -92,7 +92,7 @@ def test_redis_down_gives_up_zero_and_recording_does_not_raise(config):
     assert s == {("pullbridge_metrics_redis_up", ()): 0}
 
 
-def test_exposition_has_prometheus_content_type(notify_redis, config):  # noqa: F811
-    body, content_type = metrics.exposition(notify_redis, config)
+def test_exposition_has_prometheus_content_type(redis_conn, config):
+    body, content_type = metrics.exposition(redis_conn, config)
     assert content_type.startswith("text/plain")
     assert b"pullbridge_metrics_redis_up 1.0" in body

@@ -16,8 +16,8 @@ from rq.scheduler import RQScheduler
 
 from pullbridge import keys
 from pullbridge.config import parse_config
-from tests.notify_support import (GITEA_TOKEN, GITHUB_TOKEN, GITLAB_TOKEN, fake_hosts,  # noqa: F401
-                                  notify_redis, _own_redis_url, run_status_worker)
+from tests.notify_support import (GITEA_TOKEN, GITHUB_TOKEN, GITLAB_TOKEN, dead_redis, fake_hosts,  # noqa: F401
+                                  free_port, run_status_worker)
 from worker.status import enqueue_status
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -57,9 +57,9 @@ def make_config(hosts, monkeypatch, tmp_path, **status_overrides):
 
 
 @pytest.fixture
-def setup(fake_hosts, notify_redis, monkeypatch, tmp_path):  # noqa: F811
+def setup(fake_hosts, redis_conn, monkeypatch, tmp_path):  # noqa: F811
     config = make_config(fake_hosts, monkeypatch, tmp_path)
-    return fake_hosts, notify_redis, config
+    return fake_hosts, redis_conn, config
 
 
 def test_github_status_follows_the_documented_api(setup):
@@ -147,7 +147,6 @@ def test_server_errors_are_retried_until_retries_run_out(setup):
 
 def test_connection_refused_is_retried(setup, monkeypatch, tmp_path):
     hosts, conn, config = setup
-    from tests.notify_support import free_port
     dead = f"http://127.0.0.1:{free_port()}"
     config = make_config(type("H", (), {"base": dead})(), monkeypatch, tmp_path)
     job_id = enqueue_status(conn, config, config.repo("gh"), SHA, "success", "ok")
@@ -237,6 +236,5 @@ def test_unknown_state_is_refused(setup):
 
 def test_redis_down_does_not_raise_into_the_sync(setup):
     hosts, conn, config = setup
-    from tests.notify_support import dead_redis
     dead = dead_redis()
     assert enqueue_status(dead, config, config.repo("gh"), SHA, "pending", "queued") is None
