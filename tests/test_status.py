@@ -238,3 +238,17 @@ def test_redis_down_does_not_raise_into_the_sync(setup):
     hosts, conn, config = setup
     dead = dead_redis()
     assert enqueue_status(dead, config, config.repo("gh"), SHA, "pending", "queued") is None
+
+
+def test_forking_worker_retries_a_500_and_honours_retry_after(setup):
+    """The production worker class forks a work horse per job: retry decisions are made there."""
+    from rq import Worker
+
+    hosts, conn, config = setup
+    hosts.script += [(500, {"message": "boom"}, {}), (429, {"message": "slow"}, {"Retry-After": "30"})]
+    job_id = enqueue_status(conn, config, config.repo("gl"), SHA, "running", "syncing", sync_id="s-5")
+    queued_at = time.time()
+    Worker([Queue(keys.STATUS_QUEUE, connection=conn)], connection=conn).work(burst=True)
+    assert len(hosts.requests) == 2  # 500 -> retried at once (backoff 0); 429 -> scheduled
+    when = ScheduledJobRegistry(keys.STATUS_QUEUE, connection=conn).get_scheduled_time(job_id).timestamp()
+    assert when >= queued_at + 29
