@@ -43,9 +43,9 @@ FAILURE_STATES = {"failure", "failed", "error"}
 DRIFT_ONCE_TTL = 7 * 86400
 SLACK_TEXT_MAX = 3000  # a Slack section block's text limit
 ICONS = {"sync_failed": ":red_circle:", "sync_recovered": ":large_green_circle:",
-         "drift_corrected": ":wrench:"}
+         "drift_corrected": ":wrench:", "test": ":bell:"}
 TITLES = {"sync_failed": "sync failed", "sync_recovered": "sync recovered",
-          "drift_corrected": "drift corrected"}
+          "drift_corrected": "drift corrected", "test": "test alert"}
 
 
 def target_key(target: AlertTarget) -> str:
