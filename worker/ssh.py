@@ -1,0 +1,96 @@
+"""The git SSH transport for the worker: deploy key plus pinned host keys, nothing else.
+
+Why it exists: GitPython shells out to ``git``, which runs ``ssh``; by default
+ssh would use whatever keys, agent and known_hosts the worker's user happens
+to have and would ask questions on a terminal.  ``git_env(repo, config)``
+returns the environment for one fetch or push that makes ssh use exactly the
+configured deploy key (``IdentitiesOnly``, no agent), trust exactly the
+pinned known_hosts (``StrictHostKeyChecking=yes``, no global file) and never
+prompt (``BatchMode``).  Non-SSH URLs get an empty dict.
+
+Usage (the fetch module)::
+
+    env = git_env(repo, config)
+    with git_repo.git.custom_environment(**env):
+        git_repo.remote().fetch(...)
+
+Problems an operator must fix (missing or world-readable key, host not in
+known_hosts) raise ``SshSetupError`` before git runs: retrying will not help.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from urllib.parse import urlsplit
+
+from pullbridge.config import Config, RepoConfig, SshSettings
+from pullbridge.identity import IdentityError, check_key_file
+from pullbridge.known_hosts import KnownHostsError, host_pattern, lookup
+
+SSH_URL_RE = re.compile(r"^(?:ssh|git\+ssh|ssh\+git)://", re.IGNORECASE)
+SCP_URL_RE = re.compile(r"^(?:[^@/:]+@)?(\[[^\]]+\]|[^:/]+):(?!//)")
+
+
+class SshSetupError(Exception):
+    """SSH is not set up for this repository; permanent until the operator acts."""
+
+
+def ssh_host_port(url: str) -> tuple[str, int] | None:
+    """(host, port) for ssh:// and scp-like ``user@host:path`` URLs, else None."""
+    if SSH_URL_RE.match(url):
+        parts = urlsplit(url)
+        if not parts.hostname:
+            return None
+        return parts.hostname, parts.port or 22
+    if "://" in url:
+        return None
+    m = SCP_URL_RE.match(url)
+    if not m or "@" not in url.split(":", 1)[0]:
+        return None  # plain "host:path" is ambiguous with local paths; config requires user@
+    return m.group(1).strip("[]"), 22
+
+
+def ssh_command(key_file: str, known_hosts_file: str, connect_timeout: float = 30.0) -> str:
+    """The GIT_SSH_COMMAND string (shell-quoted: git runs it through the shell)."""
+    return shlex.join([
+        "ssh",
+        "-i", key_file,
+        "-o", "IdentitiesOnly=yes",
+        "-o", "IdentityAgent=none",
+        "-o", f"UserKnownHostsFile={known_hosts_file}",
+        "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", "UpdateHostKeys=no",
+        "-o", "BatchMode=yes",
+        "-o", f"ConnectTimeout={max(1, int(connect_timeout))}",
+    ])
+
+
+def git_env(repo: RepoConfig, config: Config | SshSettings | None = None) -> dict[str, str]:
+    """Environment for git fetch/push of ``repo``: {} unless its URL is SSH."""
+    target = ssh_host_port(repo.url)
+    if target is None:
+        return {}
+    settings = config.ssh if isinstance(config, Config) else (config or SshSettings())
+    key_file = repo.ssh_key_file or str(settings.identity_path())
+    known_hosts = settings.known_hosts_path()
+    try:
+        check_key_file(key_file)
+    except IdentityError as exc:
+        raise SshSetupError(f"repo {repo.name}: {exc}") from None
+    host, port = target
+    try:
+        pinned = lookup(known_hosts, host, port)
+    except KnownHostsError as exc:
+        raise SshSetupError(f"repo {repo.name}: {exc}") from None
+    if pinned == []:
+        port_opt = f" --port {port}" if port != 22 else ""
+        raise SshSetupError(
+            f"repo {repo.name}: no host key pinned for {host_pattern(host, port)} in {known_hosts}; "
+            f"check the host's fingerprint and run `pullbridge known-hosts add {host}{port_opt}`")
+    return {
+        "GIT_SSH_COMMAND": ssh_command(key_file, str(known_hosts), settings.connect_timeout),
+        "GIT_SSH_VARIANT": "ssh",
+        "GIT_TERMINAL_PROMPT": "0",
+    }
