@@ -18,6 +18,7 @@ from pullbridge import __version__
 COMMAND_MODULES = [
     "stack",
     "config",
+    "demo",
     "identity",
     "known_hosts",
 ]
