@@ -80,8 +80,11 @@ def test_connect_follows_a_failover(sentinel_setup):
     conn = connect(f"redis+sentinel://127.0.0.1:{sentinel}/pb/2")
     conn.set("before", "1")
     assert redis.Redis(port=master, db=2).get("before") == b"1"
+    # Replication is asynchronous: let the write reach the replica before promoting it.
+    _wait(lambda: redis.Redis(port=replica, db=2).get("before") == b"1", "replication")
     sentinel_conn = redis.Redis(port=sentinel)
-    sentinel_conn.execute_command("SENTINEL", "FAILOVER", "pb")
+    # NOGOODSLAVE until the sentinel has fresh INFO from the replica: retried by _wait.
+    _wait(lambda: sentinel_conn.execute_command("SENTINEL", "FAILOVER", "pb"), "a failover to start")
     _wait(lambda: int(sentinel_conn.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "pb")[1])
           == replica, "the failover")
     _wait(lambda: redis.Redis(port=replica).info("replication")["role"] == "master", "the promotion")
