@@ -28,7 +28,7 @@ def register(sub) -> None:
                             "$PULLBRIDGE_IDENTITY, or ~/.config/pullbridge/identity)")
     where.add_argument("--secret", metavar="NAMESPACE/NAME",
                        help="keep the key in this Kubernetes Secret (type kubernetes.io/ssh-auth)")
-    p.add_argument("--kubeconfig", help="kubeconfig for --secret (default: in-cluster, $KUBECONFIG)")
+    p.add_argument("--kubeconfig", help="kubeconfig for --secret (default: $KUBECONFIG, in-cluster, ~/.kube/config)")
     p.add_argument("--config", metavar="FILE", help=f"configuration file (default: ${CONFIG_ENV} if set)")
     p.add_argument("--rotate", action="store_true",
                    help="replace the key with a new one; the old key stops working for Pullbridge")
@@ -50,16 +50,18 @@ def ssh_settings(config_path: str | None) -> SshSettings:
 
 
 def kube_client(kubeconfig: str | None):
+    """An ApiClient from --kubeconfig or $KUBECONFIG, else in-cluster, else ~/.kube/config."""
     from kubernetes import client, config
 
-    if not kubeconfig and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        cfg = client.Configuration()
-        config.load_incluster_config(client_configuration=cfg)
-        return client.ApiClient(cfg)
+    path = kubeconfig or os.environ.get("KUBECONFIG")
     try:
-        return config.new_client_from_config(config_file=kubeconfig)
-    except Exception as exc:  # ConfigException, missing file...
-        raise CommandError(f"cannot load kubeconfig: {str(exc)[:300]}") from None
+        if not path and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            cfg = client.Configuration()
+            config.load_incluster_config(client_configuration=cfg)
+            return client.ApiClient(cfg)
+        return config.new_client_from_config(config_file=path.split(os.pathsep)[0] if path else None)
+    except Exception as exc:  # ConfigException, a missing or unreadable file...
+        raise CommandError(f"cannot load the Kubernetes configuration: {str(exc)[:300]}") from None
 
 
 def cmd_identity(args) -> int:

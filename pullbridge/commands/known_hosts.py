@@ -1,4 +1,4 @@
-"""`pullbridge known-hosts add|list`: the pinned SSH host keys the workers trust."""
+"""`pullbridge known-hosts add|remove|list`: the pinned SSH host keys the workers trust."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import hmac
 
 from pullbridge.cli import CommandError
 from pullbridge.commands.identity import ssh_settings
-from pullbridge.known_hosts import KnownHostsError, read_entries, record, scan
+from pullbridge.known_hosts import (KnownHostsError, host_pattern, read_entries, record, scan,
+                                    validate_host)
 
 
 def register(sub) -> None:
@@ -28,6 +29,12 @@ def register(sub) -> None:
     add.add_argument("--file", **common)
     add.add_argument("--config", metavar="FILE", help="configuration file (default: $PULLBRIDGE_CONFIG)")
     add.set_defaults(func=cmd_add)
+    rm = verbs.add_parser("remove", help="stop trusting a host (its pinned keys are removed)")
+    rm.add_argument("host")
+    rm.add_argument("--port", type=int, default=22)
+    rm.add_argument("--file", **common)
+    rm.add_argument("--config", metavar="FILE", help="configuration file (default: $PULLBRIDGE_CONFIG)")
+    rm.set_defaults(func=cmd_remove)
     ls = verbs.add_parser("list", help="show the pinned host keys with their fingerprints")
     ls.add_argument("--file", **common)
     ls.add_argument("--config", metavar="FILE", help="configuration file (default: $PULLBRIDGE_CONFIG)")
@@ -57,6 +64,22 @@ def cmd_add(args) -> int:
     print(f"Pinned {len(pinned)} host key(s) in {path}:")
     for key in pinned:
         print(key.describe())
+    return 0
+
+
+def cmd_remove(args) -> int:
+    path = _path(args)
+    try:
+        validate_host(args.host)
+        pattern = host_pattern(args.host, args.port)
+        before = [e for e in read_entries(path) if e.names(pattern)]
+        if not before:
+            raise CommandError(f"{path}: no keys pinned for {pattern}")
+        record(path, args.host, args.port, [])
+    except KnownHostsError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"Removed {len(before)} host key(s) for {pattern} from {path}; Pullbridge no longer "
+          "connects to it over SSH.")
     return 0
 
 

@@ -54,6 +54,10 @@ def test_cli_add_and_list(sshd, tmp_path):
     # adding again replaces rather than duplicates
     _cli("known-hosts", "add", sshd.host, "--port", str(sshd.port), "--file", str(kh))
     assert len(read_entries(kh)) == len(out.stdout.splitlines()) - 1
+    removed = _cli("known-hosts", "remove", sshd.host, "--port", str(sshd.port), "--file", str(kh))
+    assert removed.returncode == 0 and read_entries(kh) == []
+    again = _cli("known-hosts", "remove", sshd.host, "--port", str(sshd.port), "--file", str(kh))
+    assert again.returncode == 2 and "no keys pinned" in again.stderr
 
 
 def test_cli_add_with_fingerprint_pins_only_a_matching_key(sshd, tmp_path):
