@@ -10,7 +10,7 @@ prompt (``BatchMode``).  Non-SSH URLs get an empty dict.
 
 Usage (the fetch module)::
 
-    env = git_env(repo, config)
+    env = git_env(repo, config)   # config optional: else $PULLBRIDGE_CONFIG's ssh section
     with git_repo.git.custom_environment(**env):
         git_repo.remote().fetch(...)
 
@@ -20,11 +20,13 @@ known_hosts) raise ``SshSetupError`` before git runs: retrying will not help.
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import shlex
 from urllib.parse import urlsplit
 
-from pullbridge.config import Config, RepoConfig, SshSettings
+from pullbridge.config import CONFIG_ENV, Config, ConfigError, RepoConfig, SshSettings, load_config
 from pullbridge.identity import IdentityError, check_key_file
 from pullbridge.known_hosts import KnownHostsError, host_pattern, lookup
 
@@ -67,12 +69,39 @@ def ssh_command(key_file: str, known_hosts_file: str, connect_timeout: float = 3
     ])
 
 
+def _settings_from_env() -> SshSettings:
+    """The ``ssh:`` section of $PULLBRIDGE_CONFIG (re-read only when the file changes)."""
+    path = os.environ.get(CONFIG_ENV)
+    if not path:
+        return SshSettings()
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        mtime = None
+    return _load_ssh_settings(path, mtime)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_ssh_settings(path: str, mtime) -> SshSettings:
+    try:
+        return load_config(path).ssh
+    except ConfigError as exc:
+        raise SshSetupError(str(exc)) from None
+
+
 def git_env(repo: RepoConfig, config: Config | SshSettings | None = None) -> dict[str, str]:
-    """Environment for git fetch/push of ``repo``: {} unless its URL is SSH."""
+    """Environment for git fetch/push of ``repo``: {} unless its URL is SSH.
+
+    Without ``config`` the ``ssh:`` section of $PULLBRIDGE_CONFIG is used (then
+    $PULLBRIDGE_IDENTITY / $PULLBRIDGE_KNOWN_HOSTS, then the defaults).
+    """
     target = ssh_host_port(repo.url)
     if target is None:
         return {}
-    settings = config.ssh if isinstance(config, Config) else (config or SshSettings())
+    if isinstance(config, Config):
+        settings = config.ssh
+    else:
+        settings = config or _settings_from_env()
     key_file = repo.ssh_key_file or str(settings.identity_path())
     known_hosts = settings.known_hosts_path()
     try:

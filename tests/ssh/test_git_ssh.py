@@ -138,3 +138,19 @@ def test_world_readable_key_is_refused_before_git_runs(setup):
     os.chmod(settings.identity_file, 0o644)
     with pytest.raises(SshSetupError, match="chmod 600"):
         git_env(_repo_config(sshd.url(name)), settings)
+
+
+def test_without_config_argument_the_config_file_is_used(setup, tmp_path, monkeypatch):
+    sshd, settings, name, seed_sha, tmp = setup
+    cfg = tmp_path / "pullbridge.yaml"
+    cfg.write_text(f"ssh:\n  identity_file: {settings.identity_file}\n"
+                   f"  known_hosts_file: {settings.known_hosts_file}\n")
+    monkeypatch.setenv("PULLBRIDGE_CONFIG", str(cfg))
+    monkeypatch.delenv("PULLBRIDGE_IDENTITY", raising=False)
+    env = git_env(_repo_config(sshd.url(name)))
+    clone = git.Repo.clone_from(sshd.url(name), tmp / "via-config", env=env)
+    assert clone.head.commit.hexsha == seed_sha
+    cfg.write_text("ssh:\n  identity_fil: typo\n")
+    os.utime(cfg, ns=(1, 1))  # a different mtime: the file is read again
+    with pytest.raises(SshSetupError, match="ssh.identity_fil: unknown key"):
+        git_env(_repo_config(sshd.url(name)))
