@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "stack",
     "config",
     "demo",
+    "notify",
     "identity",
     "known_hosts",
 ]
