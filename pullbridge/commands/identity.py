@@ -30,7 +30,7 @@ def register(sub) -> None:
                        help="keep the key in this Kubernetes Secret (type kubernetes.io/ssh-auth)")
     p.add_argument("--kubeconfig", help="kubeconfig for --secret (default: $KUBECONFIG, in-cluster, ~/.kube/config)")
     p.add_argument("--config", metavar="FILE", help=f"configuration file (default: ${CONFIG_ENV} if set)")
-    p.add_argument("--rotate", action="store_true",
+    p.add_argument("--rotate", "--regenerate", action="store_true",
                    help="replace the key with a new one; the old key stops working for Pullbridge")
     p.add_argument("--comment", help="comment after the public key (default: pullbridge@HOSTNAME)")
     p.add_argument("-l", "--fingerprint", action="store_true",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import git
 import pytest
@@ -154,3 +155,32 @@ def test_without_config_argument_the_config_file_is_used(setup, tmp_path, monkey
     os.utime(cfg, ns=(1, 1))  # a different mtime: the file is read again
     with pytest.raises(SshSetupError, match="ssh.identity_fil: unknown key"):
         git_env(_repo_config(sshd.url(name)))
+
+
+def test_an_agent_holding_an_authorized_key_is_not_used(setup):
+    """Only the configured key counts: a loaded ssh-agent must not rescue a wrong key."""
+    sshd, settings, name, _, tmp = setup
+    sock = tmp / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        while not sock.exists():
+            if agent.poll() is not None:
+                pytest.fail("ssh-agent exited")
+            time.sleep(0.02)
+        agent_env = dict(os.environ, SSH_AUTH_SOCK=str(sock))
+        subprocess.run(["ssh-add", "-q", str(settings.identity_file)], env=agent_env, check=True,
+                       capture_output=True)
+        other = tmp / "unauthorized"
+        ensure_file_identity(other)
+        env = git_env(_repo_config(sshd.url(name), ssh_key_file=str(other)), settings)
+        with pytest.raises(git.GitCommandError, match="Permission denied"):
+            git.Repo.clone_from(sshd.url(name), tmp / "agent-clone", env={**env, "SSH_AUTH_SOCK": str(sock)})
+        # the same agent does authenticate plain ssh, so the refusal above is ours
+        plain = subprocess.run(["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                                "-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=no",
+                                "-p", str(sshd.port), f"{sshd.user}@{sshd.host}", "true"],
+                               env=agent_env, capture_output=True, text=True)
+        assert plain.returncode == 0, plain.stderr
+    finally:
+        agent.terminate()
+        agent.wait()
