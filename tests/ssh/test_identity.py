@@ -139,3 +139,18 @@ def test_cli_default_path_comes_from_the_config(tmp_path):
     bad.write_text("ssh:\n  identity_fil: x\n")
     err = _cli("identity", "--config", str(bad))
     assert err.returncode == 2 and "ssh.identity_fil: unknown key" in err.stderr
+
+
+def test_a_key_mounted_from_a_secret_is_accepted(tmp_path, monkeypatch):
+    """Kubernetes mounts the Secret root-owned, mode 0440, group fsGroup; the worker runs as
+    another uid. Group-readable is fine then (ssh agrees); world-readable never is."""
+    path = tmp_path / "identity"
+    ensure_file_identity(path)
+    os.chmod(path, 0o440)
+    with pytest.raises(IdentityError):
+        check_key_file(path)  # owned by us: ssh would refuse it too
+    monkeypatch.setattr(os, "getuid", lambda: os.stat(path).st_uid + 10001)
+    check_key_file(path)
+    os.chmod(path, 0o444)
+    with pytest.raises(IdentityError, match="any user"):
+        check_key_file(path)
