@@ -53,14 +53,22 @@ def ssh_host_port(url: str) -> tuple[str, int] | None:
     return m.group(1).strip("[]"), 22
 
 
+def _ssh_path(path: str) -> str:
+    """A path as ssh reads it in a -i / -o value: '%' is a token prefix there, spaces split."""
+    path = str(path).replace("%", "%%")
+    return f'"{path}"' if any(c.isspace() for c in path) else path
+
+
 def ssh_command(key_file: str, known_hosts_file: str, connect_timeout: float = 30.0) -> str:
     """The GIT_SSH_COMMAND string (shell-quoted: git runs it through the shell)."""
     return shlex.join([
         "ssh",
-        "-i", key_file,
+        # IdentityFile rather than -i: ssh stats a -i path literally but then expands %-tokens
+        # in it, so only the config-option form handles any path.
+        "-o", f"IdentityFile={_ssh_path(key_file)}",
         "-o", "IdentitiesOnly=yes",
         "-o", "IdentityAgent=none",
-        "-o", f"UserKnownHostsFile={known_hosts_file}",
+        "-o", f"UserKnownHostsFile={_ssh_path(known_hosts_file)}",
         "-o", "GlobalKnownHostsFile=/dev/null",
         "-o", "StrictHostKeyChecking=yes",
         "-o", "UpdateHostKeys=no",

@@ -184,3 +184,17 @@ def test_an_agent_holding_an_authorized_key_is_not_used(setup):
     finally:
         agent.terminate()
         agent.wait()
+
+
+def test_paths_with_spaces_and_percent_signs(setup):
+    sshd, settings, name, seed_sha, tmp = setup
+    odd = tmp / "dir with space %d"
+    odd.mkdir()
+    key, known = odd / "identity", odd / "known hosts"
+    key.write_bytes(settings.identity_path().read_bytes())
+    os.chmod(key, 0o600)
+    known.write_bytes(settings.known_hosts_path().read_bytes())
+    env = git_env(_repo_config(sshd.url(name)),
+                  SshSettings(identity_file=str(key), known_hosts_file=str(known)))
+    clone = git.Repo.clone_from(sshd.url(name), tmp / "odd-clone", env=env)
+    assert clone.head.commit.hexsha == seed_sha
