@@ -20,6 +20,8 @@ COMMAND_MODULES = [
     "config",
     "demo",
     "notify",
+    "identity",
+    "known_hosts",
 ]
 
 EXIT_OK, EXIT_NEGATIVE, EXIT_ERROR = 0, 1, 2

@@ -223,9 +223,43 @@ class ServerSettings(_Strict):
         return parse_duration(v)
 
 
+IDENTITY_ENV = "PULLBRIDGE_IDENTITY"
+KNOWN_HOSTS_ENV = "PULLBRIDGE_KNOWN_HOSTS"
+
+
+def _config_home() -> Path:
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "pullbridge"
+
+
+class SshSettings(_Strict):
+    """Where the deploy key and the pinned known_hosts live (fetch/push over SSH).
+
+    Unset paths fall back to $PULLBRIDGE_IDENTITY / $PULLBRIDGE_KNOWN_HOSTS,
+    then to ``~/.config/pullbridge/identity`` and ``.../known_hosts``.  A repo's
+    ``ssh_key_file`` overrides the identity for that repo only.
+    """
+
+    identity_file: str | None = None
+    known_hosts_file: str | None = None
+    connect_timeout: float = 30.0
+
+    @field_validator("connect_timeout", mode="before")
+    @classmethod
+    def _timeout(cls, v):
+        return parse_duration(v)
+
+    def identity_path(self) -> Path:
+        return Path(self.identity_file or os.environ.get(IDENTITY_ENV) or _config_home() / "identity")
+
+    def known_hosts_path(self) -> Path:
+        return Path(self.known_hosts_file or os.environ.get(KNOWN_HOSTS_ENV)
+                    or _config_home() / "known_hosts")
+
+
 class Config(_Strict):
     server: ServerSettings = Field(default_factory=ServerSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
+    ssh: SshSettings = Field(default_factory=SshSettings)
     repos: list[RepoConfig] = Field(default_factory=list)
     alerts: list[AlertTarget] = Field(default_factory=list)
 
