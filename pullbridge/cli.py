@@ -19,6 +19,9 @@ COMMAND_MODULES = [
     "stack",
     "config",
     "demo",
+    "notify",
+    "identity",
+    "known_hosts",
     "images",
 ]
 

@@ -247,3 +247,14 @@ def test_git_errors_never_show_url_credentials(registry, redis_conn, stack):
     with pytest.raises(WriteBackError) as err:
         scan(redis_conn, config, config.repos[0])
     assert "hunter2" not in str(err.value) and "cannot clone" in str(err.value)
+
+
+def test_ssh_remote_without_a_deploy_key_is_a_permanent_error(redis_conn, tmp_path):
+    from worker.images.writeback import WriteBackError
+
+    config = parse_config({"repos": [{"name": "images-demo", "url": "ssh://git@127.0.0.1:1/app.git",
+                                      "provider": "generic", "secret_env": "PB_TEST_UNUSED_SECRET",
+                                      "ssh_key_file": str(tmp_path / "missing-key"), "images": {"enabled": True}}]})
+    with pytest.raises(WriteBackError) as err:
+        scan(redis_conn, config, config.repos[0])
+    assert not err.value.temporary and "images-demo" in str(err.value)

@@ -41,9 +41,15 @@ SCAN_MARKER_TTL = 3600
 WAITING = ("queued", "deferred", "scheduled")
 
 
-def default_git_env(repo: RepoConfig) -> dict[str, str]:
-    """Seam for git transport settings (SSH key, known hosts) for ``repo``."""
-    return {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GIT_SSH_COMMAND": "ssh -o BatchMode=yes"}
+def default_git_env(repo: RepoConfig, config: Config) -> dict[str, str]:
+    """Git transport settings for ``repo``: never prompt; for SSH URLs the deploy key and the
+    pinned known_hosts of ``worker.ssh`` (a missing key or host key is a permanent error)."""
+    from worker.ssh import SshSetupError, git_env
+
+    try:
+        return {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", **git_env(repo, config)}
+    except SshSetupError as exc:
+        raise WriteBackError(str(exc), temporary=False) from None
 
 
 @dataclass
@@ -118,7 +124,7 @@ def make_plan(repo: RepoConfig, registries: CachedRegistries, result: ScanResult
 
 def scan(conn: Redis | None, config: Config, repo: RepoConfig, *,
          registries: CachedRegistries | None = None, dry_run: bool | None = None,
-         git_env: Callable[[RepoConfig], dict[str, str]] = default_git_env,
+         git_env: Callable[[RepoConfig, Config], dict[str, str]] = default_git_env,
          before_push: Callable[[int], None] | None = None, fresh: bool = False) -> ScanResult:
     """Scan one repository and write back what changed; then ask for a sync of that commit.
 
@@ -133,7 +139,7 @@ def scan(conn: Redis | None, config: Config, repo: RepoConfig, *,
     registries = registries or CachedRegistries(conn, config.images, fresh=fresh)
     writer = WriteBack(repo.url, repo.branch, author_name=settings.author_name,
                        author_email=settings.author_email, attempts=settings.push_attempts,
-                       git_env=git_env(repo))
+                       git_env=git_env(repo, config))
     outcome = writer.run(make_plan(repo, registries, result), dry_run=dry, before_push=before_push)
     result.changes, result.sha, result.attempts = outcome.changes, outcome.sha, outcome.attempts
     for change in result.changes:
