@@ -82,6 +82,12 @@ class Mirror:
         self.checkouts = self.root / f"{repo.name}.checkouts"
         self._git: git.Repo | None = None
 
+    def close(self) -> None:
+        """Let go of git processes and handles held for this job."""
+        if self._git is not None:
+            self._git.close()
+            self._git = None
+
     @property
     def ref(self) -> str:
         return f"refs/heads/{self.repo.branch}"

@@ -208,3 +208,5 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
             for sha in [record.sha] if record.sha else wanted:
                 _status(conn, config, repo, sha, "error", str(exc), record.id)
         raise
+    finally:
+        mirror.close()
