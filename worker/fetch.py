@@ -43,6 +43,14 @@ _MISSING = re.compile(r"does not appear to be a git repository|repository .* not
                       r"authentication failed|permission denied|http 40[134]|returned error: 40[134]", re.I)
 
 
+_URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
+
+
+def redact(text: str) -> str:
+    """Hide credentials written into URLs (``https://user:token@host``) in git's messages."""
+    return _URL_CREDENTIALS.sub(r"\1***@", text)
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "pullbridge" / "mirrors")
 
@@ -113,7 +121,7 @@ class Mirror:
             repo.git.fetch(self.repo.url, refspec, "--no-tags", "--quiet",
                            env=git_env(self.repo, self.config), kill_after_timeout=FETCH_TIMEOUT)
         except git.GitCommandError as exc:
-            detail = cut(exc.stderr or exc, 300)
+            detail = redact(cut(exc.stderr or exc, 300))
             if "couldn't find remote ref" in detail.lower():
                 raise PermanentError(f"branch {self.repo.branch!r} does not exist at the configured URL") from None
             if _MISSING.search(detail):

@@ -107,3 +107,13 @@ def test_missing_branch_or_repo_is_permanent(upstream, tmp_path):
         Mirror(repo_config(f"file://{upstream.bare}", branch="nope"), root=tmp_path / "c1").fetch()
     with pytest.raises(PermanentError, match="git fetch failed"):
         Mirror(repo_config(f"file://{tmp_path}/missing.git"), root=tmp_path / "c2").fetch()
+
+
+def test_credentials_in_urls_never_reach_error_messages(tmp_path):
+    from worker.fetch import redact
+    assert redact("fatal: unable to access 'https://bot:s3cret@git.example.com/x.git/'") == \
+        "fatal: unable to access 'https://***@git.example.com/x.git/'"
+    mirror = Mirror(repo_config("http://bot:s3cret@127.0.0.1:9/x.git"), root=tmp_path)
+    with pytest.raises(TemporaryError) as info:
+        mirror.fetch()
+    assert "s3cret" not in str(info.value)
