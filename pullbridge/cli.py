@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "config",
     "demo",
     "notify",
+    "suspend",
 ]
 
 EXIT_OK, EXIT_NEGATIVE, EXIT_ERROR = 0, 1, 2

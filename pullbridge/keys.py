@@ -81,3 +81,9 @@ def metrics_durations(repo: str) -> str:
 def metrics_last_success() -> str:
     """HASH repo -> unix time of its last successful sync."""
     return "pb:metrics:last-success"
+
+
+def periodic_guard(repo: str) -> str:
+    """STRING with a TTL of about one interval: the periodic reconcile of this repo already ran
+    (SET NX PX), so duplicates from several schedulers do nothing."""
+    return f"pb:repo:{repo}:periodic"

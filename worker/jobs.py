@@ -22,7 +22,7 @@ from pathlib import Path
 from redis import Redis
 from rq import get_current_job
 
-from pullbridge import keys
+from pullbridge import keys, suspension
 from pullbridge.config import CONFIG_ENV, Config, RepoConfig, load_config
 from pullbridge.queueing import done_wanted, request_sync, take_wanted
 from worker import history, inventory
@@ -31,6 +31,7 @@ from worker.errors import PermanentError, TemporaryError
 from worker.fetch import Mirror
 from worker.kube import process_kube
 from worker.lock import LockLost, RepoLock
+from worker.ownership import strip_manifests
 from worker.prune import check_allowed, prune
 from worker.render import render
 from worker.status import enqueue_status
@@ -114,6 +115,12 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
     record = history.SyncRecord(repo.name, reason, delivery, job.id if job else None,
                                 dry_run=repo.mode == "report")
     wanted = [sha for sha, _ in take_wanted(conn, repo.name, record.job_id or record.id)]
+    if suspension.is_suspended(conn, repo.name):
+        # Suspended (pullbridge suspend): touch nothing, keep the wanted commits for resume.
+        record.result = "skipped"
+        record.notes.append("skipped: suspended")
+        history.save(conn, record, limit=config.worker.history_limit)
+        return record.summary()
     state = history.repo_state(conn, repo.name)
     settings = config.repo_jobs(repo)
     inv_ns = config.worker.inventory_namespace
@@ -141,6 +148,7 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         _status(conn, config, repo, target.sha, "running", "sync running", record.id)
 
         manifests = render(mirror.checkout(target.sha), repo.path)
+        strip_manifests(manifests)  # fields left to others (pullbridge.io/ignore-fields)
         record.phase("render")
         check_allowed(len(manifests), repo.allow_empty)
         previous = inventory.load(kube, inv_ns, repo.name)
