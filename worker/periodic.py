@@ -11,7 +11,8 @@ from Git for longer than one interval.  Each run:
    (reason ``periodic``), which also re-applies anything drifted;
 4. otherwise, under the repo lock, scans the applied commit's objects for
    drift (worker.drift), re-applies only the drifted objects unless the repo
-   is in ``report`` mode, and keeps a record in the repo's history, the log,
+   is in ``report`` mode (which compares with the branch head, as a report-mode
+   sync applies nothing), and keeps a record in the repo's history, the log,
    the metrics and the alerts.
 
 Every run leaves ``last_check_at`` / ``last_check_result`` in the state hash.
@@ -184,7 +185,11 @@ def reconcile(repo_name: str) -> dict:
     except TemporaryError as exc:
         head = None
         log.warning("periodic %s: %s (checking drift only)", repo.name, exc)
-    if head and head != applied and not state.get("held_sha"):
+    if repo.mode == "report":
+        # A report-mode sync changes nothing, so a missed push needs no sync: drift is
+        # reported against what Git declares now (the branch head), else the last applied commit.
+        applied = head or applied
+    elif head and head != applied and not state.get("held_sha"):
         newest = history.history(conn, repo.name, 1)
         if newest and newest[0].get("sha") == head and newest[0].get("result") == "failure":
             record_check(conn, repo.name, f"head {head[:12]} failed to sync; waiting for a new push")
