@@ -11,10 +11,12 @@ Pullbridge's managedFields because a hand edit takes a field's ownership
 away from Pullbridge: ``kubectl scale`` leaves the ``kubectl`` manager owning
 ``spec.replicas``.
 
-Cost: one LIST per kind and namespace, a local comparison, then one
-server-side dry-run per *candidate* only, which confirms the difference
-survives the server's normalisation (``cpu: 0.5`` is stored as ``500m``;
-defaults fill in) and is not drift otherwise.  A declared object missing
+Cost: one LIST per kind and namespace and a local comparison.  A difference
+at a field Pullbridge's apply still owns (managedFields) is the server's
+normalisation (``cpu: 0.5`` is stored as ``500m``): with server-side apply
+anyone else who changes a value takes its ownership.  The remaining
+*candidates* get one server-side dry-run each, which confirms the
+difference survives normalisation and defaulting; otherwise it is not drift.  A declared object missing
 from its LIST is drift (deleted).  Each entry names the field, the live and
 declared values, and who changed it when managedFields tell: the manager
 that now owns the field, its operation, subresource and time.
@@ -317,7 +319,13 @@ def scan(kube: Kube, manifests: list[Manifest], *, default_namespace: str, concu
             result.entries.append(DriftEntry(t.ref, "(object)", "terminating", "present", t.manifest.source))
             result.drifted.append(t)
             continue
-        diffs = list(differences(t.obj, live, (), t.ignored))
+        ours = [mf.get("fieldsV1") or {} for mf in (live.get("metadata") or {}).get("managedFields") or []
+                if mf.get("manager") == FIELD_MANAGER and mf.get("operation") == "Apply"]
+        # A field Pullbridge's apply still owns was changed by nobody since: with server-side
+        # apply, any other writer that changes a value takes its ownership.  Such a difference
+        # is the server's normalisation (0.1 CPU stored as 100m) and needs no dry-run.
+        diffs = [d for d in differences(t.obj, live, (), t.ignored)
+                 if not any(_fields_cover(f, d[0], live) for f in ours)]
         if diffs:
             candidates.append((t, live, diffs))
     result.candidates = len(candidates)
