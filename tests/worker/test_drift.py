@@ -131,3 +131,20 @@ def test_suspend_stops_syncs_and_corrections(synced, stack, namespace, kube, cap
     assert synced.state()["applied_sha"] == sha2 and synced.state()["suspended"] == "0"
     assert cm_value(kube, namespace, "nginx-conf") == "2.0"
     assert replicas(stack, namespace) == 1  # the sync re-applied the Deployment's declared fields
+
+
+def test_server_normalisation_is_not_drift(harness, git_repo, stack, namespace, tmp_path):
+    """Objects Pullbridge never applied (report mode): a dry-run shows 0.1 CPU is stored as 100m."""
+    manifest = deployment("fluxdemo", "1.0").replace(
+        "          image: nginx:1.27\n",
+        "          image: nginx:1.27\n          resources:\n            requests: {cpu: \"0.1\", memory: 0.5Gi}\n", 1)
+    (tmp_path / "app.yaml").write_text(manifest)
+    kubectl(stack, "apply", "--server-side", "--field-manager=someone-else", "-n", namespace,
+            "-f", str(tmp_path / "app.yaml"))
+    repo = git_repo("normalised")
+    repo.commit_and_push("v1", {"deploy/app.yaml": manifest})
+    harness.configure(repo, interval="10s", mode="report")
+    assert run_reconcile(harness)["result"] == "in sync"
+    kubectl(stack, "scale", "deployment/fluxdemo", "--replicas=2", "-n", namespace)
+    assert run_reconcile(harness)["result"] == "drift reported"
+    assert [e["field"] for e in drift_record(harness)["drift_entries"]] == ["spec.replicas"]
