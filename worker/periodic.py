@@ -41,7 +41,7 @@ from worker.apply import Applier
 from worker.errors import PermanentError, TemporaryError, cut
 from worker.fetch import FETCH_TIMEOUT, Mirror, git_env
 from worker.jobs import _redis, process_config
-from worker.kube import process_kube
+from worker.kube import ApiError, process_kube
 from worker.lock import LockLost, RepoLock
 from worker.ownership import strip_manifests
 from worker.render import Manifest, render
@@ -223,7 +223,7 @@ def check_drift(conn: Redis, config: Config, repo: RepoConfig, sha: str, lock: R
         record.phase("render")
         found = drift.scan(kube, manifests, default_namespace=default_ns, concurrency=settings.concurrency)
         record.phase("scan")
-    except (PermanentError, TemporaryError) as exc:
+    except (PermanentError, TemporaryError, ApiError) as exc:
         record_check(conn, repo.name, f"drift check failed: {cut(exc, 200)}")
         return {"result": "failure", "error": str(exc)}
     record.notes.extend(found.notes)
@@ -240,7 +240,7 @@ def check_drift(conn: Redis, config: Config, repo: RepoConfig, sha: str, lock: R
             lock.check()
             corrected = correct(kube, found, record, default_ns, settings.concurrency)
             record.result = "success"
-        except (PermanentError, TemporaryError, LockLost) as exc:
+        except (PermanentError, TemporaryError, ApiError, LockLost) as exc:
             record.result, record.error = "failure", f"correcting drift: {cut(exc, 300)}"
         record.phase("correct")
     else:

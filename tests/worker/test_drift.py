@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from rq import Queue
 
 from pullbridge import keys
 from pullbridge.cli import main as cli_main
+from pullbridge.config import load_config
 
 from tests.worker.drift_support import counters, drift_record, kubectl, replicas, run_reconcile
 from tests.worker.sync_manifests import app_files, cm_value, deployment
@@ -26,7 +28,17 @@ def synced(harness, git_repo):
     return harness
 
 
-def test_kubectl_scale_is_reverted_and_recorded(synced, stack, namespace):
+def with_alerts(harness, monkeypatch) -> None:
+    """Add a JSON-webhook alert destination to the harness's config (alerts are queued, not sent here)."""
+    monkeypatch.setenv("PB_TEST_ALERT_URL", "http://127.0.0.1:9/alerts")
+    data = json.loads(harness.config_path.read_text())
+    data["alerts"] = [{"kind": "webhook", "url_env": "PB_TEST_ALERT_URL", "events": ["drift_corrected"]}]
+    harness.config_path.write_text(json.dumps(data))
+    harness.config = load_config(harness.config_path)
+
+
+def test_kubectl_scale_is_reverted_and_recorded(synced, stack, namespace, monkeypatch):
+    with_alerts(synced, monkeypatch)
     kubectl(stack, "scale", "deployment/fluxdemo", "--replicas=4", "-n", namespace)
     assert replicas(stack, namespace) == 4
     result = run_reconcile(synced)
@@ -44,6 +56,10 @@ def test_kubectl_scale_is_reverted_and_recorded(synced, stack, namespace):
     assert summary["drift"] == {"objects": 1, "fields": 1, "corrected": 1}
     assert summary["sha"] == synced.state()["applied_sha"]
     assert counters(synced)["drift_found|app|"] == 1 and counters(synced)["drift_corrected|app|"] == 1
+    [alert_job] = Queue(keys.STATUS_QUEUE, connection=synced.conn).jobs
+    alert = alert_job.args[1]
+    assert (alert["event"], alert["sync_id"]) == ("drift_corrected", record["id"])
+    assert "spec.replicas: live 4 declared 1" in alert["summary"]
     # Nothing drifted any more: the next interval only records the check.
     assert run_reconcile(synced)["result"] == "in sync"
     assert synced.state()["last_check_result"].startswith("in sync")
