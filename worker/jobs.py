@@ -25,7 +25,7 @@ from rq import get_current_job
 from pullbridge import keys, suspension
 from pullbridge.config import CONFIG_ENV, Config, RepoConfig, load_config
 from pullbridge.queueing import done_wanted, request_sync, take_wanted
-from worker import history, inventory
+from worker import history, inventory, rendercache
 from worker.apply import Applier
 from worker.errors import PermanentError, TemporaryError
 from worker.fetch import Mirror
@@ -174,6 +174,8 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         record.result = "success"
         history.save(conn, record, limit=limit,
                      applied_sha=target.sha if repo.mode == "apply" else None)
+        if repo.mode == "apply":  # the periodic drift scan compares with these, without re-rendering
+            rendercache.remember(mirror, target.sha, manifests)
         done_wanted(conn, repo.name, wanted)
         counts = record.counts
         verb = "would change" if record.dry_run else "applied"

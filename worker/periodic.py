@@ -22,12 +22,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import git
 from redis import Redis
@@ -44,14 +40,10 @@ from worker.jobs import _redis, process_config
 from worker.kube import ApiError, process_kube
 from worker.lock import LockLost, RepoLock
 from worker.ownership import strip_manifests
-from worker.render import Manifest, render
+from worker.render import Manifest
+from worker.rendercache import rendered
 
 log = logging.getLogger("pullbridge.drift")
-
-RENDER_CACHE_SIZE = 8
-KEEP_RENDERED_FILES = 3
-_rendered: OrderedDict[tuple, list[Manifest]] = OrderedDict()
-
 
 def guard_ms(interval: float) -> int:
     """How long one run holds its interval: most of it, so the next tick is never blocked."""
@@ -98,55 +90,6 @@ def save_drift(conn: Redis, record: DriftRecord, limit: int) -> None:
             "last_drift_corrected": str(summary["drift"]["corrected"])})
         pipe.execute()
     history.log_record(record)
-
-
-# -- the applied commit's objects, rendered once ----------------------------------
-
-def _cache_file(mirror: Mirror, sha: str, path: str) -> Path:
-    safe = "".join(c if c.isalnum() else "_" for c in path)
-    return mirror.root / f"{mirror.repo.name}.rendered" / f"{sha}-{safe}.json"
-
-
-def rendered(mirror: Mirror, sha: str) -> list[Manifest]:
-    """The manifests of ``sha``: memory, then a JSON file next to the mirror, then a render."""
-    repo = mirror.repo
-    key = (str(mirror.root), repo.name, repo.path, sha)
-    if key in _rendered:
-        _rendered.move_to_end(key)
-        return _rendered[key]
-    file = _cache_file(mirror, sha, repo.path)
-    manifests = None
-    if file.is_file():
-        try:
-            manifests = [Manifest(d["obj"], d["file"], d["doc"]) for d in json.loads(file.read_text())]
-        except (ValueError, KeyError, TypeError, OSError):
-            manifests = None
-    if manifests is None:
-        if not mirror.has_commit(sha):
-            mirror.fetch()
-        if not mirror.has_commit(sha):
-            raise PermanentError(f"the applied commit {sha[:12]} is no longer on branch {repo.branch}")
-        manifests = render(mirror.checkout(sha), repo.path)
-        _write_cache(file, manifests)
-    _rendered[key] = manifests
-    while len(_rendered) > RENDER_CACHE_SIZE:
-        _rendered.popitem(last=False)
-    return manifests
-
-
-def _write_cache(file: Path, manifests: list[Manifest]) -> None:
-    try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        data = json.dumps([{"obj": m.obj, "file": m.file, "doc": m.doc} for m in manifests])
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=file.parent)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(data)
-        os.replace(tmp, file)
-        old = sorted((p for p in file.parent.glob("*.json")), key=lambda p: p.stat().st_mtime, reverse=True)
-        for stale in old[KEEP_RENDERED_FILES:]:
-            stale.unlink(missing_ok=True)
-    except OSError as exc:  # a cache is not worth failing the check
-        log.warning("could not cache rendered objects in %s: %s", file.parent.name, exc)
 
 
 def remote_head(repo: RepoConfig) -> str | None:

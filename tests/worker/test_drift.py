@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 from rq import Queue
@@ -66,6 +68,9 @@ def test_kubectl_scale_is_reverted_and_recorded(synced, stack, namespace, monkey
 
 
 def test_deleted_object_is_recreated(synced, stack, namespace, kube):
+    cached = Path(os.environ["PULLBRIDGE_CACHE_DIR"]) / "app.rendered"
+    assert [p.name for p in cached.glob("*.json")] == [f"{synced.state()['applied_sha']}-_.json"], \
+        "the sync leaves its rendered objects for the drift scan"
     kubectl(stack, "delete", "configmap", "settings", "-n", namespace)
     result = run_reconcile(synced)
     assert result["corrected"] == 1
