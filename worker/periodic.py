@@ -149,6 +149,13 @@ def reconcile(repo_name: str) -> dict:
         record_check(conn, repo.name, f"busy: {lock.holder()} holds the repo; drift not checked")
         return {"result": "busy"}
     try:
+        # A sync may have finished between the first look and the lock: never scan (and
+        # "correct" towards) a commit older than the one applied now.
+        if suspension.is_suspended(conn, repo.name):
+            record_check(conn, repo.name, "suspended: not synced, not corrected")
+            return {"result": "suspended"}
+        if repo.mode == "apply":
+            applied = history.repo_state(conn, repo.name).get("applied_sha") or applied
         return check_drift(conn, config, repo, applied, lock, job.id if job else None)
     finally:
         lock.release()

@@ -169,3 +169,17 @@ def test_server_normalisation_is_not_drift(harness, git_repo, stack, namespace, 
     kubectl(stack, "scale", "deployment/fluxdemo", "--replicas=2", "-n", namespace)
     assert run_reconcile(harness)["result"] == "drift reported"
     assert [e["field"] for e in drift_record(harness)["drift_entries"]] == ["spec.replicas"]
+
+
+def test_malformed_ignore_annotation_fails_the_sync_clearly(harness, git_repo, kube, namespace):
+    repo = git_repo("badignore")
+    bad = deployment("fluxdemo", "1.0").replace(
+        "  name: fluxdemo\n", "  name: fluxdemo\n  annotations:\n    pullbridge.io/ignore-fields: \"spec..replicas\"\n", 1)
+    repo.commit_and_push("v1", {"deploy/app.yaml": bad, "deploy/cm.yaml": "apiVersion: v1\nkind: ConfigMap\n"
+                                "metadata:\n  name: settings\ndata:\n  value: \"a\"\n"})
+    harness.configure(repo, interval="10s")
+    result = harness.sync(None)
+    assert result["result"] == "failure"
+    assert "Deployment/fluxdemo (deploy/app.yaml, doc 1)" in result["error"]
+    assert "pullbridge.io/ignore-fields" in result["error"]
+    assert cm_value(kube, namespace, "settings") is None, "nothing applied"
