@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 from rq.job import Job
@@ -28,7 +29,7 @@ def run_reconcile(harness, *, next_interval: bool = True) -> dict:
 
 def kubectl(stack, *args: str) -> str:
     proc = subprocess.run([stack.kubectl, *args], capture_output=True, text=True,
-                          env={**stack.env, "KUBECONFIG": stack.kubeconfig})
+                          env={**os.environ, **stack.env, "KUBECONFIG": stack.kubeconfig})
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
