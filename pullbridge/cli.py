@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "identity",
     "known_hosts",
     "images",
+    "suspend",
 ]
 
 EXIT_OK, EXIT_NEGATIVE, EXIT_ERROR = 0, 1, 2

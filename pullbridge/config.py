@@ -258,6 +258,14 @@ class RepoConfig(_Strict):
         None, description="commit statuses back to the git host; absent: none are posted")
     ssh_key_file: str | None = None
     images: RepoImages = Field(default_factory=RepoImages)
+    namespace: str | None = Field(None, description="namespace for namespaced objects that name none")
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v):
+        if v is not None and not NAME_RE.match(v):
+            raise ValueError("must be a valid namespace name")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -374,9 +382,31 @@ class SshSettings(_Strict):
         return Path(self.known_hosts_file or os.environ.get(KNOWN_HOSTS_ENV)
                     or _config_home() / "known_hosts")
 
+class WorkerSettings(_Strict):
+    """Sync worker settings shared by every repo."""
+
+    inventory_namespace: str = "pullbridge-system"
+    default_namespace: str = "default"
+    history_limit: int = Field(50, ge=1, le=10000)
+    lock_ttl: float = 30.0
+    lock_wait: float = 10.0
+
+    @field_validator("inventory_namespace", "default_namespace")
+    @classmethod
+    def _ns(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError("must be a valid namespace name")
+        return v
+
+    @field_validator("lock_ttl", "lock_wait", mode="before")
+    @classmethod
+    def _durations(cls, v):
+        return parse_duration(v)
+
 
 class Config(_Strict):
     server: ServerSettings = Field(default_factory=ServerSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     ssh: SshSettings = Field(default_factory=SshSettings)
     repos: list[RepoConfig] = Field(default_factory=list)
