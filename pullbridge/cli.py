@@ -19,6 +19,9 @@ COMMAND_MODULES = [
     "stack",
     "config",
     "demo",
+    "notify",
+    "identity",
+    "known_hosts",
 ]
 
 EXIT_OK, EXIT_NEGATIVE, EXIT_ERROR = 0, 1, 2
