@@ -136,8 +136,11 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
             done_wanted(conn, repo.name, wanted)
             return record.summary()
         record.sha = target.sha
+        if target.reason == "held":  # say it in the history: pushes do not move a held repo
+            record.notes.append(f"held at {target.sha[:12]} by a rollback until `pullbridge resume {repo.name}`")
         for sha in target.superseded:
-            _status(conn, config, repo, sha, "success", f"superseded by {target.sha[:12]}", record.id)
+            _status(conn, config, repo, sha, "success", f"not applied: held at {target.sha[:12]} by a rollback"
+                    if target.reason == "held" else f"superseded by {target.sha[:12]}", record.id)
         _status(conn, config, repo, target.sha, "running", "sync running", record.id)
 
         manifests = render(mirror.checkout(target.sha), repo.path)
