@@ -12,7 +12,7 @@ import json
 import os
 import re
 import time
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pullbridge.cli import CommandError
 from pullbridge.config import CONFIG_ENV, Config, ConfigError, RepoConfig, load_config
@@ -66,7 +66,7 @@ def redact(url: str) -> str:
         user = userinfo.partition(":")[0]
         netloc = f"{user}@{hosts}" if user else hosts
     query = "&".join(p for p in parts.query.split("&") if p and "password" not in p.split("=")[0].lower())
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 def redis_url(args) -> str:

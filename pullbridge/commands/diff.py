@@ -111,7 +111,7 @@ def compute(config, repo, sha: str | None) -> dict:
     head = mirror.fetch()
     target = head
     if sha:
-        target = resolve_on_branch(mirror, sha, head)
+        target = common.resolve_on_branch(mirror, sha, head)
     manifests = render(mirror.checkout(target), repo.path)
     check_allowed(len(manifests), repo.allow_empty)
     kube = process_kube()

@@ -1,0 +1,87 @@
+"""`pullbridge diff` on the real stack: exit 0 after a sync, 1 with per-object changes, 2 on errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.worker.sync_manifests import app_files, cm_value, configmap
+
+pytestmark = pytest.mark.stack
+
+
+def test_diff_is_clean_after_a_sync_and_names_each_change_after_a_commit(ops, git_repo, kube, namespace):
+    repo = git_repo("diff")
+    ops.configure(repo)
+    sha1 = repo.commit_and_push("v1", app_files("1.0"))
+
+    code, out, _ = ops.run("diff", "app")
+    assert code == 1, out  # nothing applied yet: everything would be created
+    assert f"+ ConfigMap/{namespace}/nginx-conf created  (deploy/app.yaml, doc 1)" in out
+    assert "3 differences: 3 created" in out
+
+    assert ops.sync(sha1)["result"] == "success"
+    code, out, err = ops.run("diff", "app")
+    assert code == 0, out + err
+    assert "no differences" in out and sha1[:12] in out
+
+    files = app_files("2.0")
+    del files["deploy/extra/settings.yaml"]
+    files["deploy/new.yaml"] = configmap("brand-new", "n")
+    repo.remove("deploy/extra")
+    sha2 = repo.commit_and_push("v2", files)
+    code, out, _ = ops.run("diff", "app")
+    assert code == 1, out
+    assert sha2[:12] in out
+    assert f"~ ConfigMap/{namespace}/nginx-conf configured" in out
+    assert '    data.value: "1.0" -> "2.0"' in out
+    assert f"~ Deployment/{namespace}/fluxdemo configured" in out
+    assert '"1.0" -> "2.0"' in out.split(f"Deployment/{namespace}/fluxdemo", 1)[1]
+    assert f"+ ConfigMap/{namespace}/brand-new created" in out
+    assert f"- ConfigMap/{namespace}/settings deleted" in out
+    assert "4 differences: 1 created, 2 configured, 1 deleted" in out
+    # a dry run changed nothing
+    assert cm_value(kube, namespace, "nginx-conf") == "1.0"
+    assert cm_value(kube, namespace, "settings") == "a"
+    assert cm_value(kube, namespace, "brand-new") is None
+
+    code, out, _ = ops.run("diff", "app", "--json")
+    assert code == 1
+    data = json.loads(out)
+    assert data["sha"] == sha2 and data["differences"] == 4
+    by_object = {c["object"]: c for c in data["changes"]}
+    assert by_object[f"ConfigMap/{namespace}/nginx-conf"]["fields"] == ['data.value: "1.0" -> "2.0"']
+
+    code, out, _ = ops.run("diff", "app", "--sha", sha1[:10])  # an older commit of the branch
+    assert code == 0, out
+
+
+def test_diff_errors_exit_2(ops, git_repo, namespace):
+    repo = git_repo("differr")
+    ops.configure(repo)
+    repo.commit_and_push("v1", app_files("1.0"))
+    code, _, err = ops.run("diff", "nope")
+    assert code == 2 and "unknown repository 'nope' (configured: app)" in err
+
+    code, _, err = ops.run("diff", "app", "--sha", "0" * 40)
+    assert code == 2 and "not on branch main" in err
+
+    bad = app_files("1.0")
+    bad["deploy/bad.yaml"] = configmap("Not_A_Valid_Name", "x")
+    repo.commit_and_push("invalid", bad)
+    code, out, err = ops.run("diff", "app")
+    assert code == 2, out
+    assert "diff: validation failed, nothing applied" in err and "deploy/bad.yaml" in err
+
+    repo.remove("deploy")
+    repo.commit_and_push("empty")
+    code, _, err = ops.run("diff", "app")
+    assert code == 2 and "renders no objects" in err
+
+
+def test_diff_of_an_unreachable_git_host_exits_2(ops, git_repo):
+    repo = git_repo("gone")
+    ops.configure(repo, url="http://127.0.0.1:9/nothing.git")
+    code, _, err = ops.run("diff", "app")
+    assert code == 2 and err.startswith("pullbridge: diff: ")
