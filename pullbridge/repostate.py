@@ -12,8 +12,9 @@ owns the operator's fields:
   sync, whatever is pushed, until ``clear_hold`` removes it.  ``pullbridge
   resume NAME`` must call ``clear_hold`` (and then request a sync so the
   branch head is applied again).
-* ``suspended`` (``"1"`` while suspended; ``suspended_at``, ``suspended_by``):
-  set and cleared by ``pullbridge suspend`` / ``resume`` (the drift branch);
+* ``suspended`` (``"1"`` while suspended, ``"0"`` after resume;
+  ``suspended_at``, ``suspended_by``): set and cleared by ``pullbridge
+  suspend`` / ``resume`` (``pullbridge.suspension`` on the drift branch);
   here it is only read, to be shown.
 """
 
@@ -27,7 +28,7 @@ from redis import Redis
 from pullbridge import keys
 
 HELD_SHA, HELD_AT, HELD_BY = "held_sha", "held_at", "held_by"
-SUSPENDED, SUSPENDED_AT = "suspended", "suspended_at"
+SUSPENDED, SUSPENDED_AT, SUSPENDED_BY = "suspended", "suspended_at", "suspended_by"
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -87,7 +88,8 @@ def suspended_line(repo_name: str, state: dict[str, str]) -> str | None:
     if not is_suspended(state):
         return None
     since = when(state.get(SUSPENDED_AT))
-    return (f"SUSPENDED: {repo_name} is suspended{' since ' + since if since else ''}; "
+    by = state.get(SUSPENDED_BY)
+    return (f"SUSPENDED: {repo_name} is suspended{' by ' + by if by else ''}{' since ' + since if since else ''}; "
             f"`pullbridge resume {repo_name}` resumes it")
 
 
