@@ -113,12 +113,15 @@ def sync_errors(what: str):
     def decorate(func):
         @functools.wraps(func)
         def wrapper(*a, **kw):
-            from worker.errors import SyncError
+            from worker.errors import SyncError, cut
+            from worker.kube import ApiError
 
             try:
                 return func(*a, **kw)
             except SyncError as exc:
                 raise CommandError(f"{what}: {exc}") from None
+            except ApiError as exc:  # e.g. API discovery refused
+                raise CommandError(f"{what}: {exc.method} {exc.path}: HTTP {exc.status}: {cut(exc.message)}") from None
         return wrapper
     return decorate
 

@@ -64,5 +64,7 @@ def cmd_rollback(args) -> int:
     record = common.wait_for_sync(conn, request.job_id, repo.name, args.timeout)
     common.print_record(record, sys.stdout)
     if record.get("result") != "success" or record.get("sha") != sha:
+        print(f"pullbridge: the rollback to {sha[:12]} was not applied; {repo.name} stays held there "
+              f"(`pullbridge resume {repo.name}` releases it)", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK

@@ -6,7 +6,8 @@ through the same coalescing path as the webhook (``request_sync``), so it
 never adds a second queued job for a repo.  With ``--wait`` it follows that
 job, even when a busy worker hands it over to a fresh one, and prints the
 sync's change set.  Exit 0: queued (or, with --wait, synced); 2: the sync
-failed, the wait timed out, or the request could not be made.
+failed or was skipped because the repo is suspended, the wait timed out,
+or the request could not be made.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ def cmd_sync(args) -> int:
     record = common.wait_for_sync(conn, request.job_id, repo.name, args.timeout)
     common.print_record(record, sys.stdout)
     if record.get("result") not in ("success", "skipped"):
+        return EXIT_ERROR
+    if any(n.startswith("skipped: suspended") for n in record.get("notes") or []):
+        print(f"pullbridge: {repo.name} is suspended: nothing was applied "
+              f"(the commit waits for `pullbridge resume {repo.name}`)", file=sys.stderr)
         return EXIT_ERROR
     if sha and any(n.startswith(f"{sha[:12]} is not on branch") for n in record.get("notes") or []):
         print(f"pullbridge: commit {sha[:12]} is not on branch {repo.branch}; it was not applied",

@@ -85,3 +85,13 @@ def test_diff_of_an_unreachable_git_host_exits_2(ops, git_repo):
     ops.configure(repo, url="http://127.0.0.1:9/nothing.git")
     code, _, err = ops.run("diff", "app")
     assert code == 2 and err.startswith("pullbridge: diff: ")
+
+
+def test_diff_works_without_redis_and_says_why_the_state_is_missing(ops, git_repo, namespace):
+    repo = git_repo("diffnoredis")
+    ops.configure(repo)
+    repo.commit_and_push("v1", app_files("1.0"))
+    code, out, err = ops.run("diff", "app", "--redis-url", "redis://:pw@127.0.0.1:9/0")
+    assert code == 1, out + err
+    assert "warning: repository state not shown: cannot reach Redis at redis://127.0.0.1:9/0" in err
+    assert "pw" not in err

@@ -92,3 +92,23 @@ def test_rollback_wait_and_refusals(ops, git_repo, kube, namespace, tmp_path):
     assert f"of app at {sha1[:12]}: success" in out
     assert f"configured Deployment/{namespace}/fluxdemo" in out
     assert app_version(kube, namespace) == "1.0"
+
+
+def test_a_rollback_that_fails_keeps_the_hold_and_says_so(ops, git_repo, kube, namespace):
+    from tests.worker.sync_manifests import configmap
+
+    repo = git_repo("rbfail")
+    ops.configure(repo)
+    bad = app_files("1.0")
+    bad["deploy/bad.yaml"] = configmap("Not_A_Valid_Name", "x")
+    broken = repo.commit_and_push("broken", bad)
+    repo.remove("deploy/bad.yaml")
+    good = repo.commit_and_push("fixed", app_files("2.0"))
+    assert ops.sync(good)["result"] == "success"
+    ops.start_worker()
+    code, out, err = ops.run("rollback", "app", broken, "--wait")
+    assert code == 2, out + err
+    assert ": failure" in out and "validation failed" in out
+    assert f"the rollback to {broken[:12]} was not applied; app stays held there" in err
+    assert repostate.held_sha(repostate.read(ops.conn, "app")) == broken
+    assert app_version(kube, namespace) == "2.0"
