@@ -181,12 +181,14 @@ def wait_for_sync(conn, job_id: str, repo_name: str, timeout: float | None, poll
             if record:
                 return record
             latest = job.latest_result()
-            error = ((latest.exc_string if latest else "") or "").strip().splitlines()[-1:] or [str(status)]
+            trace = ((latest.exc_string if latest else "") or "").strip().splitlines()
+            error = trace[-1:] or [str(getattr(status, "value", status))]
             return {"id": None, "repo": repo_name, "job_id": job_id, "result": "failure",
                     "error": _short(Exception(error[0]), 300), "counts": {}, "notes": [], "changes": []}
         if deadline is not None and time.monotonic() > deadline:
             raise WaitTimeout(f"sync job {job_id} has not finished after {timeout:g}s "
-                              f"(status {status}); it keeps running: see `pullbridge history {repo_name}`")
+                              f"(status {getattr(status, 'value', status)}); "
+                              f"it keeps running: see `pullbridge history {repo_name}`")
         time.sleep(poll)
 
 

@@ -9,7 +9,6 @@ sync is recorded yet); 2 on error.
 
 from __future__ import annotations
 
-import sys
 
 from pullbridge.cli import EXIT_OK, CommandError
 from pullbridge.commands import common

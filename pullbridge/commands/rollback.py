@@ -49,18 +49,23 @@ def cmd_rollback(args) -> int:
     config = common.load(args)
     repo = common.repo_named(config, args.name)
     conn = common.connect(args)
-    if is_suspended(read(conn, repo.name)):
+    state = read(conn, repo.name)
+    if is_suspended(state):
         raise CommandError(f"{repo.name} is suspended: no sync would apply the rollback; "
                            f"`pullbridge resume {repo.name}` first")
     sha = _resolve(repo, args.sha)
     if repo.mode == "report":
         print(f"note: {repo.name} is in report mode: the rollback sync only dry-runs", file=sys.stderr)
+    previous = state.get("held_sha")
+    if previous and previous != sha:
+        print(f"note: {repo.name} was held at {previous[:12]}; the hold moves to {sha[:12]}", file=sys.stderr)
     hold(conn, repo.name, sha, by="rollback")
     request = request_sync(conn, config, repo, sha, reason="rollback")
     print(hold_line(repo.name, read(conn, repo.name)))
     print(f"rollback sync {'queued as' if request.new_job else 'joins queued'} job {request.job_id}")
     if not args.wait:
         return EXIT_OK
+    print(f"waiting for sync job {request.job_id} ...", file=sys.stderr)
     record = common.wait_for_sync(conn, request.job_id, repo.name, args.timeout)
     common.print_record(record, sys.stdout)
     if record.get("result") != "success" or record.get("sha") != sha:

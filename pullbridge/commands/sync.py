@@ -61,6 +61,7 @@ def cmd_sync(args) -> int:
         print(f"a sync of {repo.name} is already queued (job {request.job_id}); it will apply {what}")
     if not args.wait:
         return EXIT_OK
+    print(f"waiting for sync job {request.job_id} ...", file=sys.stderr)
     record = common.wait_for_sync(conn, request.job_id, repo.name, args.timeout)
     common.print_record(record, sys.stdout)
     if record.get("result") not in ("success", "skipped"):

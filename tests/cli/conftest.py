@@ -74,7 +74,8 @@ class Ops:
                "PULLBRIDGE_CONFIG": str(self.config_path), "PULLBRIDGE_CACHE_DIR": str(self.cache),
                "PYTHONPATH": str(ROOT)}
         log = open(self.tmp / f"worker-{len(self.workers)}.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "worker", "--name", f"cli-test-{os.getpid()}-{len(self.workers)}"],
+        name = f"cli-test-{os.getpid()}-{len(self.workers)}"
+        proc = subprocess.Popen([sys.executable, "-m", "worker", "--name", name],
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         self.workers.append(proc)
         return proc

@@ -30,7 +30,8 @@ def test_state_lines_say_plainly_what_holds_a_repo():
     assert hold_line("app", state) == ("HELD: app is held at aaaaaaaaaaaa by a rollback since 1970-01-01 "
                                        "00:00:00Z; pushes are not applied until `pullbridge resume app`")
     assert suspended_line("app", state).startswith("SUSPENDED: app is suspended since 1970")
-    assert suspended_line("app", {**state, "suspended_by": "ops"}).startswith("SUSPENDED: app is suspended by ops since")
+    by_ops = suspended_line("app", {**state, "suspended_by": "ops"})
+    assert by_ops.startswith("SUSPENDED: app is suspended by ops since")
     assert state_lines("app", state) == [suspended_line("app", state), hold_line("app", state)]
     assert state_lines("app", {"suspended": "0"}) == [] and not is_suspended({"suspended": ""})
     assert is_suspended({"suspended": "true"})

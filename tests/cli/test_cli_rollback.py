@@ -87,8 +87,10 @@ def test_rollback_wait_and_refusals(ops, git_repo, kube, namespace, tmp_path):
     ops.conn.hdel(keys.state("app"), "suspended")
 
     ops.start_worker()
+    repostate.hold(ops.conn, "app", sha2)
     code, out, err = ops.run("rollback", "app", sha1, "--wait")
     assert code == 0, out + err
+    assert f"note: app was held at {sha2[:12]}; the hold moves to {sha1[:12]}" in err
     assert f"of app at {sha1[:12]}: success" in out
     assert f"configured Deployment/{namespace}/fluxdemo" in out
     assert app_version(kube, namespace) == "1.0"

@@ -28,6 +28,12 @@ def test_sync_queues_once_and_reports_an_unknown_repo(ops, git_repo):
     assert Queue(keys.SYNC_QUEUE, connection=ops.conn).job_ids == [job_id]
     assert ops.conn.zscore(keys.wanted("app"), sha) is not None
 
+    code, out, err = ops.run("sync", "app", "--wait", "--timeout", "0.3")  # no worker is running
+    assert code == 2 and f"sync job {job_id} has not finished after 0.3s (status queued)" in err
+    assert "it keeps running: see `pullbridge history app`" in err
+    code, _, err = ops.run("sync", "app", "--wait", "--timeout", "0")
+    assert code == 2 and "--timeout must be positive" in err
+
     code, _, err = ops.run("sync", "nope")
     assert code == 2 and "unknown repository 'nope' (configured: app)" in err
     code, _, err = ops.run("sync", "app", "--sha", "abc123")
