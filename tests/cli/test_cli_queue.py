@@ -86,3 +86,17 @@ def test_purge_forgets_queued_syncs_so_the_next_request_queues_afresh(ops, git_r
     assert sha[:12] in out and "success" in out
     code, out, _ = ops.run("queue", "purge")
     assert code == 0 and "no queued jobs to purge" in out
+
+
+def test_a_sync_waiting_for_its_retry_counts_as_scheduled(ops, git_repo):
+    repo = git_repo("retrying")
+    ops.configure(repo, url="http://127.0.0.1:9/unreachable.git", retries=2, backoff=["1h"])
+    job_id = request_sync(ops.conn, ops.config, ops.repo, None, reason="push").job_id
+    ops.work()  # git host unreachable: a temporary error, retried in an hour
+    code, out, _ = ops.run("queue", "--json")
+    assert code == 0
+    depths = json.loads(out)[keys.SYNC_QUEUE]["depths"]
+    assert depths == {"queued": 0, "scheduled": 1, "started": 0, "failed": 0, "deferred": 0}
+    code, out, _ = ops.run("history", "app")
+    assert "retrying" in out and "git host unreachable" in out
+    assert job_id in Queue(keys.SYNC_QUEUE, connection=ops.conn).scheduled_job_registry
