@@ -32,7 +32,7 @@ from worker.fetch import Mirror
 from worker.kube import process_kube
 from worker.lock import LockLost, RepoLock
 from worker.prune import check_allowed, prune
-from worker.render import render
+from worker.render import render, uses_kustomize
 from worker.status import enqueue_status
 
 log = logging.getLogger("pullbridge.sync")
@@ -78,6 +78,25 @@ def _status(conn, config, repo, sha, state, description, sync_id) -> None:
         enqueue_status(conn, config, repo, sha, state, description[:140], sync_id)
     except Exception:  # noqa: BLE001 - a status must never fail the sync
         log.exception("could not queue the %s status for %s@%s", state, repo.name, sha[:12])
+
+
+_render_cache: dict[str, tuple[tuple, list]] = {}
+
+
+def _render_cached(mirror: Mirror, repo: RepoConfig, sha: str) -> list:
+    """Render ``sha``; plain YAML of the commit rendered last time is reused (a commit never changes).
+
+    Kustomize output is not reused: a kustomization may pull remote bases.
+    """
+    key = (sha, repo.path)
+    cached = _render_cache.get(repo.name)
+    if cached and cached[0] == key:
+        return cached[1]
+    checkout = mirror.checkout(sha)
+    manifests = render(checkout, repo.path)
+    if not uses_kustomize(checkout, repo.path):
+        _render_cache[repo.name] = (key, manifests)
+    return manifests
 
 
 def sync(repo_name: str, reason: str = "push", delivery: str | None = None) -> dict:
@@ -143,7 +162,7 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
                     if target.reason == "held" else f"superseded by {target.sha[:12]}", record.id)
         _status(conn, config, repo, target.sha, "running", "sync running", record.id)
 
-        manifests = render(mirror.checkout(target.sha), repo.path)
+        manifests = _render_cached(mirror, repo, target.sha)
         record.phase("render")
         check_allowed(len(manifests), repo.allow_empty)
         previous = inventory.load(kube, inv_ns, repo.name)
