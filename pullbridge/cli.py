@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "history",
     "rollback",
     "queue",
+    "images",
 ]
 
 EXIT_OK, EXIT_NEGATIVE, EXIT_ERROR = 0, 1, 2
