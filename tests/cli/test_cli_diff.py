@@ -95,3 +95,29 @@ def test_diff_works_without_redis_and_says_why_the_state_is_missing(ops, git_rep
     assert code == 1, out + err
     assert "warning: repository state not shown: cannot reach Redis at redis://127.0.0.1:9/0" in err
     assert "pw" not in err
+
+
+def test_exit_codes_reach_the_shell(ops, git_repo):
+    """The same verbs as a separate `python -m pullbridge` process, as a script would run them."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    repo = git_repo("shell")
+    ops.configure(repo)
+    sha = repo.commit_and_push("v1", app_files("1.0"))
+    env = {**os.environ, "PYTHONPATH": str(root)}
+
+    def run(*argv):
+        return subprocess.run([sys.executable, "-m", "pullbridge", *argv], cwd=root, env=env,
+                              capture_output=True, text=True).returncode
+
+    assert run("diff", "app") == 1
+    ops.sync(sha)
+    assert run("diff", "app") == 0
+    assert run("diff", "nope") == 2
+    assert run("history", "app") == 0
+    assert run("queue", "retry", "--all-failed") == 1
+    assert run("rollback", "app") == 2  # usage
