@@ -82,18 +82,28 @@ _MISSING = object()
 
 
 def field_diff(live: dict | None, after: dict | None) -> list[str]:
-    """Short ``path: old -> new`` lines between the live object and the dry-run result."""
+    """Short ``path: old -> new`` lines between the live object and the dry-run result.
+
+    A Secret shows only which fields change: its values (and annotations
+    that may copy them) never reach the terminal or a CI log.
+    """
     from worker.apply import normalized
 
     if not live or not after:
         return []
     before, later = flatten(normalized(live)), flatten(normalized(after))
+    secret = "Secret" in (live.get("kind"), after.get("kind"))
     lines = []
     for path in sorted(set(before) | set(later)):
         if path.startswith(NOISY_PATHS):
             continue
         old, new = before.get(path, _MISSING), later.get(path, _MISSING)
-        if old != new:
+        if old == new:
+            continue
+        if secret:  # never print a Secret's values, only which fields change
+            lines.append(f"{path}: {'set' if old is _MISSING else 'removed' if new is _MISSING else 'changed'}"
+                         " (Secret: value hidden)")
+        else:
             lines.append(f"{path}: {_show(old)} -> {_show(new)}")
     return lines
 

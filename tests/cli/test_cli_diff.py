@@ -121,3 +121,24 @@ def test_exit_codes_reach_the_shell(ops, git_repo):
     assert run("history", "app") == 0
     assert run("queue", "retry", "--all-failed") == 1
     assert run("rollback", "app") == 2  # usage
+
+
+def _secret(value: str) -> str:
+    return f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  password: {value}\n"
+
+
+def test_diff_of_a_secret_names_the_field_but_never_its_value(ops, git_repo, namespace):
+    import base64
+
+    repo = git_repo("secret")
+    ops.configure(repo)
+    assert ops.sync(repo.commit_and_push("v1", {"deploy/s.yaml": _secret("old-hunter2")}))["result"] == "success"
+    repo.commit_and_push("v2", {"deploy/s.yaml": _secret("new-hunter2")})
+    code, out, err = ops.run("diff", "app")
+    assert code == 1, out + err
+    assert f"~ Secret/{namespace}/creds configured" in out
+    assert "data.password: changed (Secret: value hidden)" in out
+    for value in ("old-hunter2", "new-hunter2"):
+        assert value not in out + err and base64.b64encode(value.encode()).decode() not in out + err
+    code, out, _ = ops.run("diff", "app", "--json")
+    assert code == 1 and "hunter2" not in out and "aHVudGVy" not in out

@@ -35,3 +35,15 @@ def test_state_lines_say_plainly_what_holds_a_repo():
     assert state_lines("app", state) == [suspended_line("app", state), hold_line("app", state)]
     assert state_lines("app", {"suspended": "0"}) == [] and not is_suspended({"suspended": ""})
     assert is_suspended({"suspended": "true"})
+
+
+def test_field_diff_never_shows_secret_values():
+    live = {"kind": "Secret", "metadata": {"name": "s", "annotations": {"note": "hunter2-old"}},
+            "data": {"password": "aHVudGVyMg==", "gone": "eA=="}}
+    after = {"kind": "Secret", "metadata": {"name": "s", "annotations": {"note": "hunter2-new"}},
+             "data": {"password": "c2VjcmV0", "new": "eQ=="}}
+    lines = field_diff(live, after)
+    assert lines == ["data.gone: removed (Secret: value hidden)", "data.new: set (Secret: value hidden)",
+                     "data.password: changed (Secret: value hidden)",
+                     "metadata.annotations.note: changed (Secret: value hidden)"]
+    assert not any(v in "".join(lines) for v in ("aHVudGVyMg", "c2VjcmV0", "hunter2", "eA==", "eQ=="))
