@@ -122,3 +122,34 @@ def test_redact_keeps_everything_but_passwords():
     assert redact("redis+sentinel://:pw@a:1,b:2/mymaster/0?sentinel_password=x&socket_timeout=1") == \
         "redis+sentinel://a:1,b:2/mymaster/0?socket_timeout=1"
     assert redact("unix:///run/redis.sock?db=1") == "unix:///run/redis.sock?db=1"
+
+
+def test_sync_wait_follows_a_job_that_found_the_repo_locked(ops, git_repo, kube, namespace):
+    """A busy repo makes the worker hand the sync to a fresh job; --wait follows it to the end."""
+    import threading
+
+    from worker import history
+
+    repo = git_repo("locked")
+    ops.configure(repo)
+    repo.commit_and_push("v1", app_files("1.0"))
+    ops.conn.set(keys.lock("app"), "another-worker", ex=300)
+    requeued = threading.Event()
+
+    def release_when_requeued():  # let go once the first job has handed over at least once
+        while not requeued.wait(0.1):
+            if len(Queue(keys.SYNC_QUEUE, connection=ops.conn).finished_job_registry) > 0:
+                requeued.set()
+        ops.conn.delete(keys.lock("app"))
+
+    releaser = threading.Thread(target=release_when_requeued, daemon=True)
+    releaser.start()
+    ops.start_worker()
+    code, out, err = ops.run("sync", "app", "--wait")
+    requeued.set()
+    releaser.join()
+    assert code == 0, out + err
+    first_job = err.split("waiting for sync job ", 1)[1].split()[0]
+    [record] = history.history(ops.conn, "app")
+    assert record["result"] == "success" and record["job_id"] != first_job
+    assert f"sync {record['id']} of app at " in out and app_version(kube, namespace) == "1.0"
