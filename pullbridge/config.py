@@ -258,7 +258,6 @@ class RepoConfig(_Strict):
         None, description="commit statuses back to the git host; absent: none are posted")
     ssh_key_file: str | None = None
     namespace: str | None = Field(None, description="namespace for namespaced objects that name none")
-    images: RepoImages = Field(default_factory=RepoImages)
 
     @field_validator("namespace")
     @classmethod
@@ -266,6 +265,7 @@ class RepoConfig(_Strict):
         if v is not None and not NAME_RE.match(v):
             raise ValueError("must be a valid namespace name")
         return v
+    images: RepoImages = Field(default_factory=RepoImages)
 
     @field_validator("name")
     @classmethod
@@ -370,6 +370,7 @@ class WorkerSettings(_Strict):
     @classmethod
     def _durations(cls, v):
         return parse_duration(v)
+
 
 IDENTITY_ENV = "PULLBRIDGE_IDENTITY"
 KNOWN_HOSTS_ENV = "PULLBRIDGE_KNOWN_HOSTS"

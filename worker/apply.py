@@ -337,9 +337,16 @@ class Applier:
         if crds and not self.dry_run_only:
             self._wait_crds(crds)
         if deferred or later:
+            deadline = time.monotonic() + CRD_WAIT
             for item in deferred:
-                if not self._resolve(item, set() if not self.dry_run_only else crd_kinds):
-                    item.action = "created"  # report mode: its CRD is not there yet
+                if self.dry_run_only:
+                    if not self._resolve(item, crd_kinds):
+                        item.action = "created"  # report mode: its CRD is not there yet
+                    continue
+                # Discovery serves a new CRD's kind a moment after it is Established.
+                while not self._resolve(item, crd_kinds if time.monotonic() < deadline else set()):
+                    time.sleep(0.1)
+                    self.kube.forget(item.manifest.group)
             rest = [i for i in deferred + later if i.mapping is not None]
             self._load_live(rest, fresh)
             if self.dry_run_only:

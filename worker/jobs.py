@@ -137,7 +137,7 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
     settings = config.repo_jobs(repo)
     inv_ns = config.worker.inventory_namespace
     limit = config.worker.history_limit
-    mirror = Mirror(repo)
+    mirror = Mirror(repo, config=config)
     try:
         head = mirror.fetch()
         target = mirror.choose(head, wanted, state.get("applied_sha") or None,
