@@ -22,6 +22,12 @@ COMMAND_MODULES = [
     "notify",
     "identity",
     "known_hosts",
+    # operator verbs (pullbridge/commands/common.py has what they share)
+    "sync",
+    "diff",
+    "history",
+    "rollback",
+    "queue",
     "images",
     "suspend",
 ]

@@ -71,6 +71,15 @@ class Item:
         return f"{self.obj['kind']}/{ns}/{meta['name']}" if ns else f"{self.obj['kind']}/{meta['name']}"
 
     @property
+    def digest(self) -> str:
+        """Digest of the desired object, cached on its Manifest (a rendered commit is reused)."""
+        ns = self.obj["metadata"].get("namespace")
+        cache = self.manifest.__dict__.setdefault("_digests", {})
+        if ns not in cache:
+            cache[ns] = digest(self.obj)
+        return cache[ns]
+
+    @property
     def inventory_id(self) -> str:
         return object_id(self.manifest.group, self.obj["kind"], self.obj["metadata"].get("namespace"),
                          self.obj["metadata"]["name"])
@@ -245,7 +254,7 @@ class Applier:
         to_check = []
         for item in items:
             prev = self.previous.get(item.inventory_id)
-            if item.live is not None and prev and prev.get("h") == digest(item.obj) \
+            if item.live is not None and prev and prev.get("h") == item.digest \
                     and managed_by_us(item.live, item.obj) and is_subset(item.obj, item.live):
                 item.action = "unchanged"
             else:
@@ -307,7 +316,8 @@ class Applier:
             self.kube.forget(group)
 
     def run(self, manifests: list[Manifest]) -> ApplyResult:
-        items = [Item(m, json.loads(json.dumps(m.obj))) for m in manifests]
+        # Only metadata.namespace is ever changed on an item: copy that level, share the rest.
+        items = [Item(m, {**m.obj, "metadata": dict(m.obj["metadata"])}) for m in manifests]
         crd_kinds = {((i.obj.get("spec") or {}).get("group", ""),
                       ((i.obj.get("spec") or {}).get("names") or {}).get("kind"))
                      for i in items if i.obj["kind"] == "CustomResourceDefinition"}
@@ -327,9 +337,16 @@ class Applier:
         if crds and not self.dry_run_only:
             self._wait_crds(crds)
         if deferred or later:
+            deadline = time.monotonic() + CRD_WAIT
             for item in deferred:
-                if not self._resolve(item, set() if not self.dry_run_only else crd_kinds):
-                    item.action = "created"  # report mode: its CRD is not there yet
+                if self.dry_run_only:
+                    if not self._resolve(item, crd_kinds):
+                        item.action = "created"  # report mode: its CRD is not there yet
+                    continue
+                # Discovery serves a new CRD's kind a moment after it is Established.
+                while not self._resolve(item, crd_kinds if time.monotonic() < deadline else set()):
+                    time.sleep(0.1)
+                    self.kube.forget(item.manifest.group)
             rest = [i for i in deferred + later if i.mapping is not None]
             self._load_live(rest, fresh)
             if self.dry_run_only:
@@ -341,7 +358,7 @@ class Applier:
         result = ApplyResult()
         for item in items:
             result.changes.append(Change(item.ref, item.action or "skipped", item.manifest.source))
-            result.entries[item.inventory_id] = {"v": item.obj["apiVersion"], "h": digest(item.obj)}
+            result.entries[item.inventory_id] = {"v": item.obj["apiVersion"], "h": item.digest}
         return result
 
     def _list_namespaces(self) -> list[dict]:

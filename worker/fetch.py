@@ -7,8 +7,8 @@ elsewhere.  The worker keeps a bare mirror per repository under a cache dir
 into it only the tracked branch from only the configured URL.  Wanted shas
 are ordered with git ancestry, not with webhook arrival order.
 
-Transport secrets (an SSH key) come from ``git_env(repo)``, the one seam for
-the SSH helper to fill.
+Transport settings (deploy key, pinned host keys for SSH URLs) come from
+``git_env(repo, config)``, which defers to worker.ssh.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from pathlib import Path
 
 import git
 
-from pullbridge.config import RepoConfig
+from pullbridge.config import Config, RepoConfig
+from worker import ssh
 from worker.errors import PermanentError, TemporaryError, cut
 
 CACHE_ENV = "PULLBRIDGE_CACHE_DIR"
@@ -46,9 +47,17 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "pullbridge" / "mirrors")
 
 
-def git_env(repo: RepoConfig) -> dict[str, str]:
-    """Extra environment for git talking to ``repo``'s host (SSH transport plugs in here)."""
-    return {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GIT_SSH_COMMAND": "ssh -o BatchMode=yes"}
+def git_env(repo: RepoConfig, config: Config | None = None) -> dict[str, str]:
+    """Environment for git talking to ``repo``'s host: never prompt; SSH via worker.ssh.
+
+    A missing deploy key or unpinned host key is an operator's fix: permanent.
+    """
+    env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+    try:
+        env.update(ssh.git_env(repo, config))
+    except ssh.SshSetupError as exc:
+        raise PermanentError(f"git over SSH is not set up: {exc}") from None
+    return env
 
 
 @dataclass
@@ -65,8 +74,9 @@ class Target:
 class Mirror:
     """A bare mirror of one repository's tracked branch."""
 
-    def __init__(self, repo: RepoConfig, root: Path | None = None):
+    def __init__(self, repo: RepoConfig, root: Path | None = None, config: Config | None = None):
         self.repo = repo
+        self.config = config
         self.root = root or cache_dir()
         self.path = self.root / f"{repo.name}.git"
         self.checkouts = self.root / f"{repo.name}.checkouts"
@@ -95,7 +105,7 @@ class Mirror:
         refspec = f"+{self.ref}:{self.ref}"
         try:
             repo.git.fetch(self.repo.url, refspec, "--no-tags", "--quiet",
-                           env=git_env(self.repo), kill_after_timeout=FETCH_TIMEOUT)
+                           env=git_env(self.repo, self.config), kill_after_timeout=FETCH_TIMEOUT)
         except git.GitCommandError as exc:
             detail = cut(exc.stderr or exc, 300)
             if "couldn't find remote ref" in detail.lower():

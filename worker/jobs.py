@@ -33,7 +33,7 @@ from worker.kube import process_kube
 from worker.lock import LockLost, RepoLock
 from worker.ownership import strip_manifests
 from worker.prune import check_allowed, prune
-from worker.render import render
+from worker.render import render, uses_kustomize
 from worker.status import enqueue_status
 
 log = logging.getLogger("pullbridge.sync")
@@ -81,6 +81,25 @@ def _status(conn, config, repo, sha, state, description, sync_id) -> None:
         log.exception("could not queue the %s status for %s@%s", state, repo.name, sha[:12])
 
 
+_render_cache: dict[str, tuple[tuple, list]] = {}
+
+
+def _render_cached(mirror: Mirror, repo: RepoConfig, sha: str) -> list:
+    """Render ``sha``; plain YAML of the commit rendered last time is reused (a commit never changes).
+
+    Kustomize output is not reused: a kustomization may pull remote bases.
+    """
+    key = (sha, repo.path)
+    cached = _render_cache.get(repo.name)
+    if cached and cached[0] == key:
+        return cached[1]
+    checkout = mirror.checkout(sha)
+    manifests = render(checkout, repo.path)
+    if not uses_kustomize(checkout, repo.path):
+        _render_cache[repo.name] = (key, manifests)
+    return manifests
+
+
 def sync(repo_name: str, reason: str = "push", delivery: str | None = None) -> dict:
     """Sync ``repo_name`` to its newest wanted commit (or its branch head)."""
     job = get_current_job()
@@ -125,7 +144,7 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
     settings = config.repo_jobs(repo)
     inv_ns = config.worker.inventory_namespace
     limit = config.worker.history_limit
-    mirror = Mirror(repo)
+    mirror = Mirror(repo, config=config)
     try:
         head = mirror.fetch()
         target = mirror.choose(head, wanted, state.get("applied_sha") or None,
@@ -143,11 +162,14 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
             done_wanted(conn, repo.name, wanted)
             return record.summary()
         record.sha = target.sha
+        if target.reason == "held":  # say it in the history: pushes do not move a held repo
+            record.notes.append(f"held at {target.sha[:12]} by a rollback until `pullbridge resume {repo.name}`")
         for sha in target.superseded:
-            _status(conn, config, repo, sha, "success", f"superseded by {target.sha[:12]}", record.id)
+            _status(conn, config, repo, sha, "success", f"not applied: held at {target.sha[:12]} by a rollback"
+                    if target.reason == "held" else f"superseded by {target.sha[:12]}", record.id)
         _status(conn, config, repo, target.sha, "running", "sync running", record.id)
 
-        manifests = render(mirror.checkout(target.sha), repo.path)
+        manifests = _render_cached(mirror, repo, target.sha)
         strip_manifests(manifests)  # fields left to others (pullbridge.io/ignore-fields)
         record.phase("render")
         check_allowed(len(manifests), repo.allow_empty)

@@ -123,6 +123,11 @@ def render(checkout: Path, path: str = ".") -> list[Manifest]:
     return sort_manifests(manifests)
 
 
+def uses_kustomize(checkout: Path, path: str = ".") -> bool:
+    base = Path(checkout) / path
+    return base.is_dir() and any((base / name).is_file() for name in KUSTOMIZATION_FILES)
+
+
 def _rel(root: Path, file: Path) -> str:
     return file.relative_to(root).as_posix() if file.is_relative_to(root) else file.name
 
