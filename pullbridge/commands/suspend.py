@@ -18,7 +18,8 @@ from pullbridge.config import CONFIG_ENV, ConfigError, load_config
 def register(sub) -> None:
     for verb, helptext, func in (
             ("suspend", "stop syncing and correcting a repository", cmd_suspend),
-            ("resume", "sync and correct a suspended repository again", cmd_resume)):
+            ("resume", "sync and correct a suspended repository again, and release a rollback hold",
+             cmd_resume)):
         p = sub.add_parser(verb, help=helptext)
         p.add_argument("name", help="repository name from the config")
         p.add_argument("--config", help=f"YAML file (default: ${CONFIG_ENV})")
@@ -60,22 +61,30 @@ def cmd_suspend(args) -> int:
 
 
 def cmd_resume(args) -> int:
+    """Resume a suspended repo and release a rollback hold; either way, queue a sync if needed."""
     from redis.exceptions import RedisError
 
-    from pullbridge import suspension
+    from pullbridge import repostate, suspension
     from pullbridge.queueing import request_sync
 
     config, repo, conn = _context(args)
     try:
         changed = suspension.resume(conn, repo.name, by=args.by)
+        released = repostate.clear_hold(conn, repo.name)
         waiting = suspension.waiting_commits(conn, repo.name)
-        queued = request_sync(conn, config, repo, None, reason="resume") if changed and waiting else None
+        wants_sync = released or (changed and waiting)
+        queued = request_sync(conn, config, repo, None, reason="resume") if wants_sync else None
     except RedisError as exc:
         raise CommandError(f"cannot reach Redis: {exc}") from None
-    if not changed:
-        print(f"{repo.name}: was not suspended; nothing to do.")
-    elif queued:
-        print(f"{repo.name}: resumed; {waiting} waiting commit(s), sync {queued.job_id} queued.")
+    if not changed and not released:
+        print(f"{repo.name}: was neither suspended nor held; nothing to do.")
+        return 0
+    if released:
+        print(f"{repo.name}: released the rollback hold at {released[:12]}; the branch head applies again.")
+    if changed:
+        print(f"{repo.name}: resumed" + (f"; {waiting} waiting commit(s)." if waiting else "."))
+    if queued:
+        print(f"{repo.name}: sync {queued.job_id} queued.")
     else:
-        print(f"{repo.name}: resumed; the next push or periodic check syncs it.")
+        print(f"{repo.name}: the next push or periodic check syncs it.")
     return 0

@@ -51,9 +51,9 @@ def test_rollback_applies_the_old_commit_and_holds_it_until_resume(ops, git_repo
     assert code == 1 and err.startswith(f"HELD: app is held at {sha1[:12]}")
     assert '"1.0" -> "3.0"' in out
 
-    # what `pullbridge resume app` does for a hold (the drift branch's verb calls this)
-    assert repostate.clear_hold(ops.conn, "app") == sha1
-    request_sync(ops.conn, ops.config, ops.repo, None, reason="resume")
+    # `pullbridge resume app` releases the hold and queues a sync of the branch head
+    code, out, _ = ops.run("resume", "app")
+    assert code == 0 and f"released the rollback hold at {sha1[:12]}" in out
     ops.work()
     assert app_version(kube, namespace) == "3.0"
     code, out, _ = ops.run("history", "app")
