@@ -44,6 +44,7 @@ from webhook.providers import provider as provider_module
 
 SECRET_CACHE_SECONDS = 30.0  # a rotated secret_file is picked up within this
 READ_CHUNK = 64 * 1024
+json_loads = json.loads  # one name, so a test can prove it is not reached before verification
 
 
 @dataclass
@@ -154,7 +155,7 @@ class Intake:
 
     def _parse(self, host, headers, body: bytes, repo: RepoConfig) -> PushEvent:
         try:
-            payload = json.loads(body)
+            payload = json_loads(body)
         except (ValueError, RecursionError):
             raise errors.BadPayload("body is not valid JSON", field="body") from None
         try:

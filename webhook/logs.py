@@ -36,11 +36,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (test capture swaps it)."""
+
+    def __init__(self):
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def setup_logging(level: str | int = "INFO") -> logging.Logger:
     """Give the receiver's logger one JSON handler on stderr (idempotent)."""
     logger = logging.getLogger(LOGGER_NAME)
     if not any(getattr(h, "_pullbridge", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(JsonFormatter())
         handler._pullbridge = True
         logger.addHandler(handler)

@@ -22,7 +22,7 @@ import redis
 from pullbridge.config import parse_config
 
 SECRETS = {
-    "PB_TEST_GITHUB_SECRET": "gh-secret-\u00e9".encode().decode("latin-1"),
+    "PB_TEST_GITHUB_SECRET": "gh-secret-\u00e9",
     "PB_TEST_GITLAB_TOKEN": "gl-token",
     "PB_TEST_GITLAB_SIGNING": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     "PB_TEST_GITEA_SECRET": "gitea-secret",
@@ -32,7 +32,7 @@ SECRETS = {
 
 
 def secret(env: str) -> bytes:
-    return SECRETS[env].encode("latin-1")
+    return SECRETS[env].encode()  # as pullbridge.config.Secret.value() reads it
 
 
 def free_port() -> int:
