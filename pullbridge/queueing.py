@@ -51,6 +51,39 @@ def _retry(config: Config, repo: RepoConfig) -> Retry | None:
     return Retry(max=jobs.retries, interval=[int(round(b)) for b in jobs.backoff])
 
 
+# The common case in one round trip: a sync is already queued, so recording the
+# sha (and claiming the delivery) is all there is to do.  Returns
+# {1, job} for a duplicate, {2, job} when coalesced into the queued job, {0}
+# when no job is queued (the caller then takes the WATCH/MULTI path that
+# enqueues one).  KEYS: wanted, queued[, dedup]; ARGV: sha or '', score, ttl ms.
+_COALESCE = """
+if KEYS[3] then
+  local seen = redis.call('GET', KEYS[3])
+  if seen then return {1, seen} end
+end
+local job = redis.call('GET', KEYS[2])
+if not job then return {0} end
+if ARGV[1] ~= '' then redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1]) end
+if KEYS[3] then redis.call('SET', KEYS[3], job, 'PX', ARGV[3]) end
+return {2, job}
+"""
+_coalesce_script = None
+
+
+def _coalesce(conn: Redis, wanted_key: str, queued_key: str, dedup_key: str | None,
+              sha: str | None, dedup_ms: int) -> SyncRequest | None:
+    global _coalesce_script
+    if _coalesce_script is None:
+        _coalesce_script = conn.register_script(_COALESCE)
+    keys_ = [wanted_key, queued_key] + ([dedup_key] if dedup_key else [])
+    answer = _coalesce_script(keys=keys_, args=[sha or "", int(time.time() * 1000), dedup_ms], client=conn)
+    if answer[0] == 1:
+        return SyncRequest(answer[1].decode(), False, duplicate=True)
+    if answer[0] == 2:
+        return SyncRequest(answer[1].decode(), False)
+    return None
+
+
 def request_sync(conn: Redis, config: Config, repo: RepoConfig, sha: str | None, *,
                  reason: str, delivery: str | None = None, dedup_key: str | None = None,
                  dedup_ttl: float = 86400.0) -> SyncRequest:
@@ -69,6 +102,9 @@ def request_sync(conn: Redis, config: Config, repo: RepoConfig, sha: str | None,
     wanted_key, queued_key = keys.wanted(repo.name), keys.queued(repo.name)
     watched = (queued_key, dedup_key) if dedup_key else (queued_key,)
     dedup_ms = max(1, int(dedup_ttl * 1000))
+    coalesced = _coalesce(conn, wanted_key, queued_key, dedup_key, sha, dedup_ms)
+    if coalesced is not None:
+        return coalesced
     with conn.pipeline() as pipe:
         while True:
             try:

@@ -107,16 +107,21 @@ def is_zero_sha(sha: str | None) -> bool:
 
 def commit_paths(commits, list_name: str = "commits") -> set[str]:
     """Union of added/modified/removed over GitHub/GitLab/Gitea style commit objects."""
-    if not isinstance(commits, list):
+    if type(commits) is not list:
         raise PayloadError(list_name, "must be a list")
     paths: set[str] = set()
     for i, commit in enumerate(commits):
-        if not isinstance(commit, dict):
+        if type(commit) is not dict:
             raise PayloadError(f"{list_name}[{i}]", "must be an object")
         for key in ("added", "modified", "removed"):
-            items = commit.get(key) or []
-            if not isinstance(items, list) or not all(isinstance(p, str) for p in items):
+            items = commit.get(key)
+            if not items:
+                continue
+            if type(items) is not list:
                 raise PayloadError(f"{list_name}[{i}].{key}", "must be a list of strings")
+            for path in items:
+                if type(path) is not str:
+                    raise PayloadError(f"{list_name}[{i}].{key}", "must be a list of strings")
             paths.update(items)
     return paths
 

@@ -159,7 +159,7 @@ class Intake:
         except (ValueError, RecursionError):
             raise errors.BadPayload("body is not valid JSON", field="body") from None
         try:
-            return host.parse(headers, payload, branch=repo.branch)
+            return host.parse(headers, payload, branch=repo.branch, with_paths=bool(repo.paths))
         except PayloadError as exc:
             raise errors.BadPayload(str(exc), field=exc.field) from None
         except RecursionError:

@@ -29,7 +29,7 @@ def delivery_id(headers) -> str | None:
     return header(headers, DELIVERY_HEADER)
 
 
-def parse(headers, payload, *, branch: str | None = None) -> PushEvent:
+def parse(headers, payload, *, branch: str | None = None, with_paths: bool = True) -> PushEvent:
     raw_event = (header(headers, EVENT_HEADER) or "").strip()
     if not raw_event:
         raise PayloadError(EVENT_HEADER, "header is missing")

@@ -35,7 +35,7 @@ def delivery_id(headers) -> str | None:
     return None
 
 
-def parse(headers, payload, *, branch: str | None = None) -> PushEvent:
+def parse(headers, payload, *, branch: str | None = None, with_paths: bool = True) -> PushEvent:
     event = (header(headers, EVENT_HEADER) or "push").strip().lower()
     if not isinstance(payload, dict):
         raise PayloadError("body", "must be a JSON object")

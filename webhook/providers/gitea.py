@@ -34,7 +34,7 @@ def delivery_id(headers) -> str | None:
     return _first(headers, DELIVERY_HEADERS)
 
 
-def parse(headers, payload, *, branch: str | None = None) -> PushEvent:
+def parse(headers, payload, *, branch: str | None = None, with_paths: bool = True) -> PushEvent:
     event = (_first(headers, EVENT_HEADERS) or "").strip().lower()
     if not event:
         raise PayloadError(EVENT_HEADERS[0], "header is missing")
@@ -46,7 +46,9 @@ def parse(headers, payload, *, branch: str | None = None) -> PushEvent:
     after = sha_field(payload, "after")
     before = sha_field(payload, "before", required=False)
     commits = payload.get("commits") or []
-    paths = commit_paths(commits)
+    if type(commits) is not list:
+        raise PayloadError("commits", "must be a list")
+    paths = commit_paths(commits) if with_paths else set()
     total = payload.get("total_commits")
     complete = not is_zero_sha(before) and not (isinstance(total, int) and total > len(commits))
     return PushEvent(
@@ -58,5 +60,5 @@ def parse(headers, payload, *, branch: str | None = None) -> PushEvent:
         after=after,
         deleted=is_zero_sha(after),
         repository=field(payload, "repository.full_name"),
-        paths=frozenset(paths) if complete else None,
+        paths=frozenset(paths) if complete and with_paths else None,
     )

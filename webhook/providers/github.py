@@ -31,7 +31,7 @@ def event_name(headers) -> str:
     return (header(headers, EVENT_HEADER) or "").strip().lower()
 
 
-def parse(headers, payload, *, branch: str | None = None) -> PushEvent:
+def parse(headers, payload, *, branch: str | None = None, with_paths: bool = True) -> PushEvent:
     event = event_name(headers)
     if not event:
         raise PayloadError(EVENT_HEADER, "header is missing")
@@ -43,7 +43,9 @@ def parse(headers, payload, *, branch: str | None = None) -> PushEvent:
     after = sha_field(payload, "after")
     before = sha_field(payload, "before", required=False)
     commits = payload.get("commits") or []
-    paths = commit_paths(commits)
+    if type(commits) is not list:
+        raise PayloadError("commits", "must be a list")
+    paths = commit_paths(commits) if with_paths else set()
     forced = payload.get("forced") is True
     complete = len(commits) < MAX_COMMITS and not forced and not is_zero_sha(before)
     return PushEvent(
@@ -55,5 +57,5 @@ def parse(headers, payload, *, branch: str | None = None) -> PushEvent:
         after=after,
         deleted=payload.get("deleted") is True or is_zero_sha(after),
         repository=field(payload, "repository.full_name"),
-        paths=frozenset(paths) if complete else None,
+        paths=frozenset(paths) if complete and with_paths else None,
     )

@@ -115,7 +115,7 @@ def delivery_id(headers) -> str | None:
     return None
 
 
-def parse(headers, payload, *, branch: str | None = None) -> PushEvent:
+def parse(headers, payload, *, branch: str | None = None, with_paths: bool = True) -> PushEvent:
     raw_event = (header(headers, EVENT_HEADER) or "").strip()
     if not raw_event:
         raise PayloadError(EVENT_HEADER, "header is missing")
@@ -130,7 +130,9 @@ def parse(headers, payload, *, branch: str | None = None) -> PushEvent:
     after = sha_field(payload, "after")
     before = sha_field(payload, "before", required=False)
     commits = payload.get("commits") or []
-    paths = commit_paths(commits)
+    if type(commits) is not list:
+        raise PayloadError("commits", "must be a list")
+    paths = commit_paths(commits) if with_paths else set()
     total = payload.get("total_commits_count")
     complete = not is_zero_sha(before) and not (isinstance(total, int) and total > len(commits))
     return PushEvent(
@@ -142,5 +144,5 @@ def parse(headers, payload, *, branch: str | None = None) -> PushEvent:
         after=after,
         deleted=is_zero_sha(after),
         repository=field(payload, "project.path_with_namespace"),
-        paths=frozenset(paths) if complete else None,
+        paths=frozenset(paths) if complete and with_paths else None,
     )
