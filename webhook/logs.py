@@ -19,10 +19,19 @@ FIELDS = ("delivery", "repo", "provider", "event", "outcome", "status", "ref", "
 
 
 class JsonFormatter(logging.Formatter):
+    _cached: tuple[int, str] = (-1, "")  # (second, its text); one tuple, so threads see a pair
+
+    def _timestamp(self, created: float, msecs: float) -> str:
+        second = int(created)
+        cached = self._cached
+        if cached[0] != second:  # strftime once a second, not once a line
+            cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+            self._cached = cached
+        return f"{cached[1]}.{int(msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-                  + f".{int(record.msecs):03d}Z",
+            "ts": self._timestamp(record.created, record.msecs),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
