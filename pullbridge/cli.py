@@ -18,6 +18,8 @@ from pullbridge import __version__
 COMMAND_MODULES = [
     "stack",
     "config",
+    "demo",
+    "notify",
 ]
 
 EXIT_OK, EXIT_NEGATIVE, EXIT_ERROR = 0, 1, 2

@@ -1,0 +1,128 @@
+"""Start, find and stop the stack's processes by pid file, never by name.
+
+Why: ``stack down`` must stop exactly what ``stack up`` started, even on a
+machine that runs its own Redis or etcd.  A pid file is trusted only while the
+process it names still runs the same program (checked in /proc), so a reused
+pid is never signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+
+class StackError(Exception):
+    """A part of the stack cannot be installed or started; the message says where to look."""
+
+
+def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22).
+
+    Together with the pid it names one process for the life of the machine,
+    which a pid alone does not (pids are reused).
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[19] if len(fields) > 19 and fields[0] != "Z" else None
+
+
+@dataclass
+class Process:
+    name: str
+    argv: list[str]
+    ports: list[int]
+    ready: Callable[[], bool]
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float = 30.0
+
+    def pid_file(self, run_dir: Path) -> Path:
+        return run_dir / f"{self.name}.pid"
+
+    def running_pid(self, run_dir: Path) -> int | None:
+        """The pid from our pid file, if that very process (pid and start time) still runs."""
+        try:
+            pid_text, started = self.pid_file(run_dir).read_text().split()[:2]
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            return None
+        return pid if _start_time(pid) == started else None
+
+    def start(self, run_dir: Path, log_dir: Path, log=print) -> None:
+        pid = self.running_pid(run_dir)
+        if pid is not None:
+            if wait_until(self.ready, self.timeout):
+                log(f"{self.name}: already running (pid {pid})")
+                return
+            raise StackError(f"{self.name} runs (pid {pid}) but does not answer; "
+                             f"see {log_dir / (self.name + '.log')}, or run `pullbridge stack down`")
+        for port in self.ports:
+            if port_in_use(port):
+                raise StackError(f"{self.name}: port {port} on 127.0.0.1 is taken by another program; "
+                                 f"free it or set PULLBRIDGE_*_PORT (see `pullbridge stack --help`)")
+        log_path = log_dir / f"{self.name}.log"
+        out = open(log_path, "ab")
+        proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, **self.env}, start_new_session=True)
+        out.close()
+        self.pid_file(run_dir).write_text(f"{proc.pid} {_start_time(proc.pid)}\n")
+        started = time.monotonic()
+        while not self.ready():
+            if proc.poll() is not None:
+                raise StackError(f"{self.name} exited with status {proc.returncode} at start; "
+                                 f"log: {log_path}\n{_tail(log_path)}")
+            if time.monotonic() - started > self.timeout:
+                raise StackError(f"{self.name} did not become ready within {self.timeout:.0f}s; "
+                                 f"log: {log_path}\n{_tail(log_path)}")
+            time.sleep(0.2)
+        log(f"{self.name}: started (pid {proc.pid}) in {time.monotonic() - started:.1f}s")
+
+    def stop(self, run_dir: Path, log=print, timeout: float = 15.0) -> None:
+        pid = self.running_pid(run_dir)
+        if pid is None:
+            self.pid_file(run_dir).unlink(missing_ok=True)
+            return
+        os.kill(pid, signal.SIGTERM)
+        if not wait_until(lambda: self.running_pid(run_dir) is None or _zombie(pid), timeout):
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: self.running_pid(run_dir) is None or _zombie(pid), 5)
+        self.pid_file(run_dir).unlink(missing_ok=True)
+        log(f"{self.name}: stopped (pid {pid})")
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""

@@ -1,0 +1,68 @@
+"""Configuration: strict validation with key paths, secrets never shown."""
+
+import pytest
+
+from pullbridge.cli import main
+from pullbridge.config import ConfigError, parse_config, parse_duration
+
+GOOD = {"repos": [{"name": "demo", "url": "file:///srv/git/demo.git", "provider": "github",
+                   "secret_env": "DEMO_SECRET", "interval": "10s", "retries": 5}]}
+
+
+def test_valid_config_and_per_repo_job_settings():
+    config = parse_config(GOOD)
+    repo = config.repo("demo")
+    assert repo.interval == 10
+    assert config.repo_jobs(repo).retries == 5
+    assert config.repo_jobs(repo).job_timeout == config.jobs.job_timeout
+
+
+@pytest.mark.parametrize("change, path, message", [
+    ({"bogus": 1}, "repos[0].bogus", "unknown key"),
+    ({"provider": "svn"}, "repos[0].provider", "github"),
+    ({"url": "ftp://x"}, "repos[0].url", "URL"),
+    ({"branch": "a..b"}, "repos[0].branch", "branch"),
+    ({"path": "../etc"}, "repos[0].path", "inside"),
+    ({"interval": "2s"}, "repos[0].interval", "at least 10s"),
+    ({"name": "Bad_Name"}, "repos[0].name", "lowercase"),
+])
+def test_errors_name_their_key_path(change, path, message):
+    data = {"repos": [{**GOOD["repos"][0], **change}]}
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert any(p == path and message in m for p, m in err.value.problems), err.value.problems
+
+
+def test_secret_source_is_required_exactly_once():
+    repo = {k: v for k, v in GOOD["repos"][0].items() if k != "secret_env"}
+    with pytest.raises(ConfigError, match="exactly one of secret_env or secret_file"):
+        parse_config({"repos": [repo]})
+
+
+def test_unknown_top_level_key_and_duplicate_names():
+    with pytest.raises(ConfigError, match="reposs: unknown key"):
+        parse_config({"reposs": []})
+    with pytest.raises(ConfigError, match="used twice"):
+        parse_config({"repos": GOOD["repos"] * 2})
+
+
+@pytest.mark.parametrize("text, seconds", [("10s", 10), ("5m", 300), ("1h30m", 5400), (7, 7)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+def test_config_check_command(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "c.yaml"
+    path.write_text("repos:\n- name: demo\n  url: file:///x\n  provider: gitlab\n  secret_env: S\n  colour: red\n")
+    assert main(["config", "check", str(path)]) == 2
+    assert "repos[0].colour: unknown key" in capsys.readouterr().out
+
+    path.write_text("repos:\n- name: demo\n  url: file:///x\n  provider: gitlab\n  secret_env: S\n")
+    monkeypatch.delenv("S", raising=False)
+    assert main(["config", "check", str(path)]) == 2
+    assert "S is not set" in capsys.readouterr().out
+    monkeypatch.setenv("S", "hunter2-very-secret")
+    assert main(["config", "check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "ok (1 repositories: demo)" in out
+    assert "hunter2" not in out
