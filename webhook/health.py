@@ -30,5 +30,6 @@ def readyz():
 
 @bp.get("/metrics")
 def metrics():
-    data, content_type = exposition()
+    intake = current_app.extensions["pullbridge"]
+    data, content_type = exposition(intake.conn, intake.config)
     return Response(data, content_type=content_type)

@@ -35,10 +35,19 @@ def observe(provider: str, outcome: str, seconds: float) -> None:
     INTAKE_SECONDS.labels(provider).observe(seconds)
 
 
-def exposition() -> tuple[bytes, str]:
-    """The text a scrape gets, summed over all worker processes when multi-process."""
+def exposition(conn=None, config=None) -> tuple[bytes, str]:
+    """The text a scrape gets: the receiver's own metrics (summed over all
+    gunicorn workers when multi-process) followed by the sync, drift and queue
+    metrics the workers record in Redis (``worker.metrics``), when given a
+    connection and configuration."""
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        text = generate_latest(registry)
+    else:
+        text = generate_latest(REGISTRY)
+    if conn is not None and config is not None:
+        from worker.metrics import exposition as worker_exposition
+
+        text += worker_exposition(conn, config)[0]
+    return text, CONTENT_TYPE_LATEST

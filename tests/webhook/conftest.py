@@ -1,10 +1,10 @@
 """Fixtures for the receiver's tests: a throwaway redis-server, a configuration
 with one repository per provider, and the Flask ``app`` / ``client``.
 
-``redis_conn`` stands in for the shared fixture main's tests/conftest.py will
-provide (same name and contract: a Redis DB flushed before each test, DB
-number from ``PULLBRIDGE_TEST_REDIS_DB``); ``throwaway_redis`` starts a
-private redis-server a test may kill (the 503 path).
+Redis is the shared stack's (``redis_conn`` from tests/conftest.py: the DB
+numbered ``PULLBRIDGE_TEST_REDIS_DB``, flushed before each test);
+``throwaway_redis`` starts a private redis-server a test may kill (the 503
+path) and the gunicorn tests run against one of their own.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ SECRETS = {
     "PB_TEST_GITEA_SECRET": "gitea-secret",
     "PB_TEST_BBS_SECRET": "bbs-secret",
     "PB_TEST_GENERIC_SECRET": "generic-secret",
+    "PB_TEST_STATUS_TOKEN": "status-token",
 }
 
 
@@ -73,21 +74,6 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def _redis_server():
-    server = RedisServer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def redis_conn(_redis_server):
-    conn = redis.Redis.from_url(_redis_server.url)
-    conn.flushdb()
-    yield conn
-    conn.close()
-
-
 @pytest.fixture
 def throwaway_redis():
     server = RedisServer()
@@ -118,8 +104,8 @@ CONFIG = {
         repo("gh", "github", "PB_TEST_GITHUB_SECRET", repository="octo-org/deploy"),
         repo("gh-open", "github", "PB_TEST_GITHUB_SECRET"),
         repo("gh-paths", "github", "PB_TEST_GITHUB_SECRET", paths=["deploy/", "*.kustomization"]),
-        repo("gh-status", "github", "PB_TEST_GITHUB_SECRET",
-             status={"api_url": "https://api.github.com", "token_env": "X"}),
+        repo("gh-status", "github", "PB_TEST_GITHUB_SECRET", repository="octo-org/deploy",
+             status={"api_url": "https://api.github.com", "token_env": "PB_TEST_STATUS_TOKEN"}),
         repo("gl", "gitlab", "PB_TEST_GITLAB_TOKEN", repository="group/deploy"),
         repo("gl-signed", "gitlab", "PB_TEST_GITLAB_SIGNING", repository="group/deploy"),
         repo("gitea", "gitea", "PB_TEST_GITEA_SECRET", repository="gitea/deploy"),

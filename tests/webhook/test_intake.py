@@ -335,6 +335,7 @@ def test_health_ready_and_metrics(client):
     assert 'pullbridge_webhook_deliveries_total{outcome="queued",provider="github"}' in text
     assert 'pullbridge_webhook_deliveries_total{outcome="unauthorized",provider="github"}' in text
     assert "pullbridge_webhook_intake_seconds_bucket" in text
+    assert "pullbridge_metrics_redis_up 1.0" in text  # the workers' Redis-backed metrics follow
 
 
 def test_logs_are_json_with_the_delivery_id_and_no_secrets(client, capfd):
