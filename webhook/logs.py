@@ -15,7 +15,7 @@ import time
 
 LOGGER_NAME = "pullbridge.webhook"
 FIELDS = ("delivery", "repo", "provider", "event", "outcome", "status", "ref", "sha", "job_id",
-          "duration_ms", "reason", "error")
+          "duration_ms", "reason", "error", "left_out")
 
 
 class JsonFormatter(logging.Formatter):

@@ -339,6 +339,9 @@ def test_health_ready_and_metrics(client):
 
 
 def test_logs_are_json_with_the_delivery_id_and_no_secrets(client, capfd):
+    import webhook.hooks
+
+    webhook.hooks._noise.clear()
     post(client, "gl", P.gitlab_push(), delivery="log-me")
     body = json.dumps(P.gitlab_push()).encode()
     client.post("/hooks/gl", data=body, headers={"X-Gitlab-Event": "Push Hook",
@@ -354,3 +357,21 @@ def test_logs_are_json_with_the_delivery_id_and_no_secrets(client, capfd):
 def test_unexpected_methods_answer_json(client):
     response = client.get("/hooks/gh")
     assert response.status_code == 405 and response.json["error"]
+
+
+def test_unauthenticated_noise_is_logged_at_most_once_a_second(client, capfd):
+    import webhook.hooks
+
+    webhook.hooks._noise.clear()
+    capfd.readouterr()
+    for _ in range(5):
+        assert client.post("/hooks/gh", data=b"{}").status_code == 401
+    lines = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
+    assert [l["left_out"] for l in lines if l.get("status") == 401] == [0]
+    last, left_out = webhook.hooks._noise["gh"]
+    webhook.hooks._noise["gh"] = (last - 2 * webhook.hooks.NOISE_LOG_INTERVAL, left_out)  # a while later
+    assert client.post("/hooks/gh", data=b"{}").status_code == 401
+    lines = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
+    assert [l["left_out"] for l in lines if l.get("status") == 401] == [4]
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'outcome="unauthorized",provider="github"}' in text  # every one is still counted
