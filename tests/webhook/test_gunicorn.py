@@ -14,6 +14,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -30,7 +31,9 @@ GENEROUS = 60  # seconds: only so a broken server cannot hang the suite
 
 def procfile_web() -> list[str]:
     line = next(l for l in (ROOT / "Procfile").read_text().splitlines() if l.startswith("web:"))
-    return shlex.split(line[len("web:"):])
+    argv = shlex.split(line[len("web:"):])
+    # the same command, with this interpreter's gunicorn whatever PATH says
+    return [sys.executable, "-m", "gunicorn", *argv[1:]] if argv[0] == "gunicorn" else argv
 
 
 @pytest.fixture(scope="module")
