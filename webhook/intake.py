@@ -126,6 +126,9 @@ class Intake:
         host = provider_module(repo.provider)
         if not host.verify(headers, body, self.secret(repo),
                            tolerance=self.config.server.signature_tolerance):
+            claimed = host.delivery_id(headers)  # unverified: logged only when well-formed
+            if claimed and DELIVERY_RE.match(claimed):
+                log["delivery"] = claimed
             raise errors.Unauthorized("signature or token missing or wrong")
         event = self._parse(host, headers, body, repo)
         delivery = self._delivery(event, body)

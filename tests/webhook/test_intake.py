@@ -354,6 +354,22 @@ def test_logs_are_json_with_the_delivery_id_and_no_secrets(client, capfd):
     assert "gl-token" not in err and "guess-" not in err
 
 
+def test_create_app_reads_the_configuration_named_in_the_environment(tmp_path, monkeypatch, redis_conn):
+    from webhook import create_app
+
+    path = tmp_path / "pullbridge.yaml"
+    path.write_text("repos:\n  - {name: from-env, url: 'file:///srv/git/x.git', provider: generic,"
+                    " secret_env: PB_TEST_GENERIC_SECRET}\n")
+    kwargs = redis_conn.connection_pool.connection_kwargs
+    monkeypatch.setenv("PULLBRIDGE_CONFIG", str(path))
+    monkeypatch.setenv("REDIS_URL", f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs['db']}")
+    app = create_app()
+    response = post(app.test_client(), "from-env", P.generic_push(repository=None), provider="generic",
+                    secret_env="PB_TEST_GENERIC_SECRET")
+    assert response.status_code == 202
+    assert sync_jobs(redis_conn) == [response.json["job_id"]]
+
+
 def test_unexpected_methods_answer_json(client):
     response = client.get("/hooks/gh")
     assert response.status_code == 405 and response.json["error"]
