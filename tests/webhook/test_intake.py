@@ -391,3 +391,22 @@ def test_unauthenticated_noise_is_logged_at_most_once_a_second(client, capfd):
     assert [l["left_out"] for l in lines if l.get("status") == 401] == [4]
     text = client.get("/metrics").get_data(as_text=True)
     assert 'outcome="unauthorized",provider="github"}' in text  # every one is still counted
+
+
+def test_concurrent_redeliveries_and_pushes_stay_one_job(app, redis_conn):
+    """Threads racing on an empty queue: one job, one acceptance per delivery id."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    shas = [P.sha(f"race-{i}") for i in range(8)]
+
+    def deliver(i):
+        client = app.test_client()
+        return post(client, "gh", P.github_push(after=shas[i % 8]), delivery=f"race-{i % 8}")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(deliver, range(32)))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses.count(202) == 8 and statuses.count(200) == 24  # 8 ids, each accepted once
+    assert len({a.json["job_id"] for a in answers}) == 1
+    assert sync_jobs(redis_conn) == [answers[0].json["job_id"]]
+    assert {m.decode() for m in redis_conn.zrange(keys.wanted("gh"), 0, -1)} == set(shas)
