@@ -14,11 +14,10 @@ gunicorn settings.  It is off unless asked for.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
-from flask import Flask, Response, jsonify
+from flask import Flask, jsonify
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -66,8 +65,7 @@ def create_app(config: Config | None = None, *, redis_url: str | None = None,
 def register_error_handlers(app: Flask, logger: logging.Logger) -> None:
     @app.errorhandler(errors.HookError)
     def hook_error(exc: errors.HookError):
-        return Response(json.dumps(exc.body()), exc.status, headers=exc.headers,
-                        mimetype="application/json")
+        return errors.error_response(exc)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -2,12 +2,17 @@
 its HTTP status, in one place.
 
 Why: the view code raises what went wrong (``Unauthorized``,
-``BadPayload("after", ...)``) and one Flask error handler turns it into a
-JSON answer.  Messages are written for the sender and never contain a
+``BadPayload("after", ...)``) and ``error_response`` turns it into a JSON
+answer (used by the app's error handler, and directly by the hook view so
+the hot 401 path skips Flask's exception dispatch).  Messages are written for the sender and never contain a
 secret, a signature or a payload excerpt.
 """
 
 from __future__ import annotations
+
+import json
+
+from flask import Response
 
 
 class HookError(Exception):
@@ -72,3 +77,7 @@ class Unavailable(HookError):
     def __init__(self, message: str, retry_after: int = 5, **details):
         super().__init__(message, **details)
         self.headers = {"Retry-After": str(retry_after)}
+
+
+def error_response(exc: HookError) -> Response:
+    return Response(json.dumps(exc.body()), exc.status, headers=exc.headers, mimetype="application/json")

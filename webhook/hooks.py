@@ -55,7 +55,7 @@ def receive(name: str):
         return Response(json.dumps(answer.body), answer.status, mimetype="application/json")
     except errors.HookError as exc:
         outcome, status = exc.code, exc.status
-        raise
+        return errors.error_response(exc)
     finally:
         elapsed = time.perf_counter() - started
         observe(log["provider"], outcome, elapsed)

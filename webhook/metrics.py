@@ -30,9 +30,16 @@ INTAKE_SECONDS = Histogram(
 )
 
 
+_children: dict = {}  # (provider, outcome) -> (counter child, histogram child): labels() once
+
+
 def observe(provider: str, outcome: str, seconds: float) -> None:
-    DELIVERIES.labels(provider, outcome).inc()
-    INTAKE_SECONDS.labels(provider).observe(seconds)
+    pair = _children.get((provider, outcome))
+    if pair is None:
+        pair = (DELIVERIES.labels(provider, outcome), INTAKE_SECONDS.labels(provider))
+        _children[(provider, outcome)] = pair
+    pair[0].inc()
+    pair[1].observe(seconds)
 
 
 def exposition(conn=None, config=None) -> tuple[bytes, str]:
