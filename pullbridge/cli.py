@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "stack",
     "config",
     "demo",
+    "notify",
 ]
 
 EXIT_OK, EXIT_NEGATIVE, EXIT_ERROR = 0, 1, 2

@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from pullbridge.notify_config import AlertTarget, StatusSettings, check_status
+
 CONFIG_ENV = "PULLBRIDGE_CONFIG"
 DEFAULT_MAX_BODY = 3 * 1024 * 1024
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -134,7 +136,8 @@ class RepoConfig(_Strict):
     backoff: list[float] | None = None
     job_timeout: float | None = None
     concurrency: int | None = Field(None, ge=1, le=256)
-    status: dict | None = None
+    status: StatusSettings | None = Field(
+        None, description="commit statuses back to the git host; absent: none are posted")
     ssh_key_file: str | None = None
     namespace: str | None = Field(None, description="namespace for namespaced objects that name none")
 
@@ -200,6 +203,7 @@ class RepoConfig(_Strict):
     def _secret(self):
         if bool(self.secret_env) == bool(self.secret_file):
             raise ValueError("exactly one of secret_env or secret_file is required")
+        check_status(self)
         return self
 
     @property
@@ -254,6 +258,7 @@ class Config(_Strict):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     repos: list[RepoConfig] = Field(default_factory=list)
+    alerts: list[AlertTarget] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique(self):
@@ -262,6 +267,10 @@ class Config(_Strict):
             if repo.name in seen:
                 raise ValueError(f"repository name {repo.name!r} is used twice")
             seen.add(repo.name)
+        for i, target in enumerate(self.alerts):
+            unknown = [name for name in target.repos if name not in seen]
+            if unknown:
+                raise ValueError(f"alerts[{i}].repos: unknown repository {unknown[0]!r}")
         return self
 
     def repo(self, name: str) -> RepoConfig | None:
@@ -329,4 +338,15 @@ def check_secrets(config: Config) -> list[tuple[str, str]]:
                 problems.append((f"repos[{i}].secret", f"{repo.secret.describe()} is empty"))
         except ConfigError as exc:
             problems.append((f"repos[{i}].secret", exc.problems[0][1]))
+        if repo.status is not None:
+            problems += _unreadable(f"repos[{i}].status.token", repo.status.token())
+    for i, target in enumerate(config.alerts):
+        problems += _unreadable(f"alerts[{i}].url", target.url())
     return problems
+
+
+def _unreadable(path: str, secret: Secret) -> list[tuple[str, str]]:
+    try:
+        return [] if secret.value() else [(path, f"{secret.describe()} is empty")]
+    except ConfigError as exc:
+        return [(path, exc.problems[0][1])]

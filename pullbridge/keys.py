@@ -44,3 +44,40 @@ def sync_record(sync_id: str) -> str:
 def delivery(repo: str, delivery_id: str) -> str:
     """STRING with a TTL: a webhook delivery already accepted (deduplication)."""
     return f"pb:delivery:{repo}:{delivery_id}"
+
+
+def status_order(repo: str, sha: str) -> str:
+    """HASH per commit: ``enqueued`` (last sequence handed out) and ``posted``
+    (highest sequence posted).  A status job whose sequence is below ``posted``
+    is stale and dropped, so a late older status never overwrites a newer one."""
+    return f"pb:status:{repo}:{sha}"
+
+
+def status_lock(repo: str, sha: str) -> str:
+    """STRING with a TTL: held while one status for this commit is being posted."""
+    return f"pb:status:{repo}:{sha}:lock"
+
+
+def alert_state(repo: str) -> str:
+    """STRING: last alerted sync state of the repo, ``ok`` or ``failing``."""
+    return f"pb:repo:{repo}:alert-state"
+
+
+def alert_once(key: str) -> str:
+    """STRING with a TTL: an alert already sent for this event (e.g. a drift sync id)."""
+    return f"pb:alert-once:{key}"
+
+
+def metrics_counters() -> str:
+    """HASH of counter values, field ``<name>|<repo>|<label>`` -> count (see worker.metrics)."""
+    return "pb:metrics:counters"
+
+
+def metrics_durations(repo: str) -> str:
+    """HASH: sync duration histogram of a repo: bucket upper bounds -> count, plus sum and count."""
+    return f"pb:metrics:durations:{repo}"
+
+
+def metrics_last_success() -> str:
+    """HASH repo -> unix time of its last successful sync."""
+    return "pb:metrics:last-success"

@@ -1,35 +1,157 @@
 """Commit statuses back to the git host, each posted by its own retried job.
 
 Why a job of its own: posting a status must never fail or delay a sync.  The
-sync only enqueues ``post`` on the status queue; a git host that is slow or
-down delays nothing but its own status.
+sync only enqueues ``post`` on the status queue (``enqueue_status`` swallows
+and logs a Redis failure); a git host that is slow or down delays nothing but
+its own status.  Retries follow worker.outbound: 5xx, 409, 429/rate limits
+(honouring Retry-After) and network errors are retried by RQ's ``Retry``;
+any other 4xx fails the job once, without retries.
+
+Ordering: jobs may run out of order (retries, several status workers), and a
+late "pending" must not overwrite a newer "success" of the same commit.  Each
+enqueued status takes the next number of a per-commit sequence in Redis
+(``keys.status_order``); posting happens under a per-commit lock and records
+the highest number posted; a job whose number is lower than that is stale and
+is dropped.  Statuses of one repository are enqueued in the order its syncs
+(serialised by the repo lock) produce them, so "newest enqueued" is "newest".
 """
 
 from __future__ import annotations
 
+import logging
+
 from redis import Redis
-from rq import Queue, Retry
+from redis.exceptions import RedisError
+from rq import Queue, Retry, get_current_job
 
 from pullbridge import keys
-from pullbridge.config import Config, RepoConfig
+from pullbridge.config import Config, ConfigError, RepoConfig, load_config
+from pullbridge.notify_config import status_api_url, status_context, status_project
+from worker.githosts import StatusTarget, build_request, interpret
+from worker.outbound import PermanentError, TemporaryError, run_job, send_json
+
+log = logging.getLogger(__name__)
 
 STATES = ("pending", "running", "success", "failure", "error")
+ORDER_TTL = 14 * 86400
+LOCK_WAIT = 30
 
 
 def enqueue_status(conn: Redis, config: Config, repo: RepoConfig, sha: str, state: str,
                    description: str, sync_id: str | None = None) -> str | None:
-    """Queue a status post for ``sha``; returns the job id, or None when the repo posts none."""
+    """Queue a status post for ``sha``; returns the job id, or None when the repo posts none.
+
+    Never raises for Redis trouble (logged instead): a status is not worth a sync.
+    """
     if state not in STATES:
         raise ValueError(f"unknown commit state {state!r}, expected one of {', '.join(STATES)}")
-    if not repo.status:
+    settings = repo.status
+    if not settings or not settings.enabled:
         return None
-    job = Queue(keys.STATUS_QUEUE, connection=conn).enqueue_call(
-        "worker.status.post",
-        args=(repo.name, sha, state, description, sync_id),
-        retry=Retry(max=5, interval=[2, 5, 15, 30, 60]),
-        timeout=60,
-        result_ttl=3600,
-        failure_ttl=7 * 86400,
-        description=f"status {state} {repo.name}@{sha[:12]}",
-    )
+    order_key = keys.status_order(repo.name, sha)
+    try:
+        with conn.pipeline() as pipe:
+            pipe.hincrby(order_key, "enqueued", 1)
+            pipe.expire(order_key, ORDER_TTL)
+            seq = int(pipe.execute()[0])
+        job = Queue(keys.STATUS_QUEUE, connection=conn).enqueue_call(
+            "worker.status.post",
+            args=(repo.name, sha, state, description, sync_id),
+            kwargs={"seq": seq},
+            retry=_retry(settings.retries, settings.backoff),
+            timeout=int(settings.timeout * 2 + LOCK_WAIT + 10),
+            result_ttl=3600,
+            failure_ttl=7 * 86400,
+            description=f"status {state} {repo.name}@{sha[:12]}",
+        )
+    except RedisError as exc:
+        log.error("status %s for %s@%s not queued: Redis: %s", state, repo.name, sha[:12], exc)
+        return None
     return job.id
+
+
+def _retry(retries: int, backoff: list[float]) -> Retry | None:
+    if retries < 1:
+        return None
+    return Retry(max=retries, interval=[int(round(b)) for b in backoff])
+
+
+def status_target(repo: RepoConfig) -> StatusTarget:
+    return StatusTarget(provider=repo.provider, api_url=status_api_url(repo),
+                        project=status_project(repo), context=status_context(repo), ref=repo.branch)
+
+
+def target_url(config: Config, sync_id: str | None) -> str | None:
+    if not sync_id:
+        return None
+    return f"{config.server.public_url.rstrip('/')}/syncs/{sync_id}"
+
+
+def post(repo_name: str, sha: str, state: str, description: str, sync_id: str | None = None,
+         seq: int | None = None) -> str:
+    """The RQ job: post one status.  Returns 'posted', 'unchanged', 'stale' or 'disabled'."""
+    what = f"status {state} {repo_name}@{sha[:12]}"
+
+    def attempt():
+        try:
+            config = load_config()
+        except ConfigError as exc:
+            raise TemporaryError(f"configuration unreadable: {exc}") from None
+        repo = config.repo(repo_name)
+        if repo is None:
+            raise PermanentError(f"repository {repo_name!r} is no longer configured")
+        if not repo.status or not repo.status.enabled:
+            log.info("%s: statuses are off for this repository; dropped", what)
+            return "disabled"
+        job = get_current_job()
+        conn = job.connection if job is not None else None
+        if conn is None:
+            raise PermanentError("post() runs as an RQ job (no Redis connection)")
+        return post_now(conn, config, repo, sha, state, description, sync_id, seq)
+
+    return run_job(what, attempt)
+
+
+def post_now(conn: Redis, config: Config, repo: RepoConfig, sha: str, state: str, description: str,
+             sync_id: str | None = None, seq: int | None = None) -> str:
+    """Post under the per-commit lock unless a newer status was already posted.
+
+    Raises TemporaryError / PermanentError (see worker.outbound).
+    """
+    if state not in STATES:
+        raise PermanentError(f"unknown commit state {state!r}")
+    settings = repo.status
+    what = f"status {state} {repo.name}@{sha[:12]}"
+    try:
+        token = settings.token().value().decode().strip()
+    except ConfigError as exc:
+        raise TemporaryError(f"{what}: token unreadable: {exc}") from None  # may be fixed in time
+    if not token:
+        raise TemporaryError(f"{what}: token {settings.token().describe()} is empty")
+
+    target = status_target(repo)
+    order_key = keys.status_order(repo.name, sha)
+    lock = conn.lock(keys.status_lock(repo.name, sha), timeout=settings.timeout * 2 + 10,
+                     blocking_timeout=LOCK_WAIT)
+    if not lock.acquire():
+        raise TemporaryError(f"{what}: another status of this commit is being posted")
+    try:
+        posted = int(conn.hget(order_key, "posted") or 0)
+        if seq is not None and seq < posted:
+            log.info("%s: dropped, a newer status (#%d > #%d) was already posted", what, posted, seq)
+            return "stale"
+        request = build_request(target, token, sha, state, description, target_url(config, sync_id))
+        response = send_json(request.url, request.payload, request.headers, settings.timeout)
+        outcome = interpret(target, response, what)
+        if seq is not None:
+            with conn.pipeline() as pipe:
+                pipe.hset(order_key, "posted", max(seq, posted))
+                pipe.expire(order_key, ORDER_TTL)
+                pipe.execute()
+        log.info("%s: %s", what, outcome)
+        return outcome
+    finally:
+        try:
+            lock.release()
+        except Exception:  # expired: nothing to release
+            pass

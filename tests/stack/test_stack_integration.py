@@ -48,7 +48,8 @@ def test_controller_manager_makes_replicasets(kube, namespace):
     dyn.resources.get(api_version="apps/v1", kind="Deployment").server_side_apply(
         body=deployment(namespace), name="web", namespace=namespace, field_manager="pullbridge-test")
     apps = client.AppsV1Api(kube)
-    assert wait_until(lambda: apps.list_namespaced_replica_set(namespace).items, timeout=30)
+    # Generous: under load (a benchmark making 250 Deployments) the controller lags.
+    assert wait_until(lambda: apps.list_namespaced_replica_set(namespace).items, timeout=180)
 
 
 def test_openapi_v2_is_valid_and_kubectl_validates_against_it(stack, namespace, tmp_path):

@@ -1,0 +1,94 @@
+"""`pullbridge notify status|alert`: try commit statuses and alerts by hand.
+
+Why: a wrong token, API URL or webhook URL only shows up when the first sync
+fails to report.  These verbs post once, right now (no queue, no retries),
+and print what the host answered, so an operator can check the settings
+before relying on them.  Secrets are never printed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pullbridge.cli import CommandError
+from pullbridge.config import CONFIG_ENV, ConfigError, load_config
+
+
+def register(sub) -> None:
+    p = sub.add_parser("notify", help="try commit statuses and alerts by hand")
+    verbs = p.add_subparsers(dest="notify_command", metavar="VERB")
+    verbs.required = True
+    status = verbs.add_parser("status", help="post one commit status now")
+    status.add_argument("repo", help="repository name from the config")
+    status.add_argument("sha", help="full commit sha")
+    status.add_argument("--state", default="pending",
+                        choices=["pending", "running", "success", "failure", "error"])
+    status.add_argument("--description", default="Pullbridge status check")
+    status.add_argument("--config", help=f"YAML file (default: ${CONFIG_ENV})")
+    status.set_defaults(func=cmd_status)
+    alert = verbs.add_parser("alert", help="send a test alert to every configured destination")
+    alert.add_argument("--repo", help="repository named in the test alert (default: the first)")
+    alert.add_argument("--config", help=f"YAML file (default: ${CONFIG_ENV})")
+    alert.set_defaults(func=cmd_alert)
+
+
+def _config(args):
+    try:
+        return load_config(args.config or os.environ.get(CONFIG_ENV))
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def cmd_status(args) -> int:
+    from worker.githosts import build_request, interpret
+    from worker.outbound import PermanentError, TemporaryError, send_json
+    from worker.status import status_target, target_url
+
+    config = _config(args)
+    repo = config.repo(args.repo)
+    if repo is None:
+        raise CommandError(f"no repository named {args.repo!r} in the configuration")
+    if repo.status is None:
+        raise CommandError(f"repository {repo.name} has no `status:` settings")
+    try:
+        token = repo.status.token().value().decode().strip()
+    except ConfigError as exc:
+        raise CommandError(f"status token: {exc}") from None
+    target = status_target(repo)
+    request = build_request(target, token, args.sha, args.state, args.description, target_url(config, None))
+    print(f"POST {request.url} ({target.provider}, context {target.context!r}, state {args.state})")
+    try:
+        outcome = interpret(target, send_json(request.url, request.payload, request.headers,
+                                              repo.status.timeout), "status")
+    except TemporaryError as exc:
+        print(f"temporary failure (a job would retry): {exc}")
+        return 2
+    except PermanentError as exc:
+        print(f"refused: {exc}")
+        return 2
+    print(f"ok: {outcome}")
+    return 0
+
+
+def cmd_alert(args) -> int:
+    from worker.alerts import slack_message, target_key
+    from worker.outbound import PermanentError, TemporaryError, check, send_json
+
+    config = _config(args)
+    if not config.alerts:
+        raise CommandError("no `alerts:` destinations in the configuration")
+    repo_name = args.repo or (config.repos[0].name if config.repos else "example")
+    alert = {"source": "pullbridge", "event": "test", "repo": repo_name, "state": "test",
+             "sync_id": None, "summary": "Test alert from `pullbridge notify alert`.", "url": None, "at": None}
+    failures = 0
+    for target in config.alerts:
+        label = target_key(target)
+        try:
+            url = target.url().value().decode().strip()
+            payload = slack_message(alert) if target.kind == "slack" else alert
+            check(send_json(url, payload, {}, target.timeout), label)
+            print(f"{label}: sent")
+        except (ConfigError, TemporaryError, PermanentError) as exc:
+            failures += 1
+            print(f"{label}: failed: {exc}")
+    return 2 if failures else 0

@@ -1,0 +1,37 @@
+"""`pullbridge notify status|alert` against the local API server."""
+
+from __future__ import annotations
+
+import json
+
+from pullbridge.cli import main
+from tests.notify_support import GITHUB_TOKEN, fake_hosts  # noqa: F401
+from tests.test_status import SHA, make_config
+
+
+def test_notify_status_posts_once_and_reports(fake_hosts, monkeypatch, tmp_path, capsys):  # noqa: F811
+    make_config(fake_hosts, monkeypatch, tmp_path)
+    assert main(["notify", "status", "gh", SHA, "--state", "success"]) == 0
+    out = capsys.readouterr().out
+    assert "ok: posted" in out and GITHUB_TOKEN not in out
+    assert fake_hosts.final[("github", "acme/deploy", SHA, "pullbridge/gh")] == "success"
+
+    monkeypatch.setenv("GH_TOKEN", "wrong")
+    assert main(["notify", "status", "gh", SHA]) == 2
+    assert "refused: status: HTTP 401" in capsys.readouterr().out
+
+
+def test_notify_alert_sends_to_each_destination(fake_hosts, monkeypatch, tmp_path, capsys):  # noqa: F811
+    monkeypatch.setenv("SLACK_URL", fake_hosts.base + "/hooks/slack/secret")
+    monkeypatch.setenv("HOOK_URL", fake_hosts.base + "/nowhere")
+    monkeypatch.setenv("S", "x")
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps({
+        "repos": [{"name": "app", "url": "https://git.example/a/app.git", "provider": "github", "secret_env": "S"}],
+        "alerts": [{"kind": "slack", "url_env": "SLACK_URL"}, {"kind": "webhook", "url_env": "HOOK_URL"}]}))
+    assert main(["notify", "alert", "--config", str(path)]) == 2
+    out = capsys.readouterr().out
+    assert "slack:env:SLACK_URL: sent" in out
+    assert "webhook:env:HOOK_URL: failed: webhook:env:HOOK_URL: HTTP 404" in out
+    assert "secret" not in out.replace("SLACK_URL", "")
+    assert "test alert" in fake_hosts.requests[0]["payload"]["text"]

@@ -1,0 +1,156 @@
+"""Outbound HTTP for notification jobs (commit statuses, alerts) and how failures are retried.
+
+Why it exists: every call Pullbridge makes to an outside service must decide
+the same thing after a failure: try again later (network error, 5xx, 409,
+429 or a rate limit, honouring ``Retry-After``) or give up at once (any other
+4xx: a bad token or a bad request will not improve by repeating it).  The
+decision is made here once, as kopf-style exceptions:
+
+* ``TemporaryError(delay)``: the RQ job raises it and RQ's ``Retry`` runs it
+  again; ``delay`` (from ``Retry-After``) stretches the next retry interval.
+* ``PermanentError``: the job's remaining retries are cancelled, it fails
+  once and lands in the failed registry for an operator to see.
+
+Messages carry the HTTP status and a cut-short body, never the URL (a Slack
+webhook URL is a secret) nor any header.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import socket
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+from pullbridge import __version__
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"pullbridge/{__version__}"
+BODY_SHOWN = 300
+MAX_DELAY = 3600
+
+
+class PermanentError(Exception):
+    """Repeating the call will not help; do not retry."""
+
+    def __init__(self, message: str, status: int | None = None, body: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class TemporaryError(Exception):
+    """Try again later; ``delay`` seconds at least when the server said so."""
+
+    def __init__(self, message: str, delay: float | None = None):
+        super().__init__(message)
+        self.delay = delay
+
+
+@dataclass
+class Response:
+    status: int
+    body: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+def cut(text: str, limit: int = BODY_SHOWN) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def send_json(url: str, payload: dict, headers: dict[str, str], timeout: float) -> Response:
+    """POST ``payload`` as JSON; any HTTP status comes back as a Response.
+
+    Raises TemporaryError when no answer arrived (refused, reset, timeout, DNS).
+    """
+    data = json.dumps(payload).encode()
+    all_headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}
+    request = urllib.request.Request(url, data=data, headers=all_headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return Response(reply.status, reply.read(64 * 1024).decode("utf-8", "replace"),
+                            {k.lower(): v for k, v in reply.headers.items()})
+    except urllib.error.HTTPError as exc:
+        body = exc.read(64 * 1024).decode("utf-8", "replace") if exc.fp else ""
+        return Response(exc.code, body, {k.lower(): v for k, v in (exc.headers or {}).items()})
+    except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TemporaryError(f"no answer: {type(reason).__name__}: {cut(str(reason), 120)}") from None
+
+
+def retry_after(response: Response, now: float | None = None) -> float | None:
+    """Seconds to wait from ``Retry-After`` (seconds or HTTP date) or GitHub's rate-limit reset."""
+    now = time.time() if now is None else now
+    value = response.header("retry-after")
+    if value:
+        value = value.strip()
+        if value.isdigit():
+            return float(min(int(value), MAX_DELAY))
+        try:
+            when = email.utils.parsedate_to_datetime(value).timestamp()
+            return max(0.0, min(when - now, MAX_DELAY))
+        except (TypeError, ValueError):
+            return None
+    if response.header("x-ratelimit-remaining") == "0":
+        reset = response.header("x-ratelimit-reset") or ""
+        if reset.isdigit():
+            return max(0.0, min(int(reset) - now, MAX_DELAY))
+    return None
+
+
+def check(response: Response, what: str) -> Response:
+    """Return a 2xx response; raise TemporaryError or PermanentError for the rest."""
+    status = response.status
+    if 200 <= status < 300:
+        return response
+    message = f"{what}: HTTP {status}: {cut(response.body) or '(empty body)'}"
+    if status >= 500 or status in (408, 409, 429):
+        raise TemporaryError(message, retry_after(response))
+    if status == 403 and (response.header("retry-after") or response.header("x-ratelimit-remaining") == "0"):
+        raise TemporaryError(message, retry_after(response))  # GitHub primary/secondary rate limits
+    raise PermanentError(message, status, cut(response.body))
+
+
+def run_job(what: str, call):
+    """Run ``call()`` inside an RQ job, applying the retry policy above.
+
+    A TemporaryError whose server asked for a delay stretches the job's next
+    RQ retry interval; a PermanentError cancels the remaining retries.  Both
+    are re-raised so the job is recorded as failed (or scheduled again).
+    """
+    from rq import get_current_job
+
+    job = get_current_job()
+    try:
+        return call()
+    except TemporaryError as exc:
+        log.warning("%s: will retry: %s", what, exc)
+        if job is not None and exc.delay:
+            _stretch_next_retry(job, exc.delay)
+        raise
+    except PermanentError as exc:
+        log.error("%s: giving up (no retry): %s", what, exc)
+        if job is not None:
+            job.retries_left = 0
+        raise
+
+
+def _stretch_next_retry(job, delay: float) -> None:
+    """Make RQ's next retry of ``job`` wait at least ``delay`` seconds."""
+    if not job.retries_left:
+        return
+    intervals = list(job.retry_intervals or [0])
+    index = max(len(intervals) - job.retries_left, 0)
+    if index >= len(intervals):
+        index = len(intervals) - 1
+    intervals[index] = max(int(intervals[index]), int(delay + 0.999))
+    job.retry_intervals = intervals
