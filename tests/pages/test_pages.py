@@ -86,12 +86,12 @@ def test_sync_page_shows_everything_a_developer_needs(client, redis_conn):
 
 
 def test_sync_page_names_the_failed_object_and_file(client, redis_conn):
-    error = "Deployment/shop/web (deploy/app.yaml, doc 2): spec.replicas: Invalid value: -1: must be >= 0"
+    error = "validation failed, nothing applied: Deployment/shop/web (deploy/app.yaml, doc 2): spec.replicas: Invalid value: -1: must be >= 0"
     record = save_record(redis_conn, result="failure", error=error, changes=[])
     page = text(client.get(f"/syncs/{record.id}"))
     assert "failed" in page and 'id="error"' in page
     assert "<strong>Deployment</strong>" in page and "<strong>web</strong>" in page
-    assert "<code>deploy/app.yaml</code> (document 2)" in page
+    assert "<code>deploy/app.yaml</code> (document 2)" in page and "validation failed, nothing applied" in page
     assert "spec.replicas: Invalid value: -1: must be &gt;= 0" in page
     assert "Nothing was applied." in page
 

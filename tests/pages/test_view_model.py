@@ -62,14 +62,31 @@ def test_suspended_is_said_plainly():
 
 def test_parse_error_names_object_and_file():
     parsed = vm.parse_error("Deployment/my-demo/fluxdemo (deploy/app.yaml, doc 2): spec.replicas: Invalid value: -1")
-    assert parsed["kind"] == "Deployment" and parsed["namespace"] == "my-demo" and parsed["name"] == "fluxdemo"
-    assert parsed["file"] == "deploy/app.yaml" and parsed["doc"] == "2"
-    assert parsed["message"] == "spec.replicas: Invalid value: -1"
-    cluster = vm.parse_error("PermanentError: Namespace/web (ns.yaml, doc 1): forbidden")
-    assert cluster["kind"] == "Namespace" and cluster["namespace"] == "" and cluster["name"] == "web"
+    (obj,) = parsed["objects"]
+    assert obj["kind"] == "Deployment" and obj["namespace"] == "my-demo" and obj["name"] == "fluxdemo"
+    assert obj["file"] == "deploy/app.yaml" and obj["doc"] == "2"
+    assert obj["message"] == "spec.replicas: Invalid value: -1"
     plain = vm.parse_error("TemporaryError: API server unreachable")
-    assert plain["object"] == "" and plain["message"] == "TemporaryError: API server unreachable"
+    assert plain["objects"] == [] and plain["summary"] == "TemporaryError: API server unreachable"
     assert vm.parse_error(None) is None
+
+
+def test_parse_error_with_several_objects_as_the_applier_words_it():
+    parsed = vm.parse_error(
+        "validation failed, nothing applied: Deployment/web/api (apps/api.yaml, doc 2): spec.replicas: "
+        "Invalid value: -1; Namespace/web (ns.yaml, doc 1): forbidden: no; ConfigMap/web/c (c.yaml, doc 3): "
+        "data: Invalid value: \"a; b\" (and 4 more)")
+    assert parsed["summary"] == "validation failed, nothing applied" and parsed["more"] == 4
+    assert [(o["kind"], o["namespace"], o["name"], o["file"], o["doc"]) for o in parsed["objects"]] == [
+        ("Deployment", "web", "api", "apps/api.yaml", "2"), ("Namespace", "", "web", "ns.yaml", "1"),
+        ("ConfigMap", "web", "c", "c.yaml", "3")]
+    assert parsed["objects"][0]["message"] == "spec.replicas: Invalid value: -1"
+    assert parsed["objects"][2]["message"] == 'data: Invalid value: "a; b"'
+
+
+def test_parse_error_as_the_renderer_words_it():
+    parsed = vm.parse_error("ConfigMap/web/c is declared twice: a.yaml, doc 1 and b.yaml, doc 2")
+    assert parsed["objects"] == [] and "declared twice" in parsed["summary"]
 
 
 def test_change_rows_split_and_order():

@@ -40,9 +40,10 @@ HISTORY_PAGE = 25
 ERROR_CUT = 600
 VALUE_CUT = 300
 
-# "Kind/ns/name (file, doc N): message", as worker.apply and worker.render word errors.
-_ERROR_RE = re.compile(r"^(?:[\w.]+: )?(?P<object>[\w.-]+/[\w.:-]+(?:/[\w.:-]+)?) \((?P<file>[^()]*?), doc (?P<doc>\d+)\): (?P<message>.*)$",
-                       re.S)
+# "Kind/ns/name (file, doc N): message", as worker.apply and worker.render word errors;
+# several are joined with "; " after a summary ("validation failed, nothing applied: ").
+_OBJECT_ERROR_RE = re.compile(r"(?P<object>[A-Z][\w.]*/[^\s()/;]+(?:/[^\s()/;]+)?) \((?P<file>[^()]*?), doc (?P<doc>\d+)\): ")
+_MORE_RE = re.compile(r"\s*\(and (?P<more>\d+) more\)\s*$")
 _SOURCE_RE = re.compile(r"^(?P<file>.*), doc (?P<doc>\d+)$")
 _USERINFO_RE = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)[^/@\s]+@")
 
@@ -218,15 +219,25 @@ def split_source(source: str) -> tuple[str, str]:
 
 
 def parse_error(error: str | None) -> dict | None:
-    """Split an error naming an object and file into its parts, when it does."""
+    """Split an error into its summary and the objects (with file and doc) it names.
+
+    ``{"summary": str, "objects": [{object, kind, namespace, name, file, doc, message}],
+    "more": int, "text": the whole error}``; ``objects`` is empty when none is named.
+    """
     if not error:
         return None
-    m = _ERROR_RE.match(error)
-    if not m:
-        return {"object": "", "kind": "", "namespace": "", "name": "", "file": "", "doc": "", "message": error}
-    kind, namespace, name = split_ref(m["object"])
-    return {"object": m["object"], "kind": kind, "namespace": namespace, "name": name,
-            "file": m["file"], "doc": m["doc"], "message": m["message"]}
+    more = _MORE_RE.search(error)
+    body = error[:more.start()] if more else error
+    matches = list(_OBJECT_ERROR_RE.finditer(body))
+    objects = []
+    for i, m in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(body)
+        kind, namespace, name = split_ref(m["object"])
+        objects.append({"object": m["object"], "kind": kind, "namespace": namespace, "name": name,
+                        "file": m["file"], "doc": m["doc"],
+                        "message": body[m.end():end].strip().removesuffix(";").strip()})
+    summary = body[:matches[0].start()].strip().removesuffix(":").strip() if matches else error
+    return {"summary": summary, "objects": objects, "more": int(more["more"]) if more else 0, "text": error}
 
 
 def change_rows(record: dict) -> list[dict]:

@@ -158,10 +158,9 @@ def sync_page(sync_id: str):
     state = vm.repo_state(_conn(), repo.name) if repo else {}
     changes = vm.change_rows(record)
     error = vm.parse_error(record.get("error"))
-    if error and error["object"]:
-        for row in changes:
-            if row["object"] == error["object"]:
-                row["failed"] = True
+    failed_objects = {o["object"] for o in error["objects"]} if error else set()
+    for row in changes:
+        row["failed"] = row["object"] in failed_objects
     css, sentence = vm.headline(record)
     return _page("sync.html", record=record, repo=repo, changes=changes, error=error, drift=vm.drift_rows(record),
                  phases=vm.phase_rows(record), headline_class=css, headline=sentence,
