@@ -32,9 +32,13 @@ WAIT = 60  # a ceiling for page loads on a busy machine, not a performance check
 
 
 @pytest.fixture
-def browser(tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
+def browser(tmp_path, monkeypatch):
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.fail("browser tests need selenium (pip install -e '.[test]')")
+    monkeypatch.setenv("SE_OFFLINE", "true")  # never let Selenium Manager download a browser or driver
 
     chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
     if not chromium or not driver_path:
