@@ -69,12 +69,11 @@ def _ts(value) -> float | None:
 
 def error_excerpt(job: Job) -> str:
     """The exception line(s) at the end of the traceback, not the whole stack."""
-    text = ""
     try:
         result = job.latest_result()
-        text = (result.exc_string if result is not None else "") or job.exc_info or ""
     except Exception:  # noqa: BLE001 - a page must render even for an odd job
-        text = job.exc_info or ""
+        result = None
+    text = (getattr(result, "exc_string", None) or "") if result is not None else ""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     tail = []
     for line in reversed(lines):  # the exception message, possibly multi-line, after the last frame

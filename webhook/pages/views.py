@@ -21,7 +21,6 @@ from webhook.pages import view_model as vm
 log = logging.getLogger("pullbridge.webhook.pages")
 
 REDACTOR_TTL = 30.0
-_redactor_cache: dict[int, tuple[float, bytes | None, vm.Redactor]] = {}
 _redactor_lock = threading.Lock()
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
@@ -45,11 +44,11 @@ def redactor() -> vm.Redactor:
     if "pb_redactor" not in g:
         config = _config()
         token = auth.operator_token(config)
-        with _redactor_lock:
-            cached = _redactor_cache.get(id(config))
+        with _redactor_lock:  # cached per app: (read at, operator token, redactor)
+            cached = current_app.extensions.get("pullbridge_pages_redactor")
             if cached is None or time.monotonic() - cached[0] > REDACTOR_TTL or cached[1] != token:
                 cached = (time.monotonic(), token, vm.Redactor(vm.configured_secrets(config, token)))
-                _redactor_cache[id(config)] = cached
+                current_app.extensions["pullbridge_pages_redactor"] = cached
         g.pb_redactor = cached[2]
     return g.pb_redactor
 
