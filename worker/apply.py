@@ -135,7 +135,11 @@ def managed_by_us(live: dict, desired: dict | None = None) -> bool:
 
 def describe_api_error(item: Item, exc: ApiError) -> str:
     message = exc.message
-    if " is invalid: " in message:
+    causes = (exc.body.get("details") or {}).get("causes") or []
+    if exc.status == 422 and causes:
+        message = ", ".join(f"{c['field']}: {c.get('message', '')}" if c.get("field") else c.get("message", "")
+                            for c in causes)
+    elif " is invalid: " in message:
         message = message.split(" is invalid: ", 1)[1]
     elif exc.status == 403:
         message = "forbidden: " + message.rsplit(": ", 1)[-1]
@@ -173,8 +177,8 @@ class Applier:
         The dry-run validates strictly (unknown fields are errors) and its
         answer is read only when there is a live object to compare it with.
         The real apply of an object that passed its dry-run skips field
-        validation, and its answer is not read (protobuf where the server has
-        it, which is cheaper for the API server to encode).
+        validation.  Answers that are not read are asked for in protobuf
+        where the server has it, which is cheaper for it to encode.
         """
         query = {"fieldManager": FIELD_MANAGER, "force": "true"}
         if dry_run:
@@ -185,7 +189,7 @@ class Applier:
         decode = dry_run and item.live is not None
         return self.kube.request("PATCH", item.mapping.path(meta.get("namespace"), meta["name"]),
                                  body=item.obj, query=query, content_type=APPLY_CONTENT_TYPE,
-                                 decode=decode, protobuf=not dry_run)
+                                 decode=decode, protobuf=not decode)
 
     def _resolve(self, item: Item, pending_crd_kinds: set) -> bool:
         """Fill ``item.mapping``; False when the kind comes from a CRD of this commit."""

@@ -132,6 +132,8 @@ class Kube:
         if resp.status >= 400:
             data = resp.data
             if "protobuf" in (resp.headers.get("Content-Type") or ""):
+                if query and query.get("dryRun"):  # no side effect: ask again for a readable error
+                    return self.request(method, path, body, query, content_type, decode=True)
                 data = _printable(data)
             raise ApiError(resp.status, data, method, path)
         if not decode:

@@ -86,6 +86,8 @@ def test_invalid_object_leaves_the_cluster_untouched_and_fails_for_good(harness,
     harness.configure(repo)
     assert harness.sync(repo.commit_and_push("v1", app_files("1.0")))["result"] == "success"
     bad = app_files("2.0", replicas=-1)  # the ConfigMap change is valid, the Deployment is not
+    bad["deploy/new.yaml"] = ("apiVersion: v1\nkind: Service\nmetadata:\n  name: broken\nspec:\n"
+                              "  ports:\n    - port: 99999\n")  # a new object, invalid too
     bad_sha = repo.commit_and_push("bad", bad)
     queued = harness.request(bad_sha)
     harness.work()
@@ -93,6 +95,8 @@ def test_invalid_object_leaves_the_cluster_untouched_and_fails_for_good(harness,
     assert record["result"] == "failure" and record["sha"] == bad_sha
     assert record["error"].startswith("validation failed, nothing applied: ")
     assert f"Deployment/{namespace}/fluxdemo (deploy/app.yaml, doc 2): spec.replicas: Invalid value: -1" \
+        in record["error"]
+    assert f"Service/{namespace}/broken (deploy/new.yaml, doc 1): spec.ports[0].port: Invalid value: 99999" \
         in record["error"]
     assert cm_value(kube, namespace, "nginx-conf") == "1.0" and app_version(kube, namespace) == "1.0"
     assert harness.state()["applied_sha"] != bad_sha
