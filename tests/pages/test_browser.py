@@ -191,3 +191,37 @@ def test_unknown_sync_in_the_browser_is_a_404_page(deployment, browser):
 def By_tag():
     from selenium.webdriver.common.by import By
     return By.TAG_NAME
+
+
+def test_drift_diffs_and_a_suspended_repo_in_the_browser(deployment, browser, namespace, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from worker import history
+
+    sha = deployment.git.commit_and_push("v1", app_files("1.0"))
+    deployment.sync(sha)
+    record = history.SyncRecord("app", "drift", None, sha=sha)
+    record.add([{"object": f"Deployment/{namespace}/fluxdemo", "action": "configured",
+                 "source": "deploy/app.yaml, doc 2",
+                 "diffs": [{"field": "spec.replicas", "live": 4, "declared": 1, "manager": "kubectl",
+                            "changed_at": "2026-11-26T08:00:00Z", "corrected": True}]},
+                {"object": f"ConfigMap/{namespace}/nginx-conf", "action": "unchanged",
+                 "source": "deploy/app.yaml, doc 1"}])
+    record.phase("scan")
+    record.phase("apply")
+    record.result = "success"
+    history.save(deployment.conn, record, applied_sha=sha)
+    deployment.conn.hset(keys.state("app"), mapping={"suspended": "1", "last_drift_check_at": record.finished_at})
+    base = deployment.serve()
+
+    browser.get(base + "/")
+    row = browser.find_element(By.ID, "repo-app").text
+    assert "SUSPENDED" in row.upper() and "neither synced nor corrected until resumed" in row
+    browser.save_screenshot(str(tmp_path / "overview-suspended.png"))
+    browser.get(f"{base}/syncs/{record.id}")
+    drift = browser.find_element(By.ID, "drift").text
+    assert "spec.replicas" in drift and "kubectl" in drift and "corrected" in drift
+    cells = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#drift td")]
+    assert cells[1:4] == ["spec.replicas", "4", "1"]
+    assert "drift correction" in browser.find_element(By.CSS_SELECTOR, "dl.facts").text
+    browser.save_screenshot(str(tmp_path / "sync-drift.png"))

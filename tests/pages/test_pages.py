@@ -249,3 +249,29 @@ def test_history_records_read_back_as_saved(redis_conn):
     record = save_record(redis_conn, changes=CHANGES)
     assert json.loads(redis_conn.get(keys.sync_record(record.id)))["changes"] == CHANGES
     assert history.history(redis_conn, "shop")[0]["id"] == record.id
+
+
+def test_queue_page_shows_a_job_a_real_worker_is_running(client, redis_conn, stack):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.pages.conftest import redis_url
+
+    release = "pb:test:pages:release"
+    job = Queue(keys.STATUS_QUEUE, connection=redis_conn).enqueue(
+        "tests.pages.jobs.hold", release, description="status running-test")
+    worker = subprocess.Popen([sys.executable, "-m", "rq.cli", "worker", "--burst", "--url", redis_url(redis_conn),
+                               keys.STATUS_QUEUE], env={**os.environ, "PYTHONPATH": os.getcwd()},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        page = ""
+        while f"<code>{job.id}</code>" not in page and worker.poll() is None:  # until the worker has started it
+            time.sleep(0.1)
+            page = text(client.get("/queue"))
+        assert "status running-test" in page and "No job is running" not in page
+        assert 'id="depth-pullbridge-status"><th>pullbridge-status</th><td class="num queued">0</td><td class="num">1</td>' in page
+    finally:
+        redis_conn.rpush(release, "go")
+        worker.wait()

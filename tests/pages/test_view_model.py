@@ -135,3 +135,5 @@ def test_headline_says_what_happened():
         ("ok", "Applied abababababab: 2 object(s) changed, 1 unchanged")
     assert vm.headline({"result": "success", "dry_run": True, "sha": "ab" * 20, "counts": {}})[1].startswith("Report mode")
     assert vm.headline({"result": "failure", "sha": None})[0] == "bad"
+    assert vm.headline({"result": "success", "reason": "drift", "sha": "ab" * 20, "counts": {"configured": 1}})[1] == \
+        "Drift corrected: 1 object(s) put back as abababababab declares them"

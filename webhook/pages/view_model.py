@@ -296,6 +296,8 @@ def headline(record: dict) -> tuple[str, str]:
     changed = sum(counts.get(a, 0) for a in ("created", "configured", "deleted"))
     if result == "success" and record.get("dry_run"):
         return "ok", f"Report mode: {sha} was checked; {changed} object(s) would change (nothing was written)"
+    if result == "success" and record.get("reason") == "drift":
+        return "ok", f"Drift corrected: {changed} object(s) put back as {sha} declares them"
     if result == "success":
         return "ok", f"Applied {sha}: {changed} object(s) changed, {counts.get('unchanged', 0)} unchanged"
     if result == "failure":
