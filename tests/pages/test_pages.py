@@ -44,6 +44,17 @@ def test_overview_lists_every_repo_with_state_commit_and_times(client, redis_con
     assert " UTC</span>" in page                      # ... and absolute
 
 
+def test_last_drift_check_falls_back_to_the_newest_periodic_sync(client, redis_conn):
+    import time
+
+    save_record(redis_conn, reason="periodic", finished_at=time.time() - 600)
+    save_record(redis_conn, reason="push")
+    page = text(client.get("/"))
+    row = page[page.index('id="repo-shop"'):page.index('id="repo-infra"')]
+    drift_cell = row.split("<td")[-1]
+    assert "10 min ago" in drift_cell and "never" not in drift_cell
+
+
 def test_overview_says_suspended_and_held_plainly(client, redis_conn):
     save_record(redis_conn)
     redis_conn.hset(keys.state("shop"), mapping={"suspended": "1"})

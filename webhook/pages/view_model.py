@@ -37,6 +37,8 @@ from pullbridge.config import Config, RepoConfig
 TRUE = ("1", "true", "yes", "on")
 ACTION_ORDER = ("created", "configured", "deleted", "skipped", "unchanged")
 HISTORY_PAGE = 25
+DRIFT_REASONS = ("drift", "periodic", "reconcile")  # syncs that compare the cluster with Git
+DRIFT_LOOKBACK = 20
 ERROR_CUT = 600
 VALUE_CUT = 300
 
@@ -107,15 +109,18 @@ def repo_rows(conn: Redis, config: Config) -> list[RepoRow]:
     with conn.pipeline(transaction=False) as pipe:
         for repo in config.repos:
             pipe.hgetall(keys.state(repo.name))
-            pipe.lindex(keys.history(repo.name), 0)
+            pipe.lrange(keys.history(repo.name), 0, DRIFT_LOOKBACK - 1)
             pipe.exists(keys.lock(repo.name))
             pipe.exists(keys.queued(repo.name))
         replies = pipe.execute()
     rows = []
     for i, repo in enumerate(config.repos):
-        raw_state, raw_latest, locked, queued = replies[4 * i:4 * i + 4]
+        raw_state, raw_recent, locked, queued = replies[4 * i:4 * i + 4]
         state = {_text(k): _text(v) for k, v in raw_state.items()}
-        latest = json.loads(raw_latest) if raw_latest else None
+        recent = [json.loads(x) for x in raw_recent]
+        latest = recent[0] if recent else None
+        drift_check = _float(state.get("last_drift_check_at")) or next(
+            (e.get("finished_at") for e in recent if e.get("reason") in DRIFT_REASONS), None)
         word, text = classify(state, latest)
         applied = state.get("applied_sha") or None
         rows.append(RepoRow(
@@ -125,7 +130,7 @@ def repo_rows(conn: Redis, config: Config) -> list[RepoRow]:
             last_sync_id=state.get("last_sync_id") or (latest or {}).get("id"),
             last_result=state.get("last_result") or (latest or {}).get("result"),
             last_error=cut(state.get("last_error") or ""),
-            last_drift_check_at=_float(state.get("last_drift_check_at")),
+            last_drift_check_at=drift_check,
             held_sha=state.get("held_sha") or None,
             suspended=word == "suspended", syncing=bool(locked), queued=bool(queued),
             branch=repo.branch, mode=repo.mode,
