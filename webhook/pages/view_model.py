@@ -13,7 +13,9 @@ What is read (the contract with the workers):
   when the drift and operator verbs set them: ``suspended`` (``1``/``true``),
   ``suspended_at``, ``suspended_by``, ``held_sha`` (rolled back and held),
   ``last_drift_check_at``, ``drifted`` (objects found drifted and left in
-  place by the last check, e.g. in report mode).
+  place by the last check, e.g. in report mode).  Without
+  ``last_drift_check_at`` the newest ``drift``/``periodic``/``reconcile`` sync
+  in the history stands for the last drift check.
 * ``keys.history(repo)`` LIST of record summaries, newest first.
 * ``keys.sync_record(id)`` one full record; its ``changes`` are
   ``{object, action, source, detail}`` and drift diffs are read from
