@@ -211,7 +211,7 @@ def test_drift_diffs_and_a_suspended_repo_in_the_browser(deployment, browser, na
     record.phase("apply")
     record.result = "success"
     history.save(deployment.conn, record, applied_sha=sha)
-    deployment.conn.hset(keys.state("app"), mapping={"suspended": "1", "last_drift_check_at": record.finished_at})
+    deployment.conn.hset(keys.state("app"), mapping={"suspended": "1", "last_check_at": record.finished_at})
     base = deployment.serve()
 
     browser.get(base + "/")

@@ -30,7 +30,7 @@ def text(answer) -> str:
 
 def test_overview_lists_every_repo_with_state_commit_and_times(client, redis_conn):
     record = save_record(redis_conn, changes=CHANGES)
-    redis_conn.hset(keys.state("shop"), "last_drift_check_at", str(record.finished_at - 30))
+    redis_conn.hset(keys.state("shop"), "last_check_at", str(record.finished_at - 30))
     save_record(redis_conn, repo="infra", result="failure", sha="cd" * 20,
                 error="Deployment/ops/api (apps/api.yaml, doc 1): spec.replicas: Invalid value: -1")
     page = text(client.get("/"))

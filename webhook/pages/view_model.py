@@ -9,18 +9,19 @@ tested without a browser.
 What is read (the contract with the workers):
 
 * ``keys.state(repo)`` HASH: ``applied_sha``, ``applied_at``, ``last_result``,
-  ``last_error``, ``last_sync_id``, ``last_sync_at`` (worker.history.save), and
-  when the drift and operator verbs set them: ``suspended`` (``1``/``true``),
-  ``suspended_at``, ``suspended_by``, ``held_sha`` (rolled back and held),
-  ``last_drift_check_at``, ``drifted`` (objects found drifted and left in
-  place by the last check, e.g. in report mode).  Without
-  ``last_drift_check_at`` the newest ``drift``/``periodic``/``reconcile`` sync
-  in the history stands for the last drift check.
+  ``last_error``, ``last_sync_id``, ``last_sync_at`` (worker.history.save);
+  ``suspended``, ``suspended_at``, ``suspended_by`` (pullbridge.suspension);
+  ``held_sha`` (pullbridge.repostate, a rollback hold); ``last_check_at`` (every
+  periodic run) and ``last_drift_at``, ``last_drift_objects``,
+  ``last_drift_corrected`` (worker.periodic; drift left in place, as in report
+  mode, shows the repo as drifted until a later sync).  Without
+  ``last_check_at`` the newest ``drift``/``periodic``/``reconcile`` record in
+  the history stands for the last drift check.
 * ``keys.history(repo)`` LIST of record summaries, newest first.
 * ``keys.sync_record(id)`` one full record; its ``changes`` are
-  ``{object, action, source, detail}`` and drift diffs are read from
-  ``drift`` (a list of ``{object, field, live, declared, manager, changed_at}``)
-  or from a change's ``diffs`` list.
+  ``{object, action, source, detail}``; drift diffs are its ``drift_entries``
+  (worker.periodic.DriftRecord: ``{object, field, live, declared, manager,
+  changed_at, corrected}``) or a change's ``diffs`` list.
 """
 
 from __future__ import annotations
@@ -98,12 +99,22 @@ def classify(state: dict[str, str], latest: dict | None) -> tuple[str, str]:
         return "failing", "The last sync failed"
     if result == "retrying":
         return "retrying", "The last sync failed and will be retried"
-    drifted = int(_float(state.get("drifted")) or 0)
+    drifted = drifted_left(state)
     if drifted > 0:
         return "drifted", f"{drifted} object{'s' if drifted != 1 else ''} drifted from Git"
     if result in ("success", "skipped") or state.get("applied_sha"):
         return "synced", "In sync with Git"
     return "never synced", "No sync has run yet"
+
+
+def drifted_left(state: dict) -> int:
+    """Objects the last drift scan found and did not correct (report mode), unless a sync came since."""
+    found = int(_float(state.get("last_drift_objects")) or 0)
+    corrected = int(_float(state.get("last_drift_corrected")) or 0)
+    drift_at = _float(state.get("last_drift_at")) or 0.0
+    if drift_at < (_float(state.get("last_sync_at")) or 0.0):
+        return 0
+    return max(0, found - corrected)
 
 
 def repo_rows(conn: Redis, config: Config) -> list[RepoRow]:
@@ -121,7 +132,7 @@ def repo_rows(conn: Redis, config: Config) -> list[RepoRow]:
         state = {_text(k): _text(v) for k, v in raw_state.items()}
         recent = [json.loads(x) for x in raw_recent]
         latest = recent[0] if recent else None
-        drift_check = _float(state.get("last_drift_check_at")) or next(
+        drift_check = _float(state.get("last_check_at")) or next(
             (e.get("finished_at") for e in recent if e.get("reason") in DRIFT_REASONS), None)
         word, text = classify(state, latest)
         applied = state.get("applied_sha") or None
@@ -263,7 +274,10 @@ def change_rows(record: dict) -> list[dict]:
 
 def drift_rows(record: dict) -> list[dict]:
     """Drift diffs of a record (field, live, declared, manager), Secret values hidden."""
-    raw = list(record.get("drift") or [])
+    entries = record.get("drift_entries")
+    if entries is None and isinstance(record.get("drift"), list):
+        entries = record["drift"]
+    raw = list(entries or [])
     for change in record.get("changes") or []:
         for diff in change.get("diffs") or []:
             raw.append({"object": change.get("object", ""), **diff})
