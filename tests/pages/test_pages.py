@@ -286,3 +286,19 @@ def test_queue_page_shows_a_job_a_real_worker_is_running(client, redis_conn, sta
     finally:
         redis_conn.rpush(release, "go")
         worker.wait()
+
+
+def test_a_drift_record_from_the_periodic_job_shows_its_diffs(client, redis_conn):
+    """The drift module's own record type and save path, as the periodic job writes them."""
+    from worker.periodic import DriftRecord, save_drift
+
+    record = DriftRecord("shop", "drift", sha="ab" * 20)
+    record.drift = [{"object": "Deployment/shop/web", "field": "spec.replicas", "live": 4, "declared": 1,
+                     "manager": "kubectl", "subresource": "scale", "corrected": False}]
+    record.result = "success"
+    save_drift(redis_conn, record, limit=10)
+    page = text(client.get(f"/syncs/{record.id}"))
+    assert "spec.replicas" in page and "kubectl" in page
+    overview = text(client.get("/"))
+    row = overview[overview.index('id="repo-shop"'):]
+    assert "drifted" in row.split("</tr>")[0]
