@@ -19,6 +19,8 @@ import os
 
 from flask import Flask, jsonify
 from redis import Redis
+
+from pullbridge.redis_url import connect
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from werkzeug.exceptions import HTTPException
@@ -33,7 +35,7 @@ BENCH_NOOP_ENV = "PULLBRIDGE_BENCH_NOOP"
 
 def make_redis(url: str) -> Redis:
     """A pooled, thread-safe client that fails fast: a webhook must not hang on a dead Redis."""
-    return Redis.from_url(
+    return connect(
         url,
         socket_connect_timeout=2,
         socket_timeout=5,
@@ -45,7 +47,7 @@ def make_redis(url: str) -> Redis:
 def create_app(config: Config | None = None, *, redis_url: str | None = None,
                bench_noop: bool | None = None) -> Flask:
     from webhook.intake import Intake
-    from webhook import health, hooks, pages
+    from webhook import health, hooks, pages, registry_hooks
 
     app = Flask(__name__)
     app.json.sort_keys = False
@@ -57,6 +59,7 @@ def create_app(config: Config | None = None, *, redis_url: str | None = None,
     app.register_blueprint(hooks.bp)
     app.register_blueprint(health.bp)
     pages.register(app)
+    registry_hooks.register(app)
     if bench_noop if bench_noop is not None else os.environ.get(BENCH_NOOP_ENV) == "1":
         app.add_url_rule("/bench/noop", "bench_noop", lambda: ("", 204), methods=["POST", "GET"])
     register_error_handlers(app, logger)

@@ -24,6 +24,7 @@ from rq import get_current_job
 
 from pullbridge import keys, suspension
 from pullbridge.config import CONFIG_ENV, Config, RepoConfig, load_config
+from pullbridge.redis_url import connect
 from pullbridge.queueing import done_wanted, request_sync, take_wanted
 from worker import history, inventory, rendercache
 from worker.apply import Applier
@@ -63,7 +64,7 @@ def _redis() -> Redis:
     job = get_current_job()
     if job is not None:
         return job.connection
-    return Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    return connect(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
 
 
 def _no_retry(job) -> None:

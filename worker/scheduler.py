@@ -25,6 +25,8 @@ from pathlib import Path
 from redis import Redis
 from rq.cron import CronJob, CronScheduler
 
+from pullbridge.redis_url import connect
+
 from pullbridge import keys
 from pullbridge.config import CONFIG_ENV, Config, ConfigError, load_config
 
@@ -60,6 +62,7 @@ class ReconcileScheduler(CronScheduler):
         self.config_path = config_path
         self.config_file = config_path
         self._mtime: float | None = None
+        self.config = None
         self.reload(initial=True)
 
     def _stat(self) -> float:
@@ -75,7 +78,7 @@ class ReconcileScheduler(CronScheduler):
             return False
         self._mtime = mtime
         try:
-            config = load_config(self.config_path)
+            config = self.config = load_config(self.config_path)
         except ConfigError as exc:
             if initial:
                 raise
@@ -103,7 +106,18 @@ class ReconcileScheduler(CronScheduler):
     def enqueue_jobs(self) -> list[CronJob]:
         if self.reload():
             self.save()
+        self.request_image_scans()
         return super().enqueue_jobs()
+
+    def request_image_scans(self) -> None:
+        """Image automation: queue the scans whose ``images.interval`` has passed (a Redis TTL
+        per repo keeps several schedulers from scanning more often)."""
+        from worker.images.scan import request_due_scans
+
+        try:
+            request_due_scans(self.connection, self.config)
+        except Exception:  # noqa: BLE001 - a registry scan must never stop the reconcile schedule
+            log.exception("scheduler: could not queue image scans")
 
     def calculate_sleep_interval(self) -> float:
         return min(super().calculate_sleep_interval(), RELOAD_CHECK_SECONDS)
@@ -119,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if not path:
         print(f"scheduler: no configuration: set {CONFIG_ENV} or pass --config", file=sys.stderr)
         return 2
-    conn = Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    conn = connect(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     try:
         scheduler = ReconcileScheduler(conn, path, logging_level=args.log_level)
     except ConfigError as exc:
