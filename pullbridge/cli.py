@@ -20,6 +20,16 @@ COMMAND_MODULES = [
     "config",
     "demo",
     "notify",
+    "identity",
+    "known_hosts",
+    # operator verbs (pullbridge/commands/common.py has what they share)
+    "sync",
+    "diff",
+    "history",
+    "rollback",
+    "queue",
+    "images",
+    "suspend",
 ]
 
 EXIT_OK, EXIT_NEGATIVE, EXIT_ERROR = 0, 1, 2

@@ -117,6 +117,124 @@ class JobSettings(_Strict):
         return parse_duration(v)
 
 
+class RegistryConfig(_Strict):
+    """How to reach one container registry: credentials by reference, never inline."""
+
+    host: str = Field(description="host[:port] as written in image references, e.g. ghcr.io")
+    username_env: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    insecure: bool = Field(False, description="plain http instead of https (loopback registries)")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9.-]+(:\d{1,5})?$", v):
+            raise ValueError("must be host or host:port, without a scheme or path")
+        return v.lower()
+
+    @model_validator(mode="after")
+    def _credentials(self):
+        if self.password_env and self.password_file:
+            raise ValueError("give password_env or password_file, not both")
+        if bool(self.username_env) != bool(self.password_env or self.password_file):
+            raise ValueError("username_env and a password (password_env or password_file) go together")
+        return self
+
+    def credentials(self) -> tuple[str, str] | None:
+        """(username, password) read now, or None for anonymous access."""
+        if not self.username_env:
+            return None
+        user = Secret(env=self.username_env).value().decode()
+        password = Secret(env=self.password_env, file=self.password_file).value().decode()
+        return user, password
+
+
+class RegistryHookConfig(_Strict):
+    """A registry notification endpoint: POST /hooks/registry/<name>, verified by a shared secret."""
+
+    name: str
+    secret_env: str | None = None
+    secret_file: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError("must be lowercase letters, digits and '-', at most 63 characters")
+        return v
+
+    @model_validator(mode="after")
+    def _secret(self):
+        if bool(self.secret_env) == bool(self.secret_file):
+            raise ValueError("exactly one of secret_env or secret_file is required")
+        return self
+
+    @property
+    def secret(self) -> Secret:
+        return Secret(env=self.secret_env, file=self.secret_file)
+
+
+class ImagesSettings(_Strict):
+    """Global image automation settings: registries, their webhooks, the read cache."""
+
+    registries: list[RegistryConfig] = Field(default_factory=list)
+    hooks: list[RegistryHookConfig] = Field(default_factory=list)
+    cache_ttl: float = 300.0
+
+    @field_validator("cache_ttl", mode="before")
+    @classmethod
+    def _ttl(cls, v):
+        return parse_duration(v)
+
+    @model_validator(mode="after")
+    def _unique(self):
+        for what, names in (("registry host", [r.host for r in self.registries]),
+                            ("hook name", [h.name for h in self.hooks])):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{what} {dupes[0]!r} is used twice")
+        return self
+
+    def registry(self, host: str) -> RegistryConfig | None:
+        for reg in self.registries:
+            if reg.host == host.lower():
+                return reg
+        return None
+
+    def hook(self, name: str) -> RegistryHookConfig | None:
+        for hook in self.hooks:
+            if hook.name == name:
+                return hook
+        return None
+
+
+class RepoImages(_Strict):
+    """Per-repository image update automation (write-back commits)."""
+
+    enabled: bool = False
+    interval: float = 300.0
+    author_name: str = "Pullbridge"
+    author_email: str = "pullbridge@localhost"
+    dry_run: bool = False
+    push_attempts: int = Field(5, ge=1, le=50)
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _interval(cls, v):
+        seconds = parse_duration(v)
+        if seconds < 10:
+            raise ValueError("must be at least 10s")
+        return seconds
+
+    @field_validator("author_name", "author_email")
+    @classmethod
+    def _author(cls, v: str) -> str:
+        if not v.strip() or re.search(r"[<>\n\x00]", v):
+            raise ValueError("must be non-empty, without '<', '>' or newlines")
+        return v
+
+
 class RepoConfig(_Strict):
     name: str
     url: str
@@ -139,6 +257,15 @@ class RepoConfig(_Strict):
     status: StatusSettings | None = Field(
         None, description="commit statuses back to the git host; absent: none are posted")
     ssh_key_file: str | None = None
+    images: RepoImages = Field(default_factory=RepoImages)
+    namespace: str | None = Field(None, description="namespace for namespaced objects that name none")
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v):
+        if v is not None and not NAME_RE.match(v):
+            raise ValueError("must be a valid namespace name")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -223,10 +350,67 @@ class ServerSettings(_Strict):
         return parse_duration(v)
 
 
+IDENTITY_ENV = "PULLBRIDGE_IDENTITY"
+KNOWN_HOSTS_ENV = "PULLBRIDGE_KNOWN_HOSTS"
+
+
+def _config_home() -> Path:
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "pullbridge"
+
+
+class SshSettings(_Strict):
+    """Where the deploy key and the pinned known_hosts live (fetch/push over SSH).
+
+    Unset paths fall back to $PULLBRIDGE_IDENTITY / $PULLBRIDGE_KNOWN_HOSTS,
+    then to ``~/.config/pullbridge/identity`` and ``.../known_hosts``.  A repo's
+    ``ssh_key_file`` overrides the identity for that repo only.
+    """
+
+    identity_file: str | None = None
+    known_hosts_file: str | None = None
+    connect_timeout: float = 30.0
+
+    @field_validator("connect_timeout", mode="before")
+    @classmethod
+    def _timeout(cls, v):
+        return parse_duration(v)
+
+    def identity_path(self) -> Path:
+        return Path(self.identity_file or os.environ.get(IDENTITY_ENV) or _config_home() / "identity")
+
+    def known_hosts_path(self) -> Path:
+        return Path(self.known_hosts_file or os.environ.get(KNOWN_HOSTS_ENV)
+                    or _config_home() / "known_hosts")
+
+class WorkerSettings(_Strict):
+    """Sync worker settings shared by every repo."""
+
+    inventory_namespace: str = "pullbridge-system"
+    default_namespace: str = "default"
+    history_limit: int = Field(50, ge=1, le=10000)
+    lock_ttl: float = 30.0
+    lock_wait: float = 10.0
+
+    @field_validator("inventory_namespace", "default_namespace")
+    @classmethod
+    def _ns(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError("must be a valid namespace name")
+        return v
+
+    @field_validator("lock_ttl", "lock_wait", mode="before")
+    @classmethod
+    def _durations(cls, v):
+        return parse_duration(v)
+
+
 class Config(_Strict):
     server: ServerSettings = Field(default_factory=ServerSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
+    ssh: SshSettings = Field(default_factory=SshSettings)
     repos: list[RepoConfig] = Field(default_factory=list)
+    images: ImagesSettings = Field(default_factory=ImagesSettings)
     alerts: list[AlertTarget] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -311,6 +495,13 @@ def check_secrets(config: Config) -> list[tuple[str, str]]:
             problems += _unreadable(f"repos[{i}].status.token", repo.status.token())
     for i, target in enumerate(config.alerts):
         problems += _unreadable(f"alerts[{i}].url", target.url())
+    for i, hook in enumerate(config.images.hooks):
+        problems += _unreadable(f"images.hooks[{i}].secret", hook.secret)
+    for i, reg in enumerate(config.images.registries):
+        try:
+            reg.credentials()
+        except ConfigError as exc:
+            problems.append((f"images.registries[{i}]", exc.problems[0][1]))
     return problems
 
 

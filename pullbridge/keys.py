@@ -81,3 +81,38 @@ def metrics_durations(repo: str) -> str:
 def metrics_last_success() -> str:
     """HASH repo -> unix time of its last successful sync."""
     return "pb:metrics:last-success"
+
+
+IMAGE_SCAN_JOB = "worker.images.scan.scan_repo"
+
+
+def image_tags(image: str) -> str:
+    """STRING (JSON list) with a TTL: the tags a registry listed for ``host/name``."""
+    return f"pb:img:{image}:tags"
+
+
+def image_tag_info(image: str) -> str:
+    """HASH with a TTL: tag -> JSON {digest, created} for ``host/name``."""
+    return f"pb:img:{image}:taginfo"
+
+
+def image_scan_queued(repo: str) -> str:
+    """STRING with a TTL: id of the image scan job waiting in the queue for this repo."""
+    return f"pb:repo:{repo}:imagescan"
+
+
+IMAGES_QUEUE = "pullbridge-images"
+
+
+def image_scan_last(repo: str) -> str:
+    """STRING with a TTL of ``images.interval``: present while the last periodic scan is recent."""
+    return f"pb:repo:{repo}:imagescan:last"
+
+
+def image_digest_created(image: str) -> str:
+    """HASH: manifest digest -> creation time (RFC 3339, '' when unknown) for ``host/name``."""
+    return f"pb:img:{image}:created"
+def periodic_guard(repo: str) -> str:
+    """STRING with a TTL of about one interval: the periodic reconcile of this repo already ran
+    (SET NX PX), so duplicates from several schedulers do nothing."""
+    return f"pb:repo:{repo}:periodic"

@@ -40,7 +40,7 @@ def stack() -> StackInfo:
     except StackError as exc:
         pytest.fail(f"the local stack did not start: {exc}")
     db = int(os.environ.get("PULLBRIDGE_TEST_REDIS_DB", "0"))
-    env = s.env()
+    env = {**os.environ, **s.env()}
     test_url = f"redis://127.0.0.1:{s.redis_port}/{db}"
     env["REDIS_URL"] = test_url
     os.environ.update(env)

@@ -45,7 +45,7 @@ def make_redis(url: str) -> Redis:
 def create_app(config: Config | None = None, *, redis_url: str | None = None,
                bench_noop: bool | None = None) -> Flask:
     from webhook.intake import Intake
-    from webhook import health, hooks
+    from webhook import health, hooks, pages
 
     app = Flask(__name__)
     app.json.sort_keys = False
@@ -56,6 +56,7 @@ def create_app(config: Config | None = None, *, redis_url: str | None = None,
     app.extensions["pullbridge"] = Intake(config, make_redis(url), logger)
     app.register_blueprint(hooks.bp)
     app.register_blueprint(health.bp)
+    pages.register(app)
     if bench_noop if bench_noop is not None else os.environ.get(BENCH_NOOP_ENV) == "1":
         app.add_url_rule("/bench/noop", "bench_noop", lambda: ("", 204), methods=["POST", "GET"])
     register_error_handlers(app, logger)

@@ -1,0 +1,61 @@
+"""`pullbridge images scan REPO`: run an image scan now, or list what it would change.
+
+Why it exists: operators need to see what image automation would commit
+(``--dry-run``) and to force a scan without waiting for the interval or a
+registry notification, with the same code path the worker runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from pullbridge.config import CONFIG_ENV, ConfigError, load_config
+
+
+def register(sub) -> None:
+    p = sub.add_parser("images", help="image update automation")
+    verbs = p.add_subparsers(dest="images_command", metavar="VERB")
+    verbs.required = True
+    scan = verbs.add_parser("scan", help="scan a repository's automated images and write back updates")
+    scan.add_argument("repo", help="repository name from the configuration")
+    scan.add_argument("--config", help=f"YAML file (default: ${CONFIG_ENV})")
+    scan.add_argument("--dry-run", action="store_true", help="list what would change; commit nothing")
+    scan.add_argument("--json", action="store_true", help="print the result as JSON")
+    scan.set_defaults(func=cmd_scan)
+
+
+def cmd_scan(args) -> int:
+    from redis import Redis
+
+    from pullbridge.cli import CommandError
+    from worker.images.registry import RegistryError
+    from worker.images.scan import scan
+    from worker.images.writeback import WriteBackError
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
+    repo = config.repo(args.repo)
+    if repo is None:
+        raise CommandError(f"no repository named {args.repo!r} in the configuration")
+    url = os.environ.get("REDIS_URL")
+    conn = Redis.from_url(url) if url else None
+    try:
+        result = scan(conn, config, repo, dry_run=True if args.dry_run else None)
+    except (WriteBackError, RegistryError) as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return 0
+    verb = "would change" if result.dry_run else "changed"
+    for change in result.changes:
+        print(f"{verb}: {change.describe()} ({change.path})")
+    for note in result.skipped + result.errors:
+        print(f"note: {note}")
+    if result.sha:
+        print(f"pushed {result.sha[:12]} to {repo.branch}; sync requested ({result.sync_job})")
+    elif not result.changes:
+        print("nothing to change")
+    return 0

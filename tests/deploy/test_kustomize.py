@@ -1,0 +1,124 @@
+"""deploy/: rendered with a real kustomize and server-side dry-run against the real API server.
+
+Every overlay is rendered by ``kubectl kustomize``; namespaced objects are moved into the test's
+namespace (the manifests name "pullbridge", "apps", ...) and the whole set goes through
+``kubectl apply --server-side --dry-run=server``: schema, defaulting, admission (Pod Security
+"restricted" warnings are turned on for the namespace) and RBAC escalation checks all run, and
+nothing is created.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from ruamel.yaml import YAML
+
+from pullbridge.config import parse_config
+
+pytestmark = pytest.mark.stack
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+OVERLAYS = ["base", "overlays/namespaced", "overlays/cluster-wide", "overlays/external-redis"]
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
+
+
+def render(stack, path: str) -> list[dict]:
+    out = subprocess.run([stack.kubectl, "kustomize", str(DEPLOY / path)], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    return [d for d in YAML(typ="safe", pure=True).load_all(out.stdout) if d]
+
+
+def relocate(objects: list[dict], namespace: str) -> list[dict]:
+    for obj in objects:
+        if obj["kind"] not in CLUSTER_SCOPED:
+            obj["metadata"]["namespace"] = namespace
+        for subject in obj.get("subjects", []):
+            if subject.get("kind") == "ServiceAccount":
+                subject["namespace"] = namespace
+    return objects
+
+
+def dump(objects: list[dict]) -> str:
+    # JSON, not YAML: kubectl reads YAML 1.1, where an unquoted "yes" would turn into a bool.
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+
+
+def pod_specs(objects):
+    for obj in objects:
+        if obj["kind"] in ("Deployment", "StatefulSet"):
+            yield obj["metadata"]["name"], obj["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_server_side_dry_run(stack, kube, namespace, overlay):
+    core = client.CoreV1Api(kube)
+    core.patch_namespace(namespace, {"metadata": {"labels": {
+        "pod-security.kubernetes.io/warn": "restricted"}}})
+    objects = relocate(render(stack, overlay), namespace)
+    out = subprocess.run(
+        [stack.kubectl, "--kubeconfig", stack.kubeconfig, "apply", "--server-side", "--dry-run=server",
+         "--field-manager=pullbridge-deploy-test", "-f", "-"],
+        input=dump(objects), capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "Warning" not in out.stderr, out.stderr  # e.g. "would violate PodSecurity restricted"
+    applied = [line for line in out.stdout.splitlines() if line.endswith("(server dry run)")]
+    assert len(applied) == len(objects), out.stdout
+    # a dry run creates nothing
+    assert client.AppsV1Api(kube).list_namespaced_deployment(namespace).items == []
+
+
+def test_every_overlay_keeps_the_security_settings(stack):
+    for overlay in OVERLAYS:
+        for name, spec in pod_specs(render(stack, overlay)):
+            assert spec["securityContext"]["runAsNonRoot"] is True, name
+            assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+            for container in spec["containers"]:
+                sc = container["securityContext"]
+                assert sc["readOnlyRootFilesystem"] is True, name
+                assert sc["allowPrivilegeEscalation"] is False, name
+                assert sc["capabilities"]["drop"] == ["ALL"], name
+            if name != "pullbridge-worker":
+                assert spec.get("automountServiceAccountToken") is False, name
+
+
+def test_processes_probes_and_ingress(stack):
+    objects = render(stack, "overlays/namespaced")
+    specs = dict(pod_specs(objects))
+    procfile = dict(line.split(": ", 1) for line in (DEPLOY.parent / "Procfile").read_text().splitlines()
+                    if line.strip())
+    web = specs["pullbridge-web"]["containers"][0]
+    assert " ".join(web["command"]) == procfile["web"].replace('"', "")
+    assert web["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert web["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert " ".join(specs["pullbridge-worker"]["containers"][0]["command"]) == procfile["worker"]
+    assert " ".join(specs["pullbridge-scheduler"]["containers"][0]["command"]) == procfile["scheduler"]
+    redis = specs["pullbridge-redis"]["containers"][0]
+    assert "--appendonly" in redis["args"]
+    ingresses = [o for o in objects if o["kind"] == "Ingress"]
+    paths = [p["path"] for i in ingresses for r in i["spec"]["rules"] for p in r["http"]["paths"]]
+    assert paths == ["/hooks/"]
+    assert not any(o["kind"] == "ClusterRoleBinding" for o in objects)  # least privilege
+
+
+def test_shipped_config_is_valid_and_matches_the_mounts(stack):
+    objects = render(stack, "base")
+    config_map = next(o for o in objects if o["kind"] == "ConfigMap"
+                      and o["metadata"]["name"].startswith("pullbridge-config"))
+    config = parse_config(YAML(typ="safe", pure=True).load(config_map["data"]["pullbridge.yaml"]))
+    env = next(o for o in objects if o["kind"] == "ConfigMap"
+               and o["metadata"]["name"].startswith("pullbridge-env"))["data"]
+    worker = dict(pod_specs(objects))["pullbridge-worker"]
+    mounts = {m["name"]: m["mountPath"] for m in worker["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v for v in worker["volumes"]}
+    key_item = volumes["deploy-key"]["secret"]["items"][0]
+    assert key_item["key"] == "ssh-privatekey"  # what `pullbridge identity --secret` writes
+    assert config.ssh.identity_file == env["PULLBRIDGE_IDENTITY"] == f"{mounts['deploy-key']}/{key_item['path']}"
+    assert config.ssh.known_hosts_file == env["PULLBRIDGE_KNOWN_HOSTS"]
+    assert Path(env["PULLBRIDGE_KNOWN_HOSTS"]).parent.as_posix() == mounts["known-hosts"]
+    assert env["PULLBRIDGE_CONFIG"] == f"{mounts['config']}/pullbridge.yaml"
+    assert env["PULLBRIDGE_CACHE_DIR"] == mounts["cache"]

@@ -1,0 +1,47 @@
+"""Shared helpers for the image automation tests: the demo manifest on a local registry,
+a config for it, reading the bare repo."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pullbridge.config import parse_config
+
+DEMO = Path(__file__).resolve().parents[2] / "pullbridge" / "demo" / "manifests"
+OLD, NEW = "develop-v1.8.0", "develop-v1.9.0"
+
+
+def day(n: int) -> datetime:
+    return datetime(2026, 5, n, 12, 0, tzinfo=timezone.utc)
+
+
+def demo_manifest(image: str, nginx_image: str, annotations: dict[str, str]) -> str:
+    """The demo's fluxdemo Deployment with both images on our registry and Flux annotations.
+
+    Both containers move to the loopback registry: an automated workload's
+    containers without a tag filter follow ``glob:*`` (as in Flux v1), and
+    tests must never reach a public registry.
+    """
+    text = (DEMO / "fluxdemo.yaml").read_text()
+    text = text.replace("docker.io/weaveworks/fluxdemo:develop-v1.8.0", image)
+    text = text.replace("image: nginx:1.27", f"image: {nginx_image}")
+    lines = "".join(f"    {k}: {v}\n" for k, v in annotations.items())
+    return text.replace("  labels:\n    app: fluxdemo\nspec:", f"  annotations:\n{lines}  labels:\n"
+                        "    app: fluxdemo\nspec:", 1)
+
+
+def bare_git(repo, *args: str) -> str:
+    return subprocess.run(["git", "--git-dir", str(repo.bare), *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def make_config(repo, registry, url: str | None = None, **images):
+    return parse_config({
+        "repos": [{"name": "images-demo", "url": url or repo.file_url, "branch": repo.branch, "provider": "generic",
+                   "secret_env": "PB_TEST_UNUSED_SECRET",
+                   "images": {"enabled": True, "author_name": "Image Bot",
+                              "author_email": "bot@pullbridge.invalid", **images}}],
+        "images": {"registries": [{"host": registry.host, "insecure": True}]},
+    })

@@ -1,0 +1,128 @@
+"""Finding automated containers and editing one image line, byte for byte (pure logic)."""
+
+import difflib
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from worker.images.manifests import EditError, containers_in_text, find_containers, replace_image
+
+MULTI = """\
+# a multi-document file with comments, odd quoting and indentation
+apiVersion: v1
+kind: ConfigMap   # not a workload
+metadata: {name: cm}
+data:
+  image: "not/an:image"
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: nightly
+  namespace: jobs
+  annotations:
+    flux.weave.works/automated: 'true'
+    flux.weave.works/tag.migrate: semver:~1.8
+spec:
+  schedule: "0 3 * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          initContainers:
+          -   name: migrate
+              image:   'registry.local:5000/app/migrate:1.8.0'    # pinned by policy
+          containers:
+          - {name: run, image: "registry.local:5000/app/run:1.0"}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+spec:
+  template:
+    spec:
+      containers:
+        - name: db
+          image: postgres:16   # trailing comment
+"""
+
+
+def test_finds_workloads_containers_and_init_containers():
+    found = {(c.workload, c.container): c for c in containers_in_text(MULTI, "all.yaml")}
+    assert set(found) == {("jobs:cronjob/nightly", "migrate"), ("jobs:cronjob/nightly", "run"),
+                          ("default:statefulset/db", "db")}
+    migrate = found[("jobs:cronjob/nightly", "migrate")]
+    assert migrate.init and migrate.policy.automated and repr(migrate.filter) == "semver:~1.8"
+    assert migrate.image == "registry.local:5000/app/migrate:1.8.0"
+
+
+@pytest.mark.parametrize("workload, container, old, new", [
+    ("jobs:cronjob/nightly", "migrate", "registry.local:5000/app/migrate:1.8.0",
+     "registry.local:5000/app/migrate:1.8.10"),
+    ("jobs:cronjob/nightly", "run", "registry.local:5000/app/run:1.0", "registry.local:5000/app/run:1.1"),
+    ("default:statefulset/db", "db", "postgres:16", "postgres:16.4-bookworm"),
+])
+def test_edit_changes_only_that_line(workload, container, old, new):
+    target = next(c for c in containers_in_text(MULTI, "all.yaml")
+                  if (c.workload, c.container) == (workload, container))
+    edited = replace_image(MULTI, target, new)
+    diff = [d for d in difflib.ndiff(MULTI.splitlines(True), edited.splitlines(True)) if d[0] in "+-"]
+    assert len(diff) == 2 and diff[0] == "- " + MULTI.splitlines(True)[target.line]
+    assert diff[1] == "+ " + MULTI.splitlines(True)[target.line].replace(old, new)
+    assert MULTI.encode().replace(old.encode(), new.encode()) == edited.encode()
+
+
+def test_edit_refuses_when_the_file_moved_on():
+    target = next(c for c in containers_in_text(MULTI, "all.yaml") if c.container == "db")
+    with pytest.raises(EditError):
+        replace_image(MULTI.replace("postgres:16", "postgres:15"), target, "postgres:17")
+    folded = MULTI.replace("image: postgres:16   # trailing comment", "image:\n            postgres:16")
+    target = next(c for c in containers_in_text(folded, "all.yaml") if c.container == "db")
+    assert replace_image(folded, target, "postgres:17").count("postgres:17") == 1
+
+
+def test_find_containers_walks_the_repo_path_and_reports_bad_files(tmp_path):
+    (tmp_path / "deploy" / "nested").mkdir(parents=True)
+    (tmp_path / "deploy" / "nested" / "all.yml").write_text(MULTI)
+    (tmp_path / "deploy" / "broken.yaml").write_text("a: [unclosed\n")
+    (tmp_path / "deploy" / ".hidden").mkdir()
+    (tmp_path / "deploy" / ".hidden" / "x.yaml").write_text(MULTI)
+    (tmp_path / "outside.yaml").write_text(MULTI)
+    found, problems = find_containers(tmp_path, "deploy")
+    assert {c.path for c in found} == {"deploy/nested/all.yml"}
+    assert [p for p, _ in problems.files] == ["deploy/broken.yaml"]
+
+
+def test_crlf_file_keeps_every_other_byte(tmp_path):
+    from worker.images.writeback import ImageChange, apply_changes
+
+    crlf = MULTI.replace("\n", "\r\n").encode()
+    (tmp_path / "all.yaml").write_bytes(crlf)
+    found, _ = find_containers(tmp_path)
+    target = next(c for c in found if c.container == "db")
+    change = ImageChange(path="all.yaml", workload=target.workload, container="db", old_image="postgres:16",
+                         new_image="postgres:17", old_tag="16", new_tag="17", target=target)
+    assert apply_changes(tmp_path, [change]) == ["all.yaml"]
+    assert (tmp_path / "all.yaml").read_bytes() == crlf.replace(b"postgres:16", b"postgres:17")
+
+
+_name = st.from_regex(r"[a-z0-9]{1,8}(/[a-z0-9]{1,8}){0,2}", fullmatch=True)
+_tag = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(host=st.sampled_from(["", "127.0.0.1:5000/", "ghcr.io/"]), name=_name, old=_tag, new=_tag,
+       quote=st.sampled_from(["", "'", '"']), indent=st.sampled_from([2, 4]),
+       comment=st.sampled_from(["", "   # pinned?", " #x"]), crlf=st.booleans())
+def test_any_reference_style_changes_only_its_characters(host, name, old, new, quote, indent, comment, crlf):
+    pad = " " * indent
+    old_image, new_image = f"{host}{name}:{old}", f"{host}{name}:{new}"
+    text = (f"kind: DaemonSet  # agent\nmetadata:\n{pad}name: agent\nspec:\n{pad}template:\n"
+            f"{pad * 2}spec:\n{pad * 3}containers:\n{pad * 3}- name: a\n"
+            f"{pad * 3}  image: {quote}{old_image}{quote}{comment}\n")
+    if crlf:
+        text = text.replace("\n", "\r\n")
+    (target,) = containers_in_text(text, "ds.yaml")
+    edited = replace_image(text, target, new_image)
+    assert edited == text.replace(f"image: {quote}{old_image}{quote}", f"image: {quote}{new_image}{quote}")

@@ -1,0 +1,149 @@
+"""Registry notifications: verification, payload kinds, and a real docker-registry
+notifying the receiver, whose queued scan then commits the new tag."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+import uuid
+
+import pytest
+from flask import Flask
+from rq import Queue, SimpleWorker
+from werkzeug.serving import make_server
+
+from pullbridge import keys
+from pullbridge.config import parse_config
+from tests.images.registry_harness import Registry, free_port
+from tests.images.helpers import NEW, OLD, bare_git, day
+from webhook.registry_hooks import DISTRIBUTION_EVENTS, pushed_images, register
+
+SECRET = "s3cret-" + uuid.uuid4().hex
+
+
+def hook_config(repo_url: str, registry_host: str, tmp_path=None) -> dict:
+    return {
+        "repos": [{"name": "images-demo", "url": repo_url, "provider": "generic", "secret_env": "PB_TEST_HOOK_SECRET",
+                   "images": {"enabled": True, "author_name": "Image Bot", "author_email": "bot@pullbridge.invalid"}}],
+        "images": {"registries": [{"host": registry_host, "insecure": True}],
+                   "hooks": [{"name": "local", "secret_env": "PB_TEST_HOOK_SECRET"}]},
+    }
+
+
+@pytest.fixture
+def client(redis_conn, monkeypatch):
+    monkeypatch.setenv("PB_TEST_HOOK_SECRET", SECRET)
+    config = parse_config(hook_config("file:///nowhere.git", "127.0.0.1:5000"))
+    app = Flask("registry-hooks-test")
+    register(app, config, redis_conn)
+    return app.test_client()
+
+
+def distribution_event(repository="team/app", tag="v2", host="127.0.0.1:5000"):
+    return {"events": [
+        {"action": "push", "target": {"mediaType": "application/octet-stream", "repository": repository,
+                                      "url": f"http://{host}/v2/{repository}/blobs/sha256:00"}},
+        {"action": "push", "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                      "repository": repository, "tag": tag,
+                                      "url": f"http://{host}/v2/{repository}/manifests/sha256:11"},
+         "request": {"host": host}},
+        {"action": "pull", "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                      "repository": "other/thing", "tag": "x"}}]}
+
+
+def test_payload_kinds():
+    assert pushed_images(distribution_event()) == [("127.0.0.1:5000/team/app", "v2")]
+    hub = {"push_data": {"tag": "develop-v1.9.0", "pusher": "x"}, "repository": {"repo_name": "weaveworks/fluxdemo"}}
+    assert pushed_images(hub) == [("docker.io/weaveworks/fluxdemo", "develop-v1.9.0")]
+    harbor = {"type": "PUSH_ARTIFACT", "event_data": {"resources": [
+        {"tag": "v3", "resource_url": "harbor.example.com/library/app:v3"}],
+        "repository": {"repo_full_name": "library/app"}}}
+    assert pushed_images(harbor) == [("harbor.example.com/library/app", "v3")]
+    assert pushed_images({"type": "DELETE_ARTIFACT", "event_data": {"resources": []}}) == []
+
+
+def test_secret_forms_and_refusals(client, redis_conn):
+    body = json.dumps(distribution_event()).encode()
+    url = "/hooks/registry/local"
+    ctype = {"Content-Type": DISTRIBUTION_EVENTS}
+    assert client.post(url, data=body, headers=ctype).status_code == 401
+    assert client.post(url, data=body, headers={**ctype, "Authorization": "Bearer nope"}).status_code == 401
+    assert client.post(url + "?token=nope", data=body, headers=ctype).status_code == 401
+    assert client.post("/hooks/registry/unknown", data=body, headers=ctype).status_code == 404
+    assert redis_conn.get(keys.image_scan_queued("images-demo")) is None
+
+    ok = client.post(url, data=body, headers={**ctype, "Authorization": f"Bearer {SECRET}"})
+    assert ok.status_code == 202, ok.json
+    assert ok.json["images"] == [{"repository": "127.0.0.1:5000/team/app", "tag": "v2"}]
+    job_id = ok.json["scans"]["images-demo"]
+    assert Queue(keys.IMAGES_QUEUE, connection=redis_conn).fetch_job(job_id).func_name == keys.IMAGE_SCAN_JOB
+    # a second notification while the scan waits does not queue another one
+    sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    again = client.post(url, data=body, headers={**ctype, "X-Pullbridge-Signature": sig})
+    assert again.status_code == 202 and again.json["scans"]["images-demo"] == job_id
+    assert len(Queue(keys.IMAGES_QUEUE, connection=redis_conn)) == 1
+    hub = json.dumps({"push_data": {"tag": "v9"}, "repository": {"repo_name": "team/app"}})
+    assert client.post(f"{url}?token={SECRET}", data=hub, content_type="application/json").status_code == 202
+    bad = client.post(url, data=b"{not json", headers={**ctype, "Authorization": SECRET})
+    assert bad.status_code == 400 and SECRET not in bad.get_data(as_text=True)
+    quiet = client.post(url, data=b'{"events": []}', headers={**ctype, "Authorization": SECRET})
+    assert quiet.status_code == 200 and quiet.json["accepted"] is False
+    huge = client.post(url, data=b" " * (3 * 1024 * 1024 + 1), headers={**ctype, "Authorization": SECRET})
+    assert huge.status_code == 413
+
+
+def test_registry_notification_triggers_a_scan_that_commits(demo, registry, image_name, redis_conn,
+                                                            tmp_path, monkeypatch):
+    repo, image, files = demo
+    monkeypatch.setenv("PB_TEST_HOOK_SECRET", SECRET)
+    port = free_port()
+    # the registry pushing here is a second docker-registry that notifies; it serves the same image name
+    (tmp_path / "notifying").mkdir()
+    notifying = Registry(tmp_path / "notifying", notify_url=f"http://127.0.0.1:{port}/hooks/registry/local",
+                         notify_headers={"Authorization": f"Bearer {SECRET}"})
+    data = hook_config(repo.file_url, notifying.host)
+    config_file = tmp_path / "pullbridge.yaml"
+    config_file.write_text(json.dumps(data))
+    monkeypatch.setenv("PULLBRIDGE_CONFIG", str(config_file))
+    fluxdemo = files["fluxdemo.yaml"].replace(registry.host, notifying.host)
+    repo.commit_and_push("use the notifying registry", {"fluxdemo.yaml": fluxdemo})
+    app = Flask("registry-hooks-live")
+    register(app, parse_config(data), redis_conn)
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        notifying.push_image(f"{image_name}-nginx", "1.27", day(1))
+        notifying.push_image(image_name, OLD, day(1))
+        queued = _wait_for(lambda: redis_conn.get(keys.image_scan_queued("images-demo")))
+        assert queued, (tmp_path / "notifying" / "registry.log").read_text()[-2000:]
+        redis_conn.delete(keys.image_scan_queued("images-demo"))
+        Queue(keys.IMAGES_QUEUE, connection=redis_conn).empty()
+        notifying.push_image(image_name, NEW, day(5))
+        job_id = _wait_for(lambda: redis_conn.get(keys.image_scan_queued("images-demo")))
+        assert job_id
+        worker = SimpleWorker([Queue(keys.IMAGES_QUEUE, connection=redis_conn)], connection=redis_conn)
+        worker.work(burst=True)
+        job = Queue(keys.IMAGES_QUEUE, connection=redis_conn).fetch_job(job_id.decode())
+        result = job.return_value()
+        assert result and result["sha"], job.latest_result()
+        assert result["errors"] == [] and [c["new_tag"] for c in result["changes"]] == [NEW]
+        assert bare_git(repo, "rev-parse", "main").strip() == result["sha"]
+        assert f"{notifying.host}/{image_name}:{NEW}" in bare_git(repo, "show", "main:fluxdemo.yaml")
+        assert [m.decode() for m in redis_conn.zrange(keys.wanted("images-demo"), 0, -1)] == [result["sha"]]
+        assert redis_conn.get(keys.image_scan_queued("images-demo")) is None
+    finally:
+        server.shutdown()
+        notifying.stop()
+
+
+def _wait_for(probe, tries: int = 600):
+    """Poll a condition a bounded number of times (the registry notifies asynchronously)."""
+    for _ in range(tries):
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.05)
+    return None

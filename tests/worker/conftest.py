@@ -1,0 +1,67 @@
+"""Fixtures for sync tests on the real stack: a config file per test and an RQ worker to run jobs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from rq import Queue, SimpleWorker
+
+from pullbridge import keys
+from pullbridge.config import load_config
+from pullbridge.queueing import request_sync
+
+
+class SyncHarness:
+    """One test's Pullbridge: its config file, Redis DB, namespace and job runner."""
+
+    def __init__(self, stack, redis_conn, namespace: str, tmp_path: Path, monkeypatch):
+        self.stack = stack
+        self.conn = redis_conn
+        self.namespace = namespace
+        self.tmp = tmp_path
+        self.config_path = tmp_path / "pullbridge.yaml"
+        monkeypatch.setenv("PULLBRIDGE_CONFIG", str(self.config_path))
+        monkeypatch.setenv("PULLBRIDGE_CACHE_DIR", str(tmp_path / "mirrors"))
+        monkeypatch.setenv("PB_TEST_SECRET", "unused")
+        self.config = None
+
+    def configure(self, repo, transport: str = "http", **repo_fields) -> None:
+        url = repo.http_url if transport == "http" else repo.file_url
+        entry = {"name": "app", "url": url, "provider": "generic", "secret_env": "PB_TEST_SECRET",
+                 "namespace": self.namespace, "backoff": ["1s"], "retries": 2, **repo_fields}
+        data = {"worker": {"inventory_namespace": self.namespace, "lock_wait": "1s"}, "repos": [entry]}
+        self.config_path.write_text(json.dumps(data))
+        self.config = load_config(self.config_path)
+
+    @property
+    def repo(self):
+        return self.config.repos[0]
+
+    def request(self, sha: str | None, reason: str = "push"):
+        return request_sync(self.conn, self.config, self.repo, sha, reason=reason)
+
+    def work(self) -> None:
+        """Run queued sync jobs in this process until the queue is empty."""
+        queue = Queue(keys.SYNC_QUEUE, connection=self.conn)
+        SimpleWorker([queue], connection=self.conn).work(burst=True)
+
+    def sync(self, sha: str | None, reason: str = "push") -> dict:
+        """Request, run, and return the newest history summary."""
+        self.request(sha, reason)
+        self.work()
+        return self.history()[0]
+
+    def history(self) -> list[dict]:
+        from worker import history
+        return history.history(self.conn, self.repo.name)
+
+    def state(self) -> dict:
+        from worker import history
+        return history.repo_state(self.conn, self.repo.name)
+
+
+@pytest.fixture
+def harness(stack, redis_conn, namespace, tmp_path, monkeypatch):
+    return SyncHarness(stack, redis_conn, namespace, tmp_path, monkeypatch)

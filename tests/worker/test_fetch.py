@@ -1,0 +1,109 @@
+"""Fetching into the bare mirror and choosing what to apply, on real git repositories."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from pullbridge.config import parse_config
+from worker.errors import PermanentError, TemporaryError
+from worker.fetch import Mirror
+
+
+def git(*args, cwd=None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+class Upstream:
+    def __init__(self, tmp_path):
+        self.bare = tmp_path / "up.git"
+        self.work = tmp_path / "work"
+        git("init", "-q", "--bare", "-b", "main", str(self.bare))
+        git("init", "-q", "-b", "main", str(self.work))
+
+    def commit(self, name: str, branch: str = "main") -> str:
+        (self.work / f"{name}.yaml").write_text(f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n")
+        git("add", "-A", cwd=self.work)
+        git("-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-q", "-m", name, cwd=self.work)
+        sha = git("rev-parse", "HEAD", cwd=self.work)
+        git("push", "-q", str(self.bare), f"HEAD:refs/heads/{branch}", cwd=self.work)
+        return sha
+
+
+def repo_config(url: str, branch: str = "main"):
+    return parse_config({"repos": [{"name": "r", "url": url, "branch": branch, "provider": "generic",
+                                    "secret_env": "UNUSED"}]}).repos[0]
+
+
+@pytest.fixture
+def upstream(tmp_path):
+    return Upstream(tmp_path)
+
+
+@pytest.fixture
+def mirror(upstream, tmp_path):
+    return Mirror(repo_config(f"file://{upstream.bare}"), root=tmp_path / "cache")
+
+
+def test_fetch_is_incremental_and_tracks_only_the_branch(upstream, mirror):
+    c1 = upstream.commit("a")
+    assert mirror.fetch() == c1
+    c2 = upstream.commit("b")
+    other = upstream.commit("c", branch="feature")
+    assert mirror.fetch() == c2
+    refs = git("--git-dir", str(mirror.path), "for-each-ref", "--format=%(refname)")
+    assert refs.split() == ["refs/heads/main"]
+    assert not mirror.has_commit(other)
+
+
+def test_newest_wanted_wins_whatever_the_arrival_order(upstream, mirror):
+    c1, c2, c3 = upstream.commit("a"), upstream.commit("b"), upstream.commit("c")
+    head = mirror.fetch()
+    target = mirror.choose(head, [c2, c3, c1], applied=None)
+    assert target.sha == c3 and sorted(target.superseded) == sorted([c1, c2])
+
+
+def test_forward_only_unless_rollback(upstream, mirror):
+    c1, c2 = upstream.commit("a"), upstream.commit("b")
+    head = mirror.fetch()
+    skipped = mirror.choose(head, [c1], applied=c2)
+    assert skipped.sha is None and skipped.older_than_applied == [c1]
+    assert mirror.choose(head, [c1], applied=c2, rollback=True).sha == c1
+    assert mirror.choose(head, [c2], applied=c2).sha == c2  # the same commit again: reconcile drift
+    assert mirror.choose(head, [], applied=c1).sha == c2  # nothing wanted: branch head
+
+
+def test_held_commit_pins(upstream, mirror):
+    c1, _ = upstream.commit("a"), upstream.commit("b")
+    head = mirror.fetch()
+    assert mirror.choose(head, [head], applied=head, held=c1).sha == c1
+
+
+def test_commits_not_on_the_branch_are_not_applied(upstream, mirror):
+    c1 = upstream.commit("a")
+    other = upstream.commit("x", branch="feature")
+    head = mirror.fetch()
+    target = mirror.choose(head, [other, "not-a-sha", "f" * 40], applied=None)
+    assert target.sha == c1 and sorted(target.unreachable) == sorted([other, "not-a-sha", "f" * 40])
+
+
+def test_checkout_holds_the_commit_tree(upstream, mirror):
+    c1, c2 = upstream.commit("a"), upstream.commit("b")
+    mirror.fetch()
+    assert sorted(p.name for p in mirror.checkout(c1).iterdir()) == ["a.yaml"]
+    assert sorted(p.name for p in mirror.checkout(c2).iterdir()) == ["a.yaml", "b.yaml"]
+
+
+def test_unreachable_host_is_temporary(tmp_path):
+    mirror = Mirror(repo_config("http://127.0.0.1:9/nothing.git"), root=tmp_path)
+    with pytest.raises(TemporaryError, match="git host unreachable"):
+        mirror.fetch()
+
+
+def test_missing_branch_or_repo_is_permanent(upstream, tmp_path):
+    upstream.commit("a")
+    with pytest.raises(PermanentError, match="branch 'nope' does not exist"):
+        Mirror(repo_config(f"file://{upstream.bare}", branch="nope"), root=tmp_path / "c1").fetch()
+    with pytest.raises(PermanentError, match="git fetch failed"):
+        Mirror(repo_config(f"file://{tmp_path}/missing.git"), root=tmp_path / "c2").fetch()

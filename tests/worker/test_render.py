@@ -1,0 +1,144 @@
+"""Rendering: files and documents found, order, provenance, and refusals."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from worker.errors import PermanentError
+from worker.render import Manifest, render, sort_manifests
+
+CM = """apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {name}
+data:
+  k: v
+"""
+
+
+def write(root, files: dict[str, str]):
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def refs(manifests):
+    return [(m.ref, m.source) for m in manifests]
+
+
+def test_nested_multi_document_with_provenance(tmp_path):
+    write(tmp_path, {
+        "deploy/app.yaml": "---\n" + CM.format(name="a") + "---\n" + CM.format(name="b"),
+        "deploy/nested/deeper/c.yml": CM.format(name="c"),
+        "deploy/d.json": '{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d"}}',
+        "deploy/README.md": "# not a manifest",
+        "deploy/values.yaml": "replicas: 3\nimage: nginx\n",
+        "deploy/.hidden/e.yaml": CM.format(name="e"),
+        "other/f.yaml": CM.format(name="f"),
+    })
+    got = refs(render(tmp_path, "deploy"))
+    assert got == [
+        ("ConfigMap/a", "deploy/app.yaml, doc 1"),
+        ("ConfigMap/b", "deploy/app.yaml, doc 2"),
+        ("ConfigMap/c", "deploy/nested/deeper/c.yml, doc 1"),
+        ("ConfigMap/d", "deploy/d.json, doc 1"),
+    ]
+
+
+def test_document_index_counts_empty_documents(tmp_path):
+    write(tmp_path, {"x.yaml": CM.format(name="a") + "---\n---\n" + CM.format(name="b")})
+    assert refs(render(tmp_path)) == [("ConfigMap/a", "x.yaml, doc 1"), ("ConfigMap/b", "x.yaml, doc 3")]
+
+
+def test_list_kind_is_expanded(tmp_path):
+    write(tmp_path, {"l.yaml": "apiVersion: v1\nkind: List\nitems:\n"
+                               "- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n"
+                               "- {apiVersion: v1, kind: Secret, metadata: {name: s}}\n"})
+    assert refs(render(tmp_path)) == [("ConfigMap/a", "l.yaml, doc 1"), ("Secret/s", "l.yaml, doc 1")]
+
+
+def m(kind, name, ns=None, api="v1"):
+    meta = {"name": name, **({"namespace": ns} if ns else {})}
+    return Manifest({"apiVersion": api, "kind": kind, "metadata": meta}, "f.yaml", 1)
+
+
+def test_order_namespaces_and_crds_first_then_stable():
+    items = [m("Deployment", "b", "x", "apps/v1"), m("Widget", "w", "x", "example.com/v1"),
+             m("ConfigMap", "z", "x"), m("Namespace", "x"), m("ConfigMap", "a", "x"),
+             m("CustomResourceDefinition", "widgets.example.com", api="apiextensions.k8s.io/v1"),
+             m("Deployment", "a", "x", "apps/v1"), m("Gadget", "g", "x", "example.com/v1"),
+             m("ServiceAccount", "s", "x")]
+    order = [i.ref for i in sort_manifests(items)]
+    assert order == ["CustomResourceDefinition/widgets.example.com", "Namespace/x", "ServiceAccount/x/s",
+                     "ConfigMap/x/a", "ConfigMap/x/z", "Deployment/x/a", "Deployment/x/b",
+                     "Gadget/x/g", "Widget/x/w"]
+    assert [i.ref for i in sort_manifests(list(reversed(items)))] == order
+
+
+@pytest.mark.parametrize("text, message", [
+    ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\n", "bad.yaml: line"),
+    (CM.format(name="a") + "---\n- just\n- a list\n", "bad.yaml, doc 2: not a Kubernetes object"),
+    ("apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n", "bad.yaml, doc 1: ConfigMap has no metadata.name"),
+])
+def test_bad_input_is_permanent_and_names_the_file(tmp_path, text, message):
+    write(tmp_path, {"bad.yaml": text})
+    with pytest.raises(PermanentError, match=message.replace("[", r"\[")):
+        render(tmp_path)
+
+
+def test_duplicate_object_names_both_places(tmp_path):
+    write(tmp_path, {"a.yaml": CM.format(name="same"), "b/b.yaml": CM.format(name="same")})
+    with pytest.raises(PermanentError, match=r"ConfigMap/same is declared twice: a.yaml, doc 1 and b/b.yaml, doc 1"):
+        render(tmp_path)
+
+
+def test_symlink_leaving_the_repo_is_refused(tmp_path):
+    outside = tmp_path / "outside"
+    write(outside, {"secret.yaml": CM.format(name="stolen")})
+    repo = tmp_path / "repo"
+    write(repo, {"ok.yaml": CM.format(name="ok")})
+    os.symlink(outside / "secret.yaml", repo / "link.yaml")
+    with pytest.raises(PermanentError, match="link.yaml: symlink leads outside the repository"):
+        render(repo)
+    (repo / "link.yaml").unlink()
+    os.symlink(outside, repo / "dirlink")
+    with pytest.raises(PermanentError, match="dirlink: symlink leads outside"):
+        render(repo)
+
+
+def test_symlink_inside_the_repo_is_followed(tmp_path):
+    write(tmp_path, {"shared/a.yaml": CM.format(name="a")})
+    (tmp_path / "deploy").mkdir()
+    os.symlink("../shared", tmp_path / "deploy" / "shared")
+    assert refs(render(tmp_path, "deploy")) == [("ConfigMap/a", "deploy/shared/a.yaml, doc 1")]
+
+
+def test_configured_path_outside_or_missing(tmp_path):
+    os.symlink("/", tmp_path / "root")
+    with pytest.raises(PermanentError, match="leads outside"):
+        render(tmp_path, "root")
+    with pytest.raises(PermanentError, match="does not exist"):
+        render(tmp_path, "nope")
+
+
+def test_kustomize_is_rendered_by_real_kubectl(tmp_path, stack):
+    write(tmp_path, {
+        "base/cm.yaml": CM.format(name="app"),
+        "base/kustomization.yaml": "resources: [cm.yaml]\n",
+        "overlay/kustomization.yaml": "resources: [../base]\nnamePrefix: prod-\nnamespace: shop\n"
+                                      "commonLabels: {tier: web}\n",
+    })
+    got = render(tmp_path, "overlay")
+    assert refs(got) == [("ConfigMap/shop/prod-app", "overlay/kustomization.yaml, doc 1")]
+    assert got[0].obj["metadata"]["labels"] == {"tier": "web"}
+
+
+def test_kustomize_error_is_permanent_without_machine_paths(tmp_path, stack):
+    write(tmp_path, {"k/kustomization.yaml": "resources: [missing.yaml]\n"})
+    with pytest.raises(PermanentError) as info:
+        render(tmp_path, "k")
+    assert "k/kustomization.yaml: kustomize failed" in str(info.value)
+    assert str(tmp_path) not in str(info.value)

@@ -1,0 +1,200 @@
+"""The sync job end to end on the real stack: git host -> RQ -> worker -> API server -> Redis."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from kubernetes import client
+from rq import Queue
+from rq.job import Job
+from rq.registry import FailedJobRegistry
+
+from pullbridge import keys
+from tests.worker.sync_manifests import app_files, app_version, cm_value, configmap
+
+pytestmark = pytest.mark.stack
+
+
+def test_push_applies_then_a_change_configures_only_what_changed(harness, git_repo, kube, namespace):
+    repo = git_repo("app")
+    harness.configure(repo)
+    sha1 = repo.commit_and_push("v1", app_files("1.0"))
+    first = harness.sync(sha1)
+    assert first["result"] == "success", first
+    assert first["sha"] == sha1
+    assert first["counts"] == {"created": 3, "configured": 0, "unchanged": 0, "deleted": 0, "skipped": 0}
+    assert app_version(kube, namespace) == "1.0" and cm_value(kube, namespace, "settings") == "a"
+    assert harness.state()["applied_sha"] == sha1
+    assert harness.conn.zcard(keys.wanted("app")) == 0
+
+    core = client.CoreV1Api(kube)
+    settings_rv = core.read_namespaced_config_map("settings", namespace).metadata.resource_version
+    sha2 = repo.commit_and_push("v2", app_files("2.0"))
+    second = harness.sync(sha2)
+    assert second["result"] == "success", second
+    assert second["counts"]["configured"] == 2 and second["counts"]["unchanged"] == 1
+    assert app_version(kube, namespace) == "2.0" and cm_value(kube, namespace, "nginx-conf") == "2.0"
+    assert core.read_namespaced_config_map("settings", namespace).metadata.resource_version == settings_rv
+
+    from worker import history
+    record = history.get_record(harness.conn, second["id"])
+    actions = {c["object"]: (c["action"], c["source"]) for c in record["changes"]}
+    assert actions[f"Deployment/{namespace}/fluxdemo"] == ("configured", "deploy/app.yaml, doc 2")
+    assert actions[f"ConfigMap/{namespace}/settings"] == ("unchanged", "deploy/extra/settings.yaml, doc 1")
+
+
+def test_drift_made_by_hand_is_reverted(harness, git_repo, kube, namespace):
+    repo = git_repo("drift")
+    harness.configure(repo, transport="file")
+    sha = repo.commit_and_push("v1", app_files("1.0"))
+    assert harness.sync(sha)["result"] == "success"
+    client.CoreV1Api(kube).patch_namespaced_config_map("nginx-conf", namespace, {"data": {"value": "hacked"}})
+    again = harness.sync(None, reason="periodic")
+    assert again["counts"]["configured"] == 1 and cm_value(kube, namespace, "nginx-conf") == "1.0"
+
+
+def test_removed_file_is_pruned_unless_prune_is_disabled(harness, git_repo, kube, namespace):
+    repo = git_repo("prune")
+    harness.configure(repo)
+    files = app_files("1.0")
+    files["deploy/keep.yaml"] = configmap("keep", "k", "\n  annotations:\n    pullbridge.io/prune: disabled")
+    assert harness.sync(repo.commit_and_push("v1", files))["result"] == "success"
+    assert cm_value(kube, namespace, "keep") == "k"
+    repo.remove("deploy/extra")
+    repo.remove("deploy/keep.yaml")
+    done = harness.sync(repo.commit_and_push("remove"))
+    assert done["result"] == "success", done
+    assert done["counts"]["deleted"] == 1 and done["counts"]["skipped"] == 1
+    assert cm_value(kube, namespace, "settings") is None
+    assert cm_value(kube, namespace, "keep") == "k"
+    assert cm_value(kube, namespace, "nginx-conf") == "1.0"
+
+
+def test_empty_render_never_prunes(harness, git_repo, kube, namespace):
+    repo = git_repo("empty")
+    harness.configure(repo)
+    assert harness.sync(repo.commit_and_push("v1", app_files("1.0")))["result"] == "success"
+    repo.remove("deploy")
+    failed = harness.sync(repo.commit_and_push("wipe"))
+    assert failed["result"] == "failure" and "renders no objects" in failed["error"]
+    assert cm_value(kube, namespace, "settings") == "a"
+
+
+def test_invalid_object_leaves_the_cluster_untouched_and_fails_for_good(harness, git_repo, kube, namespace):
+    repo = git_repo("invalid")
+    harness.configure(repo)
+    assert harness.sync(repo.commit_and_push("v1", app_files("1.0")))["result"] == "success"
+    bad = app_files("2.0", replicas=-1)  # the ConfigMap change is valid, the Deployment is not
+    bad["deploy/new.yaml"] = ("apiVersion: v1\nkind: Service\nmetadata:\n  name: broken\nspec:\n"
+                              "  ports:\n    - port: 99999\n")  # a new object, invalid too
+    bad_sha = repo.commit_and_push("bad", bad)
+    queued = harness.request(bad_sha)
+    harness.work()
+    record = harness.history()[0]
+    assert record["result"] == "failure" and record["sha"] == bad_sha
+    assert record["error"].startswith("validation failed, nothing applied: ")
+    assert f"Deployment/{namespace}/fluxdemo (deploy/app.yaml, doc 2): spec.replicas: Invalid value: -1" \
+        in record["error"]
+    assert f"Service/{namespace}/broken (deploy/new.yaml, doc 1): spec.ports[0].port: Invalid value: 99999" \
+        in record["error"]
+    assert cm_value(kube, namespace, "nginx-conf") == "1.0" and app_version(kube, namespace) == "1.0"
+    assert harness.state()["applied_sha"] != bad_sha
+    job = Job.fetch(queued.job_id, connection=harness.conn)
+    assert job.get_status() == "failed"
+    assert queued.job_id in FailedJobRegistry(keys.SYNC_QUEUE, connection=harness.conn).get_job_ids()
+    assert not Queue(keys.SYNC_QUEUE, connection=harness.conn).scheduled_job_registry.get_job_ids()
+
+
+def test_forward_only_under_out_of_order_requests(harness, git_repo, kube, namespace):
+    repo = git_repo("order")
+    harness.configure(repo)
+    shas = [repo.commit_and_push(f"v{i}", app_files(f"{i}.0")) for i in (1, 2, 3)]
+    # Webhooks arrive newest first, then the older ones: one job, the newest applied.
+    for sha in (shas[2], shas[0], shas[1]):
+        harness.request(sha)
+    harness.work()
+    runs = harness.history()
+    assert len(runs) == 1 and runs[0]["sha"] == shas[2] and app_version(kube, namespace) == "3.0"
+    # A late webhook for an older commit changes nothing.
+    late = harness.sync(shas[0])
+    assert late["result"] == "skipped" and late["sha"] is None
+    assert app_version(kube, namespace) == "3.0" and harness.state()["applied_sha"] == shas[2]
+    # An explicit rollback does go back.
+    back = harness.sync(shas[0], reason="rollback")
+    assert back["result"] == "success" and app_version(kube, namespace) == "1.0"
+
+
+def test_git_host_unreachable_retries_and_keeps_the_wanted_commit(harness, git_repo, redis_conn):
+    repo = git_repo("down")
+    harness.configure(repo)
+    sha = repo.commit_and_push("v1", app_files("1.0"))
+    config = harness.config_path.read_text().replace(repo.http_url, "http://127.0.0.1:9/gone.git")
+    harness.config_path.write_text(config)
+    from pullbridge.config import load_config
+    harness.config = load_config(harness.config_path)
+    queued = harness.request(sha)
+    harness.work()
+    job = Job.fetch(queued.job_id, connection=redis_conn)
+    assert job.get_status() == "scheduled" and job.retries_left == 1
+    assert harness.history()[0]["result"] == "retrying"
+    assert "git host unreachable" in harness.history()[0]["error"]
+    assert [s.decode() for s in redis_conn.zrange(keys.wanted("app"), 0, -1)] == [sha]
+
+
+def test_crd_and_its_objects_in_one_commit(harness, git_repo, kube, namespace):
+    group = f"t{uuid.uuid4().hex[:8]}.pullbridge.test"
+    crd = f"""apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.{group}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{plural: widgets, singular: widget, kind: Widget}}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+                size: {{type: integer}}
+"""
+    widget = f"apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: 3\n"
+    repo = git_repo("crd")
+    harness.configure(repo)
+    try:
+        done = harness.sync(repo.commit_and_push("crd", {"a-widget.yaml": widget, "z-crd.yaml": crd}))
+        assert done["result"] == "success", done
+        got = client.CustomObjectsApi(kube).get_namespaced_custom_object(group, "v1", namespace, "widgets", "w1")
+        assert got["spec"]["size"] == 3
+    finally:
+        client.ApiextensionsV1Api(kube).delete_custom_resource_definition(f"widgets.{group}")
+
+
+def test_report_mode_changes_nothing_but_records_what_would_change(harness, git_repo, kube, namespace):
+    repo = git_repo("report")
+    harness.configure(repo, mode="report")
+    done = harness.sync(repo.commit_and_push("v1", app_files("1.0")))
+    assert done["result"] == "success" and done["dry_run"] and done["counts"]["created"] == 3
+    assert cm_value(kube, namespace, "settings") is None
+    assert "applied_sha" not in harness.state()
+
+
+def test_commit_statuses_are_queued_running_then_final(harness, git_repo, redis_conn):
+    repo = git_repo("status")
+    harness.configure(repo, provider="gitea", status={"token_env": "PB_TEST_SECRET", "project": "o/r",
+                                                      "api_url": "http://127.0.0.1:9/api/v1"})
+    good = repo.commit_and_push("v1", app_files("1.0"))
+    harness.sync(good)
+    bad = repo.commit_and_push("bad", app_files("2.0", replicas=-1))
+    harness.sync(bad)
+    status_queue = Queue(keys.STATUS_QUEUE, connection=redis_conn)
+    posted = [(j.args[0], j.args[1], j.args[2]) for j in status_queue.get_jobs()]
+    assert posted == [("app", good, "running"), ("app", good, "success"),
+                      ("app", bad, "running"), ("app", bad, "failure")]

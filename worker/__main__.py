@@ -1,0 +1,51 @@
+"""``python -m worker``: a long-lived RQ worker for the sync and status queues.
+
+Why it exists: the Procfile's ``worker`` process.  It loads the configuration
+($PULLBRIDGE_CONFIG) and the Kubernetes client once, connects to $REDIS_URL
+and runs an RQ worker with its scheduler (so Retry intervals fire).  Jobs run
+in this process (no fork per job), so clients, discovery and git mirrors are
+reused across jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from redis import Redis
+from rq import Queue, SimpleWorker
+
+from pullbridge import keys
+from pullbridge.config import ConfigError
+from worker.errors import PermanentError
+from worker.jobs import process_config
+from worker.kube import process_kube
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    parser.add_argument("--name", help="worker name (default: RQ's)")
+    parser.add_argument("--log-level", default=os.environ.get("PULLBRIDGE_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = process_config()
+        process_kube()
+    except (ConfigError, PermanentError) as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return 2
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    conn = Redis.from_url(url)
+    queues = [Queue(keys.SYNC_QUEUE, connection=conn), Queue(keys.STATUS_QUEUE, connection=conn)]
+    worker = SimpleWorker(queues, connection=conn, name=args.name)
+    logging.getLogger("pullbridge.sync").info("worker %s: %d repos, queues %s", worker.name,
+                                               len(config.repos), ", ".join(q.name for q in queues))
+    worker.work(burst=args.burst, with_scheduler=True, logging_level=args.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

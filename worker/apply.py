@@ -1,0 +1,368 @@
+"""Validate then server-side apply a rendered commit, writing only what drifted.
+
+Why it exists: this is where Git meets the cluster, and it must be all or
+nothing and cheap when nothing changed.  The flow, after fluxcd/pkg ssa:
+
+1. map every object to its API resource; namespaced objects without a
+   namespace get the repo's default one;
+2. read the live objects with one LIST per resource and namespace;
+3. an object whose desired manifest is the one recorded in the inventory at
+   its last apply, that pullbridge still manages, and whose desired fields
+   all still hold live, is unchanged: no request at all;
+4. every other object is server-side dry-run applied (field manager
+   ``pullbridge``, force).  If any is rejected nothing is written and the
+   error names each object and file.  A dry-run result equal to the live
+   object (ignoring managedFields, resourceVersion, generation, status...)
+   is unchanged too, so it keeps its resourceVersion;
+5. Namespaces and CRDs are applied first (CRDs waited for until
+   Established); objects that needed them are dry-run only then; then the
+   rest, kind by kind in a stable order, each kind concurrently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from worker.errors import PermanentError, TemporaryError, cut
+from worker.kube import FIELD_MANAGER, ApiError, Kube, Mapping
+from worker.render import STAGE_ONE_KINDS, Manifest
+
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+CRD_WAIT = 60.0
+MAX_ERRORS_SHOWN = 10
+IGNORED_METADATA = ("managedFields", "resourceVersion", "generation", "creationTimestamp",
+                    "selfLink", "uid")
+
+
+@dataclass
+class Change:
+    """One object's fate in a sync."""
+
+    ref: str
+    action: str  # created | configured | unchanged | deleted | skipped
+    source: str = ""
+    detail: str = ""
+
+    def as_dict(self) -> dict:
+        out = {"object": self.ref, "action": self.action}
+        if self.source:
+            out["source"] = self.source
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+@dataclass
+class Item:
+    manifest: Manifest
+    obj: dict
+    mapping: Mapping | None = None
+    live: dict | None = None
+    action: str | None = None  # decided action
+
+    @property
+    def ref(self) -> str:
+        meta = self.obj["metadata"]
+        ns = meta.get("namespace")
+        return f"{self.obj['kind']}/{ns}/{meta['name']}" if ns else f"{self.obj['kind']}/{meta['name']}"
+
+    @property
+    def digest(self) -> str:
+        """Digest of the desired object, cached on its Manifest (a rendered commit is reused)."""
+        ns = self.obj["metadata"].get("namespace")
+        cache = self.manifest.__dict__.setdefault("_digests", {})
+        if ns not in cache:
+            cache[ns] = digest(self.obj)
+        return cache[ns]
+
+    @property
+    def inventory_id(self) -> str:
+        return object_id(self.manifest.group, self.obj["kind"], self.obj["metadata"].get("namespace"),
+                         self.obj["metadata"]["name"])
+
+
+@dataclass
+class ApplyResult:
+    changes: list[Change] = field(default_factory=list)
+    entries: dict[str, dict] = field(default_factory=dict)  # inventory after this apply
+
+
+def object_id(group: str, kind: str, namespace: str | None, name: str) -> str:
+    """Inventory id, Flux style: ``namespace_name_group_kind``."""
+    return f"{namespace or ''}_{name}_{group}_{kind}"
+
+
+def digest(obj: dict) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:20]
+
+
+def normalized(obj: dict) -> dict:
+    """``obj`` without what the server changes on its own (status, bookkeeping metadata)."""
+    out = {k: v for k, v in obj.items() if k != "status"}
+    meta = dict(out.get("metadata") or {})
+    for key in IGNORED_METADATA:
+        meta.pop(key, None)
+    out["metadata"] = meta
+    return out
+
+
+def is_subset(desired, live) -> bool:
+    """True when every field set in ``desired`` has the same value in ``live``."""
+    if desired is None or desired == {} or desired == []:
+        return live in (None, {}, []) or live == desired
+    if isinstance(desired, dict):
+        if not isinstance(live, dict):
+            return False
+        return all(is_subset(v, live.get(k)) if v in (None, {}, []) else (k in live and is_subset(v, live[k]))
+                   for k, v in desired.items())
+    if isinstance(desired, list):
+        return isinstance(live, list) and len(desired) == len(live) and \
+            all(is_subset(d, l) for d, l in zip(desired, live))
+    if isinstance(desired, bool) or isinstance(live, bool):
+        return desired is live
+    return desired == live
+
+
+def declares_fields(obj: dict) -> bool:
+    """False for an object that sets nothing but its name (the server then records no owner)."""
+    meta = obj.get("metadata") or {}
+    return any(k not in ("apiVersion", "kind", "metadata") for k in obj) or \
+        any(k not in ("name", "namespace") and v not in (None, {}, []) for k, v in meta.items())
+
+
+def managed_by_us(live: dict, desired: dict | None = None) -> bool:
+    """True when pullbridge applied ``live`` (or ``desired`` declares no field to own)."""
+    if desired is not None and not declares_fields(desired):
+        return True
+    return any(mf.get("manager") == FIELD_MANAGER and mf.get("operation") == "Apply"
+               for mf in (live.get("metadata") or {}).get("managedFields") or [])
+
+
+def describe_api_error(item: Item, exc: ApiError) -> str:
+    message = exc.message
+    causes = (exc.body.get("details") or {}).get("causes") or []
+    if exc.status == 422 and causes:
+        message = ", ".join(f"{c['field']}: {c.get('message', '')}" if c.get("field") else c.get("message", "")
+                            for c in causes)
+    elif " is invalid: " in message:
+        message = message.split(" is invalid: ", 1)[1]
+    elif exc.status == 403:
+        message = "forbidden: " + message.rsplit(": ", 1)[-1]
+    return f"{item.ref} ({item.manifest.source}): {cut(message)}"
+
+
+class Applier:
+    """Applies one rendered commit; ``previous`` is the inventory of the last apply."""
+
+    def __init__(self, kube: Kube, *, concurrency: int, default_namespace: str,
+                 previous: dict[str, dict] | None = None, dry_run_only: bool = False):
+        self.kube = kube
+        self.concurrency = concurrency
+        self.default_namespace = default_namespace
+        self.previous = previous or {}
+        self.dry_run_only = dry_run_only
+        self._live_cache: dict[tuple[str, str | None], dict[str, dict]] = {}
+
+    # -- helpers ----------------------------------------------------------
+    def _parallel(self, fn, items: list) -> list:
+        """Run ``fn`` over ``items`` with bounded concurrency; return exceptions in place of results."""
+        def guarded(x):
+            try:
+                return fn(x)
+            except Exception as exc:  # noqa: BLE001 - sorted out by the caller
+                return exc
+        if len(items) <= 1 or self.concurrency <= 1:
+            return [guarded(x) for x in items]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
+            return list(pool.map(guarded, items))
+
+    def _apply_request(self, item: Item, dry_run: bool) -> dict | None:
+        """Server-side apply ``item``.
+
+        The dry-run validates strictly (unknown fields are errors) and its
+        answer is read only when there is a live object to compare it with.
+        The real apply of an object that passed its dry-run skips field
+        validation.  Answers that are not read are asked for in protobuf
+        where the server has it, which is cheaper for it to encode.
+        """
+        query = {"fieldManager": FIELD_MANAGER, "force": "true"}
+        if dry_run:
+            query.update(dryRun="All", fieldValidation="Strict")
+        else:
+            query["fieldValidation"] = "Ignore"
+        meta = item.obj["metadata"]
+        decode = dry_run and item.live is not None
+        return self.kube.request("PATCH", item.mapping.path(meta.get("namespace"), meta["name"]),
+                                 body=item.obj, query=query, content_type=APPLY_CONTENT_TYPE,
+                                 decode=decode, protobuf=not decode)
+
+    def _resolve(self, item: Item, pending_crd_kinds: set) -> bool:
+        """Fill ``item.mapping``; False when the kind comes from a CRD of this commit."""
+        m = item.manifest
+        mapping = self.kube.mapping(m.api_version, m.kind)
+        if mapping is None:
+            if (m.group, m.kind) in pending_crd_kinds:
+                return False
+            raise PermanentError(f"{m.ref} ({m.source}): the API server has no kind {m.kind} "
+                                 f"in {m.api_version}")
+        item.mapping = mapping
+        meta = item.obj["metadata"]
+        if mapping.namespaced and not meta.get("namespace"):
+            meta["namespace"] = self.default_namespace
+        elif not mapping.namespaced and "namespace" in meta:
+            del meta["namespace"]
+        return True
+
+    def _list(self, key: tuple[Mapping, str | None]) -> dict[str, dict]:
+        mapping, namespace = key
+        doc = self.kube.request("GET", mapping.collection(namespace))
+        found = {}
+        for obj in doc.get("items", []):
+            obj.setdefault("apiVersion", mapping.api_version)
+            obj.setdefault("kind", mapping.kind)
+            found[obj["metadata"]["name"]] = obj
+        return found
+
+    def _load_live(self, items: list[Item], fresh_namespaces: set[str]) -> None:
+        """Fill ``item.live`` with one LIST per resource and namespace."""
+        wanted = {(i.mapping, i.obj["metadata"].get("namespace")) for i in items}
+        wanted = [k for k in wanted if k[1] not in fresh_namespaces and k not in self._live_cache]
+        for key, result in zip(wanted, self._parallel(self._list, wanted)):
+            if isinstance(result, Exception):
+                raise self._as_sync_error(result, f"listing {key[0].resource}")
+            self._live_cache[key] = result
+        for i in items:
+            ns = i.obj["metadata"].get("namespace")
+            i.live = self._live_cache.get((i.mapping, ns), {}).get(i.obj["metadata"]["name"])
+
+    @staticmethod
+    def _as_sync_error(exc: Exception, what: str) -> Exception:
+        if isinstance(exc, (PermanentError, TemporaryError)):
+            return exc
+        if isinstance(exc, ApiError):
+            cls = TemporaryError if exc.temporary else PermanentError
+            return cls(f"{what}: HTTP {exc.status}: {cut(exc.message)}")
+        return TemporaryError(f"{what}: {cut(exc)}")
+
+    # -- the phases -------------------------------------------------------
+    def _validate(self, items: list[Item]) -> None:
+        """Decide each item's action; dry-run those that may differ.  Raise if any is invalid."""
+        to_check = []
+        for item in items:
+            prev = self.previous.get(item.inventory_id)
+            if item.live is not None and prev and prev.get("h") == item.digest \
+                    and managed_by_us(item.live, item.obj) and is_subset(item.obj, item.live):
+                item.action = "unchanged"
+            else:
+                to_check.append(item)
+        results = self._parallel(lambda i: self._apply_request(i, dry_run=True), to_check)
+        errors, temporary = [], None
+        for item, result in zip(to_check, results):
+            if isinstance(result, ApiError):
+                if result.temporary:
+                    temporary = temporary or result
+                else:
+                    errors.append(describe_api_error(item, result))
+            elif isinstance(result, Exception):
+                temporary = temporary or result
+            elif item.live is None:
+                item.action = "created"
+            elif managed_by_us(item.live, item.obj) and normalized(result) == normalized(item.live):
+                item.action = "unchanged"
+            else:
+                item.action = "configured"
+        if errors:
+            shown = "; ".join(errors[:MAX_ERRORS_SHOWN])
+            more = f" (and {len(errors) - MAX_ERRORS_SHOWN} more)" if len(errors) > MAX_ERRORS_SHOWN else ""
+            raise PermanentError(f"validation failed, nothing applied: {shown}{more}")
+        if temporary is not None:
+            raise self._as_sync_error(temporary, "dry-run")
+
+    def _write(self, items: list[Item]) -> None:
+        """Apply the items that need it concurrently, started in their (stable) order.
+
+        As in Flux's staged apply, only Namespaces and CRDs form a stage of
+        their own; everything else is one batch.
+        """
+        todo = [i for i in items if i.action in ("created", "configured")]
+        if self.dry_run_only or not todo:
+            return
+        results = self._parallel(lambda i: self._apply_request(i, False), todo)
+        for item, result in zip(todo, results):
+            if isinstance(result, ApiError):
+                if result.temporary:
+                    raise TemporaryError(f"applying {item.ref}: HTTP {result.status}: {cut(result.message)}")
+                raise PermanentError(f"applying {describe_api_error(item, result)}")
+            if isinstance(result, Exception):
+                raise self._as_sync_error(result, f"applying {item.ref}")
+
+    def _wait_crds(self, crds: list[Item]) -> None:
+        deadline = time.monotonic() + CRD_WAIT
+        for item in crds:
+            path = item.mapping.path(None, item.obj["metadata"]["name"])
+            while True:
+                live = self.kube.get(path) or {}
+                conditions = (live.get("status") or {}).get("conditions") or []
+                if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+                    break
+                if time.monotonic() > deadline:
+                    raise TemporaryError(f"{item.ref} is not Established after {CRD_WAIT:.0f}s")
+                time.sleep(0.1)
+        for group in {(i.obj.get("spec") or {}).get("group") for i in crds}:
+            self.kube.forget(group)
+
+    def run(self, manifests: list[Manifest]) -> ApplyResult:
+        # Only metadata.namespace is ever changed on an item: copy that level, share the rest.
+        items = [Item(m, {**m.obj, "metadata": dict(m.obj["metadata"])}) for m in manifests]
+        crd_kinds = {((i.obj.get("spec") or {}).get("group", ""),
+                      ((i.obj.get("spec") or {}).get("names") or {}).get("kind"))
+                     for i in items if i.obj["kind"] == "CustomResourceDefinition"}
+        deferred = [i for i in items if not self._resolve(i, crd_kinds)]
+        ready = [i for i in items if i.mapping is not None]
+        existing = {o["metadata"]["name"] for o in self._list_namespaces()}
+        fresh = {i.obj["metadata"]["name"] for i in ready
+                 if i.obj["kind"] == "Namespace" and i.manifest.group == ""} - existing
+        # Objects in namespaces this commit creates cannot be dry-run before those exist.
+        later = [i for i in ready if i.obj["metadata"].get("namespace") in fresh]
+        now = [i for i in ready if i.obj["metadata"].get("namespace") not in fresh]
+        self._load_live(now, fresh)
+        self._validate(now)
+        stage_one = [i for i in now if i.obj["kind"] in STAGE_ONE_KINDS]
+        self._write(stage_one)
+        crds = [i for i in stage_one if i.obj["kind"] == "CustomResourceDefinition"]
+        if crds and not self.dry_run_only:
+            self._wait_crds(crds)
+        if deferred or later:
+            deadline = time.monotonic() + CRD_WAIT
+            for item in deferred:
+                if self.dry_run_only:
+                    if not self._resolve(item, crd_kinds):
+                        item.action = "created"  # report mode: its CRD is not there yet
+                    continue
+                # Discovery serves a new CRD's kind a moment after it is Established.
+                while not self._resolve(item, crd_kinds if time.monotonic() < deadline else set()):
+                    time.sleep(0.1)
+                    self.kube.forget(item.manifest.group)
+            rest = [i for i in deferred + later if i.mapping is not None]
+            self._load_live(rest, fresh)
+            if self.dry_run_only:
+                for item in rest:
+                    item.action = "configured" if item.live else "created"
+            else:
+                self._validate(rest)
+        self._write([i for i in items if i.obj["kind"] not in STAGE_ONE_KINDS])
+        result = ApplyResult()
+        for item in items:
+            result.changes.append(Change(item.ref, item.action or "skipped", item.manifest.source))
+            result.entries[item.inventory_id] = {"v": item.obj["apiVersion"], "h": item.digest}
+        return result
+
+    def _list_namespaces(self) -> list[dict]:
+        try:
+            return self.kube.request("GET", "/api/v1/namespaces").get("items", [])
+        except ApiError as exc:
+            raise self._as_sync_error(exc, "listing namespaces") from None

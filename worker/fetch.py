@@ -1,0 +1,204 @@
+"""Fetch the wanted commit: a bare mirror per repo, and the choice of what to apply.
+
+Why it exists: a sync must apply exactly the commit a push announced, or a
+newer one on the same branch, never an older one and never one from
+elsewhere.  The worker keeps a bare mirror per repository under a cache dir
+($PULLBRIDGE_CACHE_DIR, default ~/.cache/pullbridge/mirrors) and fetches
+into it only the tracked branch from only the configured URL.  Wanted shas
+are ordered with git ancestry, not with webhook arrival order.
+
+Transport settings (deploy key, pinned host keys for SSH URLs) come from
+``git_env(repo, config)``, which defers to worker.ssh.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import git
+
+from pullbridge.config import Config, RepoConfig
+from worker import ssh
+from worker.errors import PermanentError, TemporaryError, cut
+
+CACHE_ENV = "PULLBRIDGE_CACHE_DIR"
+SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+KEEP_CHECKOUTS = 3
+FETCH_TIMEOUT = 120
+
+_UNREACHABLE = re.compile(
+    r"could not resolve host|connection refused|connection timed out|timed out|"
+    r"failed to connect|unable to access|network is unreachable|connection reset|"
+    r"the remote end hung up|early eof|http 5\d\d|returned error: 5\d\d|"
+    r"could not read from remote repository", re.I)
+
+_MISSING = re.compile(r"does not appear to be a git repository|repository .* not found|not found|"
+                      r"authentication failed|permission denied|http 40[134]|returned error: 40[134]", re.I)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "pullbridge" / "mirrors")
+
+
+def git_env(repo: RepoConfig, config: Config | None = None) -> dict[str, str]:
+    """Environment for git talking to ``repo``'s host: never prompt; SSH via worker.ssh.
+
+    A missing deploy key or unpinned host key is an operator's fix: permanent.
+    """
+    env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+    try:
+        env.update(ssh.git_env(repo, config))
+    except ssh.SshSetupError as exc:
+        raise PermanentError(f"git over SSH is not set up: {exc}") from None
+    return env
+
+
+@dataclass
+class Target:
+    """What a sync applies: ``sha``, and what happened to each other wanted sha."""
+
+    sha: str | None
+    superseded: list[str] = field(default_factory=list)  # contained in (older than) the target
+    unreachable: list[str] = field(default_factory=list)  # not on the tracked branch
+    older_than_applied: list[str] = field(default_factory=list)
+    reason: str = ""
+
+
+class Mirror:
+    """A bare mirror of one repository's tracked branch."""
+
+    def __init__(self, repo: RepoConfig, root: Path | None = None, config: Config | None = None):
+        self.repo = repo
+        self.config = config
+        self.root = root or cache_dir()
+        self.path = self.root / f"{repo.name}.git"
+        self.checkouts = self.root / f"{repo.name}.checkouts"
+        self._git: git.Repo | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"refs/heads/{self.repo.branch}"
+
+    def _open(self) -> git.Repo:
+        if self._git is None:
+            if not (self.path / "HEAD").exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(prefix=f".{self.repo.name}-", dir=self.path.parent))
+                git.Repo.init(tmp, bare=True)
+                try:
+                    tmp.rename(self.path)
+                except OSError:  # another process made it first
+                    shutil.rmtree(tmp, ignore_errors=True)
+            self._git = git.Repo(self.path)
+        return self._git
+
+    def fetch(self) -> str:
+        """Fetch the tracked branch from the configured URL; return its head sha."""
+        repo = self._open()
+        refspec = f"+{self.ref}:{self.ref}"
+        try:
+            repo.git.fetch(self.repo.url, refspec, "--no-tags", "--quiet",
+                           env=git_env(self.repo, self.config), kill_after_timeout=FETCH_TIMEOUT)
+        except git.GitCommandError as exc:
+            detail = cut(exc.stderr or exc, 300)
+            if "couldn't find remote ref" in detail.lower():
+                raise PermanentError(f"branch {self.repo.branch!r} does not exist at the configured URL") from None
+            if _MISSING.search(detail):
+                raise PermanentError(f"git fetch failed: {detail}") from None
+            if _UNREACHABLE.search(detail) or exc.status in (-9, -15) or exc.status is None:
+                raise TemporaryError(f"git host unreachable: {detail}") from None
+            raise PermanentError(f"git fetch failed: {detail}") from None
+        return self.head()
+
+    def head(self) -> str:
+        return self._open().git.rev_parse("--verify", f"{self.ref}^{{commit}}")
+
+    def has_commit(self, sha: str) -> bool:
+        try:
+            self._open().git.cat_file("-e", f"{sha}^{{commit}}")
+            return True
+        except git.GitCommandError:
+            return False
+
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        """True when ``older`` is ``newer`` or one of its ancestors."""
+        try:
+            self._open().git.merge_base("--is-ancestor", older, newer)
+            return True
+        except git.GitCommandError as exc:
+            if exc.status == 1:
+                return False
+            raise
+
+    def choose(self, head: str, wanted: list[str], applied: str | None, *,
+               held: str | None = None, rollback: bool = False) -> Target:
+        """Pick the newest wanted sha reachable from ``head`` (head when none is wanted).
+
+        Forward-only: a target older than ``applied`` is not applied unless
+        ``rollback`` (the wanted sha is applied as asked) or ``held`` (a pinned sha).
+        """
+        if held:
+            if not self.has_commit(held) or not self.is_ancestor(held, head):
+                raise PermanentError(f"held commit {held[:12]} is not on branch {self.repo.branch}")
+            return Target(held, superseded=[s for s in wanted if s != held], reason="held")
+        reachable, unreachable = [], []
+        for sha in dict.fromkeys(wanted):
+            if SHA_RE.match(sha) and self.has_commit(sha) and self.is_ancestor(sha, head):
+                reachable.append(sha)
+            else:
+                unreachable.append(sha)
+        if not reachable:
+            if rollback and wanted:
+                return Target(None, unreachable=unreachable, reason="rollback commit not on branch")
+            candidate, reason = head, "branch head"
+        else:
+            candidate = newest(reachable, self.is_ancestor) or head
+            reason = "wanted" if candidate in reachable else "branch head (wanted commits diverge)"
+        superseded = [s for s in reachable if s != candidate]
+        if applied and not rollback and candidate != applied and self.has_commit(applied) \
+                and self.is_ancestor(candidate, applied):
+            return Target(None, superseded=superseded, unreachable=unreachable,
+                          older_than_applied=[candidate], reason=f"older than applied {applied[:12]}")
+        return Target(candidate, superseded=superseded, unreachable=unreachable, reason=reason)
+
+    def checkout(self, sha: str) -> Path:
+        """The tree of ``sha`` as plain files (cached per sha, a few kept)."""
+        dest = self.checkouts / sha
+        if dest.is_dir():
+            os.utime(dest)
+            return dest
+        self.checkouts.mkdir(parents=True, exist_ok=True)
+        data = self._open().git.archive("--format=tar", sha, stdout_as_string=False)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{sha[:12]}-", dir=self.checkouts))
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            tar.extractall(tmp, filter="tar")
+        try:
+            tmp.rename(dest)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self._trim_checkouts()
+        return dest
+
+    def _trim_checkouts(self) -> None:
+        entries = sorted((p for p in self.checkouts.iterdir() if not p.name.startswith(".")),
+                         key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in entries[KEEP_CHECKOUTS:]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def newest(shas: list[str], is_ancestor) -> str | None:
+    """The sha every other one is an ancestor of; None when some are unrelated (diverged)."""
+    best = shas[0]
+    for sha in shas[1:]:
+        if is_ancestor(best, sha):
+            best = sha
+        elif not is_ancestor(sha, best):
+            return None
+    return best

@@ -1,0 +1,187 @@
+"""Find automated workloads in a checkout and change one image reference in place.
+
+Why it exists: write-back must leave a manifest exactly as its author wrote
+it except for the one image reference that moves (comments, key order,
+quoting, indentation, other documents of a multi-document file).  The files
+are read with ruamel.yaml's round-trip loader, which keeps the exact line and
+column of every scalar and its quoting style; the edit then replaces only
+those characters in the original text, and is checked twice before it is
+kept: the new text parses to the same documents with only that value
+changed, and a line diff shows that line and no other changed.  Dumping the
+whole tree back would also keep comments but may re-indent sequences or fold
+long lines, which is the kind of noise write-back commits must not have.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from worker.images.policy import PolicyError, TagFilter, WorkloadPolicy, workload_policy
+
+# kind -> keys from the document root to its pod spec
+POD_SPEC_PATHS = {
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+YAML_SUFFIXES = (".yaml", ".yml")
+_LINES = re.compile(r"(?<=\n)")
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines with their endings, split only at '\n' (CRLF kept whole), as YAML counts them."""
+    return [part for part in _LINES.split(text) if part]
+
+
+def read_text(path: Path) -> str:
+    """A file's exact text: no newline translation, so CRLF files stay CRLF."""
+    return path.read_bytes().decode("utf-8")
+
+
+def write_text(path: Path, text: str) -> None:
+    path.write_bytes(text.encode("utf-8"))
+
+
+class EditError(Exception):
+    """The image reference could not be changed without touching anything else."""
+
+
+@dataclass(frozen=True)
+class ContainerImage:
+    """One container of one workload, where its image reference sits in which file."""
+
+    path: str           # file path relative to the checkout root
+    workload: str       # Flux v1 style id: namespace:kind/name
+    container: str
+    init: bool
+    image: str
+    line: int           # 0-based line of the image scalar
+    column: int         # 0-based column where the scalar (or its quote) starts
+    policy: WorkloadPolicy
+    filter: TagFilter | None  # None when the annotation could not be parsed
+    filter_error: str | None = None
+
+
+@dataclass
+class ScanProblems:
+    files: list[tuple[str, str]]  # (path, why it was skipped)
+
+
+def _round_trip() -> YAML:
+    y = YAML(typ="rt", pure=True)
+    y.preserve_quotes = True
+    return y
+
+
+def _dig(doc, path):
+    node = doc
+    for key in path:
+        if not hasattr(node, "get"):
+            return None
+        node = node.get(key)
+    return node
+
+
+def yaml_files(root: Path, subdir: str = ".") -> list[Path]:
+    """Every *.yaml / *.yml under ``root/subdir``, hidden directories skipped, sorted."""
+    base = (root / subdir).resolve()
+    found = []
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(Path(dirpath) / f for f in sorted(filenames) if f.endswith(YAML_SUFFIXES))
+    return found
+
+
+def containers_in_text(text: str, path: str) -> list[ContainerImage]:
+    """Every container of every workload in one (possibly multi-document) file."""
+    out: list[ContainerImage] = []
+    for doc in _round_trip().load_all(text):
+        if not hasattr(doc, "get") or doc.get("kind") not in POD_SPEC_PATHS:
+            continue
+        meta = doc.get("metadata") or {}
+        if not hasattr(meta, "get"):
+            continue
+        workload = f"{meta.get('namespace') or 'default'}:{doc['kind'].lower()}/{meta.get('name')}"
+        policy = workload_policy(dict(meta.get("annotations") or {}))
+        pod = _dig(doc, POD_SPEC_PATHS[doc["kind"]])
+        if not hasattr(pod, "get"):
+            continue
+        for field, init in (("initContainers", True), ("containers", False)):
+            for container in pod.get(field) or []:
+                if not hasattr(container, "get") or not isinstance(container.get("image"), str):
+                    continue
+                name = str(container.get("name"))
+                line, column = container.lc.value("image")
+                try:
+                    tag_filter, error = policy.filter_for(name), None
+                except PolicyError as exc:
+                    tag_filter, error = None, str(exc)
+                out.append(ContainerImage(path=path, workload=workload, container=name, init=init,
+                                          image=str(container["image"]), line=line, column=column,
+                                          policy=policy, filter=tag_filter, filter_error=error))
+    return out
+
+
+def find_containers(root: Path, subdir: str = ".") -> tuple[list[ContainerImage], ScanProblems]:
+    """All workload containers under ``root/subdir``; unreadable files are listed, not fatal."""
+    problems = ScanProblems(files=[])
+    found: list[ContainerImage] = []
+    for file in yaml_files(root, subdir):
+        rel = file.relative_to(root.resolve()).as_posix()
+        try:
+            found.extend(containers_in_text(read_text(file), rel))
+        except (YAMLError, UnicodeDecodeError, ValueError) as exc:
+            problems.files.append((rel, f"{type(exc).__name__}: {str(exc)[:200]}"))
+    return found, problems
+
+
+def replace_image(text: str, target: ContainerImage, new_image: str) -> str:
+    """``text`` with the image scalar of ``target`` replaced by ``new_image``, nothing else.
+
+    Raises EditError when the file no longer holds ``target.image`` at that
+    spot or the result would differ anywhere else.
+    """
+    if new_image == target.image:
+        return text
+    lines = split_lines(text)
+    if target.line >= len(lines):
+        raise EditError(f"{target.path}: line {target.line + 1} is gone")
+    line = lines[target.line]
+    col = target.column
+    quote = line[col:col + 1]
+    start = col + 1 if quote in ("'", '"') else col
+    end = start + len(target.image)
+    if line[start:end] != target.image:
+        raise EditError(f"{target.path}:{target.line + 1}: image is not written as one plain scalar here")
+    if quote in ("'", '"'):
+        if line[end:end + 1] != quote:
+            raise EditError(f"{target.path}:{target.line + 1}: quoted image continues past the reference")
+    elif line[end:end + 1] not in ("", "\n", "\r", " ", "\t"):
+        raise EditError(f"{target.path}:{target.line + 1}: image continues past the reference")
+    lines[target.line] = line[:start] + new_image + line[end:]
+    new_text = "".join(lines)
+    verify_single_change(text, new_text, target, new_image)
+    return new_text
+
+
+def verify_single_change(old: str, new: str, target: ContainerImage, new_image: str) -> None:
+    """Exactly one line differs, and re-reading finds the new image where the old one was."""
+    changed = [tag for tag in difflib.SequenceMatcher(a=split_lines(old), b=split_lines(new),
+                                                       autojunk=False).get_opcodes() if tag[0] != "equal"]
+    if len(changed) != 1 or changed[0][0] != "replace" or changed[0][1:3] != (target.line, target.line + 1) \
+            or changed[0][3:5] != (target.line, target.line + 1):
+        raise EditError(f"{target.path}: the edit would change more than line {target.line + 1}")
+    before = [(c.workload, c.container, c.image) for c in containers_in_text(old, target.path)]
+    after = [(c.workload, c.container, c.image) for c in containers_in_text(new, target.path)]
+    expected = [(w, n, new_image if (w, n) == (target.workload, target.container) and i == target.image
+                 else i) for w, n, i in before]
+    if after != expected:
+        raise EditError(f"{target.path}: re-reading the edited file does not show only the new image")

@@ -1,0 +1,301 @@
+"""A small client for the OCI distribution API: tags, manifests, config blobs.
+
+Why it exists: image automation needs three reads from any registry (Docker
+Hub, GHCR, Harbor, a plain ``registry:2``): the tag list (paginated with
+``n=`` and ``Link: <...>; rel="next"``), a tag's manifest (following an image
+index / manifest list to its linux/amd64 entry), and that manifest's config
+blob, whose ``created`` field orders glob and regex policies.  Authentication
+follows the registry's challenge: ``WWW-Authenticate: Bearer realm=...,
+service=..., scope=...`` fetches a token from the realm (with basic
+credentials when configured), ``Basic`` sends the credentials directly.
+
+Credentials never appear in errors or logs; error bodies are cut short.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from urllib.parse import urljoin
+
+import requests
+
+from pullbridge.config import RegistryConfig
+
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_API = "registry-1.docker.io"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MANIFEST_ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST))
+INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
+PAGE_SIZE = 1000
+MAX_PAGES = 200
+TIMEOUT = 30.0
+
+
+class RegistryError(Exception):
+    """A registry read failed; ``temporary`` says whether a retry may help."""
+
+    def __init__(self, message: str, temporary: bool = True):
+        super().__init__(message)
+        self.temporary = temporary
+
+
+# ---------------------------------------------------------------- references
+
+_HOST_RE = re.compile(r"^[A-Za-z0-9.-]+(:\d+)?$")
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """``[host/]name[:tag][@digest]`` split the way docker does it."""
+
+    host: str       # as written ('docker.io' when none was)
+    name: str       # repository path ('library/nginx' for 'nginx' on Docker Hub)
+    tag: str | None
+    digest: str | None
+    original: str
+
+    @classmethod
+    def parse(cls, text: str) -> "ImageRef":
+        ref = text.strip()
+        rest, _, digest = ref.partition("@")
+        first, slash, remainder = rest.partition("/")
+        if slash and (("." in first or ":" in first or first == "localhost") and _HOST_RE.match(first)):
+            host, path = first.lower(), remainder
+        else:
+            host, path = DOCKER_HUB, rest
+        name, tag = path, None
+        colon = path.rfind(":")
+        if colon > path.rfind("/"):
+            name, tag = path[:colon], path[colon + 1:]
+        if host == DOCKER_HUB and "/" not in name:
+            name = f"library/{name}"
+        if not name or not re.match(r"^[a-z0-9]+([._/-][a-z0-9]+|__[a-z0-9]+)*$", name):
+            raise ValueError(f"{text!r} is not an image reference")
+        if tag is not None and not re.match(r"^[\w][\w.-]{0,127}$", tag):
+            raise ValueError(f"{text!r} has an invalid tag")
+        return cls(host=host, name=name, tag=tag, digest=digest or None, original=ref)
+
+    @property
+    def repository(self) -> str:
+        """``host/name``: what one tag list belongs to."""
+        return f"{self.host}/{self.name}"
+
+    def with_tag(self, tag: str) -> str:
+        """The same reference text with another tag, written as the original was."""
+        base = self.original.partition("@")[0]
+        colon = base.rfind(":")
+        if self.tag is not None and colon > base.rfind("/"):
+            base = base[:colon]
+        return f"{base}:{tag}"
+
+
+@dataclass(frozen=True)
+class TagInfo:
+    digest: str
+    created: datetime | None
+
+
+def parse_created(value) -> datetime | None:
+    """An RFC 3339 timestamp from a config blob (nanoseconds allowed) -> aware datetime."""
+    if not isinstance(value, str) or not value:
+        return None
+    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", value.strip())
+    if not m:
+        return None
+    frac = (m.group(2) or ".0")[:7]
+    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
+    try:
+        return datetime.fromisoformat(m.group(1) + frac + zone).astimezone(timezone.utc)
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------- auth
+
+_PARAM_RE = re.compile(r'\s*([A-Za-z_][\w-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*,?')
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """``Bearer realm="https://auth",service="x",scope="repository:a:pull,push"`` -> ('bearer', {...})."""
+    scheme, _, rest = header.strip().partition(" ")
+    params: dict[str, str] = {}
+    pos = 0
+    while pos < len(rest):
+        m = _PARAM_RE.match(rest, pos)
+        if not m or m.end() == pos:
+            break
+        value = m.group(2)
+        if value.startswith('"'):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        params[m.group(1).lower()] = value
+        pos = m.end()
+    return scheme.lower(), params
+
+
+class RegistryClient:
+    """Reads from one registry host, answering its auth challenges as they come."""
+
+    def __init__(self, host: str, settings: RegistryConfig | None = None,
+                 session: requests.Session | None = None):
+        self.host = host
+        api_host = DOCKER_HUB_API if host == DOCKER_HUB else host
+        scheme = "http" if settings is not None and settings.insecure else "https"
+        self.base = f"{scheme}://{api_host}"
+        self.settings = settings
+        self.session = session or requests.Session()
+        self._tokens: dict[str, tuple[str, float]] = {}  # scope -> (token, expires at)
+        self._basic = False
+
+    def _credentials(self) -> tuple[str, str] | None:
+        return self.settings.credentials() if self.settings is not None else None
+
+    def _authorize(self, scope: str) -> dict[str, str]:
+        token = self._tokens.get(scope)
+        if token and token[1] > time.monotonic():
+            return {"Authorization": f"Bearer {token[0]}"}
+        return {}
+
+    def _fetch_token(self, params: dict[str, str], scope: str) -> None:
+        realm = params.get("realm")
+        if not realm or not realm.startswith(("http://", "https://")):
+            raise RegistryError(f"{self.host}: bearer challenge without a usable realm", temporary=False)
+        query = {k: v for k, v in (("service", params.get("service")),
+                                   ("scope", params.get("scope") or scope)) if v}
+        creds = self._credentials()
+        if creds and realm.startswith("http://") and not (self.settings and self.settings.insecure):
+            raise RegistryError(f"{self.host}: refusing to send credentials to a plain-http token realm",
+                                temporary=False)
+        try:
+            resp = self.session.get(realm, params=query, auth=creds, timeout=TIMEOUT)
+        except requests.RequestException as exc:
+            raise RegistryError(f"{self.host}: token request failed: {type(exc).__name__}") from None
+        if resp.status_code != 200:
+            raise RegistryError(f"{self.host}: token endpoint answered {resp.status_code}",
+                                temporary=resp.status_code >= 500)
+        try:
+            body = resp.json()
+            token = body.get("token") or body.get("access_token")
+            expires_in = float(body.get("expires_in") or 60)
+        except (ValueError, AttributeError, TypeError):
+            token = None
+        if not token:
+            raise RegistryError(f"{self.host}: token endpoint returned no token", temporary=False)
+        self._tokens[scope] = (token, time.monotonic() + max(expires_in - 10, 5))
+
+    def get(self, path_or_url: str, scope: str, *, headers: dict | None = None,
+            params: dict | None = None, method: str = "GET") -> requests.Response:
+        """GET (or HEAD) with auth; follows one challenge round trip. Raises RegistryError on failure."""
+        url = path_or_url if path_or_url.startswith(("http://", "https://")) else self.base + path_or_url
+        for attempt in range(2):
+            hdrs = dict(headers or {})
+            hdrs.update(self._authorize(scope))
+            auth = self._credentials() if self._basic else None
+            try:
+                resp = self.session.request(method, url, headers=hdrs, params=params, auth=auth,
+                                            timeout=TIMEOUT, allow_redirects=True)
+            except requests.RequestException as exc:
+                raise RegistryError(f"{self.host}: {type(exc).__name__} reading {_short(url)}") from None
+            if resp.status_code != 401 or attempt:
+                break
+            scheme, challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
+            if scheme == "bearer":
+                self._fetch_token(challenge, scope)
+            elif scheme == "basic" and self._credentials():
+                self._basic = True
+            else:
+                break
+        if resp.status_code == 200:
+            return resp
+        temporary = resp.status_code >= 500 or resp.status_code == 429
+        raise RegistryError(f"{self.host}: {resp.status_code} reading {_short(url)}: "
+                            f"{resp.text[:200]!r}", temporary=temporary)
+
+    # ------------------------------------------------------------ reads
+
+    def list_tags(self, name: str) -> list[str]:
+        """Every tag of ``name``, following ``Link`` pagination."""
+        scope = f"repository:{name}:pull"
+        url: str | None = f"{self.base}/v2/{name}/tags/list"
+        params: dict | None = {"n": PAGE_SIZE}
+        tags: list[str] = []
+        for _ in range(MAX_PAGES):
+            resp = self.get(url, scope, params=params)
+            try:
+                tags.extend(resp.json().get("tags") or [])
+            except (ValueError, AttributeError):
+                raise RegistryError(f"{self.host}: tag list of {name} is not JSON", temporary=False) from None
+            nxt = _next_link(resp.headers.get("Link", ""))
+            if not nxt:
+                return tags
+            url, params = urljoin(resp.url, nxt), None
+        raise RegistryError(f"{self.host}: more than {MAX_PAGES} pages of tags for {name}", temporary=False)
+
+    def manifest(self, name: str, reference: str) -> tuple[str, dict]:
+        """(digest, manifest) for a tag or digest; an index resolves to its linux/amd64 image."""
+        scope = f"repository:{name}:pull"
+        resp = self.get(f"/v2/{name}/manifests/{reference}", scope, headers={"Accept": MANIFEST_ACCEPT})
+        digest = resp.headers.get("Docker-Content-Digest") or "sha256:" + hashlib.sha256(resp.content).hexdigest()
+        try:
+            body = resp.json()
+        except ValueError:
+            raise RegistryError(f"{self.host}: manifest {name}:{reference} is not JSON", temporary=False) from None
+        media = body.get("mediaType") or resp.headers.get("Content-Type", "").split(";")[0]
+        if media in INDEX_TYPES or "manifests" in body:
+            chosen = _pick_platform(body.get("manifests") or [])
+            if chosen is None:
+                raise RegistryError(f"{self.host}: index {name}:{reference} lists no images", temporary=False)
+            _, inner = self.manifest(name, chosen)
+            return digest, inner
+        return digest, body
+
+    def digest(self, name: str, tag: str) -> str | None:
+        """The tag's manifest digest from a HEAD request (Docker Hub does not count HEADs as pulls)."""
+        resp = self.get(f"/v2/{name}/manifests/{tag}", f"repository:{name}:pull",
+                        headers={"Accept": MANIFEST_ACCEPT}, method="HEAD")
+        return resp.headers.get("Docker-Content-Digest")
+
+    def tag_info(self, name: str, tag: str) -> TagInfo:
+        """The tag's manifest digest and its image's creation time (config blob ``created``)."""
+        digest, body = self.manifest(name, tag)
+        config_digest = (body.get("config") or {}).get("digest")
+        created = None
+        if config_digest:
+            resp = self.get(f"/v2/{name}/blobs/{config_digest}", f"repository:{name}:pull")
+            try:
+                created = parse_created(resp.json().get("created"))
+            except (ValueError, AttributeError):
+                created = None
+        elif body.get("schemaVersion") == 1:  # old schema1: created sits in the v1 history
+            try:
+                created = parse_created(json.loads(body["history"][0]["v1Compatibility"]).get("created"))
+            except (KeyError, IndexError, ValueError, TypeError):
+                created = None
+        return TagInfo(digest=digest, created=created)
+
+
+def _pick_platform(manifests: list[dict]) -> str | None:
+    for m in manifests:
+        platform = m.get("platform") or {}
+        if platform.get("os") == "linux" and platform.get("architecture") == "amd64":
+            return m.get("digest")
+    return manifests[0].get("digest") if manifests else None
+
+
+def _next_link(header: str) -> str | None:
+    for part in header.split(","):
+        m = re.match(r'\s*<([^>]+)>\s*;(.*)$', part)
+        if m and re.search(r'rel="?next"?', m.group(2)):
+            return m.group(1)
+    return None
+
+
+def _short(url: str) -> str:
+    return url.split("?")[0][-120:]

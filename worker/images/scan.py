@@ -1,0 +1,226 @@
+"""The image scan job: newest allowed tags -> write-back commit -> sync request.
+
+Why it exists: this is the loop that makes a new registry tag reach the
+cluster through Git.  For one repository it reads the tracked branch, finds
+every automated container (Flux v1 annotations), asks the registries (through
+the Redis cache) which tag each policy wants, commits the changed image lines
+and pushes them, then calls ``request_sync`` so the ordinary sync path
+deploys the new commit.  A locked or ignored workload is never touched; a
+suspended repository is not scanned; a dry run only reports.
+
+``scan_repo(repo_name)`` is the RQ job (the scheduler runs it every
+``images.interval``; a registry webhook queues it at once through
+``request_scan``, which keeps at most one scan queued per repository).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from redis import Redis, WatchError
+from rq import Queue
+
+from pullbridge import keys
+from pullbridge.config import Config, RepoConfig, load_config
+from pullbridge.queueing import request_sync
+from worker.images.cache import CachedRegistries
+from worker.images.manifests import find_containers
+from worker.images.policy import pick_tag
+from worker.images.registry import ImageRef, RegistryError
+from worker.images.writeback import ImageChange, WriteBack, WriteBackError
+
+log = logging.getLogger("pullbridge.images")
+
+SCAN_QUEUE = keys.IMAGES_QUEUE
+SCAN_MARKER_TTL = 3600
+WAITING = ("queued", "deferred", "scheduled")
+
+
+def default_git_env(repo: RepoConfig, config: Config) -> dict[str, str]:
+    """Git transport settings for ``repo``: never prompt; for SSH URLs the deploy key and the
+    pinned known_hosts of ``worker.ssh`` (a missing key or host key is a permanent error)."""
+    from worker.ssh import SshSetupError, git_env
+
+    try:
+        return {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", **git_env(repo, config)}
+    except SshSetupError as exc:
+        raise WriteBackError(str(exc), temporary=False) from None
+
+
+@dataclass
+class ScanResult:
+    repo: str
+    sha: str | None = None               # the pushed write-back commit
+    changes: list[ImageChange] = field(default_factory=list)
+    dry_run: bool = False
+    skipped: list[str] = field(default_factory=list)   # why containers were left alone
+    errors: list[str] = field(default_factory=list)    # registry reads that failed
+    sync_job: str | None = None
+    attempts: int = 0
+
+    def as_dict(self) -> dict:
+        return {"repo": self.repo, "sha": self.sha, "dry_run": self.dry_run,
+                "changes": [c.as_dict() for c in self.changes], "skipped": self.skipped,
+                "errors": self.errors, "sync_job": self.sync_job, "attempts": self.attempts}
+
+
+def is_suspended(conn: Redis | None, repo_name: str) -> bool:
+    if conn is None:
+        return False
+    value = conn.hget(keys.state(repo_name), "suspended")
+    return value is not None and value.decode().strip().lower() in ("1", "true", "yes")
+
+
+def make_plan(repo: RepoConfig, registries: CachedRegistries, result: ScanResult) -> Callable[[Path], list[ImageChange]]:
+    """The plan the write-back runs on each head it tries: what to change in that tree."""
+
+    def plan(root: Path) -> list[ImageChange]:
+        result.skipped.clear()
+        result.errors.clear()
+        containers, problems = find_containers(root, repo.path)
+        result.skipped.extend(f"{path}: {why}" for path, why in problems.files)
+        changes: list[ImageChange] = []
+        for c in containers:
+            where = f"{c.workload} container {c.container}"
+            if not c.policy.automated:
+                continue
+            if c.policy.frozen:
+                result.skipped.append(f"{where}: locked")
+                continue
+            if c.filter is None:
+                result.skipped.append(f"{where}: bad tag filter: {c.filter_error}")
+                continue
+            try:
+                ref = ImageRef.parse(c.image)
+            except ValueError as exc:
+                result.skipped.append(f"{where}: {exc}")
+                continue
+            if ref.digest:
+                result.skipped.append(f"{where}: pinned by digest")
+                continue
+            try:
+                tags = registries.tags(ref)
+                best = pick_tag(c.filter, tags, lambda tag: registries.created(ref, tag))
+            except RegistryError as exc:
+                result.errors.append(f"{where}: {exc}")
+                continue
+            if best is None:
+                result.skipped.append(f"{where}: no tag matches {c.filter!r}")
+                continue
+            if best.tag == ref.tag:
+                continue
+            changes.append(ImageChange(path=c.path, workload=c.workload, container=c.container,
+                                       old_image=c.image, new_image=ref.with_tag(best.tag),
+                                       old_tag=ref.tag, new_tag=best.tag, target=c))
+        return changes
+
+    return plan
+
+
+def scan(conn: Redis | None, config: Config, repo: RepoConfig, *,
+         registries: CachedRegistries | None = None, dry_run: bool | None = None,
+         git_env: Callable[[RepoConfig, Config], dict[str, str]] = default_git_env,
+         before_push: Callable[[int], None] | None = None, fresh: bool = False) -> ScanResult:
+    """Scan one repository and write back what changed; then ask for a sync of that commit.
+
+    ``fresh``: bypass cached tag lists and tag digests (kept: digest -> created).
+    """
+    settings = repo.images
+    dry = settings.dry_run if dry_run is None else dry_run
+    result = ScanResult(repo=repo.name, dry_run=dry)
+    if is_suspended(conn, repo.name):
+        result.skipped.append("repository is suspended")
+        return result
+    registries = registries or CachedRegistries(conn, config.images, fresh=fresh)
+    writer = WriteBack(repo.url, repo.branch, author_name=settings.author_name,
+                       author_email=settings.author_email, attempts=settings.push_attempts,
+                       git_env=git_env(repo, config))
+    outcome = writer.run(make_plan(repo, registries, result), dry_run=dry, before_push=before_push)
+    result.changes, result.sha, result.attempts = outcome.changes, outcome.sha, outcome.attempts
+    for change in result.changes:
+        log.info("image %s %s: %s", "would change" if dry else "changed", repo.name, change.describe())
+    if result.sha and conn is not None:
+        result.sync_job = request_sync(conn, config, repo, result.sha, reason="image-update").job_id
+    return result
+
+
+def scan_repo(repo_name: str, reason: str = "interval") -> dict:
+    """RQ job: scan ``repo_name`` with the configuration and Redis from the environment."""
+    from rq import get_current_job
+
+    config = load_config()
+    repo = config.repo(repo_name)
+    if repo is None:
+        raise WriteBackError(f"no repository named {repo_name!r} in the configuration", temporary=False)
+    job = get_current_job()
+    conn = job.connection if job is not None else Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    if job is not None:  # from now on a new request queues a fresh scan
+        marker = keys.image_scan_queued(repo_name)
+        if conn.get(marker) == job.id.encode():
+            conn.delete(marker)
+    if not repo.images.enabled:
+        return ScanResult(repo=repo_name, skipped=["image automation is not enabled"]).as_dict()
+    log.info("image scan %s (%s)", repo_name, reason)
+    return scan(conn, config, repo, fresh=reason != "interval").as_dict()
+
+
+def request_due_scans(conn: Redis, config: Config, now: float | None = None) -> dict[str, str]:
+    """For the scheduler (call it every few seconds): queue scans whose ``images.interval`` has passed.
+
+    The last request time per repository is kept in Redis, so several
+    scheduler processes or restarts do not scan more often than the interval.
+    """
+    import time
+
+    now = time.time() if now is None else now
+    queued: dict[str, str] = {}
+    for repo in config.repos:
+        if not repo.images.enabled:
+            continue
+        key = keys.image_scan_last(repo.name)
+        # SET NX with a TTL of the interval: only the first caller per interval wins
+        if conn.set(key, str(now), nx=True, ex=max(1, int(repo.images.interval))):
+            job_id = request_scan(conn, config, repo, reason="interval")
+            if job_id:
+                queued[repo.name] = job_id
+    return queued
+
+
+def request_scan(conn: Redis, config: Config, repo: RepoConfig, *, reason: str) -> str | None:
+    """Queue ``scan_repo`` for ``repo`` unless one is already waiting; returns the job id.
+
+    One transaction, like ``request_sync``: the marker and the job are written
+    together.  A marker whose job no longer waits (a worker died before
+    clearing it) is replaced instead of blocking scans until it expires.
+    """
+    if not repo.images.enabled:
+        return None
+    marker = keys.image_scan_queued(repo.name)
+    queue = Queue(SCAN_QUEUE, connection=conn)
+    with conn.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(marker)
+                existing = pipe.get(marker)
+                if existing:
+                    job = queue.fetch_job(existing.decode())
+                    if job is not None and job.get_status() in WAITING:
+                        pipe.unwatch()
+                        return existing.decode()
+                job_id = f"imagescan-{repo.name}-{uuid.uuid4().hex[:12]}"
+                pipe.multi()
+                queue.enqueue_call(
+                    keys.IMAGE_SCAN_JOB, args=(repo.name,), kwargs={"reason": reason}, job_id=job_id,
+                    timeout=int(config.repo_jobs(repo).job_timeout),
+                    description=f"image scan {repo.name} ({reason})", meta={"repo": repo.name, "reason": reason},
+                    result_ttl=86400, failure_ttl=7 * 86400, pipeline=pipe)
+                pipe.set(marker, job_id, ex=SCAN_MARKER_TTL)
+                pipe.execute()
+                return job_id
+            except WatchError:
+                continue

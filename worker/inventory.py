@@ -1,0 +1,94 @@
+"""The per-repo inventory, kept in the cluster: what Pullbridge applied last time.
+
+Why it exists: prune must know what Git used to declare, and that knowledge
+belongs next to the objects (like Flux's inventory), not in a worker's
+cache or in Redis that may be flushed.  One ConfigMap per repo, in the
+configured inventory namespace, maps each object id (``namespace_name_group_kind``)
+to its apiVersion and the digest of the manifest last applied.  The digest
+lets an unchanged object skip its dry-run on the next sync.
+"""
+
+from __future__ import annotations
+
+import json
+
+from worker.errors import PermanentError, TemporaryError, cut
+from worker.kube import FIELD_MANAGER, ApiError, Kube
+
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+DATA_KEY = "inventory.json"
+
+
+def configmap_name(repo_name: str) -> str:
+    return f"pullbridge-inventory-{repo_name}"
+
+
+def _error(exc: ApiError, what: str) -> Exception:
+    cls = TemporaryError if exc.temporary else PermanentError
+    return cls(f"{what}: HTTP {exc.status}: {cut(exc.message)}")
+
+
+def load(kube: Kube, namespace: str, repo_name: str) -> dict[str, dict]:
+    """The inventory entries ({} when there is none yet)."""
+    path = f"/api/v1/namespaces/{namespace}/configmaps/{configmap_name(repo_name)}"
+    try:
+        cm = kube.get(path)
+    except ApiError as exc:
+        raise _error(exc, "reading the inventory") from None
+    if not cm:
+        return {}
+    try:
+        entries = json.loads((cm.get("data") or {}).get(DATA_KEY) or "{}")
+    except ValueError:
+        raise PermanentError(f"inventory ConfigMap {namespace}/{configmap_name(repo_name)} is corrupt") from None
+    return entries if isinstance(entries, dict) else {}
+
+
+def save(kube: Kube, namespace: str, repo_name: str, entries: dict[str, dict],
+         previous: dict[str, dict] | None = None) -> bool:
+    """Store ``entries``; no request when they equal ``previous``.  Returns True when written."""
+    if previous is not None and previous == entries:
+        return False
+    _ensure_namespace(kube, namespace)
+    body = {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": configmap_name(repo_name), "namespace": namespace,
+                     "labels": {"app.kubernetes.io/managed-by": "pullbridge",
+                                "pullbridge.io/repo": repo_name}},
+        "data": {DATA_KEY: json.dumps(entries, sort_keys=True, separators=(",", ":"))},
+    }
+    try:
+        kube.request("PATCH", f"/api/v1/namespaces/{namespace}/configmaps/{configmap_name(repo_name)}",
+                     body=body, query={"fieldManager": FIELD_MANAGER, "force": "true"},
+                     content_type=APPLY_CONTENT_TYPE)
+    except ApiError as exc:
+        raise _error(exc, "writing the inventory") from None
+    return True
+
+
+_known_namespaces: set[str] = set()
+
+
+def _ensure_namespace(kube: Kube, namespace: str) -> None:
+    if namespace in _known_namespaces:
+        return
+    try:
+        if kube.get(f"/api/v1/namespaces/{namespace}") is None:
+            kube.request("POST", "/api/v1/namespaces",
+                         body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    except ApiError as exc:
+        if exc.status != 409:
+            raise _error(exc, f"creating inventory namespace {namespace}") from None
+    _known_namespaces.add(namespace)
+
+
+def parse_id(object_id: str) -> tuple[str | None, str, str, str]:
+    """``namespace_name_group_kind`` -> (namespace or None, name, group, kind).
+
+    Names, groups and kinds cannot hold '_', so an id always has 3 separators.
+    """
+    parts = object_id.split("_")
+    if len(parts) != 4:
+        raise PermanentError(f"inventory entry {object_id!r} is malformed")
+    namespace, name, group, kind = parts
+    return namespace or None, name, group, kind

@@ -1,0 +1,223 @@
+"""The sync job: ``worker.jobs.sync(repo_name, reason, delivery)``, queued by pullbridge.queueing.
+
+Why it exists: it strings the verbs together under the repo lock, in an
+order that keeps the cluster whole: take the wanted commits, fetch, choose
+the newest (forward-only), render, validate + apply, prune, save the
+inventory, record, mark the commit applied, post commit statuses.
+
+Failure policy: a ``PermanentError`` is recorded, its commit gets a failure
+status and the job fails without retry (its retries are cancelled, it stays
+in RQ's failed registry).  A ``TemporaryError`` is recorded and re-raised so
+RQ retries with the repo's backoff; its wanted commits stay wanted, so
+nothing is lost even when the retries run out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+from redis import Redis
+from rq import get_current_job
+
+from pullbridge import keys, suspension
+from pullbridge.config import CONFIG_ENV, Config, RepoConfig, load_config
+from pullbridge.queueing import done_wanted, request_sync, take_wanted
+from worker import history, inventory, rendercache
+from worker.apply import Applier
+from worker.errors import PermanentError, TemporaryError
+from worker.fetch import Mirror
+from worker.kube import process_kube
+from worker.lock import LockLost, RepoLock
+from worker.ownership import strip_manifests
+from worker.prune import check_allowed, prune
+from worker.render import render, uses_kustomize
+from worker.status import enqueue_status
+
+log = logging.getLogger("pullbridge.sync")
+
+_config_cache: dict[str, tuple[float, Config]] = {}
+_config_lock = threading.Lock()
+
+_FORGET_MARKER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def process_config() -> Config:
+    """The configuration from $PULLBRIDGE_CONFIG, read once per process (again if the file changes)."""
+    path = os.environ.get(CONFIG_ENV) or ""
+    mtime = Path(path).stat().st_mtime if path and Path(path).exists() else 0.0
+    with _config_lock:
+        cached = _config_cache.get(path)
+        if cached is None or cached[0] != mtime:
+            cached = (mtime, load_config(path or None))
+            _config_cache[path] = cached
+        return cached[1]
+
+
+def _redis() -> Redis:
+    job = get_current_job()
+    if job is not None:
+        return job.connection
+    return Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+
+
+def _no_retry(job) -> None:
+    """Cancel RQ's remaining retries for the running job: it fails for good."""
+    if job is not None:
+        job.retries_left = 0
+
+
+def _status(conn, config, repo, sha, state, description, sync_id) -> None:
+    if not sha:
+        return
+    try:
+        enqueue_status(conn, config, repo, sha, state, description[:140], sync_id)
+    except Exception:  # noqa: BLE001 - a status must never fail the sync
+        log.exception("could not queue the %s status for %s@%s", state, repo.name, sha[:12])
+
+
+_render_cache: dict[str, tuple[tuple, list]] = {}
+
+
+def _render_cached(mirror: Mirror, repo: RepoConfig, sha: str) -> list:
+    """Render ``sha``; plain YAML of the commit rendered last time is reused (a commit never changes).
+
+    Kustomize output is not reused: a kustomization may pull remote bases.
+    """
+    key = (sha, repo.path)
+    cached = _render_cache.get(repo.name)
+    if cached and cached[0] == key:
+        return cached[1]
+    checkout = mirror.checkout(sha)
+    manifests = render(checkout, repo.path)
+    if not uses_kustomize(checkout, repo.path):
+        _render_cache[repo.name] = (key, manifests)
+    return manifests
+
+
+def sync(repo_name: str, reason: str = "push", delivery: str | None = None) -> dict:
+    """Sync ``repo_name`` to its newest wanted commit (or its branch head)."""
+    job = get_current_job()
+    conn = _redis()
+    config = process_config()
+    repo = config.repo(repo_name)
+    if repo is None:
+        _no_retry(job)
+        raise PermanentError(f"unknown repository {repo_name!r} (not in the configuration)")
+    job_id = job.id if job is not None else None
+    lock = RepoLock(conn, repo_name, ttl=config.worker.lock_ttl, owner=job_id or "direct")
+    if not lock.acquire(config.worker.lock_wait):
+        return _requeue(conn, config, repo, job_id, reason, delivery, lock.holder())
+    try:
+        return _sync_locked(conn, config, repo, lock, job, reason, delivery)
+    finally:
+        lock.release()
+
+
+def _requeue(conn, config, repo, job_id, reason, delivery, holder) -> dict:
+    """Another worker holds the repo: hand the wanted commits to a fresh queued job."""
+    if job_id:
+        conn.eval(_FORGET_MARKER, 1, keys.queued(repo.name), job_id)
+    queued = request_sync(conn, config, repo, None, reason=reason, delivery=delivery)
+    log.info("sync %s: repo locked by %s, re-queued as %s", repo.name, holder, queued.job_id)
+    return {"result": "requeued", "job_id": queued.job_id}
+
+
+def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, job,
+                 reason: str, delivery: str | None) -> dict:
+    kube = process_kube()
+    record = history.SyncRecord(repo.name, reason, delivery, job.id if job else None,
+                                dry_run=repo.mode == "report")
+    wanted = [sha for sha, _ in take_wanted(conn, repo.name, record.job_id or record.id)]
+    if suspension.is_suspended(conn, repo.name):
+        # Suspended (pullbridge suspend): touch nothing, keep the wanted commits for resume.
+        record.result = "skipped"
+        record.notes.append("skipped: suspended")
+        history.save(conn, record, limit=config.worker.history_limit)
+        return record.summary()
+    state = history.repo_state(conn, repo.name)
+    settings = config.repo_jobs(repo)
+    inv_ns = config.worker.inventory_namespace
+    limit = config.worker.history_limit
+    mirror = Mirror(repo, config=config)
+    try:
+        head = mirror.fetch()
+        target = mirror.choose(head, wanted, state.get("applied_sha") or None,
+                               held=state.get("held_sha") or None, rollback=reason == "rollback")
+        record.phase("fetch")
+        for sha in target.unreachable:
+            record.notes.append(f"{sha[:12]} is not on branch {repo.branch}")
+            _status(conn, config, repo, sha, "error", f"not on branch {repo.branch}", record.id)
+        for sha in target.older_than_applied:
+            record.notes.append(f"{sha[:12]} is older than the applied commit")
+            _status(conn, config, repo, sha, "success", "already applied a newer commit", record.id)
+        if target.sha is None:
+            record.result = "skipped"
+            history.save(conn, record, limit=limit)
+            done_wanted(conn, repo.name, wanted)
+            return record.summary()
+        record.sha = target.sha
+        if target.reason == "held":  # say it in the history: pushes do not move a held repo
+            record.notes.append(f"held at {target.sha[:12]} by a rollback until `pullbridge resume {repo.name}`")
+        for sha in target.superseded:
+            _status(conn, config, repo, sha, "success", f"not applied: held at {target.sha[:12]} by a rollback"
+                    if target.reason == "held" else f"superseded by {target.sha[:12]}", record.id)
+        _status(conn, config, repo, target.sha, "running", "sync running", record.id)
+
+        manifests = _render_cached(mirror, repo, target.sha)
+        strip_manifests(manifests)  # fields left to others (pullbridge.io/ignore-fields)
+        record.phase("render")
+        check_allowed(len(manifests), repo.allow_empty)
+        previous = inventory.load(kube, inv_ns, repo.name)
+        lock.check()
+        applier = Applier(kube, concurrency=settings.concurrency, previous=previous,
+                          default_namespace=repo.namespace or config.worker.default_namespace,
+                          dry_run_only=repo.mode == "report")
+        applied = applier.run(manifests)
+        record.add(applied.changes)
+        record.phase("apply")
+        lock.check()
+        try:
+            pruned = prune(kube, previous, applied.entries, dry_run_only=repo.mode == "report")
+        except (PermanentError, TemporaryError):
+            if repo.mode == "apply":  # keep tracking what could not be pruned yet
+                stale = {k: v for k, v in previous.items() if k not in applied.entries}
+                inventory.save(kube, inv_ns, repo.name, {**applied.entries, **stale}, previous)
+            raise
+        record.add(pruned.changes)
+        if repo.mode == "apply":
+            inventory.save(kube, inv_ns, repo.name, {**applied.entries, **pruned.kept}, previous)
+        record.phase("prune")
+        record.result = "success"
+        history.save(conn, record, limit=limit,
+                     applied_sha=target.sha if repo.mode == "apply" else None)
+        if repo.mode == "apply":  # the periodic drift scan compares with these, without re-rendering
+            rendercache.remember(mirror, target.sha, manifests)
+        done_wanted(conn, repo.name, wanted)
+        counts = record.counts
+        verb = "would change" if record.dry_run else "applied"
+        _status(conn, config, repo, target.sha, "success",
+                f"{verb}: {counts['created']} created, {counts['configured']} configured, "
+                f"{counts['deleted']} deleted, {counts['unchanged']} unchanged", record.id)
+        return record.summary()
+    except PermanentError as exc:
+        record.result, record.error = "failure", str(exc)
+        history.save(conn, record, limit=limit)
+        done_wanted(conn, repo.name, wanted)
+        for sha in [record.sha] if record.sha else wanted:
+            _status(conn, config, repo, sha, "failure", str(exc), record.id)
+        _no_retry(job)
+        raise
+    except (TemporaryError, LockLost, Exception) as exc:
+        retrying = job is not None and job.should_retry
+        record.result, record.error = ("retrying" if retrying else "failure"), f"{type(exc).__name__}: {exc}"
+        history.save(conn, record, limit=limit)
+        if not retrying:
+            for sha in [record.sha] if record.sha else wanted:
+                _status(conn, config, repo, sha, "error", str(exc), record.id)
+        raise

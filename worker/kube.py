@@ -1,0 +1,216 @@
+"""Kubernetes access for the worker: one pooled client and one RESTMapper per process.
+
+Why it exists: a long-lived worker must not rebuild clients or re-run
+discovery for every job.  ``Kube`` wraps the ``kubernetes`` package's
+ApiClient (kubeconfig from $KUBECONFIG, else in-cluster) but sends requests
+through its pooled urllib3 manager with raw JSON bodies: the generated
+models and the dynamic client cost more CPU than a sync of a thousand
+objects can afford.  The RESTMapper discovers a group/version only when an
+object of it is first seen, and forgets it when a kind is unknown (a CRD
+that was just created).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode
+
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+from worker.errors import PermanentError, TemporaryError, cut
+
+FIELD_MANAGER = "pullbridge"
+POOL_SIZE = 64
+REQUEST_TIMEOUT = (10, 60)
+
+
+class ApiError(Exception):
+    """A non-2xx answer from the API server."""
+
+    def __init__(self, status: int, body: bytes, method: str, path: str):
+        self.status = status
+        self.method = method
+        self.path = path
+        try:
+            self.body = json.loads(body)
+        except ValueError:
+            self.body = {"message": cut(body)}
+        super().__init__(f"{method} {path}: HTTP {status}: {cut(self.message)}")
+
+    @property
+    def message(self) -> str:
+        return str(self.body.get("message") or self.body.get("reason") or "")
+
+    @property
+    def reason(self) -> str:
+        return str(self.body.get("reason") or "")
+
+    @property
+    def temporary(self) -> bool:
+        return self.status in (409, 429) or self.status >= 500
+
+
+def _printable(data: bytes) -> bytes:
+    """The readable runs of a protobuf Status (its message), for error text."""
+    import re
+    runs = re.findall(rb"[\x20-\x7e]{8,}", data)
+    return max(runs, key=len) if runs else b"(binary error body)"
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """Where a kind lives in the API: ``/apis/apps/v1/namespaces/x/deployments``."""
+
+    group: str
+    version: str
+    kind: str
+    resource: str
+    namespaced: bool
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def collection(self, namespace: str | None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            return f"{base}/namespaces/{quote(namespace)}/{self.resource}"
+        return f"{base}/{self.resource}"
+
+    def path(self, namespace: str | None, name: str) -> str:
+        return f"{self.collection(namespace)}/{quote(name)}"
+
+
+def split_api_version(api_version: str) -> tuple[str, str]:
+    group, _, version = api_version.rpartition("/")
+    return group, version
+
+
+class Kube:
+    """A pooled API client plus a lazily filled RESTMapper; safe to share between threads."""
+
+    def __init__(self, api_client: k8s_client.ApiClient):
+        self.api_client = api_client
+        self.host = api_client.configuration.host.rstrip("/")
+        self.pool = api_client.rest_client.pool_manager
+        self._mappings: dict[tuple[str, str], dict[str, Mapping]] = {}
+        self._mapper_lock = threading.Lock()
+        self.writes = 0  # mutating requests sent (dry-runs excluded), for benchmarks and tests
+        self.requests = 0
+
+    # -- raw requests -----------------------------------------------------
+    def request(self, method: str, path: str, body=None, query: dict | None = None,
+                content_type: str = "application/json", decode: bool = True,
+                protobuf: bool = False) -> dict | None:
+        """Send one request; return the decoded JSON answer or raise ApiError / TemporaryError."""
+        url = self.host + path
+        if query:
+            url += "?" + urlencode(query)
+        accept = "application/vnd.kubernetes.protobuf, application/json" if protobuf and not decode \
+            else "application/json"
+        headers = {"Accept": accept, "User-Agent": "pullbridge"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+            if not isinstance(body, (bytes, str)):
+                body = json.dumps(body, separators=(",", ":"))
+        self.api_client.update_params_for_auth(headers, [], ["BearerToken"], path, method, None)
+        self.requests += 1
+        if method != "GET" and not (query and query.get("dryRun")):
+            self.writes += 1
+        try:
+            resp = self.pool.request(method, url, body=body, headers=headers,
+                                     timeout=urllib3.Timeout(connect=REQUEST_TIMEOUT[0],
+                                                             read=REQUEST_TIMEOUT[1]),
+                                     retries=False, preload_content=True)
+        except urllib3.exceptions.HTTPError as exc:
+            raise TemporaryError(f"API server unreachable: {cut(exc, 200)}") from None
+        if resp.status >= 400:
+            data = resp.data
+            if "protobuf" in (resp.headers.get("Content-Type") or ""):
+                if query and query.get("dryRun"):  # no side effect: ask again for a readable error
+                    return self.request(method, path, body, query, content_type, decode=True)
+                data = _printable(data)
+            raise ApiError(resp.status, data, method, path)
+        if not decode:
+            return None
+        return json.loads(resp.data) if resp.data else {}
+
+    def get(self, path: str, query: dict | None = None) -> dict | None:
+        """GET or None when the object does not exist."""
+        try:
+            return self.request("GET", path, query=query)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    # -- RESTMapper -------------------------------------------------------
+    def _discover(self, group: str, version: str) -> dict[str, Mapping]:
+        path = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        try:
+            doc = self.request("GET", path)
+        except ApiError as exc:
+            if exc.status == 404:
+                return {}
+            raise
+        kinds = {}
+        for res in doc.get("resources", []):
+            if "/" in res["name"]:  # subresources
+                continue
+            kinds[res["kind"]] = Mapping(group, version, res["kind"], res["name"], res["namespaced"])
+        return kinds
+
+    def mapping(self, api_version: str, kind: str) -> Mapping | None:
+        """The resource of ``kind`` in ``api_version``; None when the server has no such kind."""
+        group, version = split_api_version(api_version)
+        key = (group, version)
+        kinds = self._mappings.get(key)
+        if kinds is None or kind not in kinds:
+            with self._mapper_lock:
+                kinds = self._discover(group, version)
+                self._mappings[key] = kinds
+        return kinds.get(kind)
+
+    def forget(self, group: str | None = None) -> None:
+        """Drop cached discovery (for one group, or all): new CRDs appear on next use."""
+        with self._mapper_lock:
+            for key in list(self._mappings):
+                if group is None or key[0] == group:
+                    del self._mappings[key]
+
+
+def load_api_client(kubeconfig: str | None = None) -> k8s_client.ApiClient:
+    """An ApiClient from $KUBECONFIG (or the given file), else the in-cluster service account."""
+    configuration = k8s_client.Configuration()
+    path = kubeconfig or os.environ.get("KUBECONFIG")
+    try:
+        if path:
+            k8s_config.load_kube_config(config_file=path.split(os.pathsep)[0],
+                                        client_configuration=configuration)
+        else:
+            try:
+                k8s_config.load_incluster_config(client_configuration=configuration)
+            except k8s_config.ConfigException:
+                k8s_config.load_kube_config(client_configuration=configuration)
+    except (k8s_config.ConfigException, OSError) as exc:
+        raise PermanentError(f"no Kubernetes configuration: {cut(exc, 200)}") from None
+    configuration.connection_pool_maxsize = POOL_SIZE
+    return k8s_client.ApiClient(configuration)
+
+
+_process_kube: Kube | None = None
+_process_lock = threading.Lock()
+
+
+def process_kube() -> Kube:
+    """The process-wide Kube, built on first use."""
+    global _process_kube
+    with _process_lock:
+        if _process_kube is None:
+            _process_kube = Kube(load_api_client())
+        return _process_kube

@@ -1,0 +1,80 @@
+"""Delete what Git no longer declares, and nothing else.
+
+Why it exists: removing a file from Git must remove its objects, but a
+broken render must never wipe a cluster.  Prune works only from the
+in-cluster inventory of the last apply and runs only after a successful
+apply.  It refuses when the commit rendered no objects (unless the repo sets
+``allow_empty``), keeps objects annotated ``pullbridge.io/prune: disabled``
+(they leave the inventory: Pullbridge lets go of them), and objects already
+gone are dropped from the inventory.  Namespaces and CRDs go last.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from worker.apply import Change
+from worker.errors import PermanentError, TemporaryError, cut
+from worker.inventory import parse_id
+from worker.kube import ApiError, Kube
+from worker.render import STAGE_ONE_KINDS, kind_rank
+
+PRUNE_ANNOTATION = "pullbridge.io/prune"
+PRUNE_DISABLED = "disabled"
+
+
+@dataclass
+class PruneResult:
+    changes: list[Change] = field(default_factory=list)
+    kept: dict[str, dict] = field(default_factory=dict)  # stale entries still to be tracked
+
+
+def stale_entries(previous: dict[str, dict], desired: dict[str, dict]) -> dict[str, dict]:
+    return {oid: entry for oid, entry in previous.items() if oid not in desired}
+
+
+def check_allowed(rendered: int, allow_empty: bool) -> None:
+    if rendered == 0 and not allow_empty:
+        raise PermanentError("the commit renders no objects; refusing to prune everything "
+                             "(set allow_empty: true for this repo to allow it)")
+
+
+def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
+          dry_run_only: bool = False) -> PruneResult:
+    """Delete objects in ``previous`` but not in ``desired``."""
+    result = PruneResult()
+    stale = stale_entries(previous, desired)
+    order = sorted(stale, key=lambda oid: (parse_id(oid)[3] in STAGE_ONE_KINDS, -kind_rank(parse_id(oid)[3]), oid))
+    for oid in order:
+        namespace, name, group, kind = parse_id(oid)
+        ref = f"{kind}/{namespace}/{name}" if namespace else f"{kind}/{name}"
+        api_version = stale[oid].get("v") or ""
+        try:
+            mapping = kube.mapping(api_version, kind)
+            if mapping is None:
+                result.changes.append(Change(ref, "skipped", detail="kind no longer served"))
+                continue
+            path = mapping.path(namespace, name)
+            live = kube.get(path)
+            if live is None:
+                continue  # already gone
+            annotations = (live.get("metadata") or {}).get("annotations") or {}
+            if annotations.get(PRUNE_ANNOTATION) == PRUNE_DISABLED:
+                result.changes.append(Change(ref, "skipped", detail=f"{PRUNE_ANNOTATION}: {PRUNE_DISABLED}"))
+                continue
+            if (live.get("metadata") or {}).get("deletionTimestamp"):
+                result.changes.append(Change(ref, "deleted", detail="already terminating"))
+                continue
+            if not dry_run_only:
+                kube.request("DELETE", path, body={"kind": "DeleteOptions", "apiVersion": "v1",
+                                                   "propagationPolicy": "Background"})
+            result.changes.append(Change(ref, "deleted"))
+        except ApiError as exc:
+            if exc.status == 404:
+                continue
+            if exc.temporary:
+                raise TemporaryError(f"pruning {ref}: HTTP {exc.status}: {cut(exc.message)}") from None
+            raise PermanentError(f"pruning {ref}: HTTP {exc.status}: {cut(exc.message)}") from None
+    if dry_run_only:
+        result.kept = dict(stale)
+    return result

@@ -1,0 +1,238 @@
+"""Render a checkout into Kubernetes objects, each remembering its file and document.
+
+Why it exists: everything after rendering (validation errors, change sets,
+prune) must name where an object came from.  Two inputs are supported:
+
+* plain YAML/JSON: every ``*.yaml``/``*.yml``/``*.json`` under the configured
+  path, nested folders included, multi-document; files holding no manifest
+  (no document with ``apiVersion`` and ``kind``) and hidden folders are ignored;
+* kustomize, when the path holds a ``kustomization.yaml``: rendered by a real
+  ``kubectl kustomize`` ($PULLBRIDGE_KUBECTL, else ``kubectl`` on PATH).
+
+A path or symlink leading out of the checkout is a permanent error, as is
+bad YAML, a malformed manifest or the same object declared twice.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from worker.errors import PermanentError, TemporaryError, cut
+
+KUBECTL_ENV = "PULLBRIDGE_KUBECTL"
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+KUSTOMIZE_TIMEOUT = 120
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+# Apply order, after Flux's ssa sort: what others depend on comes first.
+KIND_ORDER = [
+    "CustomResourceDefinition", "Namespace", "ResourceQuota", "StorageClass", "ServiceAccount",
+    "PodSecurityPolicy", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "ConfigMap",
+    "Secret", "Endpoints", "Service", "LimitRange", "PriorityClass", "PersistentVolume",
+    "PersistentVolumeClaim", "Deployment", "StatefulSet", "CronJob", "PodDisruptionBudget",
+    "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration",
+]
+_KIND_RANK = {kind: i for i, kind in enumerate(KIND_ORDER)}
+STAGE_ONE_KINDS = ("CustomResourceDefinition", "Namespace")
+
+
+@dataclass
+class Manifest:
+    """One desired object and where it was declared (``doc`` counts from 1)."""
+
+    obj: dict
+    file: str
+    doc: int
+
+    @property
+    def api_version(self) -> str:
+        return self.obj["apiVersion"]
+
+    @property
+    def kind(self) -> str:
+        return self.obj["kind"]
+
+    @property
+    def name(self) -> str:
+        return self.obj["metadata"]["name"]
+
+    @property
+    def namespace(self) -> str | None:
+        return (self.obj.get("metadata") or {}).get("namespace") or None
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rpartition("/")[0]
+
+    @property
+    def source(self) -> str:
+        return f"{self.file}, doc {self.doc}"
+
+    @property
+    def ref(self) -> str:
+        """``Kind/namespace/name`` or ``Kind/name``, as errors and change sets show it."""
+        ns = self.namespace
+        return f"{self.kind}/{ns}/{self.name}" if ns else f"{self.kind}/{self.name}"
+
+
+def kind_rank(kind: str) -> int:
+    return _KIND_RANK.get(kind, len(KIND_ORDER))
+
+
+def sort_key(m: Manifest) -> tuple:
+    return (kind_rank(m.kind), m.kind if kind_rank(m.kind) == len(KIND_ORDER) else "",
+            m.group, m.namespace or "", m.name)
+
+
+def sort_manifests(manifests: list[Manifest]) -> list[Manifest]:
+    """Stable apply order: CRDs, Namespaces, then by kind rank, group, namespace, name."""
+    return sorted(manifests, key=sort_key)
+
+
+def _inside(root: Path, path: Path) -> bool:
+    try:
+        path.resolve().relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
+def render(checkout: Path, path: str = ".") -> list[Manifest]:
+    """All objects declared under ``path`` of ``checkout``, in apply order."""
+    root = Path(checkout).resolve()
+    base = root / path
+    if not _inside(root, base):
+        raise PermanentError(f"path {path!r} leads outside the repository")
+    if not base.exists():
+        raise PermanentError(f"path {path!r} does not exist in the repository")
+    if base.is_file():
+        manifests = parse_file(base, _rel(root, base))
+    elif any((base / name).is_file() for name in KUSTOMIZATION_FILES):
+        manifests = kustomize(root, base)
+    else:
+        manifests = []
+        for file in walk(root, base):
+            manifests.extend(parse_file(file, _rel(root, file)))
+    check_duplicates(manifests)
+    return sort_manifests(manifests)
+
+
+def uses_kustomize(checkout: Path, path: str = ".") -> bool:
+    base = Path(checkout) / path
+    return base.is_dir() and any((base / name).is_file() for name in KUSTOMIZATION_FILES)
+
+
+def _rel(root: Path, file: Path) -> str:
+    return file.relative_to(root).as_posix() if file.is_relative_to(root) else file.name
+
+
+def walk(root: Path, base: Path) -> list[Path]:
+    """Manifest-looking files under ``base`` in name order; symlinks must stay inside ``root``."""
+    found: list[Path] = []
+    seen: set[Path] = set()
+
+    def visit(directory: Path, shown: Path):
+        real = directory.resolve()
+        if real in seen:
+            return
+        seen.add(real)
+        for entry in sorted(directory.iterdir(), key=lambda p: p.name):
+            if entry.name.startswith("."):
+                continue
+            display = shown / entry.name
+            if entry.is_symlink() and not _inside(root, entry):
+                raise PermanentError(f"{display.relative_to(root).as_posix()}: symlink leads outside the repository")
+            if entry.is_dir():
+                visit(entry, display)
+            elif entry.is_file() and entry.name.endswith(MANIFEST_SUFFIXES):
+                found.append(display)
+
+    visit(base, base)
+    return found
+
+
+def parse_file(file: Path, rel: str) -> list[Manifest]:
+    """The manifests in one file; [] when it declares none (not a manifest file)."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PermanentError(f"{rel}: cannot read: {cut(exc, 200)}") from None
+    return parse_documents(text, rel)
+
+
+def parse_documents(text: str, rel: str, *, strict: bool = False) -> list[Manifest]:
+    """Parse multi-document YAML; ``strict``: every non-empty document must be a manifest."""
+    try:
+        docs = list(yaml.load_all(text, Loader=_Loader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PermanentError(f"{rel}:{where}: invalid YAML: {cut(problem, 200)}") from None
+    is_manifest = [isinstance(d, dict) and "apiVersion" in d and "kind" in d for d in docs]
+    if not strict and not any(is_manifest):
+        return []
+    out: list[Manifest] = []
+    for index, doc in enumerate(docs, start=1):
+        if doc is None:
+            continue
+        where = f"{rel}, doc {index}"
+        if not isinstance(doc, dict) or not doc.get("apiVersion") or not doc.get("kind"):
+            raise PermanentError(f"{where}: not a Kubernetes object (apiVersion and kind are required)")
+        items = doc.get("items") if str(doc["kind"]).endswith("List") and "items" in doc else None
+        for obj in (items if isinstance(items, list) else [doc]):
+            out.append(_checked(obj, rel, index))
+    return out
+
+
+def _checked(obj, rel: str, index: int) -> Manifest:
+    where = f"{rel}, doc {index}"
+    if not isinstance(obj, dict) or not isinstance(obj.get("apiVersion"), str) \
+            or not isinstance(obj.get("kind"), str):
+        raise PermanentError(f"{where}: not a Kubernetes object (apiVersion and kind are required)")
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
+        if isinstance(meta, dict) and meta.get("generateName"):
+            raise PermanentError(f"{where}: {obj['kind']} uses generateName, which cannot be synced")
+        raise PermanentError(f"{where}: {obj['kind']} has no metadata.name")
+    if "namespace" in meta and not isinstance(meta["namespace"], str):
+        raise PermanentError(f"{where}: metadata.namespace must be a string")
+    return Manifest(obj, rel, index)
+
+
+def check_duplicates(manifests: list[Manifest]) -> None:
+    seen: dict[tuple, Manifest] = {}
+    for m in manifests:
+        key = (m.group, m.kind, m.namespace, m.name)
+        if key in seen:
+            raise PermanentError(f"{m.ref} is declared twice: {seen[key].source} and {m.source}")
+        seen[key] = m
+
+
+def kubectl_binary() -> str:
+    return os.environ.get(KUBECTL_ENV) or "kubectl"
+
+
+def kustomize(root: Path, base: Path) -> list[Manifest]:
+    """Run ``kubectl kustomize`` on ``base``; objects are attributed to its kustomization file."""
+    kfile = next(base / n for n in KUSTOMIZATION_FILES if (base / n).is_file())
+    rel = _rel(root, kfile)
+    if not _inside(root, kfile):
+        raise PermanentError(f"{rel}: symlink leads outside the repository")
+    try:
+        proc = subprocess.run([kubectl_binary(), "kustomize", str(base)], capture_output=True,
+                              timeout=KUSTOMIZE_TIMEOUT, cwd=root, env={**os.environ, "HOME": str(root)})
+    except FileNotFoundError:
+        raise TemporaryError(f"kubectl not found (set {KUBECTL_ENV})") from None
+    except subprocess.TimeoutExpired:
+        raise TemporaryError(f"kubectl kustomize took longer than {KUSTOMIZE_TIMEOUT}s") from None
+    if proc.returncode != 0:
+        message = proc.stderr.decode("utf-8", "replace").replace(str(root) + "/", "")
+        raise PermanentError(f"{rel}: kustomize failed: {cut(message, 400)}")
+    return parse_documents(proc.stdout.decode("utf-8"), rel, strict=True)

@@ -1,0 +1,133 @@
+"""The git SSH transport for the worker: deploy key plus pinned host keys, nothing else.
+
+Why it exists: GitPython shells out to ``git``, which runs ``ssh``; by default
+ssh would use whatever keys, agent and known_hosts the worker's user happens
+to have and would ask questions on a terminal.  ``git_env(repo, config)``
+returns the environment for one fetch or push that makes ssh use exactly the
+configured deploy key (``IdentitiesOnly``, no agent), trust exactly the
+pinned known_hosts (``StrictHostKeyChecking=yes``, no global file) and never
+prompt (``BatchMode``).  Non-SSH URLs get an empty dict.
+
+Usage (the fetch module)::
+
+    env = git_env(repo, config)   # config optional: else $PULLBRIDGE_CONFIG's ssh section
+    with git_repo.git.custom_environment(**env):
+        git_repo.remote().fetch(...)
+
+Problems an operator must fix (missing or world-readable key, host not in
+known_hosts) raise ``SshSetupError`` before git runs: retrying will not help.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shlex
+from urllib.parse import urlsplit
+
+from pullbridge.config import CONFIG_ENV, Config, ConfigError, RepoConfig, SshSettings, load_config
+from pullbridge.identity import IdentityError, check_key_file
+from pullbridge.known_hosts import KnownHostsError, host_pattern, lookup
+
+SSH_URL_RE = re.compile(r"^(?:ssh|git\+ssh|ssh\+git)://", re.IGNORECASE)
+SCP_URL_RE = re.compile(r"^(?:[^@/:]+@)?(\[[^\]]+\]|[^:/]+):(?!//)")
+
+
+class SshSetupError(Exception):
+    """SSH is not set up for this repository; permanent until the operator acts."""
+
+
+def ssh_host_port(url: str) -> tuple[str, int] | None:
+    """(host, port) for ssh:// and scp-like ``user@host:path`` URLs, else None."""
+    if SSH_URL_RE.match(url):
+        parts = urlsplit(url)
+        if not parts.hostname:
+            return None
+        return parts.hostname, parts.port or 22
+    if "://" in url:
+        return None
+    m = SCP_URL_RE.match(url)
+    if not m or "@" not in url.split(":", 1)[0]:
+        return None  # plain "host:path" is ambiguous with local paths; config requires user@
+    return m.group(1).strip("[]"), 22
+
+
+def _ssh_path(path: str) -> str:
+    """A path as ssh reads it in a -i / -o value: '%' is a token prefix there, spaces split."""
+    path = str(path).replace("%", "%%")
+    return f'"{path}"' if any(c.isspace() for c in path) else path
+
+
+def ssh_command(key_file: str, known_hosts_file: str, connect_timeout: float = 30.0) -> str:
+    """The GIT_SSH_COMMAND string (shell-quoted: git runs it through the shell)."""
+    return shlex.join([
+        "ssh",
+        # IdentityFile rather than -i: ssh stats a -i path literally but then expands %-tokens
+        # in it, so only the config-option form handles any path.
+        "-o", f"IdentityFile={_ssh_path(key_file)}",
+        "-o", "IdentitiesOnly=yes",
+        "-o", "IdentityAgent=none",
+        "-o", f"UserKnownHostsFile={_ssh_path(known_hosts_file)}",
+        "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", "UpdateHostKeys=no",
+        "-o", "BatchMode=yes",
+        "-o", f"ConnectTimeout={max(1, int(connect_timeout))}",
+    ])
+
+
+def _settings_from_env() -> SshSettings:
+    """The ``ssh:`` section of $PULLBRIDGE_CONFIG (re-read only when the file changes)."""
+    path = os.environ.get(CONFIG_ENV)
+    if not path:
+        return SshSettings()
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        mtime = None
+    return _load_ssh_settings(path, mtime)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_ssh_settings(path: str, mtime) -> SshSettings:
+    try:
+        return load_config(path).ssh
+    except ConfigError as exc:
+        raise SshSetupError(str(exc)) from None
+
+
+def git_env(repo: RepoConfig, config: Config | SshSettings | None = None) -> dict[str, str]:
+    """Environment for git fetch/push of ``repo``: {} unless its URL is SSH.
+
+    Without ``config`` the ``ssh:`` section of $PULLBRIDGE_CONFIG is used (then
+    $PULLBRIDGE_IDENTITY / $PULLBRIDGE_KNOWN_HOSTS, then the defaults).
+    """
+    target = ssh_host_port(repo.url)
+    if target is None:
+        return {}
+    if isinstance(config, Config):
+        settings = config.ssh
+    else:
+        settings = config or _settings_from_env()
+    key_file = repo.ssh_key_file or str(settings.identity_path())
+    known_hosts = settings.known_hosts_path()
+    try:
+        check_key_file(key_file)
+    except IdentityError as exc:
+        raise SshSetupError(f"repo {repo.name}: {exc}") from None
+    host, port = target
+    try:
+        pinned = lookup(known_hosts, host, port)
+    except KnownHostsError as exc:
+        raise SshSetupError(f"repo {repo.name}: {exc}") from None
+    if pinned == []:
+        port_opt = f" --port {port}" if port != 22 else ""
+        raise SshSetupError(
+            f"repo {repo.name}: no host key pinned for {host_pattern(host, port)} in {known_hosts}; "
+            f"check the host's fingerprint and run `pullbridge known-hosts add {host}{port_opt}`")
+    return {
+        "GIT_SSH_COMMAND": ssh_command(key_file, str(known_hosts), settings.connect_timeout),
+        "GIT_SSH_VARIANT": "ssh",
+        "GIT_TERMINAL_PROMPT": "0",
+    }
