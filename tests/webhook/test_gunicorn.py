@@ -92,7 +92,6 @@ def deliveries(text: str) -> dict[str, float]:
 def test_metrics_add_up_across_workers(web):
     base, _, log = web
     before = deliveries(requests.get(base + "/metrics", timeout=GENEROUS).text)
-    pids = set()
     for i in range(24):
         body = json.dumps(P.github_push(after=P.sha(f"g{i}"))).encode()
         headers = {**P.signed_headers("github", secret("PB_TEST_GITHUB_SECRET"), body),
