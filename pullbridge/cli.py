@@ -22,7 +22,14 @@ COMMAND_MODULES = [
     "notify",
     "identity",
     "known_hosts",
+    # operator verbs (pullbridge/commands/common.py has what they share)
+    "sync",
+    "diff",
+    "history",
+    "rollback",
+    "queue",
     "images",
+    "suspend",
 ]
 
 EXIT_OK, EXIT_NEGATIVE, EXIT_ERROR = 0, 1, 2

@@ -257,6 +257,7 @@ class RepoConfig(_Strict):
     status: StatusSettings | None = Field(
         None, description="commit statuses back to the git host; absent: none are posted")
     ssh_key_file: str | None = None
+    images: RepoImages = Field(default_factory=RepoImages)
     namespace: str | None = Field(None, description="namespace for namespaced objects that name none")
 
     @field_validator("namespace")
@@ -265,7 +266,6 @@ class RepoConfig(_Strict):
         if v is not None and not NAME_RE.match(v):
             raise ValueError("must be a valid namespace name")
         return v
-    images: RepoImages = Field(default_factory=RepoImages)
 
     @field_validator("name")
     @classmethod
@@ -350,28 +350,6 @@ class ServerSettings(_Strict):
         return parse_duration(v)
 
 
-class WorkerSettings(_Strict):
-    """Sync worker settings shared by every repo."""
-
-    inventory_namespace: str = "pullbridge-system"
-    default_namespace: str = "default"
-    history_limit: int = Field(50, ge=1, le=10000)
-    lock_ttl: float = 30.0
-    lock_wait: float = 10.0
-
-    @field_validator("inventory_namespace", "default_namespace")
-    @classmethod
-    def _ns(cls, v: str) -> str:
-        if not NAME_RE.match(v):
-            raise ValueError("must be a valid namespace name")
-        return v
-
-    @field_validator("lock_ttl", "lock_wait", mode="before")
-    @classmethod
-    def _durations(cls, v):
-        return parse_duration(v)
-
-
 IDENTITY_ENV = "PULLBRIDGE_IDENTITY"
 KNOWN_HOSTS_ENV = "PULLBRIDGE_KNOWN_HOSTS"
 
@@ -403,6 +381,27 @@ class SshSettings(_Strict):
     def known_hosts_path(self) -> Path:
         return Path(self.known_hosts_file or os.environ.get(KNOWN_HOSTS_ENV)
                     or _config_home() / "known_hosts")
+
+class WorkerSettings(_Strict):
+    """Sync worker settings shared by every repo."""
+
+    inventory_namespace: str = "pullbridge-system"
+    default_namespace: str = "default"
+    history_limit: int = Field(50, ge=1, le=10000)
+    lock_ttl: float = 30.0
+    lock_wait: float = 10.0
+
+    @field_validator("inventory_namespace", "default_namespace")
+    @classmethod
+    def _ns(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError("must be a valid namespace name")
+        return v
+
+    @field_validator("lock_ttl", "lock_wait", mode="before")
+    @classmethod
+    def _durations(cls, v):
+        return parse_duration(v)
 
 
 class Config(_Strict):

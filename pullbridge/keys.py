@@ -100,6 +100,7 @@ def image_scan_queued(repo: str) -> str:
     """STRING with a TTL: id of the image scan job waiting in the queue for this repo."""
     return f"pb:repo:{repo}:imagescan"
 
+
 IMAGES_QUEUE = "pullbridge-images"
 
 
@@ -111,3 +112,7 @@ def image_scan_last(repo: str) -> str:
 def image_digest_created(image: str) -> str:
     """HASH: manifest digest -> creation time (RFC 3339, '' when unknown) for ``host/name``."""
     return f"pb:img:{image}:created"
+def periodic_guard(repo: str) -> str:
+    """STRING with a TTL of about one interval: the periodic reconcile of this repo already ran
+    (SET NX PX), so duplicates from several schedulers do nothing."""
+    return f"pb:repo:{repo}:periodic"

@@ -9,7 +9,10 @@ lock, takes the wanted set, orders the shas with git and applies the newest.
 
 Both steps are single Redis transactions: a request either recorded its sha
 *and* has a queued job to pick it up, or it raised and nothing was
-acknowledged.
+acknowledged.  A webhook's deduplication key (``dedup_key``) is claimed in
+that same transaction, so a delivery is marked as seen exactly when its sha
+is durably wanted: a Redis failure part-way leaves no mark behind, and the
+host's retry of the same delivery is taken as new.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ QUEUED_MARKER_TTL = 3600
 class SyncRequest:
     job_id: str
     new_job: bool  # False: an already queued job will pick the sha up
+    duplicate: bool = False  # True: dedup_key was already claimed; nothing was recorded
 
 
 def sync_queue(conn: Redis) -> Queue:
@@ -47,9 +51,48 @@ def _retry(config: Config, repo: RepoConfig) -> Retry | None:
     return Retry(max=jobs.retries, interval=[int(round(b)) for b in jobs.backoff])
 
 
+# The common case in one round trip: a sync is already queued, so recording the
+# sha (and claiming the delivery) is all there is to do.  Returns
+# {1, job} for a duplicate, {2, job} when coalesced into the queued job, {0}
+# when no job is queued (the caller then takes the WATCH/MULTI path that
+# enqueues one).  KEYS: wanted, queued[, dedup]; ARGV: sha or '', score, ttl ms.
+_COALESCE = """
+if KEYS[3] then
+  local seen = redis.call('GET', KEYS[3])
+  if seen then return {1, seen} end
+end
+local job = redis.call('GET', KEYS[2])
+if not job then return {0} end
+if ARGV[1] ~= '' then redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1]) end
+if KEYS[3] then redis.call('SET', KEYS[3], job, 'PX', ARGV[3]) end
+return {2, job}
+"""
+_coalesce_script = None
+
+
+def _coalesce(conn: Redis, wanted_key: str, queued_key: str, dedup_key: str | None,
+              sha: str | None, dedup_ms: int) -> SyncRequest | None:
+    global _coalesce_script
+    if _coalesce_script is None:
+        _coalesce_script = conn.register_script(_COALESCE)
+    keys_ = [wanted_key, queued_key] + ([dedup_key] if dedup_key else [])
+    answer = _coalesce_script(keys=keys_, args=[sha or "", int(time.time() * 1000), dedup_ms], client=conn)
+    if answer[0] == 1:
+        return SyncRequest(answer[1].decode(), False, duplicate=True)
+    if answer[0] == 2:
+        return SyncRequest(answer[1].decode(), False)
+    return None
+
+
 def request_sync(conn: Redis, config: Config, repo: RepoConfig, sha: str | None, *,
-                 reason: str, delivery: str | None = None) -> SyncRequest:
+                 reason: str, delivery: str | None = None, dedup_key: str | None = None,
+                 dedup_ttl: float = 86400.0) -> SyncRequest:
     """Record ``sha`` as wanted (None: the branch head) and make sure a sync job is queued.
+
+    With ``dedup_key``: if that key exists, nothing is recorded and the
+    answer has ``duplicate=True`` and the job id stored under the key;
+    otherwise the key is set (value: the job id, TTL ``dedup_ttl`` seconds)
+    in the same transaction that records the sha.
 
     Raises redis.exceptions.ConnectionError (and friends) when Redis cannot
     take the request durably; callers must then not acknowledge anything.
@@ -57,15 +100,25 @@ def request_sync(conn: Redis, config: Config, repo: RepoConfig, sha: str | None,
     queue = sync_queue(conn)
     jobs = config.repo_jobs(repo)
     wanted_key, queued_key = keys.wanted(repo.name), keys.queued(repo.name)
+    watched = (queued_key, dedup_key) if dedup_key else (queued_key,)
+    dedup_ms = max(1, int(dedup_ttl * 1000))
+    coalesced = _coalesce(conn, wanted_key, queued_key, dedup_key, sha, dedup_ms)
+    if coalesced is not None:
+        return coalesced
     with conn.pipeline() as pipe:
         while True:
             try:
-                pipe.watch(queued_key)
-                current = pipe.get(queued_key)
+                pipe.watch(*watched)
+                current, seen = (pipe.mget(watched) + [None])[:2]
+                if seen:
+                    pipe.reset()
+                    return SyncRequest(seen.decode(), False, duplicate=True)
                 pipe.multi()
                 if sha:
                     pipe.zadd(wanted_key, {sha: int(time.time() * 1000)}, nx=True)
                 if current:
+                    if dedup_key:
+                        pipe.set(dedup_key, current, px=dedup_ms)
                     pipe.execute()
                     return SyncRequest(current.decode(), False)
                 job_id = f"sync-{repo.name}-{uuid.uuid4().hex[:12]}"
@@ -83,6 +136,8 @@ def request_sync(conn: Redis, config: Config, repo: RepoConfig, sha: str | None,
                     pipeline=pipe,
                 )
                 pipe.set(queued_key, job_id, ex=QUEUED_MARKER_TTL)
+                if dedup_key:
+                    pipe.set(dedup_key, job_id, px=dedup_ms)
                 pipe.execute()
                 return SyncRequest(job_id, True)
             except WatchError:

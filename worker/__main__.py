@@ -1,4 +1,4 @@
-"""``python -m worker``: a long-lived RQ worker for the sync and status queues.
+"""``python -m worker``: a long-lived RQ worker for the sync, status and image-scan queues.
 
 Why it exists: the Procfile's ``worker`` process.  It loads the configuration
 ($PULLBRIDGE_CONFIG) and the Kubernetes client once, connects to $REDIS_URL
@@ -14,11 +14,11 @@ import logging
 import os
 import sys
 
-from redis import Redis
 from rq import Queue, SimpleWorker
 
 from pullbridge import keys
 from pullbridge.config import ConfigError
+from pullbridge.redis_url import connect
 from worker.errors import PermanentError
 from worker.jobs import process_config
 from worker.kube import process_kube
@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"worker: {exc}", file=sys.stderr)
         return 2
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    conn = Redis.from_url(url)
-    queues = [Queue(keys.SYNC_QUEUE, connection=conn), Queue(keys.STATUS_QUEUE, connection=conn)]
+    conn = connect(url)
+    queues = [Queue(name, connection=conn) for name in (keys.SYNC_QUEUE, keys.STATUS_QUEUE, keys.IMAGES_QUEUE)]
     worker = SimpleWorker(queues, connection=conn, name=args.name)
     logging.getLogger("pullbridge.sync").info("worker %s: %d repos, queues %s", worker.name,
                                                len(config.repos), ", ".join(q.name for q in queues))

@@ -17,20 +17,23 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 from redis import Redis
 from rq import get_current_job
 
-from pullbridge import keys
+from pullbridge import keys, suspension
 from pullbridge.config import CONFIG_ENV, Config, RepoConfig, load_config
+from pullbridge.redis_url import connect
 from pullbridge.queueing import done_wanted, request_sync, take_wanted
-from worker import history, inventory
+from worker import alerts, history, inventory, metrics, rendercache
 from worker.apply import Applier
 from worker.errors import PermanentError, TemporaryError
 from worker.fetch import Mirror
 from worker.kube import process_kube
 from worker.lock import LockLost, RepoLock
+from worker.ownership import strip_manifests
 from worker.prune import check_allowed, prune
 from worker.render import render, uses_kustomize
 from worker.status import enqueue_status
@@ -62,7 +65,7 @@ def _redis() -> Redis:
     job = get_current_job()
     if job is not None:
         return job.connection
-    return Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    return connect(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
 
 
 def _no_retry(job) -> None:
@@ -99,6 +102,21 @@ def _render_cached(mirror: Mirror, repo: RepoConfig, sha: str) -> list:
     return manifests
 
 
+def _report(conn: Redis, config: Config, repo: RepoConfig, record: history.SyncRecord, summary: str) -> None:
+    """Metrics and alerts for one finished attempt; never raises into the sync.
+
+    Every attempt is counted; alerts go out on a change of state only (a
+    retrying sync counts as failing, so three failed retries alert once).
+    """
+    duration = (record.finished_at or time.time()) - record.started_at
+    try:
+        metrics.record_sync(conn, repo.name, record.result, duration, record.finished_at)
+    except Exception:  # noqa: BLE001
+        log.exception("could not record metrics for sync %s", record.id)
+    state = "success" if record.result == "success" else "failure"
+    alerts.sync_finished(conn, config, repo, state, record.id, f"{repo.name}@{(record.sha or '')[:12]}: {summary}")
+
+
 def sync(repo_name: str, reason: str = "push", delivery: str | None = None) -> dict:
     """Sync ``repo_name`` to its newest wanted commit (or its branch head)."""
     job = get_current_job()
@@ -133,6 +151,12 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
     record = history.SyncRecord(repo.name, reason, delivery, job.id if job else None,
                                 dry_run=repo.mode == "report")
     wanted = [sha for sha, _ in take_wanted(conn, repo.name, record.job_id or record.id)]
+    if suspension.is_suspended(conn, repo.name):
+        # Suspended (pullbridge suspend): touch nothing, keep the wanted commits for resume.
+        record.result = "skipped"
+        record.notes.append("skipped: suspended")
+        history.save(conn, record, limit=config.worker.history_limit)
+        return record.summary()
     state = history.repo_state(conn, repo.name)
     settings = config.repo_jobs(repo)
     inv_ns = config.worker.inventory_namespace
@@ -155,11 +179,15 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
             done_wanted(conn, repo.name, wanted)
             return record.summary()
         record.sha = target.sha
+        if target.reason == "held":  # say it in the history: pushes do not move a held repo
+            record.notes.append(f"held at {target.sha[:12]} by a rollback until `pullbridge resume {repo.name}`")
         for sha in target.superseded:
-            _status(conn, config, repo, sha, "success", f"superseded by {target.sha[:12]}", record.id)
+            _status(conn, config, repo, sha, "success", f"not applied: held at {target.sha[:12]} by a rollback"
+                    if target.reason == "held" else f"superseded by {target.sha[:12]}", record.id)
         _status(conn, config, repo, target.sha, "running", "sync running", record.id)
 
         manifests = _render_cached(mirror, repo, target.sha)
+        strip_manifests(manifests)  # fields left to others (pullbridge.io/ignore-fields)
         record.phase("render")
         check_allowed(len(manifests), repo.allow_empty)
         previous = inventory.load(kube, inv_ns, repo.name)
@@ -185,12 +213,15 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         record.result = "success"
         history.save(conn, record, limit=limit,
                      applied_sha=target.sha if repo.mode == "apply" else None)
+        if repo.mode == "apply":  # the periodic drift scan compares with these, without re-rendering
+            rendercache.remember(mirror, target.sha, manifests)
         done_wanted(conn, repo.name, wanted)
         counts = record.counts
         verb = "would change" if record.dry_run else "applied"
-        _status(conn, config, repo, target.sha, "success",
-                f"{verb}: {counts['created']} created, {counts['configured']} configured, "
-                f"{counts['deleted']} deleted, {counts['unchanged']} unchanged", record.id)
+        outcome = (f"{verb}: {counts['created']} created, {counts['configured']} configured, "
+                   f"{counts['deleted']} deleted, {counts['unchanged']} unchanged")
+        _status(conn, config, repo, target.sha, "success", outcome, record.id)
+        _report(conn, config, repo, record, outcome)
         return record.summary()
     except PermanentError as exc:
         record.result, record.error = "failure", str(exc)
@@ -198,6 +229,7 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         done_wanted(conn, repo.name, wanted)
         for sha in [record.sha] if record.sha else wanted:
             _status(conn, config, repo, sha, "failure", str(exc), record.id)
+        _report(conn, config, repo, record, str(exc))
         _no_retry(job)
         raise
     except (TemporaryError, LockLost, Exception) as exc:
@@ -207,6 +239,7 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         if not retrying:
             for sha in [record.sha] if record.sha else wanted:
                 _status(conn, config, repo, sha, "error", str(exc), record.id)
+        _report(conn, config, repo, record, record.error)
         raise
     finally:
         mirror.close()

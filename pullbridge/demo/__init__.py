@@ -2,8 +2,9 @@
 
 Why it exists: it is the README's first command, the quickest proof that the
 whole path works on a machine: a bare git repo holding the demo manifests,
-the Procfile's web and worker processes, a signed GitHub push webhook, and the
-new value read back from the API server.  Everything it starts or creates is
+the Procfile's web, worker and scheduler processes, a signed GitHub push
+webhook, the new value read back from the API server, and a `kubectl scale`
+by hand reverted by the periodic reconcile.  Everything it starts or creates is
 removed on exit, also on Ctrl-C.
 """
 
@@ -19,6 +20,7 @@ from pullbridge.stack import Stack
 
 MANIFESTS = Path(__file__).with_name("manifests")
 NAMESPACE = "my-demo"
+DRIFT_INTERVAL = 10
 
 
 def step(text: str) -> None:
@@ -32,7 +34,8 @@ def info(text: str) -> None:
 class Demo:
     def __init__(self, stack: Stack):
         self.stack = stack
-        self.run_ = LocalDeployment(stack, name="fluxdemo", full_name="pullbridge/fluxdemo", path="deploy")
+        self.run_ = LocalDeployment(stack, name="fluxdemo", full_name="pullbridge/fluxdemo", path="deploy",
+                                    repo_settings={"interval": f"{DRIFT_INTERVAL}s"})
         self.kube = None
 
     def app_version(self) -> str | None:
@@ -54,6 +57,38 @@ class Demo:
         if took is None:
             raise RuntimeError(f"APP_VERSION did not become {version!r} within {timeout:.0f}s")
         return took
+
+    def replicas(self) -> int | None:
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        try:
+            return client.AppsV1Api(self.kube).read_namespaced_deployment("fluxdemo", NAMESPACE).spec.replicas
+        except ApiException:
+            return None
+
+    def drift_lines(self) -> list[str]:
+        import json
+
+        from redis import Redis
+
+        from pullbridge import keys
+
+        conn = Redis.from_url(self.run_.redis_url)
+        try:
+            for raw in conn.lrange(keys.history(self.run_.name), 0, 20):
+                summary = json.loads(raw)
+                if summary.get("reason") != "drift":
+                    continue
+                record = json.loads(conn.get(keys.sync_record(summary["id"])) or "{}")
+                return [f"{e['object']} {e['field']}: live {e['live']}, declared {e['declared']}, "
+                        f"changed by {e.get('manager') or 'unknown'}"
+                        f"{' (' + e['subresource'] + ')' if e.get('subresource') else ''}, "
+                        f"{'corrected' if e.get('corrected') else 'not corrected'}"
+                        for e in record.get("drift_entries", [])]
+        finally:
+            conn.close()
+        return ["(no drift record found)"]
 
     def kubectl(self, *args: str) -> None:
         out = subprocess.run([str(self.stack.kubectl), *args], env=self.run_.env,
@@ -80,9 +115,10 @@ class Demo:
             info(name)
         r.write_config()
 
-        step("Starting the Procfile's web (gunicorn) and worker (RQ) processes")
-        r.start("web", "worker")
-        info(f"web on http://127.0.0.1:{r.port}, worker on {r.redis_url}")
+        step("Starting the Procfile's web (gunicorn), worker (RQ) and scheduler processes")
+        r.start("web", "worker", "scheduler")
+        info(f"web on http://127.0.0.1:{r.port}, worker on {r.redis_url}, "
+             f"periodic reconcile every {DRIFT_INTERVAL}s")
 
         step("The first commit is pushed; the git host delivers its signed push webhook")
         self.deliver(files, "Flux demo: namespace, fluxdemo deployment, nginx config")
@@ -98,10 +134,19 @@ class Demo:
         step(f"Read back from the API server, {took:.2f}s after the webhook was answered")
         self.kubectl("get", "deployment/fluxdemo", "-n", NAMESPACE, "-o",
                      "jsonpath=APP_VERSION={.spec.template.spec.containers[1].env[1].value}{'\\n'}")
-        step("Done: Git said v2, and the cluster pulled v2.")
+        step("Someone scales the Deployment by hand: kubectl scale deployment/fluxdemo --replicas=4")
+        self.kubectl("scale", "deployment/fluxdemo", "--replicas=4", "-n", NAMESPACE)
+        back = wait_for(lambda: self.replicas() == 1, 6 * DRIFT_INTERVAL)
+        if back is None:
+            raise RuntimeError(f"the drift was not reverted within {6 * DRIFT_INTERVAL}s")
+        step(f"The periodic reconcile put it back to 1 replica {back:.1f}s later; the history says:")
+        for line in self.drift_lines():
+            info(line)
+        info(f"the sync pages show the same at http://127.0.0.1:{r.port}/repos/{r.name}")
+        step("Done: Git said v2 with 1 replica, and the cluster follows Git.")
 
     def cleanup(self) -> None:
-        step("Cleaning up: stopping web and worker, deleting namespace my-demo and the demo repository")
+        step("Cleaning up: stopping the processes, deleting namespace my-demo and the demo repository")
         self.run_.stop()
         if self.kube is not None:
             from kubernetes import client

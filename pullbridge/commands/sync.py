@@ -1,0 +1,77 @@
+"""`pullbridge sync NAME [--sha SHA] [--wait]`: ask for a sync now, optionally wait for it.
+
+Why: an operator (or a script after a manual push) wants the cluster caught
+up without waiting for the next webhook or periodic run.  The request goes
+through the same coalescing path as the webhook (``request_sync``), so it
+never adds a second queued job for a repo.  With ``--wait`` it follows that
+job, even when a busy worker hands it over to a fresh one, and prints the
+sync's change set.  Exit 0: queued (or, with --wait, synced); 2: the sync
+failed or was skipped because the repo is suspended, the wait timed out,
+or the request could not be made.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pullbridge.cli import EXIT_ERROR, EXIT_OK, CommandError
+from pullbridge.commands import common
+from pullbridge.repostate import read, state_lines
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sync", help="queue a sync of one repository now (optionally wait for it)",
+                       **common.help_text(__doc__))
+    p.add_argument("name", help="repository name from the configuration")
+    p.add_argument("--sha", help="full commit sha to sync (default: the branch head)")
+    p.add_argument("--wait", action="store_true", help="wait for the sync and print its change set")
+    p.add_argument("--timeout", type=float, metavar="S",
+                   help="with --wait: give up waiting after S seconds (exit 2; the sync goes on)")
+    common.add_config_option(p)
+    common.add_redis_option(p)
+    p.set_defaults(func=cmd_sync)
+
+
+def parse_sha(value: str | None) -> str | None:
+    if value is None:
+        return None
+    sha = value.strip().lower()
+    if not common.SHA_RE.match(sha):
+        raise CommandError(f"--sha must be a full 40-character commit sha, got {value!r}")
+    return sha
+
+
+@common.redis_errors
+def cmd_sync(args) -> int:
+    from pullbridge.queueing import request_sync
+
+    if args.timeout is not None and args.timeout <= 0:
+        raise CommandError("--timeout must be positive")
+    sha = parse_sha(args.sha)
+    config = common.load(args)
+    repo = common.repo_named(config, args.name)
+    conn = common.connect(args)
+    for line in state_lines(repo.name, read(conn, repo.name)):
+        print(line, file=sys.stderr)
+    request = request_sync(conn, config, repo, sha, reason="cli")
+    what = f"commit {sha[:12]}" if sha else f"the head of branch {repo.branch}"
+    if request.new_job:
+        print(f"queued sync job {request.job_id} for {repo.name} ({what})")
+    else:
+        print(f"a sync of {repo.name} is already queued (job {request.job_id}); it will apply {what}")
+    if not args.wait:
+        return EXIT_OK
+    print(f"waiting for sync job {request.job_id} ...", file=sys.stderr)
+    record = common.wait_for_sync(conn, request.job_id, repo.name, args.timeout)
+    common.print_record(record, sys.stdout)
+    if record.get("result") not in ("success", "skipped"):
+        return EXIT_ERROR
+    if any(n.startswith("skipped: suspended") for n in record.get("notes") or []):
+        print(f"pullbridge: {repo.name} is suspended: nothing was applied "
+              f"(the commit waits for `pullbridge resume {repo.name}`)", file=sys.stderr)
+        return EXIT_ERROR
+    if sha and any(n.startswith(f"{sha[:12]} is not on branch") for n in record.get("notes") or []):
+        print(f"pullbridge: commit {sha[:12]} is not on branch {repo.branch}; it was not applied",
+              file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK

@@ -1,0 +1,116 @@
+"""`pullbridge rollback`: the old commit is applied and held; pushes do not move it until resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pullbridge import keys, repostate
+from pullbridge.queueing import request_sync
+from tests.worker.sync_manifests import app_files, app_version
+
+pytestmark = pytest.mark.stack
+
+
+def test_rollback_applies_the_old_commit_and_holds_it_until_resume(ops, git_repo, kube, namespace):
+    repo = git_repo("rollback")
+    ops.configure(repo)
+    sha1 = repo.commit_and_push("v1", app_files("1.0"))
+    assert ops.sync(sha1)["result"] == "success"
+    sha2 = repo.commit_and_push("v2", app_files("2.0"))
+    assert ops.sync(sha2)["result"] == "success"
+    assert app_version(kube, namespace) == "2.0"
+
+    code, out, err = ops.run("rollback", "app", sha1[:8])
+    assert code == 0, out + err
+    assert f"HELD: app is held at {sha1[:12]} by a rollback since " in out
+    assert "pushes are not applied until `pullbridge resume app`" in out
+    assert repostate.held_sha(repostate.read(ops.conn, "app")) == sha1
+    ops.work()
+    assert app_version(kube, namespace) == "1.0"
+
+    # a push (webhook path) and a periodic run: the repo stays at the held commit
+    sha3 = repo.commit_and_push("v3", app_files("3.0"))
+    held = ops.sync(sha3)
+    assert held["result"] == "success" and held["sha"] == sha1
+    assert f"held at {sha1[:12]} by a rollback until `pullbridge resume app`" in held["notes"]
+    request_sync(ops.conn, ops.config, ops.repo, None, reason="periodic")
+    ops.work()
+    assert app_version(kube, namespace) == "1.0"
+    assert ops.conn.zcard(keys.wanted("app")) == 0
+
+    code, out, _ = ops.run("history", "app")
+    assert code == 0 and out.startswith(f"HELD: app is held at {sha1[:12]} by a rollback")
+    assert f"note: held at {sha1[:12]} by a rollback" in out
+    code, out, _ = ops.run("history", "app", "--json")
+    assert json.loads(out)["state"]["held_sha"] == sha1
+    code, out, err = ops.run("sync", "app")
+    assert code == 0 and err.startswith(f"HELD: app is held at {sha1[:12]}")
+    code, out, err = ops.run("diff", "app")  # the branch head differs from the held cluster state
+    assert code == 1 and err.startswith(f"HELD: app is held at {sha1[:12]}")
+    assert '"1.0" -> "3.0"' in out
+
+    # `pullbridge resume app` releases the hold and queues a sync of the branch head
+    code, out, _ = ops.run("resume", "app")
+    assert code == 0 and f"released the rollback hold at {sha1[:12]}" in out
+    ops.work()
+    assert app_version(kube, namespace) == "3.0"
+    code, out, _ = ops.run("history", "app")
+    assert "HELD" not in out.splitlines()[0]
+    assert repostate.clear_hold(ops.conn, "app") is None
+
+
+def test_rollback_wait_and_refusals(ops, git_repo, kube, namespace, tmp_path):
+    repo = git_repo("rbwait")
+    ops.configure(repo)
+    sha1 = repo.commit_and_push("v1", app_files("1.0"))
+    sha2 = repo.commit_and_push("v2", app_files("2.0"))
+    assert ops.sync(sha2)["result"] == "success"
+
+    code, _, err = ops.run("rollback", "nope", sha1)
+    assert code == 2 and "unknown repository 'nope'" in err
+    code, _, err = ops.run("rollback", "app", "not-a-sha")
+    assert code == 2 and "not a commit sha" in err
+    code, _, err = ops.run("rollback", "app", "f" * 40)
+    assert code == 2 and "not on branch main" in err
+    # a commit that exists on another branch only is refused too
+    repo.git("checkout", "-q", "-b", "side")
+    side = repo.commit("side", {"deploy/side.yaml": "kind: x\n"})
+    repo.push("side")
+    code, _, err = ops.run("rollback", "app", side)
+    assert code == 2 and "not on branch main" in err
+    assert repostate.read(ops.conn, "app").get("held_sha") is None
+    ops.conn.hset(keys.state("app"), "suspended", "1")
+    code, _, err = ops.run("rollback", "app", sha1)
+    assert code == 2 and "app is suspended" in err
+    ops.conn.hdel(keys.state("app"), "suspended")
+
+    ops.start_worker()
+    repostate.hold(ops.conn, "app", sha2)
+    code, out, err = ops.run("rollback", "app", sha1, "--wait")
+    assert code == 0, out + err
+    assert f"note: app was held at {sha2[:12]}; the hold moves to {sha1[:12]}" in err
+    assert f"of app at {sha1[:12]}: success" in out
+    assert f"configured Deployment/{namespace}/fluxdemo" in out
+    assert app_version(kube, namespace) == "1.0"
+
+
+def test_a_rollback_that_fails_keeps_the_hold_and_says_so(ops, git_repo, kube, namespace):
+    from tests.worker.sync_manifests import configmap
+
+    repo = git_repo("rbfail")
+    ops.configure(repo)
+    bad = app_files("1.0")
+    bad["deploy/bad.yaml"] = configmap("Not_A_Valid_Name", "x")
+    broken = repo.commit_and_push("broken", bad)
+    repo.remove("deploy/bad.yaml")
+    good = repo.commit_and_push("fixed", app_files("2.0"))
+    assert ops.sync(good)["result"] == "success"
+    ops.start_worker()
+    code, out, err = ops.run("rollback", "app", broken, "--wait")
+    assert code == 2, out + err
+    assert ": failure" in out and "validation failed" in out
+    assert f"the rollback to {broken[:12]} was not applied; app stays held there" in err
+    assert repostate.held_sha(repostate.read(ops.conn, "app")) == broken
+    assert app_version(kube, namespace) == "2.0"

@@ -1,0 +1,163 @@
+"""The Procfile's ``web`` process for real: gunicorn with several workers.
+
+Proves what only a real server shows: metrics add up across worker
+processes (prometheus multiprocess mode), and an oversized body, announced
+or chunked, is refused without the server waiting for the rest of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.webhook import payloads as P
+from tests.webhook.conftest import SECRETS, free_port, secret
+
+ROOT = Path(__file__).resolve().parents[2]
+CAP = 4096
+GENEROUS = 60  # seconds: only so a broken server cannot hang the suite
+
+
+def procfile_web() -> list[str]:
+    line = next(l for l in (ROOT / "Procfile").read_text().splitlines() if l.startswith("web:"))
+    argv = shlex.split(line[len("web:"):])
+    # the same command, with this interpreter's gunicorn whatever PATH says
+    return [sys.executable, "-m", "gunicorn", *argv[1:]] if argv[0] == "gunicorn" else argv
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory):
+    from tests.webhook.conftest import RedisServer
+
+    tmp = tmp_path_factory.mktemp("web")
+    redis_server = RedisServer()
+    config = tmp / "pullbridge.yaml"
+    config.write_text(
+        f"server:\n  max_body_bytes: {CAP}\n"
+        "repos:\n"
+        "  - {name: gh, url: 'https://github.com/octo-org/deploy.git', provider: github,\n"
+        "     repository: octo-org/deploy, secret_env: PB_TEST_GITHUB_SECRET}\n")
+    port = free_port()
+    env = {**os.environ, **SECRETS, "PORT": str(port), "PULLBRIDGE_CONFIG": str(config),
+           "REDIS_URL": redis_server.url, "WEB_CONCURRENCY": "3", "GUNICORN_THREADS": "2",
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics")}
+    log = open(tmp / "web.log", "w")
+    proc = subprocess.Popen(procfile_web(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if requests.get(base + "/readyz", timeout=2).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("gunicorn did not come up:\n" + (tmp / "web.log").read_text()[-2000:])
+    if proc.poll() is not None:
+        pytest.fail("gunicorn exited:\n" + (tmp / "web.log").read_text()[-2000:])
+    yield base, port, tmp / "web.log"
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=GENEROUS)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+    redis_server.stop()
+
+
+def deliveries(text: str) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for outcome, value in re.findall(
+            r'^pullbridge_webhook_deliveries_total\{outcome="([a-z_]+)",provider="github"\} ([\d.e+]+)$',
+            text, re.M):
+        counts[outcome] = counts.get(outcome, 0) + float(value)
+    return counts
+
+
+def test_metrics_add_up_across_workers(web):
+    base, _, log = web
+    before = deliveries(requests.get(base + "/metrics", timeout=GENEROUS).text)
+    for i in range(24):
+        body = json.dumps(P.github_push(after=P.sha(f"g{i}"))).encode()
+        headers = {**P.signed_headers("github", secret("PB_TEST_GITHUB_SECRET"), body),
+                   "Connection": "close"}
+        response = requests.post(base + "/hooks/gh", data=body, headers=headers, timeout=GENEROUS)
+        assert response.status_code == 202
+    bad = requests.post(base + "/hooks/gh", data=b"{}", headers={"X-Hub-Signature-256": "sha256=00"},
+                        timeout=GENEROUS)
+    assert bad.status_code == 401
+    for _ in range(6):  # every worker that answers the scrape sees the same totals
+        after = deliveries(requests.get(base + "/metrics", headers={"Connection": "close"},
+                                        timeout=GENEROUS).text)
+        accepted = (after.get("queued", 0) + after.get("coalesced", 0)
+                    - before.get("queued", 0) - before.get("coalesced", 0))
+        assert accepted == 24
+        assert after.get("unauthorized", 0) - before.get("unauthorized", 0) == 1
+    lines = [json.loads(l) for l in log.read_text().splitlines() if l.startswith("{")]
+    workers_logged = {l.get("delivery") for l in lines if l.get("status") == 202}
+    assert len(workers_logged) == 24  # one structured line per delivery, each with its id
+
+
+def _raw_request(port: int, head: bytes, body_parts: list[bytes]) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=GENEROUS) as sock:
+        sock.sendall(head)
+        for part in body_parts:
+            try:
+                sock.sendall(part)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        # The request is NOT finished (no terminating chunk / short body): the
+        # answer must come anyway.
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+
+def test_announced_oversized_body_is_refused_before_it_is_sent(web):
+    _, port, _ = web
+    head = (b"POST /hooks/gh HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 50000000\r\n\r\n")
+    answer = _raw_request(port, head, [])
+    assert answer.startswith(b"HTTP/1.1 413")
+
+
+def test_chunked_oversized_body_is_refused_without_reading_the_rest(web):
+    _, port, _ = web
+    head = (b"POST /hooks/gh HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    chunk = b"x" * (CAP * 2)
+    answer = _raw_request(port, head, [b"%x\r\n" % len(chunk) + chunk + b"\r\n"])
+    assert answer.startswith(b"HTTP/1.1 413")
+
+
+def test_chunked_body_under_the_cap_is_read(web):
+    base, port, _ = web
+    body = json.dumps(P.github_push(after=P.sha("chunked"))).encode()
+    assert len(body) < CAP
+    headers = P.signed_headers("github", secret("PB_TEST_GITHUB_SECRET"), body)
+
+    def chunks():
+        for i in range(0, len(body), 500):
+            yield body[i:i + 500]
+
+    response = requests.post(base + "/hooks/gh", data=chunks(), headers=headers, timeout=GENEROUS)
+    assert response.status_code == 202, response.text

@@ -1,0 +1,273 @@
+"""``POST /hooks/<name>`` end to end through Flask, against a real Redis.
+
+Each provider is driven with payloads shaped like its documented push
+event; the answers follow the table of issue 3.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from rq import Queue
+
+from pullbridge import keys
+from tests.webhook import payloads as P
+from tests.webhook.conftest import secret
+from tests.webhook.helpers import PROVIDER_CASES, post, sync_jobs
+
+@pytest.mark.parametrize("name", sorted(PROVIDER_CASES))
+def test_verified_push_is_queued(client, redis_conn, name):
+    after = P.sha(f"push-{name}")
+    response = post(client, name, PROVIDER_CASES[name][2](after=after))
+    assert response.status_code == 202, response.json
+    body = response.json
+    assert body["status"] == "queued" and body["repo"] == name
+    assert body["ref"] == "refs/heads/main" and body["sha"] == after
+    assert sync_jobs(redis_conn) == [body["job_id"]]
+    job = Queue(keys.SYNC_QUEUE, connection=redis_conn).fetch_job(body["job_id"])
+    assert job.func_name == keys.SYNC_JOB and job.args == (name,)
+    assert job.kwargs == {"reason": "push", "delivery": body["delivery"]}
+    assert [m.decode() for m in redis_conn.zrange(keys.wanted(name), 0, -1)] == [after]
+
+
+@pytest.mark.parametrize("name", sorted(PROVIDER_CASES))
+def test_wrong_or_missing_signature_is_401_without_redis(client, redis_conn, name, monkeypatch):
+    provider, env, factory = PROVIDER_CASES[name]
+    body = json.dumps(factory()).encode()
+    good = P.signed_headers(provider, secret(env), body)
+    wrong = P.signed_headers(provider, b"not-the-secret", body)
+    if name == "gl-signed":
+        wrong = P.signed_headers(provider, b"whsec_" + b"QUJD" * 8, body)
+    unsigned = {k: v for k, v in good.items()
+                if k.lower() not in ("x-hub-signature-256", "x-hub-signature", "x-gitlab-token",
+                                     "x-gitea-signature", "x-signature", "webhook-signature")}
+    import webhook.intake
+
+    def no_json(*a, **k):
+        raise AssertionError("JSON parsed before the signature was checked")
+
+    def no_redis(*a, **k):
+        raise AssertionError("Redis called before the signature was checked")
+
+    monkeypatch.setattr(webhook.intake, "json_loads", no_json)
+    monkeypatch.setattr(webhook.intake, "request_sync", no_redis)
+    for headers in (wrong, unsigned):
+        response = client.post(f"/hooks/{name}", data=body, headers=headers)
+        assert response.status_code == 401
+        assert response.json["error"] == "unauthorized"
+    if name != "gl":  # a GitLab token does not sign the body; everything else does
+        response = client.post(f"/hooks/{name}", data=body + b" ", headers=good)  # tampered body
+        assert response.status_code == 401
+    assert sync_jobs(redis_conn) == []
+
+
+def test_401_needs_no_redis_at_all(config):
+    from webhook import create_app
+
+    app = create_app(config, redis_url="redis://127.0.0.1:1/0")  # nothing listens there
+    body = json.dumps(P.github_push()).encode()
+    response = app.test_client().post("/hooks/gh", data=body, headers=P.signed_headers(
+        "github", b"wrong", body))
+    assert response.status_code == 401
+
+
+def test_unknown_repo_is_404(client):
+    response = client.post("/hooks/nope", data=b"{}")
+    assert response.status_code == 404 and response.json["error"] == "unknown_repo"
+
+
+IGNORED = [
+    ("gh", dict(event="ping"), {"zen": "hi", "hook_id": 1, "repository": {"full_name": "octo-org/deploy"}},
+     "ping"),
+    ("gh", {}, P.github_push(ref="refs/tags/v1.0.0"), "tag push"),
+    ("gh", {}, P.github_push(deleted=True), "was deleted"),
+    ("gh", {}, P.github_push(ref="refs/heads/feature"), "not the tracked branch"),
+    ("gh", dict(event="issues"), {"action": "opened", "repository": {"full_name": "octo-org/deploy"}},
+     "not tracked"),
+    ("gh-paths", {}, P.github_push(modified=["src/main.py", "README.md"]), "path filters"),
+    ("gl", dict(event="Tag Push Hook"), P.gitlab_push(ref="refs/tags/v1", tag=True), "tag push"),
+    ("gl", {}, P.gitlab_push(deleted=True), "was deleted"),
+    ("gl", {}, P.gitlab_push(ref="refs/heads/dev"), "not the tracked branch"),
+    ("bbs", dict(event="diagnostics:ping"), {"test": True}, "ping"),
+    ("bbs", {}, P.bitbucket_push(change_type="DELETE"), "was deleted"),
+    ("generic", dict(event="ping"), {}, "ping"),
+]
+
+
+@pytest.mark.parametrize("name,kw,payload,reason", IGNORED,
+                         ids=[f"{c[0]}-{c[3].split()[0]}-{i}" for i, c in enumerate(IGNORED)])
+def test_untracked_deliveries_say_why(client, redis_conn, name, kw, payload, reason):
+    provider = {"gh-paths": "github"}.get(name, PROVIDER_CASES.get(name, ("github",))[0])
+    env = PROVIDER_CASES.get(name, (None, "PB_TEST_GITHUB_SECRET"))[1]
+    response = post(client, name, payload, provider=provider, secret_env=env, **kw)
+    assert response.status_code == 200, response.json
+    assert response.json["status"] == "ignored"
+    assert reason in response.json["reason"]
+    assert sync_jobs(redis_conn) == []
+
+
+def test_path_filter_lets_matching_and_unknown_pushes_through(client, redis_conn):
+    ok = post(client, "gh-paths", P.github_push(modified=["deploy/x.yaml"]),
+              provider="github", secret_env="PB_TEST_GITHUB_SECRET")
+    assert ok.status_code == 202
+    forced = post(client, "gh-paths", P.github_push(modified=["src/x"], forced=True),
+                  provider="github", secret_env="PB_TEST_GITHUB_SECRET")
+    assert forced.status_code == 202  # a force push does not list every changed file
+
+
+@pytest.mark.parametrize("name,payload,field", [
+    ("gh", {"ref": "refs/heads/main", "repository": {"full_name": "octo-org/deploy"}}, "after"),
+    ("gh", {**P.github_push(), "after": "not-a-sha"}, "after"),
+    ("gl", {**P.gitlab_push(), "project": {}}, "project.path_with_namespace"),
+    ("bbs", {**P.bitbucket_push(), "changes": "x"}, "changes"),
+    ("generic", {"after": P.sha(1)}, "ref"),
+])
+def test_missing_fields_are_400_naming_the_field(client, redis_conn, name, payload, field):
+    response = post(client, name, payload)
+    assert response.status_code == 400
+    assert response.json["field"] == field and field in response.json["message"]
+    assert sync_jobs(redis_conn) == []
+
+
+def test_signed_non_json_is_400(client):
+    response = post(client, "gh", None, body=b"\xff not json")
+    assert response.status_code == 400 and response.json["field"] == "body"
+
+
+def test_malformed_delivery_id_is_400(client):
+    for bad in ("a b", "x" * 201, "<script>"):
+        response = post(client, "gh", P.github_push(), delivery=bad)
+        assert response.status_code == 400 and response.json["field"] == "delivery"
+
+
+def test_repository_must_match_configuration(client, redis_conn):
+    response = post(client, "gh", P.github_push(full_name="evil/other"))
+    assert response.status_code == 403 and response.json["error"] == "repository_mismatch"
+    same_but_case = post(client, "gh", P.github_push(full_name="Octo-Org/Deploy"))
+    assert same_but_case.status_code == 202
+    response = post(client, "gl", P.gitlab_push(path="other/project"))
+    assert response.status_code == 403
+    # no repository configured: anything goes
+    assert post(client, "gh-open", P.github_push(full_name="any/thing"), provider="github",
+                secret_env="PB_TEST_GITHUB_SECRET").status_code == 202
+
+
+def test_body_over_the_cap_is_413(client, config):
+    cap = config.server.max_body_bytes
+    payload = P.github_push(pad_to=cap + 1000)
+    response = post(client, "gh", payload)
+    assert response.status_code == 413 and response.json["limit"] == cap
+
+
+def test_chunked_body_over_the_cap_is_413_without_reading_the_rest(app, config):
+    cap = config.server.max_body_bytes
+
+    class Endless(io.RawIOBase):
+        served = 0
+
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            n = len(buffer)
+            buffer[:n] = b"x" * n
+            Endless.served += n
+            return n
+
+    environ = {"wsgi.input": Endless(), "wsgi.input_terminated": True, "CONTENT_LENGTH": ""}
+    response = app.test_client().post("/hooks/gh", environ_overrides=environ,
+                                      headers={"Transfer-Encoding": "chunked"})
+    assert response.status_code == 413
+    assert Endless.served <= cap + 64 * 1024
+
+
+def test_pending_status_is_queued_with_the_sync(client, redis_conn):
+    response = post(client, "gh-status", P.github_push(after=P.sha("st")), provider="github",
+                    secret_env="PB_TEST_GITHUB_SECRET")
+    assert response.status_code == 202 and response.json["commit_status"] == "pending queued"
+    status_jobs = Queue(keys.STATUS_QUEUE, connection=redis_conn).jobs
+    assert [j.args[:3] for j in status_jobs] == [("gh-status", P.sha("st"), "pending")]
+    assert status_jobs[0].args[4] == response.json["job_id"]
+
+
+def test_pending_status_failure_never_turns_a_queued_sync_into_an_error(client, redis_conn, monkeypatch):
+    import redis as redis_lib
+    import worker.status
+
+    def broken(*a, **k):
+        raise redis_lib.ConnectionError("gone")
+
+    monkeypatch.setattr(worker.status, "enqueue_status", broken)
+    response = post(client, "gh-status", P.github_push(), provider="github",
+                    secret_env="PB_TEST_GITHUB_SECRET")
+    assert response.status_code == 202 and response.json["commit_status"] == "not queued"
+    assert len(sync_jobs(redis_conn)) == 1
+
+
+def test_health_ready_and_metrics(client):
+    assert client.get("/healthz").json == {"status": "ok"}
+    assert client.get("/readyz").json == {"status": "ok", "redis": "ok"}
+    post(client, "gh", P.github_push())
+    client.post("/hooks/gh", data=b"{}", headers={"X-GitHub-Event": "push"})
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'pullbridge_webhook_deliveries_total{outcome="queued",provider="github"}' in text
+    assert 'pullbridge_webhook_deliveries_total{outcome="unauthorized",provider="github"}' in text
+    assert "pullbridge_webhook_intake_seconds_bucket" in text
+    assert "pullbridge_metrics_redis_up 1.0" in text  # the workers' Redis-backed metrics follow
+
+
+def test_logs_are_json_with_the_delivery_id_and_no_secrets(client, capfd):
+    import webhook.hooks
+
+    webhook.hooks._noise.clear()
+    post(client, "gl", P.gitlab_push(), delivery="log-me")
+    body = json.dumps(P.gitlab_push()).encode()
+    client.post("/hooks/gl", data=body, headers={"X-Gitlab-Event": "Push Hook",
+                                                 "X-Gitlab-Token": "guess-" + "x" * 10})
+    err = capfd.readouterr().err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    delivered = [entry for entry in lines if entry.get("delivery") == "log-me"]
+    assert delivered and delivered[0]["outcome"] == "queued" and delivered[0]["repo"] == "gl"
+    assert any(entry.get("outcome") == "unauthorized" for entry in lines)
+    assert "gl-token" not in err and "guess-" not in err
+
+
+def test_create_app_reads_the_configuration_named_in_the_environment(tmp_path, monkeypatch, redis_conn):
+    from webhook import create_app
+
+    path = tmp_path / "pullbridge.yaml"
+    path.write_text("repos:\n  - {name: from-env, url: 'file:///srv/git/x.git', provider: generic,"
+                    " secret_env: PB_TEST_GENERIC_SECRET}\n")
+    kwargs = redis_conn.connection_pool.connection_kwargs
+    monkeypatch.setenv("PULLBRIDGE_CONFIG", str(path))
+    monkeypatch.setenv("REDIS_URL", f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs['db']}")
+    app = create_app()
+    response = post(app.test_client(), "from-env", P.generic_push(repository=None), provider="generic",
+                    secret_env="PB_TEST_GENERIC_SECRET")
+    assert response.status_code == 202
+    assert sync_jobs(redis_conn) == [response.json["job_id"]]
+
+
+def test_unexpected_methods_answer_json(client):
+    response = client.get("/hooks/gh")
+    assert response.status_code == 405 and response.json["error"]
+
+
+def test_unauthenticated_noise_is_logged_at_most_once_a_second(client, capfd):
+    import webhook.hooks
+
+    webhook.hooks._noise.clear()
+    capfd.readouterr()
+    for _ in range(5):
+        assert client.post("/hooks/gh", data=b"{}").status_code == 401
+    lines = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
+    assert [l["left_out"] for l in lines if l.get("status") == 401] == [0]
+    last, left_out = webhook.hooks._noise["gh"]
+    webhook.hooks._noise["gh"] = (last - 2 * webhook.hooks.NOISE_LOG_INTERVAL, left_out)  # a while later
+    assert client.post("/hooks/gh", data=b"{}").status_code == 401
+    lines = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
+    assert [l["left_out"] for l in lines if l.get("status") == 401] == [4]
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'outcome="unauthorized",provider="github"}' in text  # every one is still counted

@@ -1,0 +1,185 @@
+"""Periodic reconcile on the real stack: drift reverted, recorded, reported, ignored; suspend."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from rq import Queue
+
+from pullbridge import keys
+from pullbridge.cli import main as cli_main
+from pullbridge.config import load_config
+
+from tests.worker.drift_support import counters, drift_record, kubectl, replicas, run_reconcile
+from tests.worker.sync_manifests import app_files, cm_value, deployment
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture
+def synced(harness, git_repo):
+    """The demo app synced once (Deployment fluxdemo at 1 replica)."""
+    repo = git_repo("drift")
+    repo.commit_and_push("v1", app_files("1.0"))
+    harness.configure(repo, interval="10s")
+    assert harness.sync(None)["result"] == "success"
+    harness.git = repo
+    return harness
+
+
+def with_alerts(harness, monkeypatch) -> None:
+    """Add a JSON-webhook alert destination to the harness's config (alerts are queued, not sent here)."""
+    monkeypatch.setenv("PB_TEST_ALERT_URL", "http://127.0.0.1:9/alerts")
+    data = json.loads(harness.config_path.read_text())
+    data["alerts"] = [{"kind": "webhook", "url_env": "PB_TEST_ALERT_URL", "events": ["drift_corrected"]}]
+    harness.config_path.write_text(json.dumps(data))
+    harness.config = load_config(harness.config_path)
+
+
+def test_kubectl_scale_is_reverted_and_recorded(synced, stack, namespace, monkeypatch):
+    with_alerts(synced, monkeypatch)
+    kubectl(stack, "scale", "deployment/fluxdemo", "--replicas=4", "-n", namespace)
+    assert replicas(stack, namespace) == 4
+    result = run_reconcile(synced)
+    assert result["result"] == "drift corrected" and result["corrected"] == 1
+    assert replicas(stack, namespace) == 1
+    record = drift_record(synced)
+    [entry] = record["drift_entries"]
+    assert entry["object"] == f"Deployment/{namespace}/fluxdemo"
+    assert (entry["field"], entry["live"], entry["declared"], entry["corrected"]) == ("spec.replicas", 4, 1, True)
+    assert entry["manager"].startswith("kubectl") and entry["subresource"] == "scale"
+    assert entry["operation"] == "Update"  # no time: the API server records none for /scale updates
+    assert {"object": f"Deployment/{namespace}/fluxdemo", "action": "configured",
+            "source": "deploy/app.yaml, doc 2"} in record["changes"]
+    summary = synced.history()[0]
+    assert summary["drift"] == {"objects": 1, "fields": 1, "corrected": 1}
+    assert summary["sha"] == synced.state()["applied_sha"]
+    assert counters(synced)["drift_found|app|"] == 1 and counters(synced)["drift_corrected|app|"] == 1
+    [alert_job] = Queue(keys.STATUS_QUEUE, connection=synced.conn).jobs
+    alert = alert_job.args[1]
+    assert (alert["event"], alert["sync_id"]) == ("drift_corrected", record["id"])
+    assert "spec.replicas: live 4 declared 1" in alert["summary"]
+    # Nothing drifted any more: the next interval only records the check.
+    assert run_reconcile(synced)["result"] == "in sync"
+    assert synced.state()["last_check_result"].startswith("in sync")
+
+
+def test_deleted_object_is_recreated(synced, stack, namespace, kube):
+    cached = Path(os.environ["PULLBRIDGE_CACHE_DIR"]) / "app.rendered"
+    assert [p.name for p in cached.glob("*.json")] == [f"{synced.state()['applied_sha']}-_.json"], \
+        "the sync leaves its rendered objects for the drift scan"
+    kubectl(stack, "delete", "configmap", "settings", "-n", namespace)
+    result = run_reconcile(synced)
+    assert result["corrected"] == 1
+    assert cm_value(kube, namespace, "settings") == "a"
+    [entry] = drift_record(synced)["drift_entries"]
+    assert (entry["object"], entry["field"], entry["live"], entry["corrected"]) == \
+        (f"ConfigMap/{namespace}/settings", "(object)", None, True)
+
+
+def test_edited_configmap_is_restored(synced, stack, namespace, kube):
+    kubectl(stack, "patch", "configmap", "nginx-conf", "-n", namespace, "--type=merge",
+            "-p", json.dumps({"data": {"value": "hacked", "extra": "kept"}}))
+    run_reconcile(synced)
+    assert cm_value(kube, namespace, "nginx-conf") == "1.0"
+    [entry] = drift_record(synced)["drift_entries"]
+    assert (entry["field"], entry["live"], entry["declared"]) == ("data.value", "hacked", "1.0")
+    assert entry["manager"].startswith("kubectl")
+
+
+def test_report_mode_leaves_drift_in_place_but_records_it(synced, stack, namespace):
+    synced.configure(synced.git, interval="10s", mode="report")
+    kubectl(stack, "scale", "deployment/fluxdemo", "--replicas=3", "-n", namespace)
+    result = run_reconcile(synced)
+    assert result["result"] == "drift reported" and result["corrected"] == 0
+    assert replicas(stack, namespace) == 3
+    record = drift_record(synced)
+    assert record["dry_run"] is True
+    assert [(e["field"], e["live"], e["declared"], e["corrected"]) for e in record["drift_entries"]] == \
+        [("spec.replicas", 3, 1, False)]
+    assert counters(synced)["drift_corrected|app|"] == 0
+
+
+def test_ignored_fields_are_neither_applied_nor_corrected(harness, git_repo, stack, namespace):
+    repo = git_repo("ignore")
+    annotated = deployment("fluxdemo", "1.0", replicas=2).replace(
+        "  name: fluxdemo\n", "  name: fluxdemo\n  annotations:\n"
+        "    pullbridge.io/ignore-fields: \"spec.replicas\"\n", 1)
+    repo.commit_and_push("v1", {"deploy/app.yaml": annotated})
+    harness.configure(repo, interval="10s")
+    assert harness.sync(None)["result"] == "success"
+    live = json.loads(kubectl(stack, "get", "deployment", "fluxdemo", "-n", namespace, "-o", "json",
+                              "--show-managed-fields"))
+    ours = [m for m in live["metadata"]["managedFields"] if m["manager"] == "pullbridge"]
+    assert ours and all("f:replicas" not in m["fieldsV1"].get("f:spec", {}) for m in ours)
+    kubectl(stack, "scale", "deployment/fluxdemo", "--replicas=5", "-n", namespace)
+    assert run_reconcile(harness)["result"] == "in sync"
+    assert replicas(stack, namespace) == 5
+    # A new commit is applied without touching the replicas either.
+    repo.commit_and_push("v2", {"deploy/app.yaml": annotated.replace('"1.0"', '"2.0"')})
+    assert harness.sync(None)["result"] == "success"
+    assert replicas(stack, namespace) == 5
+
+
+def test_duplicate_runs_in_one_interval_do_nothing(synced, stack, namespace):
+    assert run_reconcile(synced)["result"] == "in sync"
+    kubectl(stack, "scale", "deployment/fluxdemo", "--replicas=2", "-n", namespace)
+    assert run_reconcile(synced, next_interval=False)["result"] == "duplicate"
+    assert replicas(stack, namespace) == 2
+
+
+def test_suspend_stops_syncs_and_corrections(synced, stack, namespace, kube, capsys):
+    assert cli_main(["suspend", "nope"]) == 2
+    assert "no repository named 'nope'" in capsys.readouterr().err
+    assert cli_main(["suspend", "app"]) == 0
+    assert "suspended" in capsys.readouterr().out
+    assert synced.state()["suspended"] == "1"
+    sha2 = synced.git.commit_and_push("v2", app_files("2.0"))
+    skipped = synced.sync(sha2)
+    assert skipped["result"] == "skipped" and "skipped: suspended" in skipped["notes"]
+    assert cm_value(kube, namespace, "nginx-conf") == "1.0"
+    assert synced.conn.zscore(keys.wanted("app"), sha2) is not None, "the wanted commit is kept"
+    kubectl(stack, "scale", "deployment/fluxdemo", "--replicas=4", "-n", namespace)
+    assert run_reconcile(synced)["result"] == "suspended"
+    assert synced.state()["last_check_result"].startswith("suspended")
+    assert replicas(stack, namespace) == 4
+    assert cli_main(["resume", "app"]) == 0
+    assert "sync" in capsys.readouterr().out
+    synced.work()
+    assert synced.state()["applied_sha"] == sha2 and synced.state()["suspended"] == "0"
+    assert cm_value(kube, namespace, "nginx-conf") == "2.0"
+    assert replicas(stack, namespace) == 1  # the sync re-applied the Deployment's declared fields
+
+
+def test_server_normalisation_is_not_drift(harness, git_repo, stack, namespace, tmp_path):
+    """Objects Pullbridge never applied (report mode): a dry-run shows 0.1 CPU is stored as 100m."""
+    manifest = deployment("fluxdemo", "1.0").replace(
+        "          image: nginx:1.27\n",
+        "          image: nginx:1.27\n          resources:\n            requests: {cpu: \"0.1\", memory: 0.5Gi}\n", 1)
+    (tmp_path / "app.yaml").write_text(manifest)
+    kubectl(stack, "apply", "--server-side", "--field-manager=someone-else", "-n", namespace,
+            "-f", str(tmp_path / "app.yaml"))
+    repo = git_repo("normalised")
+    repo.commit_and_push("v1", {"deploy/app.yaml": manifest})
+    harness.configure(repo, interval="10s", mode="report")
+    assert run_reconcile(harness)["result"] == "in sync"
+    kubectl(stack, "scale", "deployment/fluxdemo", "--replicas=2", "-n", namespace)
+    assert run_reconcile(harness)["result"] == "drift reported"
+    assert [e["field"] for e in drift_record(harness)["drift_entries"]] == ["spec.replicas"]
+
+
+def test_malformed_ignore_annotation_fails_the_sync_clearly(harness, git_repo, kube, namespace):
+    repo = git_repo("badignore")
+    bad = deployment("fluxdemo", "1.0").replace(
+        "  name: fluxdemo\n", "  name: fluxdemo\n  annotations:\n    pullbridge.io/ignore-fields: \"spec..replicas\"\n", 1)
+    repo.commit_and_push("v1", {"deploy/app.yaml": bad, "deploy/cm.yaml": "apiVersion: v1\nkind: ConfigMap\n"
+                                "metadata:\n  name: settings\ndata:\n  value: \"a\"\n"})
+    harness.configure(repo, interval="10s")
+    result = harness.sync(None)
+    assert result["result"] == "failure"
+    assert "Deployment/fluxdemo (deploy/app.yaml, doc 1)" in result["error"]
+    assert "pullbridge.io/ignore-fields" in result["error"]
+    assert cm_value(kube, namespace, "settings") is None, "nothing applied"

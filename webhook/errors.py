@@ -1,0 +1,83 @@
+"""Every way a request to the receiver can fail, as a typed exception with
+its HTTP status, in one place.
+
+Why: the view code raises what went wrong (``Unauthorized``,
+``BadPayload("after", ...)``) and ``error_response`` turns it into a JSON
+answer (used by the app's error handler, and directly by the hook view so
+the hot 401 path skips Flask's exception dispatch).  Messages are written for the sender and never contain a
+secret, a signature or a payload excerpt.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import Response
+
+
+class HookError(Exception):
+    status = 500
+    code = "error"
+    headers: dict[str, str] = {}
+
+    def __init__(self, message: str, **details):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def body(self) -> dict:
+        return {"error": self.code, "message": self.message, **self.details}
+
+
+class BadPayload(HookError):
+    """Signature valid, but the body is not JSON or lacks a field (named in ``field``)."""
+
+    status = 400
+    code = "bad_payload"
+
+
+class Unauthorized(HookError):
+    status = 401
+    code = "unauthorized"
+
+
+class RepositoryMismatch(HookError):
+    """Signed by our secret but about another repository: a misrouted webhook."""
+
+    status = 403
+    code = "repository_mismatch"
+
+
+class UnknownRepo(HookError):
+    status = 404
+    code = "unknown_repo"
+
+
+class PayloadTooLarge(HookError):
+    """The body is over ``server.max_body_bytes``; the rest of it is not read."""
+
+    status = 413
+    code = "payload_too_large"
+    headers = {"Connection": "close"}
+
+
+class Misconfigured(HookError):
+    """Our side is wrong (e.g. the repo's secret cannot be read); the sender should retry later."""
+
+    status = 500
+    code = "misconfigured"
+
+
+class Unavailable(HookError):
+    """Redis cannot take the request durably: nothing was acknowledged, retry later."""
+
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, retry_after: int = 5, **details):
+        super().__init__(message, **details)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+def error_response(exc: HookError) -> Response:
+    return Response(json.dumps(exc.body()), exc.status, headers=exc.headers, mimetype="application/json")

@@ -1,0 +1,210 @@
+"""``POST /hooks/<name>``: from raw request to a durably queued sync, or a clear no.
+
+Why it exists: this is the receiver's one hot path, and its order is the
+security and durability argument, so it reads top to bottom:
+
+1. a ``Content-Length`` over ``server.max_body_bytes`` is answered 413
+   before reading anything; a body without one (chunked) is read only up to
+   the cap plus one byte;
+2. the repository is looked up by the name in the URL (404);
+3. the signature or token is checked on the raw bytes (401: no JSON
+   parsing, no Redis call);
+4. only then is the JSON parsed and turned into a ``PushEvent`` (400 naming
+   the field);
+5. ping, untracked events, tags, branch deletions, other branches and pushes
+   that touch no filtered path are answered 200 with the reason;
+6. the delivery id is claimed and the sha recorded and the sync queued in
+   *one* Redis transaction (``pullbridge.queueing.request_sync``): if Redis
+   fails, nothing was claimed, the answer is 503 with Retry-After and the
+   host's retry is taken as new;
+7. once queued, a ``pending`` commit status is enqueued as a separate,
+   best-effort step: the sync is already durable, so a failure there is
+   logged and reported in the answer (``"status": "not queued"``) but never
+   turns the 202 into an error that would make the host redeliver.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from pullbridge import keys
+from pullbridge.config import Config, ConfigError, RepoConfig
+from pullbridge.queueing import request_sync
+from webhook import errors
+from webhook.events import DELIVERY_RE, PayloadError, PushEvent, same_repository, touches
+from webhook.providers import provider as provider_module
+
+SECRET_CACHE_SECONDS = 30.0  # a rotated secret_file is picked up within this
+READ_CHUNK = 64 * 1024
+json_loads = json.loads  # one name, so a test can prove it is not reached before verification
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict
+    outcome: str
+    log: dict = field(default_factory=dict)
+
+
+def read_body(environ, cap: int) -> bytes:
+    """The request body, never more than ``cap`` bytes read; PayloadTooLarge past it."""
+    raw_length = environ.get("CONTENT_LENGTH") or ""
+    stream = environ["wsgi.input"]
+    if raw_length.strip():
+        if not raw_length.strip().isdigit():
+            raise errors.BadPayload("Content-Length is not a number", field="Content-Length")
+        length = int(raw_length)
+        if length > cap:
+            raise errors.PayloadTooLarge(f"body is over the {cap} byte limit", limit=cap)
+        limit = length
+    elif environ.get("wsgi.input_terminated"):
+        limit = cap + 1  # chunked: read one byte past the cap to know it is over
+    else:
+        return b""
+    chunks, got = [], 0
+    while got < limit:
+        chunk = stream.read(min(READ_CHUNK, limit - got))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    if got > cap:
+        raise errors.PayloadTooLarge(f"body is over the {cap} byte limit", limit=cap)
+    return b"".join(chunks)
+
+
+def content_length_over(environ, cap: int) -> bool:
+    raw = (environ.get("CONTENT_LENGTH") or "").strip()
+    return raw.isdigit() and int(raw) > cap
+
+
+class Intake:
+    """The receiver's state: configuration, one Redis client (pooled) and a secret cache."""
+
+    def __init__(self, config: Config, conn: Redis, logger: logging.Logger):
+        self.config = config
+        self.conn = conn
+        self.logger = logger
+        self._secrets: dict[str, tuple[bytes, float]] = {}
+        self._lock = threading.Lock()
+
+    def secret(self, repo: RepoConfig) -> bytes:
+        now = time.monotonic()
+        cached = self._secrets.get(repo.name)
+        if cached and now - cached[1] < SECRET_CACHE_SECONDS:
+            return cached[0]
+        try:
+            value = repo.secret.value()
+        except ConfigError as exc:
+            raise errors.Misconfigured(
+                f"the webhook secret of {repo.name} cannot be read ({repo.secret.describe()})") from exc
+        if not value:
+            raise errors.Misconfigured(f"the webhook secret of {repo.name} is empty")
+        with self._lock:
+            self._secrets[repo.name] = (value, now)
+        return value
+
+    def receive(self, name: str, environ, headers, log: dict) -> Answer:
+        cap = self.config.server.max_body_bytes
+        if content_length_over(environ, cap):
+            raise errors.PayloadTooLarge(f"body is over the {cap} byte limit", limit=cap)
+        repo = self.config.repo(name)
+        if repo is None:
+            raise errors.UnknownRepo(f"no repository named {name!r} is configured")
+        log["repo"] = repo.name
+        log["provider"] = repo.provider
+        body = read_body(environ, cap)
+        host = provider_module(repo.provider)
+        if not host.verify(headers, body, self.secret(repo),
+                           tolerance=self.config.server.signature_tolerance):
+            claimed = host.delivery_id(headers)  # unverified: logged only when well-formed
+            if claimed and DELIVERY_RE.match(claimed):
+                log["delivery"] = claimed
+            raise errors.Unauthorized("signature or token missing or wrong")
+        event = self._parse(host, headers, body, repo)
+        delivery = self._delivery(event, body)
+        log.update(delivery=delivery, event=event.event, ref=event.ref, sha=event.after)
+
+        ignored = self._why_ignored(repo, event)
+        if ignored:
+            outcome, reason = ignored
+            return Answer(200, {"status": "ignored", "reason": reason, "repo": repo.name,
+                                "delivery": delivery}, outcome, {"reason": reason})
+        try:
+            request = request_sync(self.conn, self.config, repo, event.after, reason="push",
+                                   delivery=delivery, dedup_key=keys.delivery(repo.name, delivery),
+                                   dedup_ttl=self.config.server.dedup_ttl)
+        except RedisError as exc:
+            raise errors.Unavailable("the queue is unreachable; nothing was accepted, retry later",
+                                     retry_after=5) from exc
+        log["job_id"] = request.job_id
+        body_out = {"repo": repo.name, "ref": event.ref, "sha": event.after,
+                    "delivery": delivery, "job_id": request.job_id}
+        if request.duplicate:
+            return Answer(200, {"status": "duplicate", **body_out}, "duplicate")
+        body_out["status"] = "queued"
+        body_out["coalesced"] = not request.new_job
+        body_out["commit_status"] = self._pending_status(repo, event.after, request.job_id, log)
+        return Answer(202, body_out, "coalesced" if not request.new_job else "queued")
+
+    def _parse(self, host, headers, body: bytes, repo: RepoConfig) -> PushEvent:
+        try:
+            payload = json_loads(body)
+        except (ValueError, RecursionError):
+            raise errors.BadPayload("body is not valid JSON", field="body") from None
+        try:
+            return host.parse(headers, payload, branch=repo.branch, with_paths=bool(repo.paths))
+        except PayloadError as exc:
+            raise errors.BadPayload(str(exc), field=exc.field) from None
+        except RecursionError:
+            raise errors.BadPayload("body is nested too deeply", field="body") from None
+
+    @staticmethod
+    def _delivery(event: PushEvent, body: bytes) -> str:
+        if event.delivery is None:
+            # No id from the host: the body itself identifies a redelivery.
+            return "body-" + hashlib.sha256(body).hexdigest()[:32]
+        if not DELIVERY_RE.match(event.delivery):
+            raise errors.BadPayload("delivery id header is malformed", field="delivery")
+        return event.delivery
+
+    @staticmethod
+    def _why_ignored(repo: RepoConfig, event: PushEvent) -> tuple[str, str] | None:
+        if event.repository is not None and not same_repository(event.repository, repo.repository):
+            raise errors.RepositoryMismatch(
+                f"payload is about {event.repository!r}, this hook serves {repo.repository!r}",
+                field="repository")
+        if event.event == "ping":
+            return "ping", "ping: the hook is reachable and the signature is valid"
+        if event.event not in repo.events:
+            return "ignored", f"event {event.event!r} is not tracked"
+        if event.is_tag_push:
+            return "ignored", f"tag push ({event.tag}): only branch {repo.branch!r} is tracked"
+        if event.branch != repo.branch:
+            return "ignored", f"ref {event.ref!r} is not the tracked branch {repo.branch!r}"
+        if event.deleted:
+            return "ignored", f"branch {repo.branch!r} was deleted; nothing to sync"
+        if not touches(event.paths, repo.paths):
+            return "ignored", "no changed file matches the repository's path filters"
+        return None
+
+    def _pending_status(self, repo: RepoConfig, sha: str, job_id: str, log: dict) -> str:
+        if not repo.status:
+            return "not configured"
+        from worker.status import enqueue_status  # the worker package is optional at import time
+        try:
+            enqueue_status(self.conn, self.config, repo, sha, "pending", "sync queued", sync_id=job_id)
+            return "pending queued"
+        except Exception as exc:  # the sync is durable; never turn that into a retry
+            self.logger.warning("pending commit status not queued", extra={
+                **log, "error": type(exc).__name__})
+            return "not queued"

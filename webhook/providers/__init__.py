@@ -1,0 +1,38 @@
+"""One module per git host: how its webhooks are verified and how its push
+payload reads.
+
+Every provider module offers the same pure functions (no Flask, no Redis):
+
+- ``verify(headers, body, secret, *, tolerance=300.0, now=None) -> bool``:
+  checks the signature or token on the raw body bytes, constant-time.
+- ``delivery_id(headers) -> str | None``: the host's id for this delivery
+  (the same on a redelivery), used for deduplication.
+- ``parse(headers, payload, *, branch=None, with_paths=True) -> PushEvent``:
+  the JSON payload (already decoded) in provider-neutral words; raises
+  ``PayloadError`` naming the missing or malformed field.  ``branch`` picks
+  the change to report when a payload lists several refs (Bitbucket);
+  ``with_paths=False`` skips collecting changed paths (``paths`` is None),
+  for repositories without path filters: the hot path need not walk every
+  commit.
+
+Why a registry: the receiver looks a provider up by the name in the
+configuration (``bitbucket-server`` maps to ``bitbucket_server``).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from webhook.providers import bitbucket_server, generic, gitea, github, gitlab
+
+PROVIDERS: dict[str, ModuleType] = {
+    "github": github,
+    "gitlab": gitlab,
+    "gitea": gitea,
+    "bitbucket-server": bitbucket_server,
+    "generic": generic,
+}
+
+
+def provider(name: str) -> ModuleType:
+    return PROVIDERS[name]

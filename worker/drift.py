@@ -1,0 +1,351 @@
+"""Cluster drift: live objects that no longer hold what the applied commit declares.
+
+Why it exists: Git is the source of truth even when someone runs
+``kubectl scale`` or ``kubectl edit``.  A scan compares, for every object the
+last applied commit declares, each *declared* field with the live value at
+the same path (maps by key, lists of named items by ``name``, other lists by
+position).  Fields the object excludes with ``pullbridge.io/ignore-fields``
+are skipped; fields nobody declared (defaults, other controllers' additions)
+are never drift.  The declared manifest is the reference rather than
+Pullbridge's managedFields because a hand edit takes a field's ownership
+away from Pullbridge: ``kubectl scale`` leaves the ``kubectl`` manager owning
+``spec.replicas``.
+
+Cost: one LIST per kind and namespace and a local comparison.  A difference
+at a field Pullbridge's apply still owns (managedFields) is the server's
+normalisation (``cpu: 0.5`` is stored as ``500m``): with server-side apply
+anyone else who changes a value takes its ownership.  The remaining
+*candidates* get one server-side dry-run each, which confirms the
+difference survives normalisation and defaulting; otherwise it is not drift.  A declared object missing
+from its LIST is drift (deleted).  Each entry names the field, the live and
+declared values, and who changed it when managedFields tell: the manager
+that now owns the field, its operation, subresource and time.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from worker.apply import APPLY_CONTENT_TYPE
+from worker.errors import PermanentError, TemporaryError, cut
+from worker.kube import FIELD_MANAGER, ApiError, Kube, Mapping
+from worker.ownership import Tok, ignored_paths, is_ignored, show_path
+from worker.render import Manifest
+
+MAX_VALUE_CHARS = 200
+SKIPPED_TOP = ("apiVersion", "kind", "status")
+SKIPPED_METADATA = ("name", "namespace")
+
+
+@dataclass
+class DriftEntry:
+    """One drifted field (or a deleted object: ``field`` is ``(object)``)."""
+
+    object: str
+    field: str
+    live: object
+    declared: object
+    source: str = ""
+    manager: str | None = None
+    operation: str | None = None
+    subresource: str | None = None
+    changed_at: str | None = None
+    corrected: bool = False
+
+    def as_dict(self) -> dict:
+        out = {"object": self.object, "field": self.field, "live": _short(self.live),
+               "declared": _short(self.declared), "corrected": self.corrected}
+        for key in ("source", "manager", "operation", "subresource", "changed_at"):
+            if getattr(self, key):
+                out[key] = getattr(self, key)
+        return out
+
+    def describe(self) -> str:
+        who = f" by {self.manager}" + (f" ({self.operation}" + (f" /{self.subresource}" if self.subresource else "")
+                                        + ")" if self.operation else "") if self.manager else ""
+        when = f" at {self.changed_at}" if self.changed_at else ""
+        return f"{self.object} {self.field}: live {json.dumps(self.live)} declared " \
+               f"{json.dumps(self.declared)}{who}{when}"
+
+
+def _short(value):
+    text = json.dumps(value, sort_keys=True)
+    return value if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 3] + "..."
+
+
+@dataclass
+class Target:
+    """A declared object resolved to its API resource."""
+
+    manifest: Manifest
+    obj: dict
+    mapping: Mapping
+    ignored: list = field(default_factory=list)
+
+    @property
+    def namespace(self) -> str | None:
+        return self.obj["metadata"].get("namespace")
+
+    @property
+    def name(self) -> str:
+        return self.obj["metadata"]["name"]
+
+    @property
+    def ref(self) -> str:
+        ns = self.namespace
+        return f"{self.obj['kind']}/{ns}/{self.name}" if ns else f"{self.obj['kind']}/{self.name}"
+
+
+@dataclass
+class ScanResult:
+    entries: list[DriftEntry] = field(default_factory=list)
+    drifted: list[Target] = field(default_factory=list)  # objects to re-apply
+    checked: int = 0
+    candidates: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+# -- comparison ---------------------------------------------------------------
+
+def _same_scalar(a, b) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return a == b
+
+
+def _named(items) -> bool:
+    return all(isinstance(x, dict) and isinstance(x.get("name"), str) for x in items)
+
+
+def differences(declared, live, path=(), ignored=()):
+    """Yield ``(path tokens, declared value, live value)`` for every declared field that differs."""
+    if isinstance(declared, dict):
+        if not isinstance(live, dict):
+            if declared or live is not None:
+                yield path, declared, live
+            return
+        for key, value in declared.items():
+            step = path + (Tok("key", key),)
+            if is_ignored(step, ignored):
+                continue
+            if not path and key in SKIPPED_TOP:
+                continue
+            if path == (Tok("key", "metadata"),) and key in SKIPPED_METADATA:
+                continue
+            if key not in live or live[key] is None:
+                if value not in (None, {}, []):
+                    yield step, value, None
+                continue
+            yield from differences(value, live[key], step, ignored)
+    elif isinstance(declared, list):
+        if not isinstance(live, list):
+            if declared or live is not None:
+                yield path, declared, live
+            return
+        if declared and _named(declared) and _named(live):
+            by_name = {x["name"]: x for x in live}
+            for item in declared:
+                step = path + (Tok("name", item["name"]),)
+                if is_ignored(step, ignored):
+                    continue
+                if item["name"] not in by_name:
+                    yield step, item, None
+                else:
+                    yield from differences(item, by_name[item["name"]], step, ignored)
+        elif len(declared) != len(live):
+            yield path, declared, live
+        else:
+            for i, (d, l) in enumerate(zip(declared, live)):
+                yield from differences(d, l, path + (Tok("index", i),), ignored)
+    elif declared is not None and not _same_scalar(declared, live):
+        yield path, declared, live
+
+
+def value_at(obj, tokens):
+    node = obj
+    for tok in tokens:
+        if isinstance(node, dict) and tok.kind == "key":
+            node = node.get(tok.value)
+        elif isinstance(node, list) and tok.kind == "name":
+            node = next((x for x in node if isinstance(x, dict) and x.get("name") == tok.value), None)
+        elif isinstance(node, list) and tok.kind == "index" and tok.value < len(node):
+            node = node[tok.value]
+        else:
+            return None
+    return node
+
+
+# -- who changed it -------------------------------------------------------------
+
+def _fields_cover(fields, tokens, live) -> bool:
+    """True when a managedFields ``fieldsV1`` set owns the field at ``tokens`` (or a parent of it)."""
+    node, live_node = fields, live
+    for tok in tokens:
+        if not isinstance(node, dict):
+            return False
+        if not node and node is not fields:
+            return True  # owns the whole (atomic) value above this step
+        if tok.kind == "key":
+            node = node.get(f"f:{tok.value}")
+            live_node = live_node.get(tok.value) if isinstance(live_node, dict) else None
+        elif tok.kind == "name":
+            item = value_at(live_node, (tok,)) if isinstance(live_node, list) else None
+            live_node = item
+            node = _match_item(node, item, tok.value)
+        elif tok.kind == "index":
+            node = node.get(f"i:{tok.value}")
+            live_node = live_node[tok.value] if isinstance(live_node, list) and tok.value < len(live_node) else None
+        else:
+            return False
+        if node is None:
+            return False
+    return True
+
+
+def _match_item(node: dict, item, name) -> dict | None:
+    for key, sub in node.items():
+        if not key.startswith("k:"):
+            continue
+        try:
+            ident = json.loads(key[2:])
+        except ValueError:
+            continue
+        if isinstance(item, dict) and isinstance(ident, dict) and ident and \
+                all(item.get(k) == v for k, v in ident.items()):
+            return sub
+        if item is None and ident == {"name": name}:
+            return sub
+    return None
+
+
+def changed_by(live: dict, tokens) -> dict | None:
+    """The newest managedFields entry other than Pullbridge's own apply that owns ``tokens``."""
+    best = None
+    for mf in (live.get("metadata") or {}).get("managedFields") or []:
+        if mf.get("manager") == FIELD_MANAGER and mf.get("operation") == "Apply":
+            continue
+        if _fields_cover(mf.get("fieldsV1") or {}, tokens, live):
+            if best is None or (mf.get("time") or "") > (best.get("time") or ""):
+                best = mf
+    return best
+
+
+# -- the scan -------------------------------------------------------------------
+
+def resolve(kube: Kube, manifests: list[Manifest], default_namespace: str) -> tuple[list[Target], list[str]]:
+    """Map declared objects to API resources (namespaced ones get the default namespace)."""
+    targets, notes = [], []
+    for m in manifests:
+        mapping = kube.mapping(m.api_version, m.kind)
+        if mapping is None:
+            notes.append(f"{m.ref}: kind {m.kind} in {m.api_version} is not served; not checked")
+            continue
+        obj = copy.deepcopy(m.obj)
+        meta = obj["metadata"]
+        if mapping.namespaced and not meta.get("namespace"):
+            meta["namespace"] = default_namespace
+        elif not mapping.namespaced:
+            meta.pop("namespace", None)
+        try:
+            ignored = ignored_paths(obj)
+        except ValueError as exc:
+            notes.append(f"{m.ref}: bad ignore-fields annotation ({exc}); not checked")
+            continue
+        targets.append(Target(m, obj, mapping, ignored))
+    return targets, notes
+
+
+def _api_error(exc: Exception, what: str) -> Exception:
+    if isinstance(exc, (PermanentError, TemporaryError)):
+        return exc
+    if isinstance(exc, ApiError):
+        cls = TemporaryError if exc.temporary else PermanentError
+        return cls(f"{what}: HTTP {exc.status}: {cut(exc.message)}")
+    return TemporaryError(f"{what}: {cut(exc)}")
+
+
+def _parallel(fn, items, concurrency):
+    def guarded(x):
+        try:
+            return fn(x)
+        except Exception as exc:  # noqa: BLE001 - sorted out by the caller
+            return exc
+    if len(items) <= 1 or concurrency <= 1:
+        return [guarded(x) for x in items]
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(items))) as pool:
+        return list(pool.map(guarded, items))
+
+
+def list_live(kube: Kube, targets: list[Target], concurrency: int = 8) -> dict:
+    """One LIST per resource and namespace: {(mapping, namespace): {name: object}}."""
+    wanted = sorted({(t.mapping, t.namespace) for t in targets}, key=lambda k: (k[0].resource, k[1] or ""))
+
+    def fetch(key):
+        mapping, namespace = key
+        doc = kube.request("GET", mapping.collection(namespace))
+        return {o["metadata"]["name"]: o for o in doc.get("items", [])}
+
+    live = {}
+    for key, result in zip(wanted, _parallel(fetch, wanted, concurrency)):
+        if isinstance(result, Exception):
+            raise _api_error(result, f"listing {key[0].resource}")
+        live[key] = result
+    return live
+
+
+def dry_run(kube: Kube, target: Target) -> dict:
+    return kube.request("PATCH", target.mapping.path(target.namespace, target.name), body=target.obj,
+                        query={"fieldManager": FIELD_MANAGER, "force": "true", "dryRun": "All"},
+                        content_type=APPLY_CONTENT_TYPE)
+
+
+def scan(kube: Kube, manifests: list[Manifest], *, default_namespace: str, concurrency: int = 8) -> ScanResult:
+    """Compare live objects with ``manifests`` (the applied commit, ignore-fields still annotated)."""
+    result = ScanResult()
+    targets, result.notes = resolve(kube, manifests, default_namespace)
+    live_by_key = list_live(kube, targets, concurrency)
+    candidates: list[tuple[Target, dict, list]] = []
+    for t in targets:
+        result.checked += 1
+        live = live_by_key.get((t.mapping, t.namespace), {}).get(t.name)
+        if live is None:
+            result.entries.append(DriftEntry(t.ref, "(object)", None, "present", t.manifest.source))
+            result.drifted.append(t)
+            continue
+        if (live.get("metadata") or {}).get("deletionTimestamp"):
+            result.entries.append(DriftEntry(t.ref, "(object)", "terminating", "present", t.manifest.source))
+            result.drifted.append(t)
+            continue
+        ours = [mf.get("fieldsV1") or {} for mf in (live.get("metadata") or {}).get("managedFields") or []
+                if mf.get("manager") == FIELD_MANAGER and mf.get("operation") == "Apply"]
+        # A field Pullbridge's apply still owns was changed by nobody since: with server-side
+        # apply, any other writer that changes a value takes its ownership.  Such a difference
+        # is the server's normalisation (0.1 CPU stored as 100m) and needs no dry-run.
+        diffs = [d for d in differences(t.obj, live, (), t.ignored)
+                 if not any(_fields_cover(f, d[0], live) for f in ours)]
+        if diffs:
+            candidates.append((t, live, diffs))
+    result.candidates = len(candidates)
+    answers = _parallel(lambda c: dry_run(kube, c[0]), candidates, concurrency)
+    for (t, live, diffs), answer in zip(candidates, answers):
+        if isinstance(answer, Exception):
+            if isinstance(answer, ApiError) and not answer.temporary:
+                result.notes.append(f"{t.ref}: dry-run rejected: {cut(answer.message, 200)}")
+                continue
+            raise _api_error(answer, f"dry-run of {t.ref}")
+        found = False
+        for tokens, declared, live_value in diffs:
+            if value_at(answer, tokens) == live_value:
+                continue  # the server normalises the declared value to what is live
+            owner = changed_by(live, tokens) or {}
+            result.entries.append(DriftEntry(
+                t.ref, show_path(tokens), live_value, declared, t.manifest.source,
+                manager=owner.get("manager"), operation=owner.get("operation"),
+                subresource=owner.get("subresource"), changed_at=owner.get("time")))
+            found = True
+        if found:
+            result.drifted.append(t)
+    return result

@@ -1,0 +1,223 @@
+"""The periodic reconcile job: ``worker.periodic.reconcile(repo_name)``, queued by worker.scheduler.
+
+Why it exists: a lost webhook or a hand edit must not leave the cluster away
+from Git for longer than one interval.  Each run:
+
+1. claims the interval with ``SET NX PX`` on ``keys.periodic_guard`` (duplicate
+   jobs from several schedulers return at once);
+2. does nothing more for a suspended repo but record the check;
+3. asks the git host for the branch head (``git ls-remote``); a head other
+   than the applied commit means a push was missed: it queues a normal sync
+   (reason ``periodic``), which also re-applies anything drifted;
+4. otherwise, under the repo lock, scans the applied commit's objects for
+   drift (worker.drift), re-applies only the drifted objects unless the repo
+   is in ``report`` mode (which compares with the branch head, as a report-mode
+   sync applies nothing), and keeps a record in the repo's history, the log,
+   the metrics and the alerts.
+
+Every run leaves ``last_check_at`` / ``last_check_result`` in the state hash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+import git
+from redis import Redis
+from rq import get_current_job
+
+from pullbridge import keys, suspension
+from pullbridge.config import Config, RepoConfig
+from pullbridge.queueing import request_sync
+from worker import alerts, drift, history, metrics
+from worker.apply import Applier
+from worker.errors import PermanentError, TemporaryError, cut
+from worker.fetch import FETCH_TIMEOUT, Mirror, git_env
+from worker.jobs import _redis, process_config
+from worker.kube import ApiError, process_kube
+from worker.lock import LockLost, RepoLock
+from worker.ownership import strip_manifests
+from worker.render import Manifest
+from worker.rendercache import rendered
+
+log = logging.getLogger("pullbridge.drift")
+
+def guard_ms(interval: float) -> int:
+    """How long one run holds its interval: most of it, so the next tick is never blocked."""
+    return max(1000, int(interval * 1000 * 0.8))
+
+
+def claim_interval(conn: Redis, repo: RepoConfig) -> bool:
+    return bool(conn.set(keys.periodic_guard(repo.name), str(time.time()), nx=True, px=guard_ms(repo.interval)))
+
+
+def record_check(conn: Redis, repo_name: str, result: str, **extra: str) -> None:
+    conn.hset(keys.state(repo_name), mapping={"last_check_at": str(time.time()),
+                                              "last_check_result": result, **extra})
+    log.info("periodic %s: %s", repo_name, result)
+
+
+@dataclass
+class DriftRecord(history.SyncRecord):
+    """A sync record (same shape, same history list) that also carries drift entries."""
+
+    drift: list[dict] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        found = {d["object"] for d in self.drift}
+        corrected = {d["object"] for d in self.drift if d["corrected"]}
+        return {**super().summary(), "drift": {"objects": len(found), "fields": len(self.drift),
+                                               "corrected": len(corrected)}}
+
+    def full(self) -> dict:
+        return {**super().full(), "drift_entries": self.drift}
+
+
+def save_drift(conn: Redis, record: DriftRecord, limit: int) -> None:
+    """Store like history.save, but leave the sync fields of the state hash (last_result...) alone."""
+    record.finished_at = record.finished_at or time.time()
+    summary = record.summary()
+    with conn.pipeline() as pipe:
+        pipe.set(keys.sync_record(record.id), json.dumps(record.full()), ex=history.RECORD_TTL)
+        pipe.lpush(keys.history(record.repo), json.dumps(summary))
+        pipe.ltrim(keys.history(record.repo), 0, limit - 1)
+        pipe.hset(keys.state(record.repo), mapping={
+            "last_drift_id": record.id, "last_drift_at": str(record.finished_at),
+            "last_drift_objects": str(summary["drift"]["objects"]),
+            "last_drift_corrected": str(summary["drift"]["corrected"])})
+        pipe.execute()
+    history.log_record(record)
+
+
+def remote_head(repo: RepoConfig) -> str | None:
+    """The branch head at the git host (``git ls-remote``); None when the branch does not exist."""
+    try:
+        out = git.cmd.Git().ls_remote(repo.url, f"refs/heads/{repo.branch}", env=git_env(repo),
+                                      kill_after_timeout=FETCH_TIMEOUT)
+    except git.GitCommandError as exc:
+        raise TemporaryError(f"git ls-remote failed: {cut(exc.stderr or exc, 200)}") from None
+    for line in out.splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref.strip() == f"refs/heads/{repo.branch}":
+            return sha.strip()
+    return None
+
+
+# -- the job -----------------------------------------------------------------------
+
+def reconcile(repo_name: str) -> dict:
+    """Once per interval: catch a missed push, else find (and correct) cluster drift."""
+    conn = _redis()
+    config = process_config()
+    repo = config.repo(repo_name)
+    if repo is None:
+        log.warning("periodic: repository %r is no longer configured; nothing to do", repo_name)
+        return {"result": "unknown repository"}
+    if not claim_interval(conn, repo):
+        return {"result": "duplicate"}
+    if suspension.is_suspended(conn, repo.name):
+        record_check(conn, repo.name, "suspended: not synced, not corrected")
+        return {"result": "suspended"}
+    state = history.repo_state(conn, repo.name)
+    applied = state.get("applied_sha") or None
+    try:
+        head = remote_head(repo)
+    except TemporaryError as exc:
+        head = None
+        log.warning("periodic %s: %s (checking drift only)", repo.name, exc)
+    if repo.mode == "report":
+        # A report-mode sync changes nothing, so a missed push needs no sync: drift is
+        # reported against what Git declares now (the branch head), else the last applied commit.
+        applied = head or applied
+    elif head and head != applied and not state.get("held_sha"):
+        newest = history.history(conn, repo.name, 1)
+        if newest and newest[0].get("sha") == head and newest[0].get("result") == "failure":
+            record_check(conn, repo.name, f"head {head[:12]} failed to sync; waiting for a new push")
+        else:
+            queued = request_sync(conn, config, repo, head, reason="periodic")
+            record_check(conn, repo.name, f"missed push: {head[:12]} not applied, sync {queued.job_id} queued")
+            return {"result": "sync queued", "sha": head, "job_id": queued.job_id}
+    if not applied:
+        record_check(conn, repo.name, "nothing applied yet")
+        return {"result": "nothing applied"}
+    job = get_current_job()
+    lock = RepoLock(conn, repo.name, ttl=config.worker.lock_ttl, owner=(job.id if job else "periodic"))
+    if not lock.acquire(min(config.worker.lock_wait, 2.0)):
+        record_check(conn, repo.name, f"busy: {lock.holder()} holds the repo; drift not checked")
+        return {"result": "busy"}
+    try:
+        # A sync may have finished between the first look and the lock: never scan (and
+        # "correct" towards) a commit older than the one applied now.
+        if suspension.is_suspended(conn, repo.name):
+            record_check(conn, repo.name, "suspended: not synced, not corrected")
+            return {"result": "suspended"}
+        if repo.mode == "apply":
+            applied = history.repo_state(conn, repo.name).get("applied_sha") or applied
+        return check_drift(conn, config, repo, applied, lock, job.id if job else None)
+    finally:
+        lock.release()
+
+
+def check_drift(conn: Redis, config: Config, repo: RepoConfig, sha: str, lock: RepoLock,
+                job_id: str | None = None) -> dict:
+    """Scan the applied commit's objects; correct (apply mode) and record what drifted."""
+    kube = process_kube()
+    settings = config.repo_jobs(repo)
+    default_ns = repo.namespace or config.worker.default_namespace
+    record = DriftRecord(repo.name, "drift", job_id=job_id, dry_run=repo.mode == "report", sha=sha)
+    try:
+        manifests = rendered(Mirror(repo), sha)
+        record.phase("render")
+        found = drift.scan(kube, manifests, default_namespace=default_ns, concurrency=settings.concurrency)
+        record.phase("scan")
+    except (PermanentError, TemporaryError, ApiError) as exc:
+        record_check(conn, repo.name, f"drift check failed: {cut(exc, 200)}")
+        return {"result": "failure", "error": str(exc)}
+    record.notes.extend(found.notes)
+    objects = len({e.object for e in found.entries})
+    if not found.entries:
+        metrics.record_drift(conn, repo.name, 0, 0)
+        record_check(conn, repo.name, f"in sync: {found.checked} objects checked")
+        return {"result": "in sync", "checked": found.checked}
+    for entry in found.entries:
+        log.warning("drift %s %s", repo.name, entry.describe())
+    corrected: set[str] = set()
+    if repo.mode == "apply":
+        try:
+            lock.check()
+            corrected = correct(kube, found, record, default_ns, settings.concurrency)
+            record.result = "success"
+        except (PermanentError, TemporaryError, ApiError, LockLost) as exc:
+            record.result, record.error = "failure", f"correcting drift: {cut(exc, 300)}"
+        record.phase("correct")
+    else:
+        record.result = "success"
+        record.notes.append("report mode: drift left in place")
+    for entry in found.entries:
+        entry.corrected = entry.object in corrected
+    record.drift = [e.as_dict() for e in found.entries]
+    save_drift(conn, record, config.worker.history_limit)
+    metrics.record_drift(conn, repo.name, objects, len(corrected))
+    verb = "corrected" if repo.mode == "apply" else "reported"
+    summary = f"{objects} object(s) drifted, {len(corrected)} corrected: " + "; ".join(
+        e.describe() for e in found.entries[:5]) + (" ..." if len(found.entries) > 5 else "")
+    if corrected:
+        alerts.drift_corrected(conn, config, repo, record.id, summary)
+    record_check(conn, repo.name, f"drift {verb}: {objects} object(s), {len(corrected)} corrected",
+                 last_check_sync_id=record.id)
+    return {"result": f"drift {verb}", "id": record.id, "objects": objects, "corrected": len(corrected)}
+
+
+def correct(kube, found: drift.ScanResult, record: DriftRecord, default_namespace: str,
+            concurrency: int) -> set[str]:
+    """Re-apply only the drifted objects (their declared bodies, ignored fields removed)."""
+    manifests = [Manifest(json.loads(json.dumps(t.manifest.obj)), t.manifest.file, t.manifest.doc)
+                 for t in found.drifted]
+    strip_manifests(manifests)
+    applier = Applier(kube, concurrency=concurrency, default_namespace=default_namespace)
+    result = applier.run(manifests)
+    record.add(result.changes)
+    return {c.ref for c in result.changes if c.action in ("created", "configured")}

@@ -1,0 +1,147 @@
+"""``python -m worker.scheduler``: the Procfile's ``scheduler`` process.
+
+Why it exists: each repository needs its periodic reconcile
+(``worker.periodic.reconcile(repo_name)``) queued once per ``interval``.  This
+is RQ's own ``CronScheduler`` with one interval ``CronJob`` per repo on the
+sync queue, so the ordinary workers run it.  Any number of schedulers may
+run (one per host, say): the job itself claims its interval with an atomic
+Redis key, so the duplicates they queue do nothing.
+
+The config file ($PULLBRIDGE_CONFIG) is watched: when it changes, repos that
+were added start their schedule, removed ones stop, and a changed interval
+takes effect; a repo whose interval did not change keeps its timing.  A
+config that does not load keeps the previous schedule (and says so in the log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+
+from redis import Redis
+from rq.cron import CronJob, CronScheduler
+
+from pullbridge.redis_url import connect
+
+from pullbridge import keys
+from pullbridge.config import CONFIG_ENV, Config, ConfigError, load_config
+
+log = logging.getLogger("pullbridge.scheduler")
+
+JOB_FUNC = "worker.periodic.reconcile"
+RELOAD_CHECK_SECONDS = 2.0
+
+
+def job_name(repo_name: str) -> str:
+    return f"pullbridge-reconcile:{repo_name}"
+
+
+def cron_jobs(config: Config) -> list[CronJob]:
+    """One interval CronJob per repo (RQ wants whole seconds; round up)."""
+    from worker.periodic import reconcile
+
+    jobs = []
+    for repo in config.repos:
+        settings = config.repo_jobs(repo)
+        jobs.append(CronJob(keys.SYNC_QUEUE, func=reconcile, args=(repo.name,),
+                            interval=max(1, math.ceil(repo.interval)), name=job_name(repo.name),
+                            job_timeout=int(settings.job_timeout), result_ttl=3600, failure_ttl=86400,
+                            meta={"repo": repo.name, "reason": "periodic"}))
+    return jobs
+
+
+class ReconcileScheduler(CronScheduler):
+    """A CronScheduler whose jobs follow the Pullbridge config file."""
+
+    def __init__(self, connection: Redis, config_path: str, **kwargs):
+        super().__init__(connection, **kwargs)
+        self.config_path = config_path
+        self.config_file = config_path
+        self._mtime: float | None = None
+        self.config = None
+        self.reload(initial=True)
+
+    def _stat(self) -> float:
+        try:
+            return Path(self.config_path).stat().st_mtime
+        except OSError:
+            return -1.0
+
+    def reload(self, initial: bool = False) -> bool:
+        """Re-read the config when its file changed; True when the schedule changed."""
+        mtime = self._stat()
+        if mtime == self._mtime:
+            return False
+        self._mtime = mtime
+        try:
+            config = self.config = load_config(self.config_path)
+        except ConfigError as exc:
+            if initial:
+                raise
+            log.error("scheduler: config not reloaded, keeping the previous schedule: %s", exc)
+            return False
+        old = {job.name: job for job in self._cron_jobs}
+        new = []
+        for job in cron_jobs(config):
+            before = old.get(job.name)
+            if before is not None and before.interval == job.interval:
+                job.latest_enqueue_time = before.latest_enqueue_time
+                job.next_enqueue_time = before.next_enqueue_time
+            new.append(job)
+        changed = [j.name for j in new if j.name not in old or old[j.name].interval != j.interval]
+        removed = [name for name in old if name not in {j.name for j in new}]
+        self._cron_jobs = new
+        if initial or changed or removed:
+            log.info("scheduler: %d repos scheduled%s%s", len(new),
+                     f"; new/changed: {', '.join(changed)}" if changed and not initial else "",
+                     f"; removed: {', '.join(removed)}" if removed else "")
+            for job in new:
+                log.info("  %s every %ss on %s", job.name, job.interval, job.queue_name)
+        return bool(changed or removed)
+
+    def enqueue_jobs(self) -> list[CronJob]:
+        if self.reload():
+            self.save()
+        self.request_image_scans()
+        return super().enqueue_jobs()
+
+    def request_image_scans(self) -> None:
+        """Image automation: queue the scans whose ``images.interval`` has passed (a Redis TTL
+        per repo keeps several schedulers from scanning more often)."""
+        from worker.images.scan import request_due_scans
+
+        try:
+            request_due_scans(self.connection, self.config)
+        except Exception:  # noqa: BLE001 - a registry scan must never stop the reconcile schedule
+            log.exception("scheduler: could not queue image scans")
+
+    def calculate_sleep_interval(self) -> float:
+        return min(super().calculate_sleep_interval(), RELOAD_CHECK_SECONDS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m worker.scheduler", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help=f"YAML file (default: ${CONFIG_ENV})")
+    parser.add_argument("--log-level", default=os.environ.get("PULLBRIDGE_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    path = args.config or os.environ.get(CONFIG_ENV)
+    if not path:
+        print(f"scheduler: no configuration: set {CONFIG_ENV} or pass --config", file=sys.stderr)
+        return 2
+    conn = connect(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    try:
+        scheduler = ReconcileScheduler(conn, path, logging_level=args.log_level)
+    except ConfigError as exc:
+        print(f"scheduler: {exc}", file=sys.stderr)
+        return 2
+    scheduler.start()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
