@@ -227,3 +227,14 @@ def test_sync_results_feed_metrics_and_alert_once_per_change_of_state(harness, g
     assert len(alerts_queued()) == 2  # ... and one "recovered"
     body = metrics.exposition(redis_conn, harness.config)[0].decode()
     assert 'result="failure"' in body and 'result="success"' in body
+
+
+def test_kustomize_overlay_is_synced(harness, git_repo, kube, namespace):
+    repo = git_repo("kustomize")
+    harness.configure(repo, path="overlay")
+    files = {"base/cm.yaml": configmap("conf", "base"),
+             "base/kustomization.yaml": "resources: [cm.yaml]\n",
+             "overlay/kustomization.yaml": "resources: [../base]\nnamePrefix: prod-\n"}
+    done = harness.sync(repo.commit_and_push("kustomize", files))
+    assert done["result"] == "success", done
+    assert cm_value(kube, namespace, "prod-conf") == "base"
