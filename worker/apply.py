@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from worker.errors import PermanentError, TemporaryError, cut
-from worker.kube import FIELD_MANAGER, ApiError, Kube, Mapping
+from worker.kube import FIELD_MANAGER, ApiError, Kube, Mapping, sync_error
 from worker.render import STAGE_ONE_KINDS, Manifest
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
@@ -233,20 +233,11 @@ class Applier:
         wanted = [k for k in wanted if k[1] not in fresh_namespaces and k not in self._live_cache]
         for key, result in zip(wanted, self._parallel(self._list, wanted)):
             if isinstance(result, Exception):
-                raise self._as_sync_error(result, f"listing {key[0].resource}")
+                raise sync_error(result, f"listing {key[0].resource}")
             self._live_cache[key] = result
         for i in items:
             ns = i.obj["metadata"].get("namespace")
             i.live = self._live_cache.get((i.mapping, ns), {}).get(i.obj["metadata"]["name"])
-
-    @staticmethod
-    def _as_sync_error(exc: Exception, what: str) -> Exception:
-        if isinstance(exc, (PermanentError, TemporaryError)):
-            return exc
-        if isinstance(exc, ApiError):
-            cls = TemporaryError if exc.temporary else PermanentError
-            return cls(f"{what}: HTTP {exc.status}: {cut(exc.message)}")
-        return TemporaryError(f"{what}: {cut(exc)}")
 
     # -- the phases -------------------------------------------------------
     def _validate(self, items: list[Item]) -> None:
@@ -280,7 +271,7 @@ class Applier:
             more = f" (and {len(errors) - MAX_ERRORS_SHOWN} more)" if len(errors) > MAX_ERRORS_SHOWN else ""
             raise PermanentError(f"validation failed, nothing applied: {shown}{more}")
         if temporary is not None:
-            raise self._as_sync_error(temporary, "dry-run")
+            raise sync_error(temporary, "dry-run")
 
     def _write(self, items: list[Item]) -> None:
         """Apply the items that need it concurrently, started in their (stable) order.
@@ -298,7 +289,7 @@ class Applier:
                     raise TemporaryError(f"applying {item.ref}: HTTP {result.status}: {cut(result.message)}")
                 raise PermanentError(f"applying {describe_api_error(item, result)}")
             if isinstance(result, Exception):
-                raise self._as_sync_error(result, f"applying {item.ref}")
+                raise sync_error(result, f"applying {item.ref}")
 
     def _wait_crds(self, crds: list[Item]) -> None:
         deadline = time.monotonic() + CRD_WAIT
@@ -365,4 +356,4 @@ class Applier:
         try:
             return self.kube.request("GET", "/api/v1/namespaces").get("items", [])
         except ApiError as exc:
-            raise self._as_sync_error(exc, "listing namespaces") from None
+            raise sync_error(exc, "listing namespaces") from None

@@ -30,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from worker.apply import APPLY_CONTENT_TYPE
-from worker.errors import PermanentError, TemporaryError, cut
-from worker.kube import FIELD_MANAGER, ApiError, Kube, Mapping
+from worker.errors import cut
+from worker.kube import FIELD_MANAGER, ApiError, Kube, Mapping, sync_error
 from worker.ownership import Tok, ignored_paths, is_ignored, show_path
 from worker.render import Manifest
 
@@ -258,15 +258,6 @@ def resolve(kube: Kube, manifests: list[Manifest], default_namespace: str) -> tu
     return targets, notes
 
 
-def _api_error(exc: Exception, what: str) -> Exception:
-    if isinstance(exc, (PermanentError, TemporaryError)):
-        return exc
-    if isinstance(exc, ApiError):
-        cls = TemporaryError if exc.temporary else PermanentError
-        return cls(f"{what}: HTTP {exc.status}: {cut(exc.message)}")
-    return TemporaryError(f"{what}: {cut(exc)}")
-
-
 def _parallel(fn, items, concurrency):
     def guarded(x):
         try:
@@ -291,7 +282,7 @@ def list_live(kube: Kube, targets: list[Target], concurrency: int = 8) -> dict:
     live = {}
     for key, result in zip(wanted, _parallel(fetch, wanted, concurrency)):
         if isinstance(result, Exception):
-            raise _api_error(result, f"listing {key[0].resource}")
+            raise sync_error(result, f"listing {key[0].resource}")
         live[key] = result
     return live
 
@@ -335,7 +326,7 @@ def scan(kube: Kube, manifests: list[Manifest], *, default_namespace: str, concu
             if isinstance(answer, ApiError) and not answer.temporary:
                 result.notes.append(f"{t.ref}: dry-run rejected: {cut(answer.message, 200)}")
                 continue
-            raise _api_error(answer, f"dry-run of {t.ref}")
+            raise sync_error(answer, f"dry-run of {t.ref}")
         found = False
         for tokens, declared, live_value in diffs:
             if value_at(answer, tokens) == live_value:

@@ -83,23 +83,13 @@ def _status(conn, config, repo, sha, state, description, sync_id) -> None:
         log.exception("could not queue the %s status for %s@%s", state, repo.name, sha[:12])
 
 
-_render_cache: dict[str, tuple[tuple, list]] = {}
-
-
-def _render_cached(mirror: Mirror, repo: RepoConfig, sha: str) -> list:
-    """Render ``sha``; plain YAML of the commit rendered last time is reused (a commit never changes).
-
-    Kustomize output is not reused: a kustomization may pull remote bases.
-    """
-    key = (sha, repo.path)
-    cached = _render_cache.get(repo.name)
-    if cached and cached[0] == key:
-        return cached[1]
+def _render(mirror: Mirror, repo: RepoConfig, sha: str) -> list:
+    """Render ``sha``.  Plain YAML of a commit rendered before comes from the render cache (a
+    commit never changes); a kustomization is rendered afresh (it may pull remote bases)."""
     checkout = mirror.checkout(sha)
-    manifests = render(checkout, repo.path)
-    if not uses_kustomize(checkout, repo.path):
-        _render_cache[repo.name] = (key, manifests)
-    return manifests
+    if uses_kustomize(checkout, repo.path):
+        return render(checkout, repo.path)
+    return rendercache.rendered(mirror, sha)
 
 
 def _report(conn: Redis, config: Config, repo: RepoConfig, record: history.SyncRecord, summary: str) -> None:
@@ -186,7 +176,7 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
                     if target.reason == "held" else f"superseded by {target.sha[:12]}", record.id)
         _status(conn, config, repo, target.sha, "running", "sync running", record.id)
 
-        manifests = _render_cached(mirror, repo, target.sha)
+        manifests = _render(mirror, repo, target.sha)
         strip_manifests(manifests)  # fields left to others (pullbridge.io/ignore-fields)
         record.phase("render")
         check_allowed(len(manifests), repo.allow_empty)

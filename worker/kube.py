@@ -55,6 +55,16 @@ class ApiError(Exception):
         return self.status in (409, 429) or self.status >= 500
 
 
+def sync_error(exc: Exception, what: str) -> Exception:
+    """The sync error for a failed API call: temporary (retried) or permanent, saying what failed."""
+    if isinstance(exc, (PermanentError, TemporaryError)):
+        return exc
+    if isinstance(exc, ApiError):
+        cls = TemporaryError if exc.temporary else PermanentError
+        return cls(f"{what}: HTTP {exc.status}: {cut(exc.message)}")
+    return TemporaryError(f"{what}: {cut(exc)}")
+
+
 def _printable(data: bytes) -> bytes:
     """The readable runs of a protobuf Status (its message), for error text."""
     import re
