@@ -95,3 +95,47 @@ def test_worker_sigkilled_mid_sync_is_finished_by_another(deployment, namespace,
            f"registry); the periodic reconcile queued {finisher['reason']} sync {finisher['job_id']} which applied "
            f"the commit {took:.1f}s after a new worker started ({time.monotonic() - killed_at:.1f}s after the kill); "
            f"inventory {len(entries)} entries, pruned object gone")
+
+
+def test_worker_sigkilled_before_it_took_the_commits_is_recovered(deployment, namespace, kube, redis_conn,
+                                                                  figure):
+    """Killed while waiting for the repo lock: the queued marker still names the dead job.
+
+    Without ``release_dead_marker`` every later push and the periodic job
+    coalesce into that dead job until RQ's own clean-up, minutes later.
+    """
+    from worker.lock import RepoLock
+
+    name = f"killw{uuid.uuid4().hex[:6]}"
+    run = deployment(name=name, full_name=f"pullbridge/{name}", repo_settings={"interval": "10s"})
+    run.write_config({"worker": {"inventory_namespace": namespace, "lock_ttl": "4s", "lock_wait": "2s"}})
+    core = client.CoreV1Api(kube)
+    run.start("web", "worker")
+    applied = lambda sha: (redis_conn.hget(keys.state(name), "applied_sha") or b"").decode() == sha  # noqa: E731
+    v1, status, _ = run.push({"deploy/a.yaml": configmap("killw", namespace, "v1")}, "v1")
+    assert status == 202 and wait_for(lambda: applied(v1), 60, 0.2) is not None, run.log_tail("worker")
+
+    held = RepoLock(redis_conn, name, ttl=30, owner="test")  # someone else's sync, as far as the worker knows
+    assert held.acquire(5)
+    v2, status, answer = run.push({"deploy/a.yaml": configmap("killw", namespace, "v2")}, "v2")
+    assert status == 202
+    started = Queue(keys.SYNC_QUEUE, connection=redis_conn).started_job_registry
+    assert wait_for(lambda: answer["job_id"] in started.get_job_ids(), 30, 0.02) is not None
+    worker = run.procs.pop("worker")
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    held.release()
+    killed_at = time.monotonic()
+    assert redis_conn.get(keys.queued(name)).decode() == answer["job_id"]  # the marker names a dead job
+    # A push now is acknowledged into that dead job...
+    v3, status, later = run.push({"deploy/a.yaml": configmap("killw", namespace, "v3")}, "v3")
+    assert status == 202 and later["job_id"] == answer["job_id"] and later["coalesced"]
+
+    run.start("worker", "scheduler")
+    took = wait_for(lambda: applied(v3), 90, 0.2)
+    assert took is not None, run.log_tail("worker", 40) + run.log_tail("scheduler", 20)
+    assert core.read_namespaced_config_map("killw", namespace).data["value"] == "v3"
+    assert redis_conn.zcard(keys.wanted(name)) == 0
+    figure(f"SIGKILL while waiting for the repo lock: a later push was acknowledged into the dead job; the "
+           f"periodic reconcile released the dead queued marker and re-queued the wanted commits: applied "
+           f"{time.monotonic() - killed_at:.1f}s after the kill")
