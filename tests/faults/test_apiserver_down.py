@@ -28,7 +28,7 @@ from tests.notify_support import GITHUB_TOKEN, fake_hosts  # noqa: F401 (fixture
 pytestmark = pytest.mark.stack
 
 
-def proxied_kubeconfig(source: str, target: str, port: int) -> dict:
+def proxied_kubeconfig(source: str, port: int) -> dict:
     data = yaml.safe_load(open(source))
     for cluster in data["clusters"]:
         cluster["cluster"]["server"] = f"https://127.0.0.1:{port}"
@@ -48,7 +48,7 @@ def test_apiserver_unreachable_is_retried_and_recovers(deployment, stack, namesp
                                                "backoff": [0], "retries": 1, "timeout": 5}},
                      extra_env={"PB_FAULTS_GH": GITHUB_TOKEN})
     kubeconfig = run.tmp / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump(proxied_kubeconfig(stack.kubeconfig, server.netloc, proxy.port)))
+    kubeconfig.write_text(yaml.safe_dump(proxied_kubeconfig(stack.kubeconfig, proxy.port)))
     run.env["KUBECONFIG"] = str(kubeconfig)
     run.write_config({"worker": {"inventory_namespace": namespace}})
     core = client.CoreV1Api(kube)

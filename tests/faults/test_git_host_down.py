@@ -7,6 +7,7 @@ starts and stops (serving the stack's git root), never the shared one.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ class GitHost:
         self.proc = subprocess.Popen([sys.executable, "-m", "pullbridge.stack.githttp", str(self.root),
                                       str(self.port)], cwd=ROOT, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
-        import socket
+
         def up() -> bool:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()

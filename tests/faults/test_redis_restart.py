@@ -10,7 +10,8 @@ are redelivered (as a git host does) and taken.
 
 from __future__ import annotations
 
-import os
+import hashlib
+import hmac
 import secrets
 import shutil
 import signal
@@ -18,6 +19,8 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 import pytest
@@ -138,10 +141,6 @@ def test_503_carries_retry_after(aof_redis, deployment):
     run.write_config()
     run.start("web")
     aof_redis.kill()
-    import urllib.error
-    import urllib.request
-    import hashlib
-    import hmac
     body = run.push_payload("0" * 40, "c" * 40, ["deploy/a.yaml"])
     req = urllib.request.Request(
         f"http://127.0.0.1:{run.port}/hooks/{run.name}", data=body, method="POST",

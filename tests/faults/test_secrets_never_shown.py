@@ -14,7 +14,6 @@ import uuid
 
 import pytest
 import requests
-from redis import Redis
 
 from pullbridge import keys
 from pullbridge.demo.harness import wait_for

@@ -139,3 +139,36 @@ def test_worker_sigkilled_before_it_took_the_commits_is_recovered(deployment, na
     figure(f"SIGKILL while waiting for the repo lock: a later push was acknowledged into the dead job; the "
            f"periodic reconcile released the dead queued marker and re-queued the wanted commits: applied "
            f"{time.monotonic() - killed_at:.1f}s after the kill")
+
+
+def test_release_dead_marker_only_releases_dead_jobs(redis_conn):
+    """The rule behind the recovery above, job state by job state (RQ's real registries)."""
+    from datetime import datetime, timedelta, timezone
+
+    from rq.job import JobStatus
+
+    from pullbridge.queueing import release_dead_marker
+
+    queue = Queue(keys.SYNC_QUEUE, connection=redis_conn)
+    marker = keys.queued("rel")
+
+    def mark(job_id: str) -> None:
+        redis_conn.set(marker, job_id)
+
+    job = queue.enqueue("worker.jobs.sync", "rel", job_id="sync-rel-queued")
+    mark(job.id)
+    assert release_dead_marker(redis_conn, "rel", 10) is None  # queued: alive
+    job.set_status(JobStatus.STARTED)
+    job.started_at = datetime.now(timezone.utc)
+    job.save()
+    assert release_dead_marker(redis_conn, "rel", 10) is None  # started just now: may be waiting for the lock
+    job.started_at = datetime.now(timezone.utc) - timedelta(seconds=30)
+    job.save()
+    assert release_dead_marker(redis_conn, "rel", 10) == job.id  # started long ago, never took the commits
+    assert not redis_conn.exists(marker)
+    mark("sync-rel-gone")
+    assert release_dead_marker(redis_conn, "rel", 10) == "sync-rel-gone"  # vanished
+    job.set_status(JobStatus.FAILED)
+    mark(job.id)
+    assert release_dead_marker(redis_conn, "rel", 10) == job.id  # failed
+    assert release_dead_marker(redis_conn, "rel", 10) is None  # no marker: nothing to do
