@@ -66,3 +66,17 @@ def test_config_check_command(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "ok (1 repositories: demo)" in out
     assert "hunter2" not in out
+
+
+def test_the_readme_configuration_example_is_valid():
+    """The example operators copy from the README must pass `config check` (docs do not rot)."""
+    import re
+    from pathlib import Path
+
+    from ruamel.yaml import YAML
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Configuration"):readme.index("## Operating it")]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    config = parse_config(YAML(typ="safe", pure=True).load(block))
+    assert config.repo("fluxdemo").status is not None

@@ -126,6 +126,40 @@ def commit_paths(commits, list_name: str = "commits") -> set[str]:
     return paths
 
 
+def commits_push(provider: str, delivery: str | None, payload: dict, *, repository: str,
+                 with_paths: bool, total_key: str | None = None,
+                 max_commits: int | None = None) -> PushEvent:
+    """A push in the shape GitHub, Gitea/Forgejo and GitLab share: ``ref``, ``before``,
+    ``after`` and ``commits[]`` with added/modified/removed paths.
+
+    The changed paths are only trusted (``paths`` set) when the payload lists
+    every commit: not for a new branch (zero ``before``), a forced push, or a
+    list the host cut short (``total_key`` larger than the list, or
+    ``max_commits`` reached); then path filters let the push through.
+    """
+    after = sha_field(payload, "after")
+    before = sha_field(payload, "before", required=False)
+    commits = payload.get("commits") or []
+    if type(commits) is not list:
+        raise PayloadError("commits", "must be a list")
+    paths = commit_paths(commits) if with_paths else set()
+    total = payload.get(total_key) if total_key else None
+    complete = not (is_zero_sha(before) or payload.get("forced") is True
+                    or (isinstance(total, int) and total > len(commits))
+                    or (max_commits is not None and len(commits) >= max_commits))
+    return PushEvent(
+        provider=provider,
+        event="push",
+        delivery=delivery,
+        ref=field(payload, "ref"),
+        before=before,
+        after=after,
+        deleted=payload.get("deleted") is True or is_zero_sha(after),
+        repository=field(payload, repository),
+        paths=frozenset(paths) if complete and with_paths else None,
+    )
+
+
 def header(headers, name: str) -> str | None:
     """Case-insensitive header lookup on a Werkzeug Headers object or a plain dict."""
     value = headers.get(name)

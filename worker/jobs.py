@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 from redis import Redis
@@ -26,7 +27,7 @@ from pullbridge import keys, suspension
 from pullbridge.config import CONFIG_ENV, Config, RepoConfig, load_config
 from pullbridge.redis_url import connect
 from pullbridge.queueing import done_wanted, request_sync, take_wanted
-from worker import history, inventory, rendercache
+from worker import alerts, history, inventory, metrics, rendercache
 from worker.apply import Applier
 from worker.errors import PermanentError, TemporaryError
 from worker.fetch import Mirror
@@ -99,6 +100,21 @@ def _render_cached(mirror: Mirror, repo: RepoConfig, sha: str) -> list:
     if not uses_kustomize(checkout, repo.path):
         _render_cache[repo.name] = (key, manifests)
     return manifests
+
+
+def _report(conn: Redis, config: Config, repo: RepoConfig, record: history.SyncRecord, summary: str) -> None:
+    """Metrics and alerts for one finished attempt; never raises into the sync.
+
+    Every attempt is counted; alerts go out on a change of state only (a
+    retrying sync counts as failing, so three failed retries alert once).
+    """
+    duration = (record.finished_at or time.time()) - record.started_at
+    try:
+        metrics.record_sync(conn, repo.name, record.result, duration, record.finished_at)
+    except Exception:  # noqa: BLE001
+        log.exception("could not record metrics for sync %s", record.id)
+    state = "success" if record.result == "success" else "failure"
+    alerts.sync_finished(conn, config, repo, state, record.id, f"{repo.name}@{(record.sha or '')[:12]}: {summary}")
 
 
 def sync(repo_name: str, reason: str = "push", delivery: str | None = None) -> dict:
@@ -202,9 +218,10 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         done_wanted(conn, repo.name, wanted)
         counts = record.counts
         verb = "would change" if record.dry_run else "applied"
-        _status(conn, config, repo, target.sha, "success",
-                f"{verb}: {counts['created']} created, {counts['configured']} configured, "
-                f"{counts['deleted']} deleted, {counts['unchanged']} unchanged", record.id)
+        outcome = (f"{verb}: {counts['created']} created, {counts['configured']} configured, "
+                   f"{counts['deleted']} deleted, {counts['unchanged']} unchanged")
+        _status(conn, config, repo, target.sha, "success", outcome, record.id)
+        _report(conn, config, repo, record, outcome)
         return record.summary()
     except PermanentError as exc:
         record.result, record.error = "failure", str(exc)
@@ -212,6 +229,7 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         done_wanted(conn, repo.name, wanted)
         for sha in [record.sha] if record.sha else wanted:
             _status(conn, config, repo, sha, "failure", str(exc), record.id)
+        _report(conn, config, repo, record, str(exc))
         _no_retry(job)
         raise
     except (TemporaryError, LockLost, Exception) as exc:
@@ -221,4 +239,5 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         if not retrying:
             for sha in [record.sha] if record.sha else wanted:
                 _status(conn, config, repo, sha, "error", str(exc), record.id)
+        _report(conn, config, repo, record, record.error)
         raise

@@ -35,6 +35,10 @@ class SyncHarness:
         self.config_path.write_text(json.dumps(data))
         self.config = load_config(self.config_path)
 
+    def configure_from_file(self) -> None:
+        """Reload after a test edited the config file by hand."""
+        self.config = load_config(self.config_path)
+
     @property
     def repo(self):
         return self.config.repos[0]

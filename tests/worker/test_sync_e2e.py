@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -198,3 +199,31 @@ def test_commit_statuses_are_queued_running_then_final(harness, git_repo, redis_
     posted = [(j.args[0], j.args[1], j.args[2]) for j in status_queue.get_jobs()]
     assert posted == [("app", good, "running"), ("app", good, "success"),
                       ("app", bad, "running"), ("app", bad, "failure")]
+
+
+def test_sync_results_feed_metrics_and_alert_once_per_change_of_state(harness, git_repo, redis_conn,
+                                                                        monkeypatch):
+    """A failing sync alerts once, its recovery once; every attempt is counted in the metrics."""
+    from rq import Queue as RQQueue
+
+    from worker import metrics
+
+    monkeypatch.setenv("PB_ALERT_URL", "http://127.0.0.1:9/alerts")  # never reached: jobs are only queued
+    repo = git_repo("alerts")
+    harness.configure(repo)
+    data = json.loads(harness.config_path.read_text())
+    data["alerts"] = [{"kind": "webhook", "url_env": "PB_ALERT_URL"}]
+    harness.config_path.write_text(json.dumps(data))
+    harness.configure_from_file()
+    alerts_queued = lambda: [j for j in RQQueue(keys.STATUS_QUEUE, connection=redis_conn).get_jobs()  # noqa: E731
+                             if "alert" in (j.func_name or "")]
+
+    assert harness.sync(repo.commit_and_push("v1", app_files("1.0")))["result"] == "success"
+    assert alerts_queued() == []  # the first success is no change of state
+    for n in range(2):
+        harness.sync(repo.commit_and_push(f"bad{n}", app_files("2.0", replicas=-1)))
+    assert len(alerts_queued()) == 1  # two failures, one alert
+    assert harness.sync(repo.commit_and_push("fixed", app_files("3.0")))["result"] == "success"
+    assert len(alerts_queued()) == 2  # ... and one "recovered"
+    body = metrics.exposition(redis_conn, harness.config)[0].decode()
+    assert 'result="failure"' in body and 'result="success"' in body

@@ -9,7 +9,7 @@ The push payload is shaped like GitHub's: ``ref``, ``before``, ``after``,
 
 from __future__ import annotations
 
-from webhook.events import PayloadError, PushEvent, commit_paths, field, header, is_zero_sha, sha_field
+from webhook.events import PayloadError, PushEvent, commits_push, field, header
 from webhook.providers._signing import hex_signature_ok
 
 NAME = "gitea"
@@ -43,22 +43,5 @@ def parse(headers, payload, *, branch: str | None = None, with_paths: bool = Tru
     if event != "push":
         return PushEvent(NAME, event, delivery_id(headers),
                          repository=field(payload, "repository.full_name", required=False))
-    after = sha_field(payload, "after")
-    before = sha_field(payload, "before", required=False)
-    commits = payload.get("commits") or []
-    if type(commits) is not list:
-        raise PayloadError("commits", "must be a list")
-    paths = commit_paths(commits) if with_paths else set()
-    total = payload.get("total_commits")
-    complete = not is_zero_sha(before) and not (isinstance(total, int) and total > len(commits))
-    return PushEvent(
-        provider=NAME,
-        event="push",
-        delivery=delivery_id(headers),
-        ref=field(payload, "ref"),
-        before=before,
-        after=after,
-        deleted=is_zero_sha(after),
-        repository=field(payload, "repository.full_name"),
-        paths=frozenset(paths) if complete and with_paths else None,
-    )
+    return commits_push(NAME, delivery_id(headers), payload, repository="repository.full_name",
+                        with_paths=with_paths, total_key="total_commits")

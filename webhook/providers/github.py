@@ -9,7 +9,7 @@ push payload carries ``ref``, ``before``, ``after``, ``created``,
 
 from __future__ import annotations
 
-from webhook.events import PayloadError, PushEvent, commit_paths, field, header, is_zero_sha, sha_field
+from webhook.events import PayloadError, PushEvent, commits_push, field, header
 from webhook.providers._signing import hex_signature_ok
 
 NAME = "github"
@@ -40,22 +40,5 @@ def parse(headers, payload, *, branch: str | None = None, with_paths: bool = Tru
     repository = field(payload, "repository.full_name", required=False)
     if event != "push":
         return PushEvent(NAME, event, delivery_id(headers), repository=repository)
-    after = sha_field(payload, "after")
-    before = sha_field(payload, "before", required=False)
-    commits = payload.get("commits") or []
-    if type(commits) is not list:
-        raise PayloadError("commits", "must be a list")
-    paths = commit_paths(commits) if with_paths else set()
-    forced = payload.get("forced") is True
-    complete = len(commits) < MAX_COMMITS and not forced and not is_zero_sha(before)
-    return PushEvent(
-        provider=NAME,
-        event="push",
-        delivery=delivery_id(headers),
-        ref=field(payload, "ref"),
-        before=before,
-        after=after,
-        deleted=payload.get("deleted") is True or is_zero_sha(after),
-        repository=field(payload, "repository.full_name"),
-        paths=frozenset(paths) if complete and with_paths else None,
-    )
+    return commits_push(NAME, delivery_id(headers), payload, repository="repository.full_name",
+                        with_paths=with_paths, max_commits=MAX_COMMITS)

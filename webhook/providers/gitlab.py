@@ -31,7 +31,7 @@ import hashlib
 import hmac
 import time
 
-from webhook.events import PayloadError, PushEvent, commit_paths, field, header, is_zero_sha, sha_field
+from webhook.events import PayloadError, PushEvent, commits_push, field, header
 
 NAME = "gitlab"
 TOKEN_HEADER = "X-Gitlab-Token"
@@ -127,22 +127,5 @@ def parse(headers, payload, *, branch: str | None = None, with_paths: bool = Tru
     repository = field(payload, "project.path_with_namespace", required=False)
     if event != "push":
         return PushEvent(NAME, event, delivery_id(headers), repository=repository)
-    after = sha_field(payload, "after")
-    before = sha_field(payload, "before", required=False)
-    commits = payload.get("commits") or []
-    if type(commits) is not list:
-        raise PayloadError("commits", "must be a list")
-    paths = commit_paths(commits) if with_paths else set()
-    total = payload.get("total_commits_count")
-    complete = not is_zero_sha(before) and not (isinstance(total, int) and total > len(commits))
-    return PushEvent(
-        provider=NAME,
-        event="push",
-        delivery=delivery_id(headers),
-        ref=field(payload, "ref"),
-        before=before,
-        after=after,
-        deleted=is_zero_sha(after),
-        repository=field(payload, "project.path_with_namespace"),
-        paths=frozenset(paths) if complete and with_paths else None,
-    )
+    return commits_push(NAME, delivery_id(headers), payload, repository="project.path_with_namespace",
+                        with_paths=with_paths, total_key="total_commits_count")
