@@ -38,13 +38,6 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(line)
 
 
-@pytest.fixture(autouse=True)
-def own_redis_db(stack):
-    """These tests flush and fill a Redis DB: never the shared DB 0."""
-    if stack.redis_test_url.endswith("/0"):
-        pytest.skip("set PULLBRIDGE_TEST_REDIS_DB to this run's own Redis DB (not 0)")
-
-
 @pytest.fixture
 def deployment(stack, redis_conn):
     """Factory for LocalDeployments on this process's Redis DB; all cleaned up after the test."""
