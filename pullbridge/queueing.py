@@ -166,3 +166,43 @@ def done_wanted(conn: Redis, repo_name: str, shas: list[str]) -> None:
     """Forget shas that were applied or found older than what is applied."""
     if shas:
         conn.zrem(keys.wanted(repo_name), *shas)
+
+
+# Compare-and-delete: forget the queued marker only if it still names that job.
+_FORGET_IF = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def release_dead_marker(conn: Redis, repo_name: str, started_for: float) -> str | None:
+    """Forget a queued marker whose job can no longer pick the wanted shas up; -> that job id.
+
+    The marker is cleared by the job itself once it holds the repo lock
+    (``take_wanted``), so a marker naming a job that RQ has *started* more
+    than ``started_for`` seconds ago (longer than any lock wait) means the
+    worker died before that point -- SIGKILL, OOM, a lost node.  RQ would
+    notice only after the job's heartbeat (job timeout + 60 s) and its next
+    maintenance pass, and until then every push coalesces into the dead job.
+    A marker naming a job that finished, failed or vanished is as dead.
+    The wanted shas are untouched: the caller queues a fresh sync for them.
+    """
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job, JobStatus
+
+    raw = conn.get(keys.queued(repo_name))
+    if not raw:
+        return None
+    job_id = raw.decode()
+    try:
+        job = Job.fetch(job_id, connection=conn)
+        status = job.get_status()
+    except NoSuchJobError:
+        status, job = None, None
+    if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+        return None
+    if status == JobStatus.STARTED:
+        started = job.started_at.timestamp() if job.started_at else time.time()
+        if time.time() - started < started_for:
+            return None
+    return job_id if conn.eval(_FORGET_IF, 1, keys.queued(repo_name), job_id) else None

@@ -314,9 +314,9 @@ class Applier:
                      for i in items if i.obj["kind"] == "CustomResourceDefinition"}
         deferred = [i for i in items if not self._resolve(i, crd_kinds)]
         ready = [i for i in items if i.mapping is not None]
-        existing = {o["metadata"]["name"] for o in self._list_namespaces()}
-        fresh = {i.obj["metadata"]["name"] for i in ready
-                 if i.obj["kind"] == "Namespace" and i.manifest.group == ""} - existing
+        declared = {i.obj["metadata"]["name"] for i in ready
+                    if i.obj["kind"] == "Namespace" and i.manifest.group == ""}
+        fresh = {name for name in declared if not self._namespace_exists(name)}
         # Objects in namespaces this commit creates cannot be dry-run before those exist.
         later = [i for i in ready if i.obj["metadata"].get("namespace") in fresh]
         now = [i for i in ready if i.obj["metadata"].get("namespace") not in fresh]
@@ -352,8 +352,12 @@ class Applier:
             result.entries[item.inventory_id] = {"v": item.obj["apiVersion"], "h": item.digest}
         return result
 
-    def _list_namespaces(self) -> list[dict]:
+    def _namespace_exists(self, name: str) -> bool:
+        """One GET per namespace the commit declares: no cluster-wide list, so a worker
+        whose RBAC covers only its own namespaces can still sync."""
         try:
-            return self.kube.request("GET", "/api/v1/namespaces").get("items", [])
+            return self.kube.get(f"/api/v1/namespaces/{name}") is not None
         except ApiError as exc:
-            raise sync_error(exc, "listing namespaces") from None
+            if exc.status == 403:  # not ours to read: not ours to create either; let dry-run say so
+                return True
+            raise sync_error(exc, f"reading namespace {name}") from None

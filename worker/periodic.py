@@ -31,7 +31,7 @@ from rq import get_current_job
 
 from pullbridge import keys, suspension
 from pullbridge.config import Config, RepoConfig
-from pullbridge.queueing import request_sync
+from pullbridge.queueing import release_dead_marker, request_sync
 from worker import alerts, drift, history, metrics
 from worker.apply import Applier
 from worker.errors import PermanentError, TemporaryError, cut
@@ -121,6 +121,12 @@ def reconcile(repo_name: str) -> dict:
     if suspension.is_suspended(conn, repo.name):
         record_check(conn, repo.name, "suspended: not synced, not corrected")
         return {"result": "suspended"}
+    dead = release_dead_marker(conn, repo.name, config.worker.lock_wait + config.worker.lock_ttl)
+    if dead and conn.zcard(keys.wanted(repo.name)):
+        queued = request_sync(conn, config, repo, None, reason="recover")
+        record_check(conn, repo.name, f"sync {dead} died before it started; wanted commits re-queued "
+                                      f"as {queued.job_id}")
+        return {"result": "sync queued", "job_id": queued.job_id, "replaces": dead}
     state = history.repo_state(conn, repo.name)
     applied = state.get("applied_sha") or None
     try:

@@ -1,0 +1,151 @@
+"""Redis killed and restarted while pushes arrive, on a private AOF redis-server.
+
+The web process talks to its own ``redis-server --appendonly yes
+--appendfsync always`` (never the shared stack's).  While Redis is down the
+receiver answers 503 with Retry-After, never 2xx; after the restart every
+delivery answered 202 before the kill is still there: its sha is wanted and
+the sync job that will take it is still queued.  Deliveries refused with 503
+are redelivered (as a git host does) and taken.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+import redis
+from rq import Queue
+
+from pullbridge import keys
+from pullbridge.demo.harness import free_port, wait_for
+
+pytestmark = pytest.mark.stack
+
+
+class AofRedis:
+    def __init__(self):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="pb-faults-redis-")
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--dir", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        conn = redis.Redis.from_url(self.url)
+        assert wait_for(lambda: self._ping(conn), 20), "redis-server did not start"
+        conn.close()
+
+    @staticmethod
+    def _ping(conn) -> bool:
+        try:
+            return conn.ping()
+        except redis.RedisError:
+            return False
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def cleanup(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def aof_redis():
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed")
+    server = AofRedis()
+    server.start()
+    yield server
+    server.cleanup()
+
+
+def test_redis_killed_and_restarted_while_pushes_arrive(aof_redis, deployment, figure):
+    name = f"redis{uuid.uuid4().hex[:6]}"
+    run = deployment(name=name, full_name=f"pullbridge/{name}", redis_url=aof_redis.url)
+    run.write_config()
+    run.start("web")  # no worker: what was acknowledged must still be queued afterwards
+
+    answers: list[tuple[float, float, str, int, dict]] = []
+    stop = threading.Event()
+
+    def sender() -> None:
+        while not stop.is_set():
+            sha = secrets.token_hex(20)
+            sent = time.monotonic()
+            status, body = run.send_push("0" * 40, sha, ["deploy/a.yaml"], delivery=str(uuid.uuid4()))
+            answers.append((sent, time.monotonic(), sha, status, body))
+            time.sleep(0.01)
+
+    senders = [threading.Thread(target=sender) for _ in range(2)]
+    for t in senders:
+        t.start()
+    time.sleep(1.0)
+    aof_redis.kill()
+    down_from = time.monotonic()
+    time.sleep(2.0)
+    down_until = time.monotonic()
+    aof_redis.start()
+    time.sleep(1.0)
+    stop.set()
+    for t in senders:
+        t.join()
+
+    statuses = [a[3] for a in answers]
+    assert set(statuses) <= {202, 503}, sorted(set(statuses))
+    while_down = [a for a in answers if a[0] > down_from and a[1] < down_until]
+    assert while_down and all(a[3] == 503 for a in while_down)
+    assert redis.Redis.from_url(aof_redis.url).ping()
+    refused = [a for a in answers if a[3] == 503]
+    assert refused  # and each said when to come back
+    acked_before = [a for a in answers if a[3] == 202 and a[1] < down_from]
+    acked = [a for a in answers if a[3] == 202]
+    conn = redis.Redis.from_url(aof_redis.url)
+    wanted = {s.decode() for s in conn.zrange(keys.wanted(name), 0, -1)}
+    lost = [a[2] for a in acked if a[2] not in wanted]
+    assert not lost, f"{len(lost)} acknowledged shas lost"
+    queued = conn.get(keys.queued(name)).decode()
+    assert queued in Queue(keys.SYNC_QUEUE, connection=conn).get_job_ids()
+
+    # The host redelivers what was refused: all taken now.
+    retried = [run.send_push("0" * 40, a[2], ["deploy/a.yaml"])[0] for a in refused]
+    assert set(retried) == {202}
+    wanted = {s.decode() for s in conn.zrange(keys.wanted(name), 0, -1)}
+    assert {a[2] for a in answers} <= wanted
+    conn.close()
+    figure(f"redis restart: {len(answers)} deliveries; {len(acked_before)} acknowledged before the SIGKILL, "
+           f"{len(acked)} in all, 0 lost after the AOF restart; {len(refused)} answered 503 while down "
+           f"({len(while_down)} sent and answered inside the 2.0 s outage, 0 of them 2xx); "
+           f"{len(retried)} redeliveries all 202")
+
+
+def test_503_carries_retry_after(aof_redis, deployment):
+    run = deployment(name=f"ra{uuid.uuid4().hex[:6]}", redis_url=aof_redis.url)
+    run.write_config()
+    run.start("web")
+    aof_redis.kill()
+    body = run.push_payload("0" * 40, "c" * 40, ["deploy/a.yaml"])
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{run.port}/hooks/{run.name}", data=body, method="POST",
+        headers={"Content-Type": "application/json", "X-GitHub-Event": "push", "X-GitHub-Delivery": "ra-1",
+                 "X-Hub-Signature-256": "sha256=" + hmac.new(run.secret.encode(), body, hashlib.sha256).hexdigest()})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(req, timeout=10)
+    assert caught.value.code == 503 and int(caught.value.headers["Retry-After"]) > 0
