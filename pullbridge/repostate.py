@@ -13,13 +13,15 @@ owns the operator's fields:
   resume NAME`` must call ``clear_hold`` (and then request a sync so the
   branch head is applied again).
 * ``suspended`` (``"1"`` while suspended, ``"0"`` after resume;
-  ``suspended_at``, ``suspended_by``): set and cleared by ``pullbridge
-  suspend`` / ``resume`` (``pullbridge.suspension`` on the drift branch);
-  here it is only read, to be shown.
+  ``suspended_at``, ``suspended_by``, ``resumed_at``, ``resumed_by``): set by
+  ``pullbridge suspend`` / ``resume`` (``suspend``, ``resume`` here).  A
+  suspended repo's sync job records "skipped: suspended" and keeps its wanted
+  commits; its periodic job only records the check.
 """
 
 from __future__ import annotations
 
+import getpass
 import time
 from datetime import datetime, timezone
 
@@ -54,6 +56,40 @@ def clear_hold(conn: Redis, repo_name: str) -> str | None:
         pipe.hdel(key, HELD_SHA, HELD_AT, HELD_BY)
         held, _ = pipe.execute()
     return held.decode() if held else None
+
+
+def suspended_now(conn: Redis, repo_name: str) -> bool:
+    """Read the flag now (one HGET), as the sync and periodic jobs do before touching anything."""
+    value = conn.hget(keys.state(repo_name), SUSPENDED)
+    return is_suspended({SUSPENDED: value.decode() if isinstance(value, bytes) else (value or "")})
+
+
+def suspend(conn: Redis, repo_name: str, by: str | None = None) -> bool:
+    """Mark the repo suspended; False when it already was."""
+    was = suspended_now(conn, repo_name)
+    conn.hset(keys.state(repo_name), mapping={
+        SUSPENDED: "1", SUSPENDED_AT: str(time.time()), SUSPENDED_BY: by or _who()})
+    return not was
+
+
+def resume(conn: Redis, repo_name: str, by: str | None = None) -> bool:
+    """Clear the flag; False when the repo was not suspended."""
+    was = suspended_now(conn, repo_name)
+    conn.hset(keys.state(repo_name), mapping={
+        SUSPENDED: "0", "resumed_at": str(time.time()), "resumed_by": by or _who()})
+    return was
+
+
+def waiting_commits(conn: Redis, repo_name: str) -> int:
+    """Commits a webhook asked for that no sync has applied or skipped yet."""
+    return int(conn.zcard(keys.wanted(repo_name)))
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "unknown"
 
 
 def held_sha(state: dict[str, str]) -> str | None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from redis import Redis
 from rq import get_current_job
 
-from pullbridge import keys, suspension
+from pullbridge import keys, repostate
 from pullbridge.config import CONFIG_ENV, Config, RepoConfig, load_config
 from pullbridge.redis_url import connect
 from pullbridge.queueing import done_wanted, request_sync, take_wanted
@@ -141,7 +141,7 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
     record = history.SyncRecord(repo.name, reason, delivery, job.id if job else None,
                                 dry_run=repo.mode == "report")
     wanted = [sha for sha, _ in take_wanted(conn, repo.name, record.job_id or record.id)]
-    if suspension.is_suspended(conn, repo.name):
+    if repostate.suspended_now(conn, repo.name):
         # Suspended (pullbridge suspend): touch nothing, keep the wanted commits for resume.
         record.result = "skipped"
         record.notes.append("skipped: suspended")

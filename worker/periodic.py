@@ -29,7 +29,7 @@ import git
 from redis import Redis
 from rq import get_current_job
 
-from pullbridge import keys, suspension
+from pullbridge import keys, repostate
 from pullbridge.config import Config, RepoConfig
 from pullbridge.queueing import release_dead_marker, request_sync
 from worker import alerts, drift, history, metrics
@@ -118,7 +118,7 @@ def reconcile(repo_name: str) -> dict:
         return {"result": "unknown repository"}
     if not claim_interval(conn, repo):
         return {"result": "duplicate"}
-    if suspension.is_suspended(conn, repo.name):
+    if repostate.suspended_now(conn, repo.name):
         record_check(conn, repo.name, "suspended: not synced, not corrected")
         return {"result": "suspended"}
     dead = release_dead_marker(conn, repo.name, config.worker.lock_wait + config.worker.lock_ttl)
@@ -157,7 +157,7 @@ def reconcile(repo_name: str) -> dict:
     try:
         # A sync may have finished between the first look and the lock: never scan (and
         # "correct" towards) a commit older than the one applied now.
-        if suspension.is_suspended(conn, repo.name):
+        if repostate.suspended_now(conn, repo.name):
             record_check(conn, repo.name, "suspended: not synced, not corrected")
             return {"result": "suspended"}
         if repo.mode == "apply":

@@ -45,11 +45,11 @@ def _context(args):
 def cmd_suspend(args) -> int:
     from redis.exceptions import RedisError
 
-    from pullbridge import suspension
+    from pullbridge import repostate
 
     _, repo, conn = _context(args)
     try:
-        changed = suspension.suspend(conn, repo.name, by=args.by)
+        changed = repostate.suspend(conn, repo.name, by=args.by)
     except RedisError as exc:
         raise CommandError(f"cannot reach Redis: {exc}") from None
     if changed:
@@ -64,14 +64,14 @@ def cmd_resume(args) -> int:
     """Resume a suspended repo and release a rollback hold; either way, queue a sync if needed."""
     from redis.exceptions import RedisError
 
-    from pullbridge import repostate, suspension
+    from pullbridge import repostate
     from pullbridge.queueing import request_sync
 
     config, repo, conn = _context(args)
     try:
-        changed = suspension.resume(conn, repo.name, by=args.by)
+        changed = repostate.resume(conn, repo.name, by=args.by)
         released = repostate.clear_hold(conn, repo.name)
-        waiting = suspension.waiting_commits(conn, repo.name)
+        waiting = repostate.waiting_commits(conn, repo.name)
         wants_sync = released or (changed and waiting)
         queued = request_sync(conn, config, repo, None, reason="resume") if wants_sync else None
     except RedisError as exc:

@@ -10,7 +10,7 @@ What is read (the contract with the workers):
 
 * ``keys.state(repo)`` HASH: ``applied_sha``, ``applied_at``, ``last_result``,
   ``last_error``, ``last_sync_id``, ``last_sync_at`` (worker.history.save);
-  ``suspended``, ``suspended_at``, ``suspended_by`` (pullbridge.suspension);
+  ``suspended``, ``suspended_at``, ``suspended_by`` (pullbridge.repostate);
   ``held_sha`` (pullbridge.repostate, a rollback hold); ``last_check_at`` (every
   periodic run) and ``last_drift_at``, ``last_drift_objects``,
   ``last_drift_corrected`` (worker.periodic; drift left in place, as in report
