@@ -25,7 +25,7 @@ from typing import Callable
 from redis import Redis, WatchError
 from rq import Queue
 
-from pullbridge import keys
+from pullbridge import keys, repostate
 from pullbridge.config import Config, RepoConfig, load_config
 from pullbridge.queueing import request_sync
 from worker.images.cache import CachedRegistries
@@ -67,13 +67,6 @@ class ScanResult:
         return {"repo": self.repo, "sha": self.sha, "dry_run": self.dry_run,
                 "changes": [c.as_dict() for c in self.changes], "skipped": self.skipped,
                 "errors": self.errors, "sync_job": self.sync_job, "attempts": self.attempts}
-
-
-def is_suspended(conn: Redis | None, repo_name: str) -> bool:
-    if conn is None:
-        return False
-    value = conn.hget(keys.state(repo_name), "suspended")
-    return value is not None and value.decode().strip().lower() in ("1", "true", "yes")
 
 
 def make_plan(repo: RepoConfig, registries: CachedRegistries, result: ScanResult) -> Callable[[Path], list[ImageChange]]:
@@ -133,7 +126,7 @@ def scan(conn: Redis | None, config: Config, repo: RepoConfig, *,
     settings = repo.images
     dry = settings.dry_run if dry_run is None else dry_run
     result = ScanResult(repo=repo.name, dry_run=dry)
-    if is_suspended(conn, repo.name):
+    if conn is not None and repostate.suspended_now(conn, repo.name):
         result.skipped.append("repository is suspended")
         return result
     registries = registries or CachedRegistries(conn, config.images, fresh=fresh)
