@@ -26,7 +26,7 @@ def register(sub) -> None:
 
 
 def cmd_scan(args) -> int:
-    from redis import Redis
+    from pullbridge.redis_url import connect
 
     from pullbridge.cli import CommandError
     from worker.images.registry import RegistryError
@@ -41,7 +41,7 @@ def cmd_scan(args) -> int:
     if repo is None:
         raise CommandError(f"no repository named {args.repo!r} in the configuration")
     url = os.environ.get("REDIS_URL")
-    conn = Redis.from_url(url) if url else None
+    conn = connect(url) if url else None
     try:
         result = scan(conn, config, repo, dry_run=True if args.dry_run else None)
     except (WriteBackError, RegistryError) as exc:

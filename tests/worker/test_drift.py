@@ -133,7 +133,7 @@ def test_duplicate_runs_in_one_interval_do_nothing(synced, stack, namespace):
 
 def test_suspend_stops_syncs_and_corrections(synced, stack, namespace, kube, capsys):
     assert cli_main(["suspend", "nope"]) == 2
-    assert "no repository named 'nope'" in capsys.readouterr().err
+    assert "unknown repository 'nope' (configured: app)" in capsys.readouterr().err
     assert cli_main(["suspend", "app"]) == 0
     assert "suspended" in capsys.readouterr().out
     assert synced.state()["suspended"] == "1"
