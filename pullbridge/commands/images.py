@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 
-from pullbridge.config import CONFIG_ENV, ConfigError, load_config
+from pullbridge.commands import common
 
 
 def register(sub) -> None:
@@ -19,7 +19,7 @@ def register(sub) -> None:
     verbs.required = True
     scan = verbs.add_parser("scan", help="scan a repository's automated images and write back updates")
     scan.add_argument("repo", help="repository name from the configuration")
-    scan.add_argument("--config", help=f"YAML file (default: ${CONFIG_ENV})")
+    common.add_config_option(scan)
     scan.add_argument("--dry-run", action="store_true", help="list what would change; commit nothing")
     scan.add_argument("--json", action="store_true", help="print the result as JSON")
     scan.set_defaults(func=cmd_scan)
@@ -33,13 +33,8 @@ def cmd_scan(args) -> int:
     from worker.images.scan import scan
     from worker.images.writeback import WriteBackError
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        raise CommandError(str(exc)) from None
-    repo = config.repo(args.repo)
-    if repo is None:
-        raise CommandError(f"no repository named {args.repo!r} in the configuration")
+    config = common.load(args)
+    repo = common.repo_named(config, args.repo)
     url = os.environ.get("REDIS_URL")
     conn = connect(url) if url else None
     try:

@@ -8,10 +8,10 @@ before relying on them.  Secrets are never printed.
 
 from __future__ import annotations
 
-import os
 
 from pullbridge.cli import CommandError
-from pullbridge.config import CONFIG_ENV, ConfigError, load_config
+from pullbridge.commands import common
+from pullbridge.config import ConfigError
 
 
 def register(sub) -> None:
@@ -24,19 +24,12 @@ def register(sub) -> None:
     status.add_argument("--state", default="pending",
                         choices=["pending", "running", "success", "failure", "error"])
     status.add_argument("--description", default="Pullbridge status check")
-    status.add_argument("--config", help=f"YAML file (default: ${CONFIG_ENV})")
+    common.add_config_option(status)
     status.set_defaults(func=cmd_status)
     alert = verbs.add_parser("alert", help="send a test alert to every configured destination")
     alert.add_argument("--repo", help="repository named in the test alert (default: the first)")
-    alert.add_argument("--config", help=f"YAML file (default: ${CONFIG_ENV})")
+    common.add_config_option(alert)
     alert.set_defaults(func=cmd_alert)
-
-
-def _config(args):
-    try:
-        return load_config(args.config or os.environ.get(CONFIG_ENV))
-    except ConfigError as exc:
-        raise CommandError(str(exc)) from None
 
 
 def cmd_status(args) -> int:
@@ -44,10 +37,8 @@ def cmd_status(args) -> int:
     from worker.outbound import PermanentError, TemporaryError, send_json
     from worker.status import status_target, target_url
 
-    config = _config(args)
-    repo = config.repo(args.repo)
-    if repo is None:
-        raise CommandError(f"no repository named {args.repo!r} in the configuration")
+    config = common.load(args)
+    repo = common.repo_named(config, args.repo)
     if repo.status is None:
         raise CommandError(f"repository {repo.name} has no `status:` settings")
     try:
@@ -74,7 +65,7 @@ def cmd_alert(args) -> int:
     from worker.alerts import slack_message, target_key
     from worker.outbound import PermanentError, TemporaryError, check, send_json
 
-    config = _config(args)
+    config = common.load(args)
     if not config.alerts:
         raise CommandError("no `alerts:` destinations in the configuration")
     repo_name = args.repo or (config.repos[0].name if config.repos else "example")
