@@ -179,10 +179,10 @@ def release_dead_marker(conn: Redis, repo_name: str, started_for: float) -> str 
     """Forget a queued marker whose job can no longer pick the wanted shas up; -> that job id.
 
     The marker is cleared by the job itself once it holds the repo lock
-    (``take_wanted``), so a marker naming a job that RQ has *started* more
-    than ``started_for`` seconds ago (longer than any lock wait) means the
-    worker died before that point -- SIGKILL, OOM, a lost node.  RQ would
-    notice only after the job's heartbeat (job timeout + 60 s) and its next
+    (``take_wanted``), so a marker naming a job that a worker took more than
+    ``started_for`` seconds ago (longer than any lock wait) means the worker
+    died before that point -- SIGKILL, OOM, a lost node.  RQ would notice
+    only after the job's heartbeat (job timeout + 60 s) and its next
     maintenance pass, and until then every push coalesces into the dead job.
     A marker naming a job that finished, failed or vanished is as dead.
     The wanted shas are untouched: the caller queues a fresh sync for them.
@@ -199,10 +199,26 @@ def release_dead_marker(conn: Redis, repo_name: str, started_for: float) -> str 
         status = job.get_status()
     except NoSuchJobError:
         status, job = None, None
-    if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
-        return None
-    if status == JobStatus.STARTED:
-        started = job.started_at.timestamp() if job.started_at else time.time()
-        if time.time() - started < started_for:
+    if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED):
+        taken = _taken_at(conn, job, status)
+        if taken is None or time.time() - taken < started_for:
             return None
     return job_id if conn.eval(_FORGET_IF, 1, keys.queued(repo_name), job_id) else None
+
+
+def _taken_at(conn: Redis, job, status) -> float | None:
+    """When a worker took ``job`` (epoch seconds); None while it waits in its queue.
+
+    RQ takes a job in two steps: it records an *execution* (which also puts the
+    job in the started registry), then marks the job ``started``.  A worker
+    killed between the two leaves a job whose status still says ``queued``
+    but which is in no queue any more: its execution tells when it was taken.
+    """
+    from rq.job import JobStatus
+
+    if status == JobStatus.STARTED:
+        return job.started_at.timestamp() if job.started_at else time.time()
+    if status != JobStatus.QUEUED or conn.lpos(Queue(job.origin, connection=conn).key, job.id) is not None:
+        return None  # scheduled, deferred or still waiting in its queue: alive
+    executions = job.get_executions()
+    return max(e.created_at.timestamp() for e in executions) if executions else None

@@ -133,7 +133,10 @@ def test_worker_sigkilled_before_it_took_the_commits_is_recovered(deployment, na
 
     run.start("worker", "scheduler")
     took = wait_for(lambda: applied(v3), 90, 0.2)
-    assert took is not None, run.log_tail("worker", 40) + run.log_tail("scheduler", 20)
+    dead = Queue(keys.SYNC_QUEUE, connection=redis_conn).fetch_job(answer["job_id"])
+    assert took is not None, (f"dead job {answer['job_id']}: status {dead and dead.get_status()}, started "
+                              f"{dead and dead.started_at}\n" + run.log_tail("worker", 40)
+                              + run.log_tail("scheduler", 20))
     assert core.read_namespaced_config_map("killw", namespace).data["value"] == "v3"
     assert redis_conn.zcard(keys.wanted(name)) == 0
     figure(f"SIGKILL while waiting for the repo lock: a later push was acknowledged into the dead job; the "
@@ -172,3 +175,25 @@ def test_release_dead_marker_only_releases_dead_jobs(redis_conn):
     mark(job.id)
     assert release_dead_marker(redis_conn, "rel", 10) == job.id  # failed
     assert release_dead_marker(redis_conn, "rel", 10) is None  # no marker: nothing to do
+
+
+def test_release_dead_marker_sees_a_job_taken_but_not_yet_marked_started(redis_conn):
+    """RQ takes a job in two steps (an execution, then status 'started'); a worker killed
+    between them leaves a job that says 'queued' but is in no queue.  Seen on CI."""
+    from rq import SimpleWorker
+
+    from pullbridge.queueing import release_dead_marker
+
+    queue = Queue(keys.SYNC_QUEUE, connection=redis_conn)
+    job = queue.enqueue("worker.jobs.sync", "rel2", job_id="sync-rel2-taken")
+    redis_conn.set(keys.queued("rel2"), job.id)
+    assert release_dead_marker(redis_conn, "rel2", 0) is None  # waiting in its queue: alive, however old
+    worker = SimpleWorker([queue], connection=redis_conn)
+    taken, _ = worker.dequeue_job_and_maintain_ttl(timeout=1)
+    assert taken.id == job.id
+    worker.prepare_execution(taken)  # step one only: the worker dies here
+    assert taken.get_status() == "queued" and job.id not in queue.get_job_ids()
+    assert release_dead_marker(redis_conn, "rel2", 10) is None  # taken just now: may be about to start
+    time.sleep(0.05)
+    assert release_dead_marker(redis_conn, "rel2", 0.01) == job.id  # taken a while ago, never started
+    assert not redis_conn.exists(keys.queued("rel2"))
