@@ -26,6 +26,7 @@ from rq import Queue, Retry
 
 from pullbridge import keys
 from pullbridge.config import Config, RepoConfig
+from pullbridge.groupcommit import GroupCommit, Script
 
 
 # A queued marker outlives any sane queue wait; should its job vanish (purged by
@@ -67,16 +68,17 @@ if ARGV[1] ~= '' then redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1]) end
 if KEYS[3] then redis.call('SET', KEYS[3], job, 'PX', ARGV[3]) end
 return {2, job}
 """
-_coalesce_script = None
+_coalesce_script = Script(_COALESCE)
 
 
-def _coalesce(conn: Redis, wanted_key: str, queued_key: str, dedup_key: str | None,
-              sha: str | None, dedup_ms: int) -> SyncRequest | None:
-    global _coalesce_script
-    if _coalesce_script is None:
-        _coalesce_script = conn.register_script(_COALESCE)
+def _coalesce(conn: Redis, committer: GroupCommit | None, wanted_key: str, queued_key: str,
+              dedup_key: str | None, sha: str | None, dedup_ms: int) -> SyncRequest | None:
     keys_ = [wanted_key, queued_key] + ([dedup_key] if dedup_key else [])
-    answer = _coalesce_script(keys=keys_, args=[sha or "", int(time.time() * 1000), dedup_ms], client=conn)
+    args = [sha or "", int(time.time() * 1000), dedup_ms]
+    if committer is None:
+        answer = conn.register_script(_COALESCE)(keys=keys_, args=args, client=conn)
+    else:
+        answer = committer.run(_coalesce_script, keys_, args)
     if answer[0] == 1:
         return SyncRequest(answer[1].decode(), False, duplicate=True)
     if answer[0] == 2:
@@ -86,7 +88,7 @@ def _coalesce(conn: Redis, wanted_key: str, queued_key: str, dedup_key: str | No
 
 def request_sync(conn: Redis, config: Config, repo: RepoConfig, sha: str | None, *,
                  reason: str, delivery: str | None = None, dedup_key: str | None = None,
-                 dedup_ttl: float = 86400.0) -> SyncRequest:
+                 dedup_ttl: float = 86400.0, committer: GroupCommit | None = None) -> SyncRequest:
     """Record ``sha`` as wanted (None: the branch head) and make sure a sync job is queued.
 
     With ``dedup_key``: if that key exists, nothing is recorded and the
@@ -94,17 +96,19 @@ def request_sync(conn: Redis, config: Config, repo: RepoConfig, sha: str | None,
     otherwise the key is set (value: the job id, TTL ``dedup_ttl`` seconds)
     in the same transaction that records the sha.
 
+    ``committer`` (the web receiver's): the common case -- a sync already
+    queued -- shares its round trip with other threads' (``pullbridge.groupcommit``).
+
     Raises redis.exceptions.ConnectionError (and friends) when Redis cannot
     take the request durably; callers must then not acknowledge anything.
     """
-    queue = sync_queue(conn)
-    jobs = config.repo_jobs(repo)
     wanted_key, queued_key = keys.wanted(repo.name), keys.queued(repo.name)
     watched = (queued_key, dedup_key) if dedup_key else (queued_key,)
     dedup_ms = max(1, int(dedup_ttl * 1000))
-    coalesced = _coalesce(conn, wanted_key, queued_key, dedup_key, sha, dedup_ms)
+    coalesced = _coalesce(conn, committer, wanted_key, queued_key, dedup_key, sha, dedup_ms)
     if coalesced is not None:
         return coalesced
+    queue, jobs = sync_queue(conn), config.repo_jobs(repo)
     with conn.pipeline() as pipe:
         while True:
             try:

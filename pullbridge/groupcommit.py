@@ -1,0 +1,187 @@
+"""Group commit: concurrent callers' Redis script calls share one round trip.
+
+Why it exists: the receiver answers a push only once Redis has it on disk,
+and with ``appendfsync always`` every write costs Redis an fsync and the
+caller a round trip.  Under a burst, many threads of one web process want
+the same small script run at the same moment.  Sent one by one, each pays a
+round trip, a pool checkout and (on Redis' side) its own fsync; sent
+together as one pipeline, they pay for one of each: Redis runs the scripts
+in order, fsyncs once, and answers them all.
+
+How: leader and followers, no extra thread.  A caller queues its command;
+if no batch is in flight it becomes the leader, sends everything queued (its
+own command included) in one write, reads the replies, and hands each
+caller its own.  Callers that arrived meanwhile wait; when the leader is
+done it wakes the first of them as the next leader.  Alone, a caller is its
+own leader at once: a quiet receiver pays no extra latency.
+
+Each script call stays atomic on its own (scripts are not merged), and a
+caller gets its reply only after Redis answered it, i.e. after the fsync:
+the durability argument of ``pullbridge.queueing`` is unchanged.  A failed
+round trip fails every caller of that batch (they answer 503 and the host
+retries; a command Redis ran before the connection broke is found again by
+the delivery key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import deque
+
+from redis import Redis
+from redis.exceptions import ConnectionError, NoScriptError, RedisError, ResponseError
+
+MAX_BATCH = 128  # commands per round trip; more wait for the next one
+
+
+class GroupCommitTimeout(RedisError):
+    """No answer within the wait limit (the leader's round trip is stuck)."""
+
+
+def _bulk(part) -> bytes:
+    data = part if isinstance(part, bytes) else str(part).encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def pack(*parts) -> bytes:
+    """One command in RESP (what redis-py's packer makes, for str, int and bytes only)."""
+    return b"*%d\r\n" % len(parts) + b"".join(map(_bulk, parts))
+
+
+class _Call:
+    __slots__ = ("script", "keys", "args", "reply", "error", "lead", "_gate")
+
+    def __init__(self, script: "Script", keys, args):
+        self.script, self.keys, self.args = script, keys, args
+        self.reply = self.error = None
+        self.lead = False
+        self._gate = threading.Lock()
+        self._gate.acquire()
+
+    def wake(self) -> None:
+        self._gate.release()
+
+    def wait(self, timeout: float) -> bool:
+        return self._gate.acquire(timeout=timeout)
+
+    def command(self, use_sha: bool) -> bytes:
+        head = ("EVALSHA", self.script.sha) if use_sha else ("EVAL", self.script.text)
+        return pack(*head, len(self.keys), *self.keys, *self.args)
+
+
+class Script:
+    """A Lua script run through a GroupCommit (EVALSHA, loaded on NOSCRIPT)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
+
+
+class GroupCommit:
+    """Runs scripts for many threads of one process, batching those that overlap."""
+
+    def __init__(self, conn: Redis, wait_limit: float = 30.0):
+        self.conn = conn
+        self.wait_limit = wait_limit
+        self._lock = threading.Lock()
+        self._queue: deque[_Call] = deque()
+        self._busy = False
+        self._pid = os.getpid()
+        self._connection = None
+        self._connection_pid = None
+        self.batches = 0  # round trips made; with ``calls``, shows how much was shared
+        self.calls = 0
+
+    def run(self, script: Script, keys: list, args: list):
+        """``EVALSHA script`` with these keys and args; its reply, or the RedisError."""
+        call = _Call(script, keys, args)
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's queue means nothing here
+                self._queue, self._busy, self._pid = deque(), False, os.getpid()
+            self._queue.append(call)
+            lead = not self._busy
+            self._busy = True
+        if not lead:
+            if not call.wait(self.wait_limit) and not self._give_up(call):
+                raise GroupCommitTimeout("no answer from Redis in time")
+            lead = call.lead
+        if lead:
+            self._lead()
+        if call.error is not None:
+            raise call.error
+        return call.reply
+
+    def _give_up(self, call: _Call) -> bool:
+        """After a timed-out wait: False (give up) unless leadership came just now."""
+        with self._lock:
+            if call.lead:
+                return True
+            try:
+                self._queue.remove(call)  # never sent: nothing of it reaches Redis
+            except ValueError:
+                pass  # in a batch in flight: its reply, when it comes, is dropped
+            return False
+
+    def _lead(self) -> None:
+        with self._lock:
+            batch = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH))]
+        try:
+            self._round_trip(batch)
+        except Exception as exc:  # noqa: BLE001 -- every caller gets it, none is left waiting
+            for call in batch:
+                if call.reply is None and call.error is None:
+                    call.error = exc
+        finally:
+            with self._lock:
+                self.batches += 1
+                self.calls += len(batch)
+                nxt = self._queue[0] if self._queue else None
+                if nxt is None:
+                    self._busy = False
+                else:
+                    nxt.lead = True
+            for call in batch:
+                if not call.lead:
+                    call.wake()
+            # The leader's own call is in the batch: it simply returns.  The next
+            # leader is woken last, after everyone answered here.
+            if nxt is not None:
+                nxt.wake()
+
+    def _round_trip(self, batch: list[_Call]) -> None:
+        # Only the leader talks to Redis, so one connection of its own is enough
+        # (made by the client's pool, so a Sentinel URL finds the master as usual).
+        if self._connection is None or self._connection_pid != os.getpid():
+            self._connection = self.conn.connection_pool.make_connection()
+            self._connection_pid = os.getpid()
+        connection = self._connection
+        try:
+            try:
+                missing = self._send(connection, batch, use_sha=True)
+            except ConnectionError:
+                if any(call.reply is not None or call.error is not None for call in batch):
+                    raise
+                # Nothing answered: most likely a connection that Redis closed (restart,
+                # idle timeout).  Once more on a fresh one, as redis-py's retry would.
+                connection.disconnect()
+                missing = self._send(connection, batch, use_sha=True)
+            if missing:  # Redis restarted or SCRIPT FLUSH: send those again with the text
+                self._send(connection, missing, use_sha=False)
+        except BaseException:
+            connection.disconnect()
+            raise
+
+    @staticmethod
+    def _send(connection, batch: list[_Call], use_sha: bool) -> list[_Call]:
+        connection.send_packed_command([b"".join(call.command(use_sha) for call in batch)])
+        missing = []
+        for call in batch:
+            try:
+                call.reply = connection.read_response()
+            except NoScriptError:
+                missing.append(call)
+            except ResponseError as exc:  # this call's own error; the stream is still in step
+                call.error = exc
+        return missing

@@ -1,0 +1,143 @@
+"""pullbridge.groupcommit against the real Redis: replies reach their own callers,
+overlapping calls share a round trip, and no failure leaves a caller waiting.
+
+Redis is held still with ``CLIENT PAUSE ... WRITE`` (scripts that write wait),
+so which calls overlap is decided by the test, not by timing luck.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from redis import Redis
+from redis.exceptions import ConnectionError, ResponseError
+
+from pullbridge.groupcommit import GroupCommit, GroupCommitTimeout, Script
+
+COUNT = Script("""
+if ARGV[1] == 'bad' then return redis.error_reply('bad argument') end
+local n = redis.call('INCR', KEYS[1])
+return {ARGV[1], n}
+""")
+
+
+def wait_until(check, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+class Caller(threading.Thread):
+    def __init__(self, committer: GroupCommit, arg: str):
+        super().__init__(daemon=True)
+        self.committer, self.arg = committer, arg
+        self.reply = self.error = None
+
+    def run(self):
+        try:
+            self.reply = self.committer.run(COUNT, ["gc:n"], [self.arg])
+        except Exception as exc:  # noqa: BLE001
+            self.error = exc
+
+
+@pytest.fixture
+def paused(redis_conn):
+    """A function that pauses Redis' writers until the returned function is called."""
+    admin = Redis(connection_pool=redis_conn.connection_pool)
+
+    def pause():
+        admin.execute_command("CLIENT", "PAUSE", 10000, "WRITE")
+        return lambda: admin.execute_command("CLIENT", "UNPAUSE")
+
+    yield pause
+    admin.execute_command("CLIENT", "UNPAUSE")
+
+
+def test_each_caller_gets_its_own_reply_under_concurrency(redis_conn):
+    committer = GroupCommit(redis_conn)
+    callers = [Caller(committer, f"c{i}") for i in range(200)]
+    for c in callers:
+        c.start()
+    for c in callers:
+        c.join(30)
+    assert all(c.error is None for c in callers), [c.error for c in callers if c.error][:3]
+    assert sorted(c.reply[0].decode() for c in callers) == sorted(f"c{i}" for i in range(200))
+    assert sorted(c.reply[1] for c in callers) == list(range(1, 201))  # every INCR ran once
+    assert committer.calls == 200
+
+
+def test_calls_that_arrive_during_a_round_trip_share_the_next_one(redis_conn, paused):
+    committer = GroupCommit(redis_conn)
+    unpause = paused()
+    first = Caller(committer, "first")
+    first.start()
+    assert wait_until(lambda: committer._busy)  # the leader's batch is in Redis, held
+    followers = [Caller(committer, f"f{i}") for i in range(10)]
+    for c in followers:
+        c.start()
+    assert wait_until(lambda: len(committer._queue) == 10)
+    unpause()
+    for c in [first, *followers]:
+        c.join(30)
+    assert first.reply[0] == b"first" and all(c.error is None for c in followers)
+    assert (committer.batches, committer.calls) == (2, 11)  # ten callers, one round trip
+
+
+def test_a_script_error_fails_only_its_own_caller(redis_conn, paused):
+    committer = GroupCommit(redis_conn)
+    unpause = paused()
+    first = Caller(committer, "first")
+    first.start()
+    assert wait_until(lambda: committer._busy)
+    good, bad, after = Caller(committer, "good"), Caller(committer, "bad"), Caller(committer, "after")
+    for queued, c in enumerate((good, bad, after), 1):
+        c.start()
+        assert wait_until(lambda n=queued: len(committer._queue) == n)  # queued in this order
+    unpause()
+    for c in (first, good, bad, after):
+        c.join(30)
+    assert isinstance(bad.error, ResponseError) and "bad argument" in str(bad.error)
+    assert good.reply[0] == b"good" and after.reply[0] == b"after"
+    assert committer.batches == 2
+
+
+def test_a_flushed_script_cache_is_reloaded(redis_conn):
+    committer = GroupCommit(redis_conn)
+    assert committer.run(COUNT, ["gc:n"], ["a"])[1] == 1
+    redis_conn.script_flush()
+    assert committer.run(COUNT, ["gc:n"], ["b"])[1] == 2
+    assert redis_conn.script_exists(COUNT.sha) == [True]
+
+
+def test_unreachable_redis_fails_every_caller_and_the_next_call_tries_again(stack):
+    committer = GroupCommit(Redis(port=1, socket_connect_timeout=1))  # nothing listens on port 1
+    callers = [Caller(committer, f"x{i}") for i in range(5)]
+    for c in callers:
+        c.start()
+    for c in callers:
+        c.join(30)
+    assert all(isinstance(c.error, ConnectionError) for c in callers)
+    assert not committer._busy and not committer._queue  # nobody is left waiting
+    with pytest.raises(ConnectionError):
+        committer.run(COUNT, ["gc:n"], ["again"])
+
+
+def test_a_caller_that_gives_up_is_never_sent_and_nothing_stalls(redis_conn, paused):
+    committer = GroupCommit(redis_conn, wait_limit=0.3)
+    unpause = paused()
+    first = Caller(committer, "first")
+    first.start()
+    assert wait_until(lambda: committer._busy)
+    quitter = Caller(committer, "quitter")
+    quitter.start()
+    quitter.join(10)
+    assert isinstance(quitter.error, GroupCommitTimeout) and not committer._queue
+    unpause()
+    first.join(30)
+    assert first.reply == [b"first", 1]
+    assert committer.run(COUNT, ["gc:n"], ["later"]) == [b"later", 2]  # the quitter's INCR never ran
