@@ -82,9 +82,10 @@ class Script:
 class GroupCommit:
     """Runs scripts for many threads of one process, batching those that overlap."""
 
-    def __init__(self, conn: Redis, wait_limit: float = 30.0):
+    def __init__(self, conn: Redis, wait_limit: float = 30.0, on_batch=None):
         self.conn = conn
         self.wait_limit = wait_limit
+        self.on_batch = on_batch  # called with each round trip's size (metrics)
         self._lock = threading.Lock()
         self._queue: deque[_Call] = deque()
         self._busy = False
@@ -134,6 +135,11 @@ class GroupCommit:
                 if call.reply is None and call.error is None:
                     call.error = exc
         finally:
+            if self.on_batch is not None:
+                try:
+                    self.on_batch(len(batch))
+                except Exception:  # noqa: BLE001 -- a metric never fails a push
+                    pass
             with self._lock:
                 self.batches += 1
                 self.calls += len(batch)

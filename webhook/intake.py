@@ -40,6 +40,7 @@ from pullbridge.config import Config, ConfigError, RepoConfig
 from pullbridge.groupcommit import GroupCommit
 from pullbridge.queueing import request_sync
 from webhook import errors
+from webhook.metrics import observe_batch
 from webhook.events import DELIVERY_RE, PayloadError, PushEvent, same_repository, touches
 from webhook.providers import provider as provider_module
 
@@ -96,7 +97,7 @@ class Intake:
     def __init__(self, config: Config, conn: Redis, logger: logging.Logger):
         self.config = config
         self.conn = conn
-        self.committer = GroupCommit(conn)  # concurrent pushes share Redis round trips
+        self.committer = GroupCommit(conn, on_batch=observe_batch)  # concurrent pushes share round trips
         self.logger = logger
         self._secrets: dict[str, tuple[bytes, float]] = {}
         self._lock = threading.Lock()

@@ -29,6 +29,16 @@ INTAKE_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 
+QUEUE_BATCH = Histogram(
+    "pullbridge_webhook_queue_batch_size",
+    "Pushes recorded per Redis round trip (concurrent pushes share one; see pullbridge.groupcommit).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
+
+
+def observe_batch(size: int) -> None:
+    QUEUE_BATCH.observe(size)
+
 
 _children: dict = {}  # (provider, outcome) -> (counter child, histogram child): labels() once
 

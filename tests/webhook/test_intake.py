@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pytest
 from rq import Queue
@@ -210,8 +211,10 @@ def test_health_ready_and_metrics(client):
     assert client.get("/healthz").json == {"status": "ok"}
     assert client.get("/readyz").json == {"status": "ok", "redis": "ok"}
     post(client, "gh", P.github_push())
+    post(client, "gh", P.github_push(after="b" * 40))  # coalesced: through the group commit
     client.post("/hooks/gh", data=b"{}", headers={"X-GitHub-Event": "push"})
     text = client.get("/metrics").get_data(as_text=True)
+    assert re.search(r"^pullbridge_webhook_queue_batch_size_count [1-9]", text, re.M)
     assert 'pullbridge_webhook_deliveries_total{outcome="queued",provider="github"}' in text
     assert 'pullbridge_webhook_deliveries_total{outcome="unauthorized",provider="github"}' in text
     assert "pullbridge_webhook_intake_seconds_bucket" in text
