@@ -34,6 +34,7 @@ from redis import Redis
 from redis.exceptions import ConnectionError, NoScriptError, RedisError, ResponseError
 
 MAX_BATCH = 128  # commands per round trip; more wait for the next one
+_PENDING = object()  # a call's reply before Redis answered it
 
 
 class GroupCommitTimeout(RedisError):
@@ -55,7 +56,7 @@ class _Call:
 
     def __init__(self, script: "Script", keys, args):
         self.script, self.keys, self.args = script, keys, args
-        self.reply = self.error = None
+        self.reply, self.error = _PENDING, None
         self.lead = False
         self._gate = threading.Lock()
         self._gate.acquire()
@@ -128,13 +129,15 @@ class GroupCommit:
     def _lead(self) -> None:
         with self._lock:
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH))]
+        failure: BaseException | None = None
         try:
             self._round_trip(batch)
-        except Exception as exc:  # noqa: BLE001 -- every caller gets it, none is left waiting
-            for call in batch:
-                if call.reply is None and call.error is None:
-                    call.error = exc
+        except Exception as exc:  # noqa: BLE001 -- every caller of the batch gets it
+            failure = exc
         finally:
+            for call in batch:  # none is left without an answer, whatever stopped the round trip
+                if call.reply is _PENDING and call.error is None:
+                    call.error = failure or RedisError("the round trip to Redis was interrupted")
             if self.on_batch is not None:
                 try:
                     self.on_batch(len(batch))
@@ -167,7 +170,7 @@ class GroupCommit:
             try:
                 missing = self._send(connection, batch, use_sha=True)
             except ConnectionError:
-                if any(call.reply is not None or call.error is not None for call in batch):
+                if any(call.reply is not _PENDING or call.error is not None for call in batch):
                     raise
                 # Nothing answered: most likely a connection that Redis closed (restart,
                 # idle timeout).  Once more on a fresh one, as redis-py's retry would.

@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass
 
 from redis import Redis, WatchError
+from redis.exceptions import NoScriptError
 from rq import Queue, Retry
 
 from pullbridge import keys
@@ -76,7 +77,10 @@ def _coalesce(conn: Redis, committer: GroupCommit | None, wanted_key: str, queue
     keys_ = [wanted_key, queued_key] + ([dedup_key] if dedup_key else [])
     args = [sha or "", int(time.time() * 1000), dedup_ms]
     if committer is None:
-        answer = conn.register_script(_COALESCE)(keys=keys_, args=args, client=conn)
+        try:
+            answer = conn.evalsha(_coalesce_script.sha, len(keys_), *keys_, *args)
+        except NoScriptError:  # first use since Redis started: send the text
+            answer = conn.eval(_COALESCE, len(keys_), *keys_, *args)
     else:
         answer = committer.run(_coalesce_script, keys_, args)
     if answer[0] == 1:

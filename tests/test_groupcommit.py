@@ -141,3 +141,18 @@ def test_a_caller_that_gives_up_is_never_sent_and_nothing_stalls(redis_conn, pau
     first.join(30)
     assert first.reply == [b"first", 1]
     assert committer.run(COUNT, ["gc:n"], ["later"]) == [b"later", 2]  # the quitter's INCR never ran
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_coalescing_works_after_a_script_flush_with_and_without_a_committer(redis_conn, shared):
+    """The worker and the CLI call request_sync without a committer; both paths must
+    survive a Redis that forgot its scripts (a restart, SCRIPT FLUSH)."""
+    from pullbridge import queueing
+
+    committer = GroupCommit(redis_conn) if shared else None
+    redis_conn.set("gc:queued", "sync-gc-1")
+    redis_conn.script_flush()
+    answer = queueing._coalesce(redis_conn, committer, "gc:wanted", "gc:queued", "gc:dedup", "a" * 40, 60000)
+    assert (answer.job_id, answer.new_job, answer.duplicate) == ("sync-gc-1", False, False)
+    again = queueing._coalesce(redis_conn, committer, "gc:wanted", "gc:queued", "gc:dedup", "a" * 40, 60000)
+    assert again.duplicate and redis_conn.zscore("gc:wanted", "a" * 40) is not None

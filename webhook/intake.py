@@ -40,8 +40,8 @@ from pullbridge.config import Config, ConfigError, RepoConfig
 from pullbridge.groupcommit import GroupCommit
 from pullbridge.queueing import request_sync
 from webhook import errors
-from webhook.metrics import observe_batch
 from webhook.events import DELIVERY_RE, PayloadError, PushEvent, same_repository, touches
+from webhook.metrics import observe_batch
 from webhook.providers import provider as provider_module
 
 SECRET_CACHE_SECONDS = 30.0  # a rotated secret_file is picked up within this
