@@ -32,9 +32,9 @@ from redis import Redis, WatchError
 from rq import Queue, Retry
 
 from pullbridge import keys
-from pullbridge.config import Config, ConfigError, RepoConfig, load_config
+from pullbridge.config import Config, ConfigError, RepoConfig
 from pullbridge.notify_config import AlertTarget
-from worker.outbound import PermanentError, TemporaryError, check, run_job, send_json
+from worker.outbound import PermanentError, TemporaryError, check, job_config, run_job, send_json
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +157,7 @@ def send(target: str, alert: dict) -> str:
     what = f"alert {alert.get('event')} {alert.get('repo')} -> {target.split(':', 1)[0]}"
 
     def attempt():
-        try:
-            config = load_config()
-        except ConfigError as exc:
-            raise TemporaryError(f"configuration unreadable: {exc}") from None
+        config = job_config()
         destination = next((t for t in config.alerts if target_key(t) == target), None)
         if destination is None:
             log.info("%s: destination no longer configured; dropped", what)

@@ -120,6 +120,16 @@ def check(response: Response, what: str) -> Response:
     raise PermanentError(message, status, cut(response.body))
 
 
+def job_config():
+    """The configuration, read afresh for a notification job; unreadable now is worth a retry."""
+    from pullbridge.config import ConfigError, load_config
+
+    try:
+        return load_config()
+    except ConfigError as exc:
+        raise TemporaryError(f"configuration unreadable: {exc}") from None
+
+
 def run_job(what: str, call):
     """Run ``call()`` inside an RQ job, applying the retry policy above.
 

@@ -25,10 +25,10 @@ from redis.exceptions import RedisError
 from rq import Queue, Retry, get_current_job
 
 from pullbridge import keys
-from pullbridge.config import Config, ConfigError, RepoConfig, load_config
+from pullbridge.config import Config, ConfigError, RepoConfig
 from pullbridge.notify_config import status_api_url, status_context, status_project
 from worker.githosts import StatusTarget, build_request, interpret
-from worker.outbound import PermanentError, TemporaryError, run_job, send_json
+from worker.outbound import PermanentError, TemporaryError, job_config, run_job, send_json
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +93,7 @@ def post(repo_name: str, sha: str, state: str, description: str, sync_id: str | 
     what = f"status {state} {repo_name}@{sha[:12]}"
 
     def attempt():
-        try:
-            config = load_config()
-        except ConfigError as exc:
-            raise TemporaryError(f"configuration unreadable: {exc}") from None
+        config = job_config()
         repo = config.repo(repo_name)
         if repo is None:
             raise PermanentError(f"repository {repo_name!r} is no longer configured")
