@@ -4,14 +4,26 @@ Why: a delivery is traced through the logs by its id (``delivery``), and
 log shippers parse JSON without guessing.  Only fields passed explicitly in
 ``extra`` are written: no request headers or bodies, so no secret or
 signature can leak into a log line.
+
+Under gunicorn each worker hands its lines to a writer of its own
+(``start_writer``: a thread, which gunicorn's gevent worker makes a
+greenlet): the request only builds the record and puts it on a queue, and
+the writer formats whatever has gathered and writes it with one ``write``.
+Written from the request, every line cost a system call (and, with OS
+threads, a wait for the handler's lock) on the request's path.
+``stop_writer`` (gunicorn's ``worker_exit``) writes what is still queued.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import queue
 import sys
+import threading
 import time
+
+import orjson
 
 LOGGER_NAME = "pullbridge.webhook"
 FIELDS = ("delivery", "repo", "provider", "event", "outcome", "status", "ref", "sha", "job_id",
@@ -42,7 +54,12 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        elif record.exc_text:  # formatted already (the writer thread's records)
+            entry["exc"] = record.exc_text
+        try:
+            return orjson.dumps(entry, default=str).decode()  # a fifth of json.dumps' time
+        except TypeError:  # e.g. a lone surrogate in a str, which orjson refuses
+            return json.dumps(entry, default=str)
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -71,3 +88,110 @@ def setup_logging(level: str | int = "INFO") -> logging.Logger:
         logger.propagate = False
     logger.setLevel(level)
     return logger
+
+
+WRITER_BATCH = 512  # lines per write at most
+
+
+class _QueueHandler(logging.Handler):
+    """Puts records on the writer's queue; nothing is formatted or written here.
+
+    The record already holds its own copy of the ``extra`` fields and the
+    formatter reads nothing else, so formatting later gives the same line.
+    """
+
+    def __init__(self, records: queue.SimpleQueue):
+        super().__init__()
+        self.records = records
+
+    def handle(self, record: logging.LogRecord) -> bool:  # no handler lock: the queue is thread-safe
+        if record.args:  # arguments may change after this call: fix the message now
+            record.msg, record.args = record.getMessage(), None
+        if record.exc_info:  # a traceback's frames do not outlive the request: format it now
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        self.records.put(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.handle(record)
+
+
+class LogWriter:
+    """One thread that formats queued records and writes them, many per ``write``."""
+
+    _STOP = object()
+
+    def __init__(self, handler: logging.Handler):
+        self.handler = handler  # the JSON handler the lines were written through before
+        self.records: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="pullbridge-log-writer", daemon=True)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch = [self.records.get()]
+            while len(batch) < WRITER_BATCH:
+                try:
+                    batch.append(self.records.get_nowait())
+                except queue.Empty:
+                    break
+            if batch[-1] is self._STOP:
+                stopping = True
+                batch.pop()
+            self._write(batch)
+
+    def _write(self, batch: list) -> None:
+        if not batch:
+            return
+        lines = []
+        for record in batch:
+            try:
+                lines.append(self.handler.format(record))
+            except Exception:  # noqa: BLE001 -- one bad record must not stop the writer
+                lines.append(json.dumps({"level": "error", "logger": LOGGER_NAME,
+                                         "msg": "a log record could not be formatted"}))
+        try:
+            stream = self.handler.stream
+            stream.write("\n".join(lines) + "\n")
+            stream.flush()
+        except Exception:  # noqa: BLE001 -- as logging does: a broken stderr must not kill the thread
+            pass
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.records.put(self._STOP)
+        self.thread.join(timeout)
+
+
+_writer: LogWriter | None = None
+
+
+def start_writer() -> LogWriter:
+    """Route the receiver's log lines through a writer thread (idempotent)."""
+    global _writer
+    logger = setup_logging(logging.getLogger(LOGGER_NAME).level or "INFO")
+    if _writer is None:
+        direct = next(h for h in logger.handlers if getattr(h, "_pullbridge", False))
+        writer = LogWriter(direct)
+        queued = _QueueHandler(writer.records)
+        queued._pullbridge = True
+        queued._direct = direct
+        logger.removeHandler(direct)
+        logger.addHandler(queued)
+        writer.thread.start()
+        _writer = writer
+    return _writer
+
+
+def stop_writer() -> None:
+    """Write what is queued and go back to writing from the logging thread."""
+    global _writer
+    writer, _writer = _writer, None
+    if writer is None:
+        return
+    logger = logging.getLogger(LOGGER_NAME)
+    for handler in list(logger.handlers):
+        if getattr(handler, "_direct", None) is writer.handler:
+            logger.removeHandler(handler)
+            logger.addHandler(writer.handler)
+    writer.stop()

@@ -108,9 +108,16 @@ def test_metrics_add_up_across_workers(web):
                     - before.get("queued", 0) - before.get("coalesced", 0))
         assert accepted == 24
         assert after.get("unauthorized", 0) - before.get("unauthorized", 0) == 1
-    lines = [json.loads(l) for l in log.read_text().splitlines() if l.startswith("{")]
-    workers_logged = {l.get("delivery") for l in lines if l.get("status") == 202}
-    assert len(workers_logged) == 24  # one structured line per delivery, each with its id
+    # one structured line per delivery, each with its id; each worker's log writer
+    # writes them a moment after the answers went out
+    deadline = time.monotonic() + GENEROUS
+    while True:
+        lines = [json.loads(l) for l in log.read_text().splitlines() if l.startswith("{")]
+        workers_logged = {l.get("delivery") for l in lines if l.get("status") == 202}
+        if len(workers_logged) == 24 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(workers_logged) == 24
 
 
 def _raw_request(port: int, head: bytes, body_parts: list[bytes]) -> bytes:

@@ -1,0 +1,101 @@
+"""The receiver's log lines: JSON, and written by a writer of their own under gunicorn."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+import pytest
+
+from webhook import logs
+
+
+@pytest.fixture
+def logger():
+    logger = logs.setup_logging("INFO")
+    yield logger
+    logs.stop_writer()
+
+
+def lines_of(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_a_line_is_written_at_once_without_the_writer(logger, capfd):
+    capfd.readouterr()
+    logger.info("webhook delivery", extra={"delivery": "d-1", "repo": "app", "status": 202})
+    [line] = lines_of(capfd.readouterr().err)
+    assert line["delivery"] == "d-1" and line["repo"] == "app" and line["status"] == 202
+    assert line["msg"] == "webhook delivery" and line["level"] == "info"
+
+
+def test_the_writer_writes_every_line_in_order_and_all_of_them_when_stopped(logger, capfd):
+    logs.start_writer()
+    assert logs.start_writer() is logs._writer  # idempotent: one writer, one handler
+    assert sum(getattr(h, "_pullbridge", False) for h in logger.handlers) == 1
+    capfd.readouterr()
+
+    def burst(n: int) -> None:
+        for i in range(300):
+            logger.info("webhook delivery", extra={"delivery": f"t{n}-{i}", "status": 202})
+
+    threads = [threading.Thread(target=burst, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    logs.stop_writer()  # returns once everything queued is written
+    lines = lines_of(capfd.readouterr().err)
+    assert len(lines) == 8 * 300
+    for n in range(8):
+        own = [line["delivery"] for line in lines if line["delivery"].startswith(f"t{n}-")]
+        assert own == [f"t{n}-{i}" for i in range(300)]
+    # stopped: lines are written directly again
+    logger.info("after", extra={"delivery": "after-1"})
+    assert [line["delivery"] for line in lines_of(capfd.readouterr().err)] == ["after-1"]
+
+
+def test_a_queued_line_says_what_was_true_when_it_was_logged(logger, capfd):
+    logs.start_writer()
+    fields = {"delivery": "d-2", "outcome": "queued"}
+    items = ["first"]
+    logger.info("items: %s", items, extra=fields)
+    fields["outcome"] = "changed later"
+    items.append("added later")
+    try:
+        raise ValueError("the reason")
+    except ValueError:
+        logger.exception("failed", extra={"delivery": "d-3"})
+    logs.stop_writer()
+    queued, failed = lines_of(capfd.readouterr().err)
+    assert queued["outcome"] == "queued" and queued["msg"] == "items: ['first']"
+    assert failed["level"] == "error" and "ValueError: the reason" in failed["exc"]
+
+
+def test_a_record_that_cannot_be_formatted_does_not_stop_the_writer(logger, capfd):
+    writer = logs.start_writer()
+
+    class Broken(logging.Formatter):
+        def format(self, record):
+            if record.__dict__.get("delivery") == "bad":
+                raise RuntimeError("cannot")
+            return super().format(record)
+
+    good = writer.handler.formatter
+    writer.handler.setFormatter(Broken())
+    try:
+        logger.info("one", extra={"delivery": "bad"})
+        logger.info("two", extra={"delivery": "good"})
+        logs.stop_writer()
+    finally:
+        writer.handler.setFormatter(good)
+    err = capfd.readouterr().err
+    assert "a log record could not be formatted" in err and "two" in err
+
+
+def test_fields_that_orjson_refuses_are_still_written(logger, capfd):
+    capfd.readouterr()
+    logger.info("odd", extra={"delivery": "d-4", "reason": "lone \ud800 surrogate"})
+    [line] = lines_of(capfd.readouterr().err)
+    assert line["delivery"] == "d-4" and line["reason"].startswith("lone")
