@@ -168,3 +168,15 @@ def test_chunked_body_under_the_cap_is_read(web):
 
     response = requests.post(base + "/hooks/gh", data=chunks(), headers=headers, timeout=GENEROUS)
     assert response.status_code == 202, response.text
+
+
+def test_gunicorns_master_imports_nothing_that_gevent_must_patch_first(web):
+    # The master reads webhook.gunicorn_conf; were Flask, redis or ssl imported there,
+    # every gevent worker would inherit them unpatched (gevent warns, and TLS to
+    # Redis could block a whole worker).
+    code = ("import sys, webhook.gunicorn_conf; "
+            "print(sorted({'flask', 'redis', 'ssl', 'werkzeug'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    _, _, log = web
+    assert "MonkeyPatchWarning" not in log.read_text()
