@@ -11,7 +11,9 @@ greenlet): the request only builds the record and puts it on a queue, and
 the writer formats whatever has gathered and writes it with one ``write``.
 Written from the request, every line cost a system call (and, with OS
 threads, a wait for the handler's lock) on the request's path.
-``stop_writer`` (gunicorn's ``worker_exit``) writes what is still queued.
+``stop_writer`` (gunicorn's ``worker_exit``) writes what is still queued;
+lines queued in a worker that is killed outright (SIGKILL) are lost, as
+with any buffered log.
 """
 
 from __future__ import annotations
@@ -136,9 +138,11 @@ class LogWriter:
                     batch.append(self.records.get_nowait())
                 except queue.Empty:
                     break
-            if batch[-1] is self._STOP:
+            if any(record is self._STOP for record in batch):
+                # A line logged just as the handler was swapped back may come after
+                # the stop mark: it is written too, then the writer ends.
                 stopping = True
-                batch.pop()
+                batch = [record for record in batch if record is not self._STOP]
             self._write(batch)
 
     def _write(self, batch: list) -> None:

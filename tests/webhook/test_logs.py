@@ -99,3 +99,23 @@ def test_fields_that_orjson_refuses_are_still_written(logger, capfd):
     logger.info("odd", extra={"delivery": "d-4", "reason": "lone \ud800 surrogate"})
     [line] = lines_of(capfd.readouterr().err)
     assert line["delivery"] == "d-4" and line["reason"].startswith("lone")
+
+
+def test_a_line_queued_after_the_stop_mark_is_written_and_the_writer_still_ends(capfd):
+    handler = logs._StderrHandler()
+    handler.setFormatter(logs.JsonFormatter())
+    writer = logs.LogWriter(handler)
+    logger = logging.getLogger("test-writer")
+
+    def record(delivery: str) -> logging.LogRecord:
+        return logger.makeRecord(logger.name, logging.INFO, __file__, 1, "line", None, None,
+                                 extra={"delivery": delivery})
+
+    capfd.readouterr()
+    writer.records.put(record("before"))
+    writer.records.put(writer._STOP)
+    writer.records.put(record("after"))  # a logging call that raced the swap back
+    writer.thread.start()
+    writer.thread.join(10)
+    assert not writer.thread.is_alive()
+    assert [line["delivery"] for line in lines_of(capfd.readouterr().err)] == ["before", "after"]
