@@ -6,6 +6,11 @@ cache or in Redis that may be flushed.  One ConfigMap per repo, in the
 configured inventory namespace, maps each object id (``namespace_name_group_kind``)
 to its apiVersion and the digest of the manifest last applied.  The digest
 lets an unchanged object skip its dry-run on the next sync.
+
+The inventories also say who else declares an object: before pruning, a
+repo reads the others' (``declared_elsewhere``, one LIST), so an object that
+two repos declare is not deleted by the one that dropped it while the other
+still declares it.
 """
 
 from __future__ import annotations
@@ -64,6 +69,31 @@ def save(kube: Kube, namespace: str, repo_name: str, entries: dict[str, dict],
     except ApiError as exc:
         raise _error(exc, "writing the inventory") from None
     return True
+
+
+INVENTORY_SELECTOR = "app.kubernetes.io/managed-by=pullbridge,pullbridge.io/repo"
+
+
+def declared_elsewhere(kube: Kube, namespace: str, repo_name: str) -> dict[str, list[str]]:
+    """Object id -> the other repos whose inventory lists it (one LIST of the inventory ConfigMaps)."""
+    try:
+        listed = kube.get(f"/api/v1/namespaces/{namespace}/configmaps",
+                          query={"labelSelector": INVENTORY_SELECTOR})
+    except ApiError as exc:
+        raise _error(exc, "reading the other repos' inventories") from None
+    owners: dict[str, list[str]] = {}
+    for cm in (listed or {}).get("items") or []:
+        other = ((cm.get("metadata") or {}).get("labels") or {}).get("pullbridge.io/repo")
+        if not other or other == repo_name:
+            continue
+        try:
+            entries = json.loads((cm.get("data") or {}).get(DATA_KEY) or "{}")
+        except ValueError:
+            continue  # a corrupt inventory fails its own repo's sync, not this one
+        if isinstance(entries, dict):
+            for object_id in entries:
+                owners.setdefault(object_id, []).append(other)
+    return owners
 
 
 _known_namespaces: set[str] = set()

@@ -190,7 +190,8 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         record.phase("apply")
         lock.check()
         try:
-            pruned = prune(kube, previous, applied.entries, dry_run_only=repo.mode == "report")
+            pruned = prune(kube, previous, applied.entries, dry_run_only=repo.mode == "report",
+                           declared_elsewhere=lambda: inventory.declared_elsewhere(kube, inv_ns, repo.name))
         except (PermanentError, TemporaryError):
             if repo.mode == "apply":  # keep tracking what could not be pruned yet
                 stale = {k: v for k, v in previous.items() if k not in applied.entries}

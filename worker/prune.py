@@ -5,12 +5,15 @@ broken render must never wipe a cluster.  Prune works only from the
 in-cluster inventory of the last apply and runs only after a successful
 apply.  It refuses when the commit rendered no objects (unless the repo sets
 ``allow_empty``), keeps objects annotated ``pullbridge.io/prune: disabled``
-(they leave the inventory: Pullbridge lets go of them), and objects already
-gone are dropped from the inventory.  Namespaces and CRDs go last.
+(they leave the inventory: Pullbridge lets go of them), keeps objects another
+repo's inventory still lists (they leave this repo's inventory: the other
+repo keeps them), and objects already gone are dropped from the inventory.
+Namespaces and CRDs go last.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from worker.apply import Change
@@ -40,14 +43,24 @@ def check_allowed(rendered: int, allow_empty: bool) -> None:
 
 
 def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
-          dry_run_only: bool = False) -> PruneResult:
-    """Delete objects in ``previous`` but not in ``desired``."""
+          dry_run_only: bool = False,
+          declared_elsewhere: Callable[[], dict[str, list[str]]] | None = None) -> PruneResult:
+    """Delete objects in ``previous`` but not in ``desired``.
+
+    ``declared_elsewhere`` (called only when something is stale): object id ->
+    the other repos that declare it; those objects are left to them.
+    """
     result = PruneResult()
     stale = stale_entries(previous, desired)
+    elsewhere = declared_elsewhere() if stale and declared_elsewhere is not None else {}
     order = sorted(stale, key=lambda oid: (parse_id(oid)[3] in STAGE_ONE_KINDS, -kind_rank(parse_id(oid)[3]), oid))
     for oid in order:
         namespace, name, group, kind = parse_id(oid)
         ref = f"{kind}/{namespace}/{name}" if namespace else f"{kind}/{name}"
+        if oid in elsewhere:
+            result.changes.append(Change(ref, "skipped", detail="still declared by "
+                                         + ", ".join(sorted(elsewhere[oid])) + ": left to it"))
+            continue
         api_version = stale[oid].get("v") or ""
         try:
             mapping = kube.mapping(api_version, kind)

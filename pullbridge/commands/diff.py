@@ -125,11 +125,13 @@ def compute(config, repo, sha: str | None) -> dict:
     manifests = render(mirror.checkout(target), repo.path)
     check_allowed(len(manifests), repo.allow_empty)
     kube = process_kube()
-    previous = inventory.load(kube, config.worker.inventory_namespace, repo.name)
+    inv_ns = config.worker.inventory_namespace
+    previous = inventory.load(kube, inv_ns, repo.name)
     applier = diff_applier(kube=kube, concurrency=config.repo_jobs(repo).concurrency, previous=previous,
                            default_namespace=repo.namespace or config.worker.default_namespace)
     applied = applier.run(manifests)
-    pruned = prune(kube, previous, applied.entries, dry_run_only=True)
+    pruned = prune(kube, previous, applied.entries, dry_run_only=True,
+                   declared_elsewhere=lambda: inventory.declared_elsewhere(kube, inv_ns, repo.name))
     changes = []
     for change in applied.changes + pruned.changes:
         entry = change.as_dict()

@@ -72,6 +72,51 @@ def test_removed_file_is_pruned_unless_prune_is_disabled(harness, git_repo, kube
     assert cm_value(kube, namespace, "nginx-conf") == "1.0"
 
 
+
+def test_an_object_two_repos_declare_is_not_pruned_while_the_other_still_declares_it(
+        harness, git_repo, kube, namespace):
+    from pullbridge.config import load_config
+    from pullbridge.queueing import request_sync
+    from worker import history, inventory
+
+    first, second = git_repo("first"), git_repo("second")
+    entries = [{"name": name, "url": repo.http_url, "provider": "generic", "secret_env": "PB_TEST_SECRET",
+                "namespace": namespace, "backoff": ["1s"], "retries": 2}
+               for name, repo in (("app", first), ("other", second))]
+    harness.config_path.write_text(json.dumps(
+        {"worker": {"inventory_namespace": namespace, "lock_wait": "1s"}, "repos": entries}))
+    harness.configure_from_file()
+    config = harness.config
+
+    def sync(index: int, sha: str) -> dict:
+        request_sync(harness.conn, config, config.repos[index], sha, reason="push")
+        harness.work()
+        summary = history.history(harness.conn, config.repos[index].name)[0]
+        assert summary["result"] == "success", summary
+        return history.get_record(harness.conn, summary["id"])
+
+    shared = {"deploy/shared.yaml": configmap("shared", "s")}
+    sync(0, first.commit_and_push("v1", {**shared, "deploy/own.yaml": configmap("first-own", "f")}))
+    sync(1, second.commit_and_push("v1", dict(shared)))
+
+    first.remove("deploy/shared.yaml")
+    record = sync(0, first.commit_and_push("drop shared"))
+    [change] = [c for c in record["changes"] if c["object"] == f"ConfigMap/{namespace}/shared"]
+    assert change["action"] == "skipped" and "still declared by other" in change["detail"]
+    assert cm_value(kube, namespace, "shared") == "s"
+    shared_id = f"{namespace}_shared__ConfigMap"
+    app_inventory = client.CoreV1Api(kube).read_namespaced_config_map(
+        inventory.configmap_name("app"), namespace).data[inventory.DATA_KEY]
+    assert shared_id not in json.loads(app_inventory)  # app let go of it: "other" keeps it
+
+    second.remove("deploy/shared.yaml")
+    second_record = sync(1, second.commit_and_push("drop shared too", {"deploy/left.yaml": configmap("left", "l")}))
+    assert any(c["object"] == f"ConfigMap/{namespace}/shared" and c["action"] == "deleted"
+               for c in second_record["changes"])
+    assert cm_value(kube, namespace, "shared") is None
+    assert cm_value(kube, namespace, "first-own") == "f"
+
+
 def test_empty_render_never_prunes(harness, git_repo, kube, namespace):
     repo = git_repo("empty")
     harness.configure(repo)
