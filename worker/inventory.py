@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 
-from worker.errors import PermanentError, TemporaryError, cut
-from worker.kube import FIELD_MANAGER, ApiError, Kube
+from worker.errors import PermanentError
+from worker.kube import FIELD_MANAGER, ApiError, Kube, sync_error
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 DATA_KEY = "inventory.json"
@@ -28,18 +28,13 @@ def configmap_name(repo_name: str) -> str:
     return f"pullbridge-inventory-{repo_name}"
 
 
-def _error(exc: ApiError, what: str) -> Exception:
-    cls = TemporaryError if exc.temporary else PermanentError
-    return cls(f"{what}: HTTP {exc.status}: {cut(exc.message)}")
-
-
 def load(kube: Kube, namespace: str, repo_name: str) -> dict[str, dict]:
     """The inventory entries ({} when there is none yet)."""
     path = f"/api/v1/namespaces/{namespace}/configmaps/{configmap_name(repo_name)}"
     try:
         cm = kube.get(path)
     except ApiError as exc:
-        raise _error(exc, "reading the inventory") from None
+        raise sync_error(exc, "reading the inventory") from None
     if not cm:
         return {}
     try:
@@ -67,7 +62,7 @@ def save(kube: Kube, namespace: str, repo_name: str, entries: dict[str, dict],
                      body=body, query={"fieldManager": FIELD_MANAGER, "force": "true"},
                      content_type=APPLY_CONTENT_TYPE)
     except ApiError as exc:
-        raise _error(exc, "writing the inventory") from None
+        raise sync_error(exc, "writing the inventory") from None
     return True
 
 
@@ -80,7 +75,7 @@ def declared_elsewhere(kube: Kube, namespace: str, repo_name: str) -> dict[str, 
         listed = kube.get(f"/api/v1/namespaces/{namespace}/configmaps",
                           query={"labelSelector": INVENTORY_SELECTOR})
     except ApiError as exc:
-        raise _error(exc, "reading the other repos' inventories") from None
+        raise sync_error(exc, "reading the other repos' inventories") from None
     owners: dict[str, list[str]] = {}
     for cm in (listed or {}).get("items") or []:
         other = ((cm.get("metadata") or {}).get("labels") or {}).get("pullbridge.io/repo")
@@ -108,7 +103,7 @@ def _ensure_namespace(kube: Kube, namespace: str) -> None:
                          body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     except ApiError as exc:
         if exc.status != 409:
-            raise _error(exc, f"creating inventory namespace {namespace}") from None
+            raise sync_error(exc, f"creating inventory namespace {namespace}") from None
     _known_namespaces.add(namespace)
 
 

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from worker.apply import Change
-from worker.errors import PermanentError, TemporaryError, cut
+from worker.errors import PermanentError
 from worker.inventory import parse_id
-from worker.kube import ApiError, Kube
+from worker.kube import ApiError, Kube, sync_error
 from worker.render import STAGE_ONE_KINDS, kind_rank
 
 PRUNE_ANNOTATION = "pullbridge.io/prune"
@@ -85,9 +85,7 @@ def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
         except ApiError as exc:
             if exc.status == 404:
                 continue
-            if exc.temporary:
-                raise TemporaryError(f"pruning {ref}: HTTP {exc.status}: {cut(exc.message)}") from None
-            raise PermanentError(f"pruning {ref}: HTTP {exc.status}: {cut(exc.message)}") from None
+            raise sync_error(exc, f"pruning {ref}") from None
     if dry_run_only:
         result.kept = dict(stale)
     return result

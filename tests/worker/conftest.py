@@ -28,10 +28,15 @@ class SyncHarness:
         self.config = None
 
     def configure(self, repo, transport: str = "http", **repo_fields) -> None:
+        self.configure_repos([self.repo_entry("app", repo, transport, **repo_fields)])
+
+    def repo_entry(self, name: str, repo, transport: str = "http", **repo_fields) -> dict:
         url = repo.http_url if transport == "http" else repo.file_url
-        entry = {"name": "app", "url": url, "provider": "generic", "secret_env": "PB_TEST_SECRET",
-                 "namespace": self.namespace, "backoff": ["1s"], "retries": 2, **repo_fields}
-        data = {"worker": {"inventory_namespace": self.namespace, "lock_wait": "1s"}, "repos": [entry]}
+        return {"name": name, "url": url, "provider": "generic", "secret_env": "PB_TEST_SECRET",
+                "namespace": self.namespace, "backoff": ["1s"], "retries": 2, **repo_fields}
+
+    def configure_repos(self, entries: list[dict]) -> None:
+        data = {"worker": {"inventory_namespace": self.namespace, "lock_wait": "1s"}, "repos": entries}
         self.config_path.write_text(json.dumps(data))
         self.config = load_config(self.config_path)
 

@@ -75,17 +75,11 @@ def test_removed_file_is_pruned_unless_prune_is_disabled(harness, git_repo, kube
 
 def test_an_object_two_repos_declare_is_not_pruned_while_the_other_still_declares_it(
         harness, git_repo, kube, namespace):
-    from pullbridge.config import load_config
     from pullbridge.queueing import request_sync
     from worker import history, inventory
 
     first, second = git_repo("first"), git_repo("second")
-    entries = [{"name": name, "url": repo.http_url, "provider": "generic", "secret_env": "PB_TEST_SECRET",
-                "namespace": namespace, "backoff": ["1s"], "retries": 2}
-               for name, repo in (("app", first), ("other", second))]
-    harness.config_path.write_text(json.dumps(
-        {"worker": {"inventory_namespace": namespace, "lock_wait": "1s"}, "repos": entries}))
-    harness.configure_from_file()
+    harness.configure_repos([harness.repo_entry("app", first), harness.repo_entry("other", second)])
     config = harness.config
 
     def sync(index: int, sha: str) -> dict:
