@@ -1,21 +1,24 @@
 """Gunicorn settings for the Procfile's ``web`` process.
 
 Why these defaults (2 cores): one process per core, each serving its
-connections with gevent (``worker_class = "gevent"``, up to
-``worker_connections`` at once).  A push waits about a millisecond for
-Redis' fsync (``appendfsync always``); with gevent that wait is a cheap
-switch to another request in the same thread, and the pushes waiting
-together share one round trip (``pullbridge.groupcommit``).  With OS threads
-(``gthread``, the previous default) every such wait handed the GIL to another
-thread: about 17 context switches per push against 2 with gevent, and
-``bench/intake`` measured twice the push throughput (about 2,950 against
-1,500 pushes/s) and a p99 at 70% load of about 22 ms against 52 ms.  The app
-is loaded in each worker after gunicorn's gevent worker has patched the
-standard library, so every socket and lock in it cooperates.
+connections with gevent (up to ``worker_connections`` at once), through
+``webhook.gunicorn_worker.FairGeventWorker``: gunicorn's gevent worker, made
+to take keep-alive connections in turn (see that module).  A push waits
+about a millisecond for Redis' fsync (``appendfsync always``); with gevent
+that wait is a cheap switch to another request in the same thread, and the
+pushes waiting together share one round trip (``pullbridge.groupcommit``).
+With OS threads (``gthread``, the previous default) every such wait handed
+the GIL to another thread: about 17 context switches per push against 2 with
+gevent, and ``bench/intake`` measured twice the push throughput (about 2,950
+against 1,500 pushes/s) and a p99 at 70% load of about 22 ms against 52 ms.
+The app is loaded in each worker after gunicorn's gevent worker has patched
+the standard library, so every socket and lock in it cooperates.
 
 Environment overrides (read here, so the Procfile stays one line):
 ``PORT`` (8080), ``WEB_CONCURRENCY`` (workers), ``GUNICORN_THREADS`` (gthread only),
-``GUNICORN_WORKER_CLASS`` (``gthread`` works too), ``GUNICORN_WORKER_CONNECTIONS``, ``GUNICORN_TIMEOUT``, ``GUNICORN_KEEPALIVE``,
+``GUNICORN_WORKER_CLASS`` (``gevent``, the default, means the fair worker
+above; ``gthread`` works too), ``GUNICORN_WORKER_CONNECTIONS``,
+``GUNICORN_TIMEOUT``, ``GUNICORN_KEEPALIVE``,
 ``GUNICORN_BACKLOG``, ``GUNICORN_ACCESSLOG`` (a path or ``-``; off by
 default, the app logs every delivery itself).  ``GUNICORN_CMD_ARGS`` still
 overrides anything here, as gunicorn documents.
@@ -43,7 +46,9 @@ def _int(name: str, default: int) -> int:
 bind = f"0.0.0.0:{_int('PORT', 8080)}"
 workers = _int("WEB_CONCURRENCY", 2)
 threads = _int("GUNICORN_THREADS", 16)
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "").strip() or "gevent"
+if worker_class == "gevent":
+    worker_class = "webhook.gunicorn_worker.FairGeventWorker"
 timeout = _int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = 20
 keepalive = _int("GUNICORN_KEEPALIVE", 15)

@@ -1,12 +1,15 @@
 """The Procfile's ``web`` process for real: gunicorn with several workers.
 
 Proves what only a real server shows: metrics add up across worker
-processes (prometheus multiprocess mode), and an oversized body, announced
-or chunked, is refused without the server waiting for the rest of it.
+processes (prometheus multiprocess mode), an oversized body, announced or
+chunked, is refused without the server waiting for the rest of it, and one
+keep-alive connection with requests ready cannot keep a worker from the
+others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -36,11 +40,11 @@ def procfile_web() -> list[str]:
     return [sys.executable, "-m", "gunicorn", *argv[1:]] if argv[0] == "gunicorn" else argv
 
 
-@pytest.fixture(scope="module")
-def web(tmp_path_factory):
+@contextlib.contextmanager
+def running_web(tmp: Path, workers: int, extra_env: dict | None = None):
+    """The Procfile's web command with ``workers`` processes, on a free port, with its own Redis."""
     from tests.webhook.conftest import RedisServer
 
-    tmp = tmp_path_factory.mktemp("web")
     redis_server = RedisServer()
     config = tmp / "pullbridge.yaml"
     config.write_text(
@@ -50,34 +54,41 @@ def web(tmp_path_factory):
         "     repository: octo-org/deploy, secret_env: PB_TEST_GITHUB_SECRET}\n")
     port = free_port()
     env = {**os.environ, **SECRETS, "PORT": str(port), "PULLBRIDGE_CONFIG": str(config),
-           "REDIS_URL": redis_server.url, "WEB_CONCURRENCY": "3", "GUNICORN_THREADS": "2",
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics")}
+           "REDIS_URL": redis_server.url, "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": "2",
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"), **(extra_env or {})}
     log = open(tmp / "web.log", "w")
     proc = subprocess.Popen(procfile_web(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if requests.get(base + "/readyz", timeout=2).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("gunicorn did not come up:\n" + (tmp / "web.log").read_text()[-2000:])
-    if proc.poll() is not None:
-        pytest.fail("gunicorn exited:\n" + (tmp / "web.log").read_text()[-2000:])
-    yield base, port, tmp / "web.log"
-    proc.send_signal(signal.SIGTERM)
     try:
-        proc.wait(timeout=GENEROUS)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
-    redis_server.stop()
+        for _ in range(600):
+            try:
+                if requests.get(base + "/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("gunicorn did not come up:\n" + (tmp / "web.log").read_text()[-2000:])
+        if proc.poll() is not None:
+            pytest.fail("gunicorn exited:\n" + (tmp / "web.log").read_text()[-2000:])
+        yield base, port, tmp / "web.log"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=GENEROUS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        redis_server.stop()
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory):
+    with running_web(tmp_path_factory.mktemp("web"), workers=3) as running:
+        yield running
 
 
 def deliveries(text: str) -> dict[str, float]:
@@ -180,3 +191,62 @@ def test_gunicorns_master_imports_nothing_that_gevent_must_patch_first(web):
     assert out.stdout.strip() == "[]"
     _, _, log = web
     assert "MonkeyPatchWarning" not in log.read_text()
+
+
+
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+PIPELINED = 400
+
+
+def _answers(data: bytes) -> int:
+    return data.count(b"HTTP/1.1 200 ")
+
+
+def _read_answers(sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while _answers(data) < count or not data.endswith(b"}\n"):
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed early"
+        data += chunk
+    return data
+
+
+def test_a_keep_alive_connection_with_requests_ready_cannot_keep_the_worker_from_others(tmp_path):
+    # One worker, two keep-alive connections.  A sends 400 requests at once
+    # (pipelined, as a proxy or a flood of forged deliveries can), none of which
+    # waits for anything.  Once A's answers flow, B asks once: B must be answered
+    # in its turn, not after the rest of A's run (gevent alone lets a greenlet
+    # that never waits go on to read A's next request, and the next; see
+    # webhook.gunicorn_worker).  Counted, not timed: how many of A's answers
+    # arrive between B's question and B's answer.
+    with running_web(tmp_path, workers=1) as (_, port, _log):
+        a = socket.create_connection(("127.0.0.1", port), timeout=GENEROUS)
+        b = socket.create_connection(("127.0.0.1", port), timeout=GENEROUS)
+        with a, b:
+            for sock in (a, b):  # both accepted and waiting for their next request
+                sock.sendall(HEALTHZ)
+                _read_answers(sock, 1)
+            received = {"a": b""}
+
+            def read_a():  # keeps received["a"] current, answer by answer
+                while _answers(received["a"]) < PIPELINED:
+                    chunk = a.recv(65536)
+                    if not chunk:
+                        return
+                    received["a"] += chunk
+
+            reader = threading.Thread(target=read_a, daemon=True)
+            reader.start()
+            a.sendall(HEALTHZ * PIPELINED)
+            deadline = time.monotonic() + GENEROUS  # a guard against a hang, not a limit under test
+            while _answers(received["a"]) < 2 and reader.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.0005)
+            asked_at = _answers(received["a"])
+            b.sendall(HEALTHZ)
+            _read_answers(b, 1)
+            meanwhile = _answers(received["a"]) - asked_at
+            reader.join(GENEROUS)
+            assert _answers(received["a"]) == PIPELINED
+            assert asked_at < PIPELINED // 4, "A's run was over before B asked: the test proved nothing"
+            assert meanwhile < PIPELINED // 2, (
+                f"{meanwhile} of A's answers went out between B's question and B's answer")
