@@ -9,6 +9,10 @@ never silently turns a setting off, and every error names its key path, e.g.
 Secrets are never stored in the file: a repository names an environment
 variable (``secret_env``) or a file (``secret_file``) and the value is read
 when needed.  ``Secret`` objects never print their value.
+
+The pieces every settings block uses (strict model, durations, ``Secret``,
+``ConfigError``) live in ``pullbridge.config_types``; image automation's
+settings in ``pullbridge.image_config``.
 """
 
 from __future__ import annotations
@@ -18,86 +22,20 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from pullbridge.config_types import NAME_RE, ConfigError, Secret, StrictModel, lowercase_name, parse_duration
+from pullbridge.image_config import ImagesSettings, RepoImages
 from pullbridge.notify_config import AlertTarget, StatusSettings, check_status
 
 CONFIG_ENV = "PULLBRIDGE_CONFIG"
 DEFAULT_MAX_BODY = 3 * 1024 * 1024
-NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 PROVIDERS = ("github", "gitlab", "gitea", "bitbucket-server", "generic")
 
 
-class ConfigError(Exception):
-    """The configuration file is missing, unreadable or invalid.
-
-    ``problems`` is a list of ``(key path, message)`` pairs.
-    """
-
-    def __init__(self, problems: list[tuple[str, str]], source: str = ""):
-        self.problems = problems
-        self.source = source
-        lines = [f"{path}: {msg}" if path else msg for path, msg in problems]
-        prefix = f"{source}: " if source else ""
-        super().__init__(prefix + "; ".join(lines))
-
-
-def parse_duration(value) -> float:
-    """'5m', '10s', '1h30m' or a number of seconds -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration like 30s, 5m or 1h")
-    if isinstance(value, (int, float)):
-        if value <= 0:
-            raise ValueError("must be positive")
-        return float(value)
-    text = str(value).strip()
-    m = DURATION_RE.match(text)
-    if not text or not m or not any(m.groups()):
-        raise ValueError(f"expected a duration like 30s, 5m or 1h, got {text!r}")
-    h, mi, s = (int(g or 0) for g in m.groups())
-    seconds = h * 3600 + mi * 60 + s
-    if seconds <= 0:
-        raise ValueError("must be positive")
-    return float(seconds)
-
-
-class Secret:
-    """A secret read from the environment or a file; never shown in repr/str."""
-
-    def __init__(self, env: str | None = None, file: str | None = None):
-        self.env = env
-        self.file = file
-
-    def value(self) -> bytes:
-        if self.env:
-            raw = os.environ.get(self.env)
-            if raw is None:
-                raise ConfigError([("", f"environment variable {self.env} is not set")])
-            return raw.encode()
-        if self.file:
-            try:
-                return Path(self.file).read_bytes().strip()
-            except OSError as exc:
-                raise ConfigError([("", f"cannot read secret file {self.file}: {exc.strerror}")]) from None
-        raise ConfigError([("", "no secret configured")])
-
-    def describe(self) -> str:
-        return f"env:{self.env}" if self.env else f"file:{self.file}"
-
-    def __repr__(self) -> str:
-        return f"Secret({self.describe()})"
-
-    __str__ = __repr__
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class JobSettings(_Strict):
+class JobSettings(StrictModel):
     """Retries, backoff, timeout and apply concurrency; global with per-repo overrides."""
 
     retries: int = Field(3, ge=0, le=100)
@@ -117,125 +55,7 @@ class JobSettings(_Strict):
         return parse_duration(v)
 
 
-class RegistryConfig(_Strict):
-    """How to reach one container registry: credentials by reference, never inline."""
-
-    host: str = Field(description="host[:port] as written in image references, e.g. ghcr.io")
-    username_env: str | None = None
-    password_env: str | None = None
-    password_file: str | None = None
-    insecure: bool = Field(False, description="plain http instead of https (loopback registries)")
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, v: str) -> str:
-        if not re.match(r"^[A-Za-z0-9.-]+(:\d{1,5})?$", v):
-            raise ValueError("must be host or host:port, without a scheme or path")
-        return v.lower()
-
-    @model_validator(mode="after")
-    def _credentials(self):
-        if self.password_env and self.password_file:
-            raise ValueError("give password_env or password_file, not both")
-        if bool(self.username_env) != bool(self.password_env or self.password_file):
-            raise ValueError("username_env and a password (password_env or password_file) go together")
-        return self
-
-    def credentials(self) -> tuple[str, str] | None:
-        """(username, password) read now, or None for anonymous access."""
-        if not self.username_env:
-            return None
-        user = Secret(env=self.username_env).value().decode()
-        password = Secret(env=self.password_env, file=self.password_file).value().decode()
-        return user, password
-
-
-class RegistryHookConfig(_Strict):
-    """A registry notification endpoint: POST /hooks/registry/<name>, verified by a shared secret."""
-
-    name: str
-    secret_env: str | None = None
-    secret_file: str | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
-            raise ValueError("must be lowercase letters, digits and '-', at most 63 characters")
-        return v
-
-    @model_validator(mode="after")
-    def _secret(self):
-        if bool(self.secret_env) == bool(self.secret_file):
-            raise ValueError("exactly one of secret_env or secret_file is required")
-        return self
-
-    @property
-    def secret(self) -> Secret:
-        return Secret(env=self.secret_env, file=self.secret_file)
-
-
-class ImagesSettings(_Strict):
-    """Global image automation settings: registries, their webhooks, the read cache."""
-
-    registries: list[RegistryConfig] = Field(default_factory=list)
-    hooks: list[RegistryHookConfig] = Field(default_factory=list)
-    cache_ttl: float = 300.0
-
-    @field_validator("cache_ttl", mode="before")
-    @classmethod
-    def _ttl(cls, v):
-        return parse_duration(v)
-
-    @model_validator(mode="after")
-    def _unique(self):
-        for what, names in (("registry host", [r.host for r in self.registries]),
-                            ("hook name", [h.name for h in self.hooks])):
-            dupes = sorted({n for n in names if names.count(n) > 1})
-            if dupes:
-                raise ValueError(f"{what} {dupes[0]!r} is used twice")
-        return self
-
-    def registry(self, host: str) -> RegistryConfig | None:
-        for reg in self.registries:
-            if reg.host == host.lower():
-                return reg
-        return None
-
-    def hook(self, name: str) -> RegistryHookConfig | None:
-        for hook in self.hooks:
-            if hook.name == name:
-                return hook
-        return None
-
-
-class RepoImages(_Strict):
-    """Per-repository image update automation (write-back commits)."""
-
-    enabled: bool = False
-    interval: float = 300.0
-    author_name: str = "Pullbridge"
-    author_email: str = "pullbridge@localhost"
-    dry_run: bool = False
-    push_attempts: int = Field(5, ge=1, le=50)
-
-    @field_validator("interval", mode="before")
-    @classmethod
-    def _interval(cls, v):
-        seconds = parse_duration(v)
-        if seconds < 10:
-            raise ValueError("must be at least 10s")
-        return seconds
-
-    @field_validator("author_name", "author_email")
-    @classmethod
-    def _author(cls, v: str) -> str:
-        if not v.strip() or re.search(r"[<>\n\x00]", v):
-            raise ValueError("must be non-empty, without '<', '>' or newlines")
-        return v
-
-
-class RepoConfig(_Strict):
+class RepoConfig(StrictModel):
     name: str
     url: str
     branch: str = "main"
@@ -270,9 +90,7 @@ class RepoConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
-            raise ValueError("must be lowercase letters, digits and '-', at most 63 characters")
-        return v
+        return lowercase_name(v)
 
     @field_validator("url")
     @classmethod
@@ -300,10 +118,7 @@ class RepoConfig(_Strict):
     @field_validator("interval", mode="before")
     @classmethod
     def _interval(cls, v):
-        seconds = parse_duration(v)
-        if seconds < 10:
-            raise ValueError("must be at least 10s")
-        return seconds
+        return parse_duration(v, minimum=10)
 
     @field_validator("backoff", mode="before")
     @classmethod
@@ -336,7 +151,7 @@ class RepoConfig(_Strict):
         return defaults.model_copy(update=own)
 
 
-class ServerSettings(_Strict):
+class ServerSettings(StrictModel):
     max_body_bytes: int = Field(DEFAULT_MAX_BODY, ge=1024, le=100 * 1024 * 1024)
     public_url: str = "http://127.0.0.1:8080"
     signature_tolerance: float = 300.0
@@ -358,7 +173,7 @@ def _config_home() -> Path:
     return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "pullbridge"
 
 
-class SshSettings(_Strict):
+class SshSettings(StrictModel):
     """Where the deploy key and the pinned known_hosts live (fetch/push over SSH).
 
     Unset paths fall back to $PULLBRIDGE_IDENTITY / $PULLBRIDGE_KNOWN_HOSTS,
@@ -382,7 +197,7 @@ class SshSettings(_Strict):
         return Path(self.known_hosts_file or os.environ.get(KNOWN_HOSTS_ENV)
                     or _config_home() / "known_hosts")
 
-class WorkerSettings(_Strict):
+class WorkerSettings(StrictModel):
     """Sync worker settings shared by every repo."""
 
     inventory_namespace: str = "pullbridge-system"
@@ -404,7 +219,7 @@ class WorkerSettings(_Strict):
         return parse_duration(v)
 
 
-class Config(_Strict):
+class Config(StrictModel):
     server: ServerSettings = Field(default_factory=ServerSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
@@ -427,10 +242,7 @@ class Config(_Strict):
         return self
 
     def repo(self, name: str) -> RepoConfig | None:
-        for repo in self.repos:
-            if repo.name == name:
-                return repo
-        return None
+        return next((repo for repo in self.repos if repo.name == name), None)
 
     def repo_jobs(self, repo: RepoConfig) -> JobSettings:
         return repo.jobs(self.jobs)

@@ -17,7 +17,9 @@ import re
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from pullbridge.config_types import Secret, StrictModel, parse_duration
 
 STATUS_PROVIDERS = ("github", "gitlab", "gitea")
 ALERT_EVENTS = ("sync_failed", "sync_recovered", "drift_corrected")
@@ -27,19 +29,13 @@ SCP_URL_RE = re.compile(r"^(?:[\w.-]+@)?([\w.-]+):(.+)$")
 
 def _durations(v):
     """Retry intervals: durations like 30s or 5m; 0 means retry at once."""
-    from pullbridge.config import parse_duration  # config imports this module
-
     items = v if isinstance(v, list) else [v]
     if not items:
         raise ValueError("give at least one interval")
     return [0.0 if x in (0, "0", "0s") else parse_duration(x) for x in items]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class StatusSettings(_Strict):
+class StatusSettings(StrictModel):
     """Per repository: where and how commit statuses are posted.
 
     ``status:`` absent means no statuses.  The token comes from ``token_env``
@@ -80,12 +76,10 @@ class StatusSettings(_Strict):
         return self
 
     def token(self):
-        from pullbridge.config import Secret
-
         return Secret(env=self.token_env, file=self.token_file)
 
 
-class AlertTarget(_Strict):
+class AlertTarget(StrictModel):
     """One alert destination: a Slack-compatible incoming webhook or a generic JSON webhook.
 
     The URL is a secret (a Slack webhook URL lets anyone post), so it comes
@@ -116,8 +110,6 @@ class AlertTarget(_Strict):
         return self
 
     def url(self):
-        from pullbridge.config import Secret
-
         return Secret(env=self.url_env, file=self.url_file)
 
     def wants(self, event: str, repo_name: str) -> bool:

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pullbridge.config import ImagesSettings, RegistryConfig
+from pullbridge.image_config import ImagesSettings, RegistryConfig
 from worker.images import registry as registry_mod
 from worker.images.cache import CachedRegistries, forget
 from tests.images.registry_harness import PaginatingFront

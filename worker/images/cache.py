@@ -18,7 +18,7 @@ from datetime import datetime
 from redis import Redis
 
 from pullbridge import keys
-from pullbridge.config import ImagesSettings
+from pullbridge.image_config import ImagesSettings
 from worker.images.registry import ImageRef, RegistryClient, TagInfo, parse_created
 
 DIGEST_TTL = 7 * 86400  # a digest's creation time never changes; kept while it is being read

@@ -24,7 +24,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from pullbridge.config import RegistryConfig
+from pullbridge.image_config import RegistryConfig
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"

@@ -1,0 +1,101 @@
+"""The building blocks every part of the configuration uses.
+
+Why it exists: the repository settings (``pullbridge.config``), the image
+automation settings (``pullbridge.image_config``) and the commit status and
+alert settings (``pullbridge.notify_config``) all need the same strict model,
+duration parser, secret reference and error; with them here, none of those
+modules has to import another lazily to avoid an import cycle.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or invalid.
+
+    ``problems`` is a list of ``(key path, message)`` pairs.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]], source: str = ""):
+        self.problems = problems
+        self.source = source
+        lines = [f"{path}: {msg}" if path else msg for path, msg in problems]
+        prefix = f"{source}: " if source else ""
+        super().__init__(prefix + "; ".join(lines))
+
+
+def lowercase_name(value: str) -> str:
+    """``value`` when it can name a repository or hook (a DNS label), else ValueError."""
+    if not NAME_RE.match(value):
+        raise ValueError("must be lowercase letters, digits and '-', at most 63 characters")
+    return value
+
+
+def parse_duration(value, minimum: float = 0.0) -> float:
+    """'5m', '10s', '1h30m' or a number of seconds -> seconds (more than 0, at least ``minimum``)."""
+    seconds = _duration(value)
+    if seconds < minimum:
+        raise ValueError(f"must be at least {minimum:g}s")
+    return seconds
+
+
+def _duration(value) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 30s, 5m or 1h")
+    if isinstance(value, (int, float)):
+        if value <= 0:
+            raise ValueError("must be positive")
+        return float(value)
+    text = str(value).strip()
+    m = DURATION_RE.match(text)
+    if not text or not m or not any(m.groups()):
+        raise ValueError(f"expected a duration like 30s, 5m or 1h, got {text!r}")
+    h, mi, s = (int(g or 0) for g in m.groups())
+    seconds = h * 3600 + mi * 60 + s
+    if seconds <= 0:
+        raise ValueError("must be positive")
+    return float(seconds)
+
+
+class Secret:
+    """A secret read from the environment or a file; never shown in repr/str."""
+
+    def __init__(self, env: str | None = None, file: str | None = None):
+        self.env = env
+        self.file = file
+
+    def value(self) -> bytes:
+        if self.env:
+            raw = os.environ.get(self.env)
+            if raw is None:
+                raise ConfigError([("", f"environment variable {self.env} is not set")])
+            return raw.encode()
+        if self.file:
+            try:
+                return Path(self.file).read_bytes().strip()
+            except OSError as exc:
+                raise ConfigError([("", f"cannot read secret file {self.file}: {exc.strerror}")]) from None
+        raise ConfigError([("", "no secret configured")])
+
+    def describe(self) -> str:
+        return f"env:{self.env}" if self.env else f"file:{self.file}"
+
+    def __repr__(self) -> str:
+        return f"Secret({self.describe()})"
+
+    __str__ = __repr__
+
+
+class StrictModel(BaseModel):
+    """A settings block: unknown keys are errors and values cannot change once read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
