@@ -41,7 +41,7 @@ def procfile_web() -> list[str]:
 
 
 @contextlib.contextmanager
-def running_web(tmp: Path, workers: int, extra_env: dict | None = None):
+def running_web(tmp: Path, workers: int):
     """The Procfile's web command with ``workers`` processes, on a free port, with its own Redis."""
     from tests.webhook.conftest import RedisServer
 
@@ -55,7 +55,7 @@ def running_web(tmp: Path, workers: int, extra_env: dict | None = None):
     port = free_port()
     env = {**os.environ, **SECRETS, "PORT": str(port), "PULLBRIDGE_CONFIG": str(config),
            "REDIS_URL": redis_server.url, "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": "2",
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"), **(extra_env or {})}
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics")}
     log = open(tmp / "web.log", "w")
     proc = subprocess.Popen(procfile_web(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -191,7 +191,6 @@ def test_gunicorns_master_imports_nothing_that_gevent_must_patch_first(web):
     assert out.stdout.strip() == "[]"
     _, _, log = web
     assert "MonkeyPatchWarning" not in log.read_text()
-
 
 
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
