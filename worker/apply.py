@@ -286,7 +286,7 @@ class Applier:
         for item, result in zip(todo, results):
             if isinstance(result, ApiError):
                 if result.temporary:
-                    raise TemporaryError(f"applying {item.ref}: HTTP {result.status}: {cut(result.message)}")
+                    raise sync_error(result, f"applying {item.ref}")
                 raise PermanentError(f"applying {describe_api_error(item, result)}")
             if isinstance(result, Exception):
                 raise sync_error(result, f"applying {item.ref}")

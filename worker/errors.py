@@ -4,7 +4,9 @@ Why it exists: whether a failed sync is retried depends only on the kind of
 failure.  A ``PermanentError`` (bad YAML, an invalid object, forbidden) will
 fail the same way on every retry, so the job fails at once and stays in RQ's
 failed registry.  A ``TemporaryError`` (API server or git host unreachable,
-429/5xx, conflicts) is retried with the repository's backoff.
+429/5xx, conflicts) is retried with the repository's backoff, and no sooner
+than its ``delay`` when the server said how long to wait (``Retry-After``):
+``stretch_next_retry``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ class PermanentError(SyncError):
 
 
 class TemporaryError(SyncError):
-    """Retrying later may help; ``delay`` is a hint in seconds (None: the repo's backoff)."""
+    """Retrying later may help; not before ``delay`` seconds when given (None: the repo's backoff)."""
 
     def __init__(self, message: str, delay: float | None = None):
         super().__init__(message)
@@ -34,3 +36,15 @@ def cut(text, limit: int = MAX_DETAIL) -> str:
         text = text.decode("utf-8", "replace")
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def stretch_next_retry(job, delay: float) -> None:
+    """Make RQ's next retry of ``job`` wait at least ``delay`` seconds (whole seconds, rounded up)."""
+    if not job.retries_left:
+        return
+    intervals = list(job.retry_intervals or [0])
+    index = max(len(intervals) - job.retries_left, 0)
+    if index >= len(intervals):
+        index = len(intervals) - 1
+    intervals[index] = max(int(intervals[index]), int(delay + 0.999))
+    job.retry_intervals = intervals

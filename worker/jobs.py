@@ -8,7 +8,8 @@ inventory, record, mark the commit applied, post commit statuses.
 Failure policy: a ``PermanentError`` is recorded, its commit gets a failure
 status and the job fails without retry (its retries are cancelled, it stays
 in RQ's failed registry).  A ``TemporaryError`` is recorded and re-raised so
-RQ retries with the repo's backoff; its wanted commits stay wanted, so
+RQ retries with the repo's backoff (stretched to the API server's
+``Retry-After`` when it gave one); its wanted commits stay wanted, so
 nothing is lost even when the retries run out.
 """
 
@@ -29,7 +30,7 @@ from pullbridge.redis_url import connect
 from pullbridge.queueing import done_wanted, request_sync, take_wanted
 from worker import alerts, history, inventory, metrics, rendercache
 from worker.apply import Applier
-from worker.errors import PermanentError, TemporaryError
+from worker.errors import PermanentError, TemporaryError, stretch_next_retry
 from worker.fetch import Mirror
 from worker.kube import process_kube
 from worker.lock import LockLost, RepoLock
@@ -224,6 +225,8 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         _no_retry(job)
         raise
     except (TemporaryError, LockLost, Exception) as exc:
+        if job is not None and isinstance(exc, TemporaryError) and exc.delay:
+            stretch_next_retry(job, exc.delay)  # the server said how long to wait
         retrying = job is not None and job.should_retry
         record.result, record.error = ("retrying" if retrying else "failure"), f"{type(exc).__name__}: {exc}"
         history.save(conn, record, limit=limit)

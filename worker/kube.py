@@ -27,12 +27,13 @@ from worker.errors import PermanentError, TemporaryError, cut
 FIELD_MANAGER = "pullbridge"
 POOL_SIZE = 64
 REQUEST_TIMEOUT = (10, 60)
+MAX_RETRY_AFTER = 3600  # seconds: a longer Retry-After is taken as this
 
 
 class ApiError(Exception):
     """A non-2xx answer from the API server."""
 
-    def __init__(self, status: int, body: bytes, method: str, path: str):
+    def __init__(self, status: int, body: bytes, method: str, path: str, retry_after: str | None = None):
         self.status = status
         self.method = method
         self.path = path
@@ -40,6 +41,9 @@ class ApiError(Exception):
             self.body = json.loads(body)
         except ValueError:
             self.body = {"message": cut(body)}
+        if not isinstance(self.body, dict):
+            self.body = {"message": cut(body)}
+        self.retry_after = _seconds(retry_after, self.body)
         super().__init__(f"{method} {path}: HTTP {status}: {cut(self.message)}")
 
     @property
@@ -55,13 +59,25 @@ class ApiError(Exception):
         return self.status in (409, 429) or self.status >= 500
 
 
+def _seconds(header: str | None, body: dict) -> float | None:
+    """How long the API server asked to wait: ``Retry-After`` (seconds), else the
+    Status' ``details.retryAfterSeconds``; None when it did not say."""
+    value = (header or "").strip()
+    if not value.isdigit():
+        details = body.get("details")
+        value = str(details.get("retryAfterSeconds", "")) if isinstance(details, dict) else ""
+    return float(min(int(value), MAX_RETRY_AFTER)) if value.isdigit() and int(value) > 0 else None
+
+
 def sync_error(exc: Exception, what: str) -> Exception:
     """The sync error for a failed API call: temporary (retried) or permanent, saying what failed."""
     if isinstance(exc, (PermanentError, TemporaryError)):
         return exc
-    if isinstance(exc, ApiError):
-        cls = TemporaryError if exc.temporary else PermanentError
-        return cls(f"{what}: HTTP {exc.status}: {cut(exc.message)}")
+    if isinstance(exc, ApiError) and not exc.temporary:
+        return PermanentError(f"{what}: HTTP {exc.status}: {cut(exc.message)}")
+    if isinstance(exc, ApiError):  # retried; when the server said how long to wait, not sooner
+        asked = f" (the API server asked to retry after {exc.retry_after:g}s)" if exc.retry_after else ""
+        return TemporaryError(f"{what}: HTTP {exc.status}: {cut(exc.message)}{asked}", exc.retry_after)
     return TemporaryError(f"{what}: {cut(exc)}")
 
 
@@ -145,7 +161,7 @@ class Kube:
                 if query and query.get("dryRun"):  # no side effect: ask again for a readable error
                     return self.request(method, path, body, query, content_type, decode=True)
                 data = _printable(data)
-            raise ApiError(resp.status, data, method, path)
+            raise ApiError(resp.status, data, method, path, resp.headers.get("Retry-After"))
         if not decode:
             return None
         return json.loads(resp.data) if resp.data else {}

@@ -27,6 +27,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from pullbridge import __version__
+from worker.errors import stretch_next_retry
 
 log = logging.getLogger(__name__)
 
@@ -145,22 +146,10 @@ def run_job(what: str, call):
     except TemporaryError as exc:
         log.warning("%s: will retry: %s", what, exc)
         if job is not None and exc.delay:
-            _stretch_next_retry(job, exc.delay)
+            stretch_next_retry(job, exc.delay)
         raise
     except PermanentError as exc:
         log.error("%s: giving up (no retry): %s", what, exc)
         if job is not None:
             job.retries_left = 0
         raise
-
-
-def _stretch_next_retry(job, delay: float) -> None:
-    """Make RQ's next retry of ``job`` wait at least ``delay`` seconds."""
-    if not job.retries_left:
-        return
-    intervals = list(job.retry_intervals or [0])
-    index = max(len(intervals) - job.retries_left, 0)
-    if index >= len(intervals):
-        index = len(intervals) - 1
-    intervals[index] = max(int(intervals[index]), int(delay + 0.999))
-    job.retry_intervals = intervals
