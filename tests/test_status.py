@@ -12,12 +12,12 @@ import time
 import pytest
 from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
-from rq.scheduler import RQScheduler
 
 from pullbridge import keys
 from pullbridge.config import parse_config
 from tests.notify_support import (GITEA_TOKEN, GITHUB_TOKEN, GITLAB_TOKEN, dead_redis, fake_hosts,  # noqa: F401
                                   free_port, run_status_worker)
+from tests.rq_support import enqueue_when_due
 from worker.status import enqueue_status
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -191,12 +191,7 @@ def test_429_retry_after_delays_the_retry(setup):
     assert scheduled.get_job_ids() == [job_id]
     when = scheduled.get_scheduled_time(job_id).timestamp()
     assert when >= queued_at + 1  # interval 0 stretched to Retry-After: 2 (RQ keeps whole seconds)
-    while time.time() < when + 0.05:
-        time.sleep(0.1)
-    scheduler = RQScheduler([keys.STATUS_QUEUE], connection=conn)
-    scheduler.acquire_locks()
-    scheduler.enqueue_scheduled_jobs()
-    scheduler.release_locks()
+    enqueue_when_due(conn, keys.STATUS_QUEUE, job_id)
     run_status_worker(conn)
     assert len(hosts.requests) == 2
     assert hosts.final[("github", "acme/deploy", SHA, "pullbridge/gh")] == "success"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import ssl
 import threading
-import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
@@ -20,9 +19,9 @@ import pytest
 import urllib3
 import yaml
 from rq.registry import ScheduledJobRegistry
-from rq.scheduler import RQScheduler
 
 from pullbridge import keys
+from tests.rq_support import enqueue_when_due
 from tests.worker.sync_manifests import app_files
 from worker import kube as kube_module
 from worker.errors import PermanentError, TemporaryError, stretch_next_retry
@@ -149,12 +148,7 @@ def test_a_throttled_sync_is_retried_no_sooner_than_the_api_server_asked(harness
         # The repo's backoff alone would retry 1 s after the failure was recorded.
         assert when - first["finished_at"] >= 2, f"retried {when - first['finished_at']:.1f}s after, asked 3s"
         # Once due, the retry goes through the same proxy (no longer throttling) and applies.
-        while time.time() < when + 0.05:
-            time.sleep(0.1)
-        scheduler = RQScheduler([keys.SYNC_QUEUE], connection=redis_conn)
-        scheduler.acquire_locks()
-        scheduler.enqueue_scheduled_jobs()
-        scheduler.release_locks()
+        enqueue_when_due(redis_conn, keys.SYNC_QUEUE, queued.job_id)
         harness.work()
         assert harness.history()[0]["result"] == "success"
         assert harness.state()["applied_sha"] == sha
