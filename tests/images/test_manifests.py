@@ -5,7 +5,8 @@ import difflib
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from worker.images.manifests import EditError, containers_in_text, find_containers, replace_image
+from worker.images.manifests import (EditError, containers_in_text, find_containers, kustomize_tag_overrides,
+                                     replace_image)
 
 MULTI = """\
 # a multi-document file with comments, odd quoting and indentation
@@ -126,3 +127,28 @@ def test_any_reference_style_changes_only_its_characters(host, name, old, new, q
     (target,) = containers_in_text(text, "ds.yaml")
     edited = replace_image(text, target, new_image)
     assert edited == text.replace(f"image: {quote}{old_image}{quote}", f"image: {quote}{new_image}{quote}")
+
+
+def test_kustomization_images_that_set_a_tag_are_found_and_matched_as_kustomize_does(tmp_path):
+    (tmp_path / "deploy" / "overlay").mkdir(parents=True)
+    (tmp_path / "deploy" / "kustomization.yaml").write_text(
+        "resources: [app.yaml]\n"
+        "images:\n"
+        "  - name: registry.local:5000/team/app\n"
+        "    newTag: v2\n"
+        "  - name: nginx\n"
+        "    newName: mirror.local/nginx\n"  # a new name keeps the workload's tag: not an override
+        "  - name: redis\n"
+        "    digest: sha256:" + "a" * 64 + "\n")
+    (tmp_path / "deploy" / "overlay" / "Kustomization").write_text("images: [{name: busybox, newTag: '1.36'}]\n")
+    (tmp_path / "deploy" / "app.yaml").write_text("images: [{name: not-a-kustomization, newTag: x}]\n")
+    found = kustomize_tag_overrides(tmp_path, "deploy")
+    assert [(o.path, o.name, o.value) for o in found] == [
+        ("deploy/kustomization.yaml", "registry.local:5000/team/app", "newTag: v2"),
+        ("deploy/kustomization.yaml", "redis", "digest: sha256:" + "a" * 64),
+        ("deploy/overlay/Kustomization", "busybox", "newTag: 1.36")]
+    app = found[0]
+    assert app.covers("registry.local:5000/team/app:v1") and app.covers("registry.local:5000/team/app")
+    assert app.covers("registry.local:5000/team/app@sha256:" + "b" * 64)
+    assert not app.covers("registry.local:5000/team/application:v1")
+    assert not app.covers("registry.local:5000/team/app-nginx:1.27")

@@ -258,3 +258,23 @@ def test_ssh_remote_without_a_deploy_key_is_a_permanent_error(redis_conn, tmp_pa
     with pytest.raises(WriteBackError) as err:
         scan(redis_conn, config, config.repos[0])
     assert not err.value.temporary and "images-demo" in str(err.value)
+
+
+def test_a_tag_set_by_a_kustomization_is_reported_not_written_to_the_workload(demo, registry, image_name,
+                                                                              redis_conn):
+    # kustomize's images: newTag is applied after the workloads are read: a tag
+    # written back to the Deployment would be committed but never deployed.
+    repo, image, _ = demo
+    repo.commit_and_push("kustomize", {"kustomization.yaml": (
+        "resources: [namespace.yaml, nginx-conf.yaml, fluxdemo.yaml]\n"
+        f"images:\n  - name: {image}\n    newTag: {OLD}\n")})
+    registry.push_image(image_name, NEW, day(5))
+    config = make_config(repo, registry)
+    before = bare_git(repo, "rev-parse", "main").strip()
+
+    result = scan(redis_conn, config, config.repos[0])
+
+    assert result.changes == [] and result.sha is None and result.errors == []
+    assert result.skipped == [f"my-demo:deployment/fluxdemo container flask: its tag is set by kustomization.yaml "
+                              f"(images: {image}, newTag: {OLD}); a tag written to the workload would not be deployed"]
+    assert bare_git(repo, "rev-parse", "main").strip() == before

@@ -24,6 +24,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from worker.images.policy import PolicyError, TagFilter, WorkloadPolicy, workload_policy
+from worker.render import KUSTOMIZATION_FILES
 
 # kind -> keys from the document root to its pod spec
 POD_SPEC_PATHS = {
@@ -90,13 +91,15 @@ def _dig(doc, path):
     return node
 
 
-def yaml_files(root: Path, subdir: str = ".") -> list[Path]:
-    """Every *.yaml / *.yml under ``root/subdir``, hidden directories skipped, sorted."""
+def yaml_files(root: Path, subdir: str = ".", names: tuple[str, ...] | None = None) -> list[Path]:
+    """Every *.yaml / *.yml (or every file named one of ``names``) under ``root/subdir``,
+    hidden directories skipped, sorted."""
     base = (root / subdir).resolve()
     found = []
     for dirpath, dirnames, filenames in os.walk(base):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(Path(dirpath) / f for f in sorted(filenames) if f.endswith(YAML_SUFFIXES))
+        found.extend(Path(dirpath) / f for f in sorted(filenames)
+                     if (f in names if names is not None else f.endswith(YAML_SUFFIXES)))
     return found
 
 
@@ -141,6 +144,39 @@ def find_containers(root: Path, subdir: str = ".") -> tuple[list[ContainerImage]
         except (YAMLError, UnicodeDecodeError, ValueError) as exc:
             problems.files.append((rel, f"{type(exc).__name__}: {str(exc)[:200]}"))
     return found, problems
+
+
+@dataclass(frozen=True)
+class TagOverride:
+    """A kustomization's ``images:`` entry that sets the tag (or digest) of an image name."""
+
+    path: str   # the kustomization file, relative to the checkout
+    name: str   # ``images[].name``: matched as kustomize does, against the reference before its tag
+    value: str  # ``newTag: x`` or ``digest: sha256:...``
+
+    def covers(self, image: str) -> bool:
+        return image == self.name or image.startswith((self.name + ":", self.name + "@"))
+
+
+def kustomize_tag_overrides(root: Path, subdir: str = ".") -> list[TagOverride]:
+    """The ``images:`` entries with ``newTag`` or ``digest`` in the kustomizations under ``root/subdir``.
+
+    kustomize applies them after reading the workloads, so a tag written back
+    to a workload they cover would never reach the cluster.
+    """
+    found: list[TagOverride] = []
+    for file in yaml_files(root, subdir, names=KUSTOMIZATION_FILES):
+        try:
+            doc = YAML(typ="safe").load(read_text(file))
+        except (YAMLError, UnicodeDecodeError, ValueError):
+            continue  # the render reports a broken kustomization; nothing to match here
+        entries = doc.get("images") if isinstance(doc, dict) else None
+        for entry in entries if isinstance(entries, list) else []:
+            key = next((k for k in ("newTag", "digest") if isinstance(entry, dict) and entry.get(k) is not None), None)
+            if key and entry.get("name"):
+                where = file.relative_to(root.resolve()).as_posix()
+                found.append(TagOverride(where, str(entry["name"]), f"{key}: {entry[key]}"))
+    return found
 
 
 def replace_image(text: str, target: ContainerImage, new_image: str) -> str:

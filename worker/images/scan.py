@@ -29,7 +29,7 @@ from pullbridge import keys, repostate
 from pullbridge.config import Config, RepoConfig, load_config
 from pullbridge.queueing import request_sync
 from worker.images.cache import CachedRegistries
-from worker.images.manifests import find_containers
+from worker.images.manifests import find_containers, kustomize_tag_overrides
 from worker.images.policy import pick_tag
 from worker.images.registry import ImageRef, RegistryError
 from worker.images.writeback import ImageChange, WriteBack, WriteBackError
@@ -77,6 +77,7 @@ def make_plan(repo: RepoConfig, registries: CachedRegistries, result: ScanResult
         result.errors.clear()
         containers, problems = find_containers(root, repo.path)
         result.skipped.extend(f"{path}: {why}" for path, why in problems.files)
+        overrides = kustomize_tag_overrides(root, repo.path)
         changes: list[ImageChange] = []
         for c in containers:
             where = f"{c.workload} container {c.container}"
@@ -84,6 +85,11 @@ def make_plan(repo: RepoConfig, registries: CachedRegistries, result: ScanResult
                 continue
             if c.policy.frozen:
                 result.skipped.append(f"{where}: locked")
+                continue
+            override = next((o for o in overrides if o.covers(c.image)), None)
+            if override is not None:
+                result.skipped.append(f"{where}: its tag is set by {override.path} (images: {override.name}, "
+                                      f"{override.value}); a tag written to the workload would not be deployed")
                 continue
             if c.filter is None:
                 result.skipped.append(f"{where}: bad tag filter: {c.filter_error}")
