@@ -22,6 +22,7 @@ from worker.kube import FIELD_MANAGER, ApiError, Kube, sync_error
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 DATA_KEY = "inventory.json"
+REPO_LABEL = "pullbridge.io/repo"  # on each inventory ConfigMap: whose inventory it is
 
 
 def configmap_name(repo_name: str) -> str:
@@ -54,7 +55,7 @@ def save(kube: Kube, namespace: str, repo_name: str, entries: dict[str, dict],
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": configmap_name(repo_name), "namespace": namespace,
                      "labels": {"app.kubernetes.io/managed-by": "pullbridge",
-                                "pullbridge.io/repo": repo_name}},
+                                REPO_LABEL: repo_name}},
         "data": {DATA_KEY: json.dumps(entries, sort_keys=True, separators=(",", ":"))},
     }
     try:
@@ -66,7 +67,7 @@ def save(kube: Kube, namespace: str, repo_name: str, entries: dict[str, dict],
     return True
 
 
-INVENTORY_SELECTOR = "app.kubernetes.io/managed-by=pullbridge,pullbridge.io/repo"
+INVENTORY_SELECTOR = f"app.kubernetes.io/managed-by=pullbridge,{REPO_LABEL}"
 
 
 def declared_elsewhere(kube: Kube, namespace: str, repo_name: str) -> dict[str, list[str]]:
@@ -78,7 +79,7 @@ def declared_elsewhere(kube: Kube, namespace: str, repo_name: str) -> dict[str, 
         raise sync_error(exc, "reading the other repos' inventories") from None
     owners: dict[str, list[str]] = {}
     for cm in (listed or {}).get("items") or []:
-        other = ((cm.get("metadata") or {}).get("labels") or {}).get("pullbridge.io/repo")
+        other = ((cm.get("metadata") or {}).get("labels") or {}).get(REPO_LABEL)
         if not other or other == repo_name:
             continue
         try:

@@ -38,11 +38,10 @@ class ApiError(Exception):
         self.method = method
         self.path = path
         try:
-            self.body = json.loads(body)
+            decoded = json.loads(body)
         except ValueError:
-            self.body = {"message": cut(body)}
-        if not isinstance(self.body, dict):
-            self.body = {"message": cut(body)}
+            decoded = None
+        self.body = decoded if isinstance(decoded, dict) else {"message": cut(body)}
         self.retry_after = _seconds(retry_after, self.body)
         super().__init__(f"{method} {path}: HTTP {status}: {cut(self.message)}")
 

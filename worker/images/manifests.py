@@ -165,6 +165,7 @@ def kustomize_tag_overrides(root: Path, subdir: str = ".") -> list[TagOverride]:
     to a workload they cover would never reach the cluster.
     """
     found: list[TagOverride] = []
+    checkout = root.resolve()
     for file in yaml_files(root, subdir, names=KUSTOMIZATION_FILES):
         try:
             doc = YAML(typ="safe").load(read_text(file))
@@ -172,10 +173,12 @@ def kustomize_tag_overrides(root: Path, subdir: str = ".") -> list[TagOverride]:
             continue  # the render reports a broken kustomization; nothing to match here
         entries = doc.get("images") if isinstance(doc, dict) else None
         for entry in entries if isinstance(entries, list) else []:
-            key = next((k for k in ("newTag", "digest") if isinstance(entry, dict) and entry.get(k) is not None), None)
-            if key and entry.get("name"):
-                where = file.relative_to(root.resolve()).as_posix()
-                found.append(TagOverride(where, str(entry["name"]), f"{key}: {entry[key]}"))
+            if not isinstance(entry, dict) or not entry.get("name"):
+                continue
+            key = next((k for k in ("newTag", "digest") if entry.get(k) is not None), None)
+            if key:
+                path = file.relative_to(checkout).as_posix()
+                found.append(TagOverride(path, str(entry["name"]), f"{key}: {entry[key]}"))
     return found
 
 
