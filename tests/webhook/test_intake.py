@@ -52,7 +52,7 @@ def test_wrong_or_missing_signature_is_401_without_redis(client, redis_conn, nam
     def no_redis(*a, **k):
         raise AssertionError("Redis called before the signature was checked")
 
-    monkeypatch.setattr(webhook.intake, "json_loads", no_json)
+    monkeypatch.setattr(webhook.intake, "decode_json", no_json)
     monkeypatch.setattr(webhook.intake, "request_sync", no_redis)
     for headers in (wrong, unsigned):
         response = client.post(f"/hooks/{name}", data=body, headers=headers)

@@ -11,10 +11,12 @@ It does not say which files changed, so a path filter lets every push pass.
 
 from __future__ import annotations
 
+from webhook import decoding
 from webhook.events import PayloadError, PushEvent, field, header, is_zero_sha, sha_field
 from webhook.providers._signing import hex_signature_ok
 
 NAME = "bitbucket-server"
+decode = decoding.full  # the body's JSON, as much of it as parse reads
 SIGNATURE_HEADER = "X-Hub-Signature"
 EVENT_HEADER = "X-Event-Key"
 DELIVERY_HEADER = "X-Request-Id"

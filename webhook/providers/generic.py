@@ -14,10 +14,12 @@ Request: ``X-Signature: sha256=<hex HMAC-SHA256 of the body>``, optional
 
 from __future__ import annotations
 
+from webhook import decoding
 from webhook.events import PayloadError, PushEvent, field, header, is_zero_sha, sha_field
 from webhook.providers._signing import hex_signature_ok
 
 NAME = "generic"
+decode = decoding.full  # the body's JSON, as much of it as parse reads
 SIGNATURE_HEADER = "X-Signature"
 EVENT_HEADER = "X-Event"
 DELIVERY_HEADERS = ("X-Delivery", "Idempotency-Key")

@@ -9,10 +9,12 @@ The push payload is shaped like GitHub's: ``ref``, ``before``, ``after``,
 
 from __future__ import annotations
 
+from webhook import decoding
 from webhook.events import PayloadError, PushEvent, commits_push, field, header
 from webhook.providers._signing import hex_signature_ok
 
 NAME = "gitea"
+decode = decoding.commits_push  # the body's JSON, as much of it as parse reads
 SIGNATURE_HEADERS = ("X-Gitea-Signature", "X-Forgejo-Signature")
 EVENT_HEADERS = ("X-Gitea-Event", "X-Forgejo-Event", "X-Gogs-Event")
 DELIVERY_HEADERS = ("X-Gitea-Delivery", "X-Forgejo-Delivery", "X-Gogs-Delivery")

@@ -9,10 +9,12 @@ push payload carries ``ref``, ``before``, ``after``, ``created``,
 
 from __future__ import annotations
 
+from webhook import decoding
 from webhook.events import PayloadError, PushEvent, commits_push, field, header
 from webhook.providers._signing import hex_signature_ok
 
 NAME = "github"
+decode = decoding.commits_push  # the body's JSON, as much of it as parse reads
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 EVENT_HEADER = "X-GitHub-Event"
 DELIVERY_HEADER = "X-GitHub-Delivery"

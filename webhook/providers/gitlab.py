@@ -31,9 +31,11 @@ import hashlib
 import hmac
 import time
 
+from webhook import decoding
 from webhook.events import PayloadError, PushEvent, commits_push, field, header
 
 NAME = "gitlab"
+decode = decoding.commits_push  # the body's JSON, as much of it as parse reads
 TOKEN_HEADER = "X-Gitlab-Token"
 EVENT_HEADER = "X-Gitlab-Event"
 SIGNED_PREFIX = b"whsec_"
