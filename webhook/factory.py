@@ -6,8 +6,9 @@ path needs (configuration, a pooled Redis client, secrets) is set up once
 per process here, never per request.
 
 ``PULLBRIDGE_BENCH_NOOP=1`` adds ``POST /bench/noop``, a route that does
-nothing, so ``bench/intake`` can measure the baseline under the very same
-gunicorn settings.  It is off unless asked for.
+nothing, and ``POST /bench/floor/<name>``, the least a receiver can do
+(``webhook.bench_routes``), so ``bench/intake`` can measure both ends of its
+scale under the very same gunicorn settings.  They are off unless asked for.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ def create_app(config: Config | None = None, *, redis_url: str | None = None,
     pages.register(app)
     registry_hooks.register(app)
     if bench_noop if bench_noop is not None else os.environ.get(BENCH_NOOP_ENV) == "1":
-        app.add_url_rule("/bench/noop", "bench_noop", lambda: ("", 204), methods=["POST", "GET"])
+        from webhook import bench_routes
+
+        bench_routes.register(app)
     register_error_handlers(app, logger)
     return app
 
