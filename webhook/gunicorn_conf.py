@@ -24,9 +24,10 @@ default, the app logs every delivery itself).  ``GUNICORN_CMD_ARGS`` still
 overrides anything here, as gunicorn documents.
 
 Per worker, once the app is loaded (``post_worker_init``): the garbage
-collector stops scanning the loaded app's objects, and log lines are written
-by a writer of their own, which writes what is left when the worker exits
-(``worker_exit``).
+collector stops scanning the loaded app's objects, log lines are written
+by a writer of their own and deliveries are added to the metrics by a
+flusher of their own (every quarter second), both of which finish their
+work when the worker exits (``worker_exit``).
 
 Metrics across workers: ``PROMETHEUS_MULTIPROC_DIR`` is created (when not
 given) before any worker is forked and emptied at start, and a dead
@@ -78,7 +79,8 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    """Once the app is loaded in this worker: freeze what exists, start the log writer.
+    """Once the app is loaded in this worker: freeze what exists, start the log
+    writer and the metrics flusher (``webhook.metrics``).
 
     ``gc.freeze()`` moves the ~65,000 objects of the loaded app (Flask, redis,
     rq, ...) out of the collector's sight.  A full collection otherwise walks
@@ -89,15 +91,19 @@ def post_worker_init(worker):
     import gc
 
     from webhook.logs import start_writer
+    from webhook.metrics import start_flusher
 
     gc.freeze()
     start_writer()
+    start_flusher()
 
 
 def worker_exit(server, worker):
-    """Write the log lines still queued before the worker goes."""
+    """Write the log lines still queued and add the tallied metrics before the worker goes."""
     from webhook.logs import stop_writer
+    from webhook.metrics import stop_flusher
 
+    stop_flusher()
     stop_writer()
 
 

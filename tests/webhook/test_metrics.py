@@ -1,0 +1,84 @@
+"""``webhook.metrics``: deliveries tallied in the process and flushed later
+end up as the very samples observing them one by one gives."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from prometheus_client import CollectorRegistry, Histogram
+
+from webhook import metrics
+
+
+def samples(histogram, provider):
+    return {(s.name, s.labels.get("le")): s.value
+            for metric in histogram.collect() for s in metric.samples
+            if s.labels.get("provider") == provider and not s.name.endswith("_created")}
+
+
+def delivered(provider, outcome):
+    return metrics.DELIVERIES.labels(provider, outcome)._value.get()
+
+
+@pytest.fixture
+def flusher():
+    metrics.start_flusher()
+    yield
+    metrics.stop_flusher()
+
+
+def test_tallied_deliveries_equal_observing_each(monkeypatch):
+    monkeypatch.setattr(metrics, "FLUSH_SECONDS", 3600.0)  # nothing flushes but us
+    metrics.start_flusher()
+    try:
+        check_tally_equals_observing_each()
+    finally:
+        metrics.stop_flusher()
+
+
+def check_tally_equals_observing_each():
+    reference = Histogram("reference_intake_seconds", "", ["provider"], buckets=metrics.INTAKE_BUCKETS,
+                          registry=CollectorRegistry())
+    rng = random.Random(7)
+    times = [rng.choice(metrics.INTAKE_BUCKETS) for _ in range(50)]  # bounds themselves: le is inclusive
+    times += [rng.uniform(0, 3.0) for _ in range(200)] + [0.0, 99.0]
+    before_queued = delivered("tally-test", "queued")
+    before = samples(metrics.INTAKE_SECONDS, "tally-test")
+    for seconds in times:
+        metrics.observe("tally-test", "queued", seconds)
+        reference.labels("tally-test").observe(seconds)
+    assert delivered("tally-test", "queued") == before_queued  # tallied, not added yet
+    metrics.flush()
+    assert delivered("tally-test", "queued") - before_queued == len(times)
+    got = samples(metrics.INTAKE_SECONDS, "tally-test")
+    want = samples(reference, "tally-test")
+    for (name, le), value in want.items():
+        ours = got[(name.replace("reference_", "pullbridge_webhook_"), le)]
+        previous = before.get((name.replace("reference_", "pullbridge_webhook_"), le), 0.0)
+        assert ours - previous == pytest.approx(value), (name, le)
+
+
+def test_without_a_flusher_every_delivery_is_added_at_once():
+    before = delivered("tally-test", "unauthorized")
+    metrics.observe("tally-test", "unauthorized", 0.0001)
+    assert delivered("tally-test", "unauthorized") == before + 1
+
+
+def test_the_flusher_adds_the_tally_by_itself(flusher):
+    before = delivered("tally-test", "ignored")
+    metrics.observe("tally-test", "ignored", 0.002)
+    for _ in range(400):
+        if delivered("tally-test", "ignored") == before + 1:
+            break
+        metrics._tally.stopping.wait(0.01)
+    assert delivered("tally-test", "ignored") == before + 1
+
+
+def test_stopping_the_flusher_adds_what_is_left(monkeypatch):
+    monkeypatch.setattr(metrics, "FLUSH_SECONDS", 3600.0)
+    metrics.start_flusher()
+    before = delivered("tally-test", "coalesced")
+    metrics.observe("tally-test", "coalesced", 0.002)
+    metrics.stop_flusher()
+    assert delivered("tally-test", "coalesced") == before + 1
