@@ -11,12 +11,14 @@ slow the receiver down by writing them.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 
 from flask import Blueprint, Response, current_app, request
 
 from webhook import errors
+from webhook.logs import log_fields
 from webhook.metrics import observe
 
 bp = Blueprint("hooks", __name__)
@@ -64,6 +66,7 @@ def receive(name: str):
             left_out = _noise_to_log(name)
             if left_out is not None:
                 log["left_out"] = left_out
-                intake.logger.warning("webhook delivery", extra=log)
+                log_fields(intake.logger, logging.WARNING, "webhook delivery", log)
         else:
-            intake.logger.log(20 if status < 400 else 30, "webhook delivery", extra=log)
+            log_fields(intake.logger, logging.INFO if status < 400 else logging.WARNING,
+                       "webhook delivery", log)

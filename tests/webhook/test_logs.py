@@ -119,3 +119,20 @@ def test_a_line_queued_after_the_stop_mark_is_written_and_the_writer_still_ends(
     writer.thread.join(10)
     assert not writer.thread.is_alive()
     assert [line["delivery"] for line in lines_of(capfd.readouterr().err)] == ["before", "after"]
+
+
+@pytest.mark.parametrize("with_writer", [True, False])
+def test_log_fields_writes_the_line_a_logging_call_writes(logger, capfd, with_writer):
+    fields = {"delivery": "d-7", "repo": "app", "provider": "github", "status": 401, "left_out": 3,
+              "duration_ms": 0.25, "headers": "never written: not a known field"}
+    if with_writer:
+        logs.start_writer()
+    capfd.readouterr()
+    logs.log_fields(logger, logging.WARNING, "webhook delivery", dict(fields))
+    logger.warning("webhook delivery", extra=dict(fields))
+    logs.log_fields(logger, logging.DEBUG, "below the level", dict(fields))  # filtered like logging
+    logs.stop_writer()
+    fast, usual = lines_of(capfd.readouterr().err)
+    assert fast.pop("ts")[:16] == usual.pop("ts")[:16]  # the same minute; everything else is equal
+    assert fast == usual
+    assert fast["level"] == "warning" and fast["left_out"] == 3 and "headers" not in fast
