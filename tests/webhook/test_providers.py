@@ -252,3 +252,24 @@ def test_touches_lets_unknown_paths_through():
     assert touches(frozenset({"src/x"}), [])
     assert not touches(frozenset({"src/x"}), ["deploy/"])
     assert not touches(frozenset(), ["deploy/"])
+
+
+def test_wsgi_headers_read_the_environ_as_werkzeug_does():
+    from werkzeug.datastructures import EnvironHeaders
+
+    from webhook.events import WsgiHeaders, header
+
+    environ = {"HTTP_X_HUB_SIGNATURE_256": "sha256=ab", "HTTP_X_GITHUB_EVENT": "push",
+               "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": "12", "HTTP_WEBHOOK_ID": "msg_1"}
+    ours, theirs = WsgiHeaders(environ), EnvironHeaders(environ)
+    for name in ("X-Hub-Signature-256", "x-hub-signature-256", "X-GitHub-Event", "Content-Type",
+                 "content-length", "webhook-id", "Webhook-Id", "X-Gitlab-Token", "Content-MD5"):
+        assert ours.get(name) == theirs.get(name) == header(ours, name), name
+    assert ours.get("X-Missing", "default") == "default"
+
+
+def test_answers_with_a_lone_surrogate_are_still_json():
+    from webhook.errors import UnknownRepo, error_response
+
+    response = error_response(UnknownRepo("no repository named '\udcff' is configured"))
+    assert response.status_code == 404 and response.get_json()["error"] == "unknown_repo"
