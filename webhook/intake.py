@@ -47,10 +47,10 @@ SECRET_CACHE_SECONDS = 30.0  # a rotated secret_file is picked up within this
 READ_CHUNK = 64 * 1024
 
 
-def decode_json(host, body: bytes):
+def decode_json(host, body: bytes, with_paths: bool):
     """The provider's decoder (``webhook.decoding``); one name, so a test can
     prove it is not reached before verification."""
-    return host.decode(body)
+    return host.decode(body, with_paths=with_paths)
 
 
 @dataclass
@@ -165,7 +165,7 @@ class Intake:
 
     def _parse(self, host, headers, body: bytes, repo: RepoConfig) -> PushEvent:
         try:
-            payload = decode_json(host, body)
+            payload = decode_json(host, body, bool(repo.paths))
         except (ValueError, RecursionError):
             raise errors.BadPayload("body is not valid JSON", field="body") from None
         try:

@@ -55,7 +55,7 @@ def outcome(provider, headers, payload, with_paths):
 def test_parse_answers_as_after_a_full_parse(provider, headers, payload, with_paths):
     body = json.dumps(payload).encode()
     assert provider.decode is decoding.commits_push
-    assert outcome(provider, headers, provider.decode(body), with_paths) == \
+    assert outcome(provider, headers, provider.decode(body, with_paths=with_paths), with_paths) == \
         outcome(provider, headers, orjson.loads(body), with_paths)
 
 
@@ -71,15 +71,23 @@ def test_only_what_parse_reads_is_built():
     b"", b"not json", b'{"after": "x",}', b'{"ref": "a"', b"\xff",
     b'{"ref": "refs/heads/main", "message": "caf\xe9"}',  # latin-1, not UTF-8, in a field never read
     b'{"head_commit": {"message": "\xed\xa0\x80"}}',  # a UTF-8 encoded surrogate
+    b'{"commits": [{"id": "a",}]}', b'{"commits": [{"message": "\\x"}]}',  # inside a skipped commit
 ])
 def test_refuses_what_a_full_parse_refuses(body):
     with pytest.raises(ValueError):
         orjson.loads(body)
-    with pytest.raises(ValueError):
-        decoding.commits_push(body)
+    for with_paths in (True, False):
+        with pytest.raises(ValueError):
+            decoding.commits_push(body, with_paths=with_paths)
 
 
 def test_absurd_nesting_is_an_error_not_a_crash():
     body = b'{"commits": [{"added": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]}"
     with pytest.raises((ValueError, RecursionError)):
         decoding.commits_push(body)
+
+
+def test_without_paths_the_commits_are_only_counted():
+    payload = P.gitlab_push(total=3)
+    decoded = decoding.commits_push(json.dumps(payload).encode(), with_paths=False)
+    assert decoded["commits"] == [None] * len(payload["commits"])

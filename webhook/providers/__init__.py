@@ -7,8 +7,9 @@ Every provider module offers the same pure functions (no Flask, no Redis):
   checks the signature or token on the raw body bytes, constant-time.
 - ``delivery_id(headers) -> str | None``: the host's id for this delivery
   (the same on a redelivery), used for deduplication.
-- ``decode(body) -> payload``: the verified body's JSON, with at least the
-  fields ``parse`` reads (``webhook.decoding``); ValueError if not JSON;
+- ``decode(body, *, with_paths=True) -> payload``: the verified body's
+  JSON, with at least the fields ``parse`` reads given the same
+  ``with_paths`` (``webhook.decoding``); ValueError if not JSON;
 - ``parse(headers, payload, *, branch=None, with_paths=True) -> PushEvent``:
   the decoded payload in provider-neutral words; raises
   ``PayloadError`` naming the missing or malformed field.  ``branch`` picks
