@@ -91,4 +91,5 @@ def json_bytes(body: dict) -> bytes:
 
 
 def error_response(exc: HookError) -> Response:
-    return Response(json_bytes(exc.body()), exc.status, headers=exc.headers, mimetype="application/json")
+    return Response(json_bytes(exc.body()), exc.status, headers=exc.headers or None,
+                    mimetype="application/json")

@@ -19,6 +19,7 @@ from flask import Blueprint, Response, current_app, request
 from webhook import errors
 from webhook.errors import json_bytes
 from webhook.events import WsgiHeaders
+from webhook.intake import claimed_delivery
 from webhook.logs import log_fields
 from webhook.metrics import observe
 
@@ -50,9 +51,9 @@ def receive(name: str):
     started = time.perf_counter()
     log: dict = {"repo": name, "provider": "unknown"}
     outcome, status = "error", 500
+    headers = WsgiHeaders(request.environ)
     try:
-        environ = request.environ
-        answer = intake.receive(name, environ, WsgiHeaders(environ), log)
+        answer = intake.receive(name, headers.environ, headers, log)
         outcome, status = answer.outcome, answer.status
         log.update(answer.log)
         return Response(json_bytes(answer.body), answer.status, mimetype="application/json")
@@ -67,6 +68,8 @@ def receive(name: str):
             left_out = _noise_to_log(name)
             if left_out is not None:
                 log["left_out"] = left_out
+                if status == 401:
+                    log["delivery"] = claimed_delivery(log["provider"], headers)
                 log_fields(intake.logger, logging.WARNING, "webhook delivery", log)
         else:
             log_fields(intake.logger, logging.INFO if status < 400 else logging.WARNING,

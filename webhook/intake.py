@@ -93,6 +93,18 @@ def content_length_over(environ, cap: int) -> bool:
     return raw.isdigit() and int(raw) > cap
 
 
+def claimed_delivery(provider: str, headers) -> str | None:
+    """The delivery id an unverified request claims, when well-formed (for its log line only).
+
+    Looked up only for the 401 lines that are written: most of a flood of
+    forged requests is counted, not logged (``webhook.hooks``)."""
+    try:
+        claimed = provider_module(provider).delivery_id(headers)
+    except KeyError:  # the repo was unknown: no provider
+        return None
+    return claimed if claimed and DELIVERY_RE.match(claimed) else None
+
+
 class Intake:
     """The receiver's state: configuration, one Redis client (pooled) and a secret cache."""
 
@@ -133,9 +145,6 @@ class Intake:
         host = provider_module(repo.provider)
         if not host.verify(headers, body, self.secret(repo),
                            tolerance=self.config.server.signature_tolerance):
-            claimed = host.delivery_id(headers)  # unverified: logged only when well-formed
-            if claimed and DELIVERY_RE.match(claimed):
-                log["delivery"] = claimed
             raise errors.Unauthorized("signature or token missing or wrong")
         event = self._parse(host, headers, body, repo)
         delivery = self._delivery(event, body)

@@ -274,3 +274,22 @@ def test_unauthenticated_noise_is_logged_at_most_once_a_second(client, capfd):
     assert [l["left_out"] for l in lines if l.get("status") == 401] == [4]
     text = client.get("/metrics").get_data(as_text=True)
     assert 'outcome="unauthorized",provider="github"}' in text  # every one is still counted
+
+
+def test_a_logged_401_line_names_the_claimed_delivery_only_when_well_formed(client, capfd):
+    import webhook.hooks
+
+    body = json.dumps(P.github_push()).encode()
+    forged = P.signed_headers("github", b"not-the-secret", body)
+    for delivery, expected in ((forged["X-GitHub-Delivery"], forged["X-GitHub-Delivery"]),
+                               ("bad id with spaces", None)):
+        webhook.hooks._noise.clear()  # this line is the first for the name: it is written
+        capfd.readouterr()
+        response = client.post("/hooks/gh", data=body, headers={**forged, "X-GitHub-Delivery": delivery})
+        assert response.status_code == 401
+        [line] = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
+        assert line["status"] == 401 and line.get("delivery") == expected
+    webhook.hooks._noise.clear()
+    client.post("/hooks/nope", data=body, headers=forged)  # unknown repo: no provider to ask
+    [line] = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
+    assert line["status"] == 404 and "delivery" not in line
