@@ -48,7 +48,7 @@ def register(app: Flask) -> None:
         expected = "sha256=" + hmac.new(intake.secret(repo), body, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, environ.get("HTTP_X_HUB_SIGNATURE_256", "")):
             return Response(_UNAUTHORIZED, 401, mimetype="application/json")
-        sha = github.decode(body, with_paths=bool(repo.paths))["after"]  # what the receiver decodes a GitHub push with
+        sha = github.decode(body, with_paths=bool(repo.paths))["after"]  # as the receiver decodes it
         delivery = environ.get("HTTP_X_GITHUB_DELIVERY", "")
         queued = request_sync(intake.conn, intake.config, repo, sha, reason="bench floor",
                               delivery=delivery, dedup_key=keys.delivery(repo.name, delivery),

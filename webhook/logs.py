@@ -9,6 +9,8 @@ Under gunicorn each worker hands its lines to a writer of its own
 (``start_writer``: a thread, which gunicorn's gevent worker makes a
 greenlet): the request only builds the record and puts it on a queue, and
 the writer formats whatever has gathered and writes it with one ``write``.
+The line per delivery skips even the record (``log_fields``): its fields
+are queued as they are and formatted into the same line by the writer.
 Written from the request, every line cost a system call (and, with OS
 threads, a wait for the handler's lock) on the request's path.
 ``stop_writer`` (gunicorn's ``worker_exit``) writes what is still queued;
