@@ -22,15 +22,13 @@ asked for, and it skips checks that ``/hooks/<name>`` must make.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-
 from flask import Flask, Response, request
 
 from pullbridge import keys
 from pullbridge.queueing import request_sync
+from webhook.errors import json_bytes
 from webhook.providers import github
+from webhook.providers._signing import hex_signature_ok
 
 _UNAUTHORIZED = b'{"error": "unauthorized"}'
 
@@ -45,15 +43,15 @@ def register(app: Flask) -> None:
         repo = intake.config.repo(name)
         environ = request.environ
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-        expected = "sha256=" + hmac.new(intake.secret(repo), body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, environ.get("HTTP_X_HUB_SIGNATURE_256", "")):
+        signature = environ.get("HTTP_X_HUB_SIGNATURE_256")
+        if not hex_signature_ok(signature, intake.secret(repo), body, prefix="sha256="):
             return Response(_UNAUTHORIZED, 401, mimetype="application/json")
         sha = github.decode(body, with_paths=bool(repo.paths))["after"]  # as the receiver decodes it
         delivery = environ.get("HTTP_X_GITHUB_DELIVERY", "")
         queued = request_sync(intake.conn, intake.config, repo, sha, reason="bench floor",
                               delivery=delivery, dedup_key=keys.delivery(repo.name, delivery),
                               committer=intake.committer)
-        return Response(json.dumps({"sha": sha, "job_id": queued.job_id}), 202, mimetype="application/json")
+        return Response(json_bytes({"sha": sha, "job_id": queued.job_id}), 202, mimetype="application/json")
 
     app.add_url_rule("/bench/noop", "bench_noop", noop, methods=["POST", "GET"])
     app.add_url_rule("/bench/floor/<name>", "bench_floor", floor, methods=["POST"])
