@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -227,14 +227,16 @@ class Config(StrictModel):
     repos: list[RepoConfig] = Field(default_factory=list)
     images: ImagesSettings = Field(default_factory=ImagesSettings)
     alerts: list[AlertTarget] = Field(default_factory=list)
+    _by_name: dict[str, RepoConfig] = PrivateAttr(default_factory=dict)  # what repo() looks up
 
     @model_validator(mode="after")
     def _unique(self):
-        seen: set[str] = set()
+        seen: dict[str, RepoConfig] = {}
         for repo in self.repos:
             if repo.name in seen:
                 raise ValueError(f"repository name {repo.name!r} is used twice")
-            seen.add(repo.name)
+            seen[repo.name] = repo
+        self._by_name = seen
         for i, target in enumerate(self.alerts):
             unknown = [name for name in target.repos if name not in seen]
             if unknown:
@@ -242,7 +244,8 @@ class Config(StrictModel):
         return self
 
     def repo(self, name: str) -> RepoConfig | None:
-        return next((repo for repo in self.repos if repo.name == name), None)
+        """The repository named ``name`` (every webhook looks one up: a dict, not a scan)."""
+        return self._by_name.get(name)
 
     def repo_jobs(self, repo: RepoConfig) -> JobSettings:
         return repo.jobs(self.jobs)

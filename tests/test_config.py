@@ -46,6 +46,15 @@ def test_unknown_top_level_key_and_duplicate_names():
         parse_config({"repos": GOOD["repos"] * 2})
 
 
+def test_repo_finds_each_repository_by_name_and_nothing_else():
+    repos = [{**GOOD["repos"][0], "name": f"repo-{i}"} for i in range(50)]
+    config = parse_config({"repos": repos})
+    assert [config.repo(f"repo-{i}") for i in range(50)] == config.repos
+    assert config.repo("demo") is None and config.repo("") is None
+    copy = config.model_copy(deep=True)
+    assert copy.repo("repo-7") is copy.repos[7]
+
+
 @pytest.mark.parametrize("text, seconds", [("10s", 10), ("5m", 300), ("1h30m", 5400), (7, 7)])
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds

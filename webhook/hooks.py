@@ -63,14 +63,16 @@ def receive(name: str):
     finally:
         elapsed = time.perf_counter() - started
         observe(log["provider"], outcome, elapsed)
-        log.update(outcome=outcome, status=status, duration_ms=round(elapsed * 1000, 2))
-        if status in NOISE_STATUSES:
-            left_out = _noise_to_log(name)
-            if left_out is not None:
-                log["left_out"] = left_out
-                if status == 401:
-                    log["delivery"] = claimed_delivery(log["provider"], headers)
-                log_fields(intake.logger, logging.WARNING, "webhook delivery", log)
-        else:
-            log_fields(intake.logger, logging.INFO if status < 400 else logging.WARNING,
-                       "webhook delivery", log)
+        if status not in NOISE_STATUSES:
+            _log_delivery(intake, log, outcome, status, elapsed)
+        elif (left_out := _noise_to_log(name)) is not None:
+            log["left_out"] = left_out
+            if status == 401:
+                log["delivery"] = claimed_delivery(log["provider"], headers)
+            _log_delivery(intake, log, outcome, status, elapsed)
+
+
+def _log_delivery(intake, log: dict, outcome: str, status: int, elapsed: float) -> None:
+    """The delivery's line, put together only when it is written (most 401s are not)."""
+    log.update(outcome=outcome, status=status, duration_ms=round(elapsed * 1000, 2))
+    log_fields(intake.logger, logging.INFO if status < 400 else logging.WARNING, "webhook delivery", log)
