@@ -2,11 +2,11 @@
 
 Why it exists: whether a failed sync is retried depends only on the kind of
 failure.  A ``PermanentError`` (bad YAML, an invalid object, forbidden) will
-fail the same way on every retry, so the job fails at once and stays in RQ's
-failed registry.  A ``TemporaryError`` (API server or git host unreachable,
-429/5xx, conflicts) is retried with the repository's backoff, and no sooner
-than its ``delay`` when the server said how long to wait (``Retry-After``):
-``stretch_next_retry``.
+fail the same way on every retry, so the job fails at once (``cancel_retries``)
+and stays in RQ's failed registry.  A ``TemporaryError`` (API server or git
+host unreachable, 429/5xx, conflicts) is retried with the repository's
+backoff, and no sooner than its ``delay`` when the server said how long to
+wait (``Retry-After``): ``stretch_next_retry``.
 """
 
 from __future__ import annotations
@@ -36,6 +36,12 @@ def cut(text, limit: int = MAX_DETAIL) -> str:
         text = text.decode("utf-8", "replace")
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def cancel_retries(job) -> None:
+    """Cancel RQ's remaining retries of ``job`` (None outside RQ): it fails for good."""
+    if job is not None:
+        job.retries_left = 0
 
 
 def stretch_next_retry(job, delay: float) -> None:

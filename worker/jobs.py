@@ -30,7 +30,7 @@ from pullbridge.redis_url import connect
 from pullbridge.queueing import done_wanted, request_sync, take_wanted
 from worker import alerts, history, inventory, metrics, rendercache
 from worker.apply import Applier
-from worker.errors import PermanentError, TemporaryError, stretch_next_retry
+from worker.errors import PermanentError, TemporaryError, cancel_retries, stretch_next_retry
 from worker.fetch import Mirror
 from worker.kube import process_kube
 from worker.lock import LockLost, RepoLock
@@ -67,12 +67,6 @@ def _redis() -> Redis:
     if job is not None:
         return job.connection
     return connect(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-
-
-def _no_retry(job) -> None:
-    """Cancel RQ's remaining retries for the running job: it fails for good."""
-    if job is not None:
-        job.retries_left = 0
 
 
 def _status(conn, config, repo, sha, state, description, sync_id) -> None:
@@ -115,7 +109,7 @@ def sync(repo_name: str, reason: str = "push", delivery: str | None = None) -> d
     config = process_config()
     repo = config.repo(repo_name)
     if repo is None:
-        _no_retry(job)
+        cancel_retries(job)
         raise PermanentError(f"unknown repository {repo_name!r} (not in the configuration)")
     job_id = job.id if job is not None else None
     lock = RepoLock(conn, repo_name, ttl=config.worker.lock_ttl, owner=job_id or "direct")
@@ -222,7 +216,7 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         for sha in [record.sha] if record.sha else wanted:
             _status(conn, config, repo, sha, "failure", str(exc), record.id)
         _report(conn, config, repo, record, str(exc))
-        _no_retry(job)
+        cancel_retries(job)
         raise
     except (TemporaryError, LockLost, Exception) as exc:
         if job is not None and isinstance(exc, TemporaryError) and exc.delay:

@@ -27,7 +27,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from pullbridge import __version__
-from worker.errors import stretch_next_retry
+from worker.errors import cancel_retries, stretch_next_retry
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,5 @@ def run_job(what: str, call):
         raise
     except PermanentError as exc:
         log.error("%s: giving up (no retry): %s", what, exc)
-        if job is not None:
-            job.retries_left = 0
+        cancel_retries(job)
         raise
