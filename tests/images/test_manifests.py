@@ -5,7 +5,8 @@ import difflib
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from worker.images.manifests import (EditError, containers_in_text, find_containers, kustomize_tag_overrides,
+from worker.images.kustomize import kustomize_tag_overrides, overrides_in_text, replace_tag
+from worker.images.manifests import (EditError, containers_in_text, find_containers,
                                      replace_image)
 
 MULTI = """\
@@ -152,3 +153,42 @@ def test_kustomization_images_that_set_a_tag_are_found_and_matched_as_kustomize_
     assert app.covers("registry.local:5000/team/app@sha256:" + "b" * 64)
     assert not app.covers("registry.local:5000/team/application:v1")
     assert not app.covers("registry.local:5000/team/app-nginx:1.27")
+
+
+@pytest.mark.parametrize("written, new_tag, expected", [
+    ("newTag: v1", "v2", "newTag: v2"),
+    ("newTag: 'v1'", "v2", "newTag: 'v2'"),
+    ('newTag: "v1"  # pinned by the bot', "v2", 'newTag: "v2"  # pinned by the bot'),
+    ("newTag: 1.9", "1.10", "newTag: '1.10'"),      # a plain 1.10 is a number to YAML, and kustomize refuses it
+    ("newTag: v1.9", "1.10.0", "newTag: 1.10.0"),   # two dots: a string already
+    ("newTag: develop-v1", "true", "newTag: 'true'"),
+])
+def test_replace_tag_changes_only_the_new_tag_value(written, new_tag, expected):
+    text = f"resources: [app.yaml]\nimages:\n  - name: team/app  # the API\n    {written}\n  - name: other\n    newTag: v1\n"
+    (override, other) = overrides_in_text(text, "kustomization.yaml")
+    edited = replace_tag(text, override, new_tag)
+    assert edited == text.replace(f"    {written}\n", f"    {expected}\n", 1)
+    (moved, same) = overrides_in_text(edited, "kustomization.yaml")
+    assert moved.raw == new_tag and same == other
+
+
+def test_replace_tag_in_flow_style_and_crlf():
+    text = "images: [{name: busybox, newTag: '1.36'}, {name: app, newTag: v1}]\r\nresources: [a.yaml]\r\n"
+    busybox, app = overrides_in_text(text, "Kustomization")
+    assert replace_tag(text, app, "v2") == text.replace("newTag: v1}", "newTag: v2}")
+    assert replace_tag(text, busybox, "1.37") == text.replace("'1.36'", "'1.37'")
+
+
+def test_replace_tag_refuses_what_it_cannot_change_in_place():
+    text = "images:\n  - name: app\n    newTag: v1\n  - name: pinned\n    digest: sha256:" + "a" * 64 + "\n"
+    app, pinned = overrides_in_text(text, "kustomization.yaml")
+    assert app.deployed == "app:v1" and pinned.deployed == "pinned@sha256:" + "a" * 64
+    with pytest.raises(EditError, match="no one-line newTag"):
+        replace_tag(text, pinned, "v2")
+    with pytest.raises(EditError, match="no longer v1"):
+        replace_tag(text.replace("newTag: v1", "newTag: v9"), app, "v2")
+    folded = "images:\n  - name: app\n    newTag: >-\n      v1\n"
+    (block,) = overrides_in_text(folded, "kustomization.yaml")
+    assert block.raw == "v1" and block.line == -1
+    with pytest.raises(EditError):
+        replace_tag(folded, block, "v2")

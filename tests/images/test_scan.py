@@ -4,13 +4,16 @@ branch plus a recorded sync request; humans' commits are never lost."""
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 from rq import Queue
 
 from pullbridge import keys
 from pullbridge.config import parse_config
-from tests.images.helpers import NEW, OLD, bare_git, day, make_config
+from tests.images.helpers import NEW, OLD, bare_git, day, demo_manifest, make_config
 from worker.images.scan import scan
+from worker.render import render
 
 def test_new_glob_tag_becomes_a_commit_and_a_sync_request(demo, registry, image_name, redis_conn):
     repo, image, files = demo
@@ -260,14 +263,45 @@ def test_ssh_remote_without_a_deploy_key_is_a_permanent_error(redis_conn, tmp_pa
     assert not err.value.temporary and "images-demo" in str(err.value)
 
 
-def test_a_tag_set_by_a_kustomization_is_reported_not_written_to_the_workload(demo, registry, image_name,
-                                                                              redis_conn):
+def test_a_tag_set_by_a_kustomization_moves_in_the_kustomization_not_in_the_workload(demo, registry, image_name,
+                                                                                    redis_conn, stack, tmp_path):
     # kustomize's images: newTag is applied after the workloads are read: a tag
     # written back to the Deployment would be committed but never deployed.
+    repo, image, files = demo
+    kustomization = ("resources: [namespace.yaml, nginx-conf.yaml, fluxdemo.yaml]\n"
+                     f"images:\n  - name: {image}  # set by the bot\n    newTag: {OLD}\n")
+    repo.commit_and_push("kustomize", {"kustomization.yaml": kustomization})
+    registry.push_image(image_name, NEW, day(5))
+    config = make_config(repo, registry)
+    before = bare_git(repo, "rev-parse", "main").strip()
+
+    result = scan(redis_conn, config, config.repos[0])
+
+    assert result.errors == [] and result.skipped == []
+    assert [c.describe() for c in result.changes] == [
+        f"my-demo:deployment/fluxdemo container flask: {OLD} -> {NEW} (kustomization.yaml images: {image})"]
+    assert bare_git(repo, "diff", "--name-only", before, result.sha).split() == ["kustomization.yaml"]
+    assert bare_git(repo, "show", f"{result.sha}:kustomization.yaml") == kustomization.replace(
+        f"newTag: {OLD}", f"newTag: {NEW}")
+    assert bare_git(repo, "show", f"{result.sha}:fluxdemo.yaml") == files["fluxdemo.yaml"]
+    # what kustomize (kubectl's) renders from the new commit is what gets deployed
+    subprocess.run(["git", "clone", "-q", "--branch", repo.branch, repo.file_url, str(tmp_path / "tree")], check=True)
+    deployment = next(m for m in render(tmp_path / "tree") if m.kind == "Deployment")
+    images = [c["image"] for c in deployment.obj["spec"]["template"]["spec"]["containers"]]
+    assert f"{image}:{NEW}" in images and f"{image}:{OLD}" not in images
+    assert [m.decode() for m in redis_conn.zrange(keys.wanted("images-demo"), 0, -1)] == [result.sha]
+    again = scan(redis_conn, config, config.repos[0])
+    assert again.sha is None and again.changes == [] and again.skipped == []
+
+
+def test_a_kustomization_tag_shared_with_a_workload_that_is_not_automated_is_left_alone(demo, registry, image_name,
+                                                                                      redis_conn):
     repo, image, _ = demo
-    repo.commit_and_push("kustomize", {"kustomization.yaml": (
-        "resources: [namespace.yaml, nginx-conf.yaml, fluxdemo.yaml]\n"
-        f"images:\n  - name: {image}\n    newTag: {OLD}\n")})
+    manual = demo_manifest(f"{image}:{OLD}", f"{image}-nginx:1.27", {}).replace("name: fluxdemo", "name: manual")
+    repo.commit_and_push("kustomize", {
+        "manual.yaml": manual,
+        "kustomization.yaml": ("resources: [namespace.yaml, nginx-conf.yaml, fluxdemo.yaml, manual.yaml]\n"
+                               f"images:\n  - name: {image}\n    newTag: {OLD}\n")})
     registry.push_image(image_name, NEW, day(5))
     config = make_config(repo, registry)
     before = bare_git(repo, "rev-parse", "main").strip()
@@ -275,6 +309,8 @@ def test_a_tag_set_by_a_kustomization_is_reported_not_written_to_the_workload(de
     result = scan(redis_conn, config, config.repos[0])
 
     assert result.changes == [] and result.sha is None and result.errors == []
-    assert result.skipped == [f"my-demo:deployment/fluxdemo container flask: its tag is set by kustomization.yaml "
-                              f"(images: {image}, newTag: {OLD}); a tag written to the workload would not be deployed"]
+    assert result.skipped == [
+        f"my-demo:deployment/fluxdemo container flask: its tag is set by kustomization.yaml (images: {image}, "
+        f"newTag: {OLD}); it also sets the tag of my-demo:deployment/manual container flask, which is locked "
+        "or not automated"]
     assert bare_git(repo, "rev-parse", "main").strip() == before

@@ -24,7 +24,6 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from worker.images.policy import PolicyError, TagFilter, WorkloadPolicy, workload_policy
-from worker.render import KUSTOMIZATION_FILES
 
 # kind -> keys from the document root to its pod spec
 POD_SPEC_PATHS = {
@@ -144,42 +143,6 @@ def find_containers(root: Path, subdir: str = ".") -> tuple[list[ContainerImage]
         except (YAMLError, UnicodeDecodeError, ValueError) as exc:
             problems.files.append((rel, f"{type(exc).__name__}: {str(exc)[:200]}"))
     return found, problems
-
-
-@dataclass(frozen=True)
-class TagOverride:
-    """A kustomization's ``images:`` entry that sets the tag (or digest) of an image name."""
-
-    path: str   # the kustomization file, relative to the checkout
-    name: str   # ``images[].name``: matched as kustomize does, against the reference before its tag
-    value: str  # ``newTag: x`` or ``digest: sha256:...``
-
-    def covers(self, image: str) -> bool:
-        return image == self.name or image.startswith((self.name + ":", self.name + "@"))
-
-
-def kustomize_tag_overrides(root: Path, subdir: str = ".") -> list[TagOverride]:
-    """The ``images:`` entries with ``newTag`` or ``digest`` in the kustomizations under ``root/subdir``.
-
-    kustomize applies them after reading the workloads, so a tag written back
-    to a workload they cover would never reach the cluster.
-    """
-    found: list[TagOverride] = []
-    checkout = root.resolve()
-    for file in yaml_files(root, subdir, names=KUSTOMIZATION_FILES):
-        try:
-            doc = YAML(typ="safe").load(read_text(file))
-        except (YAMLError, UnicodeDecodeError, ValueError):
-            continue  # the render reports a broken kustomization; nothing to match here
-        entries = doc.get("images") if isinstance(doc, dict) else None
-        for entry in entries if isinstance(entries, list) else []:
-            if not isinstance(entry, dict) or not entry.get("name"):
-                continue
-            key = next((k for k in ("newTag", "digest") if entry.get(k) is not None), None)
-            if key:
-                path = file.relative_to(checkout).as_posix()
-                found.append(TagOverride(path, str(entry["name"]), f"{key}: {entry[key]}"))
-    return found
 
 
 def replace_image(text: str, target: ContainerImage, new_image: str) -> str:

@@ -29,7 +29,8 @@ from pullbridge import keys, repostate
 from pullbridge.config import Config, RepoConfig, load_config
 from pullbridge.queueing import request_sync
 from worker.images.cache import CachedRegistries
-from worker.images.manifests import find_containers, kustomize_tag_overrides
+from worker.images.kustomize import TagOverride, kustomize_tag_overrides
+from worker.images.manifests import ContainerImage, find_containers
 from worker.images.policy import pick_tag
 from worker.images.registry import ImageRef, RegistryError
 from worker.images.writeback import ImageChange, WriteBack, WriteBackError
@@ -79,17 +80,21 @@ def make_plan(repo: RepoConfig, registries: CachedRegistries, result: ScanResult
         result.skipped.extend(f"{path}: {why}" for path, why in problems.files)
         overrides = kustomize_tag_overrides(root, repo.path)
         changes: list[ImageChange] = []
+        pinned: dict[TagOverride, list[ContainerImage]] = {}  # entry -> every container whose tag it sets
         for c in containers:
             where = f"{c.workload} container {c.container}"
+            covering = [o for o in overrides if o.covers(c.image)]
+            if len(covering) == 1:
+                pinned.setdefault(covering[0], []).append(c)
+                continue
             if not c.policy.automated:
                 continue
             if c.policy.frozen:
                 result.skipped.append(f"{where}: locked")
                 continue
-            override = next((o for o in overrides if o.covers(c.image)), None)
-            if override is not None:
-                result.skipped.append(f"{where}: its tag is set by {override.path} (images: {override.name}, "
-                                      f"{override.value}); a tag written to the workload would not be deployed")
+            if covering:
+                result.skipped.append(f"{where}: its tag is set by several kustomizations ("
+                                      + ", ".join(f"{o.path} {o.value}" for o in covering) + ")")
                 continue
             if c.filter is None:
                 result.skipped.append(f"{where}: bad tag filter: {c.filter_error}")
@@ -102,23 +107,78 @@ def make_plan(repo: RepoConfig, registries: CachedRegistries, result: ScanResult
             if ref.digest:
                 result.skipped.append(f"{where}: pinned by digest")
                 continue
-            try:
-                tags = registries.tags(ref)
-                best = pick_tag(c.filter, tags, lambda tag: registries.created(ref, tag))
-            except RegistryError as exc:
-                result.errors.append(f"{where}: {exc}")
-                continue
-            if best is None:
-                result.skipped.append(f"{where}: no tag matches {c.filter!r}")
-                continue
-            if best.tag == ref.tag:
-                continue
-            changes.append(ImageChange(path=c.path, workload=c.workload, container=c.container,
-                                       old_image=c.image, new_image=ref.with_tag(best.tag),
-                                       old_tag=ref.tag, new_tag=best.tag, target=c))
+            best = _best_tag(registries, ref, c.filter, where, result)
+            if best is not None and best != ref.tag:
+                changes.append(ImageChange(path=c.path, workload=c.workload, container=c.container,
+                                           old_image=c.image, new_image=ref.with_tag(best),
+                                           old_tag=ref.tag, new_tag=best, target=c))
+        for override, covered in pinned.items():
+            change = _kustomize_change(override, covered, registries, result)
+            if change is not None:
+                changes.append(change)
         return changes
 
     return plan
+
+
+def _best_tag(registries: CachedRegistries, ref: ImageRef, tag_filter, where: str, result: ScanResult) -> str | None:
+    """The tag ``tag_filter`` picks among the registry's tags of ``ref`` (None, with the reason recorded)."""
+    try:
+        best = pick_tag(tag_filter, registries.tags(ref), lambda tag: registries.created(ref, tag))
+    except RegistryError as exc:
+        result.errors.append(f"{where}: {exc}")
+        return None
+    if best is None:
+        result.skipped.append(f"{where}: no tag matches {tag_filter!r}")
+        return None
+    return best.tag
+
+
+def _kustomize_change(override: TagOverride, covered: list[ContainerImage], registries: CachedRegistries,
+                      result: ScanResult) -> ImageChange | None:
+    """Move the ``newTag`` of a kustomization entry, when every container it sets agrees.
+
+    The entry sets the tag of each container whose image it names, so it moves
+    only when all of them are automated, none is locked, and their policies
+    pick the same tag; otherwise each automated one is reported, not changed.
+    """
+    locked = [c for c in covered if c.policy.automated and c.policy.frozen]
+    result.skipped.extend(f"{c.workload} container {c.container}: locked" for c in locked)
+    automated = [c for c in covered if c.policy.automated and not c.policy.frozen]
+    if not automated:
+        return None
+    entry = f"{override.path} (images: {override.name}, {override.value})"
+    wheres = [f"{c.workload} container {c.container}" for c in automated]
+
+    def skip(why: str) -> None:
+        result.skipped.extend(f"{where}: its tag is set by {entry}; {why}" for where in wheres)
+
+    if override.key != "newTag":
+        return skip("pinned by digest")
+    held = [c for c in covered if c not in automated]
+    if held:
+        return skip("it also sets the tag of " + ", ".join(f"{c.workload} container {c.container}" for c in held)
+                    + ", which is locked or not automated")
+    if any(c.filter is None for c in automated):
+        return skip("bad tag filter: " + next(c.filter_error for c in automated if c.filter is None))
+    if override.line < 0:
+        return skip("its newTag is not a one-line value that can be changed in place")
+    try:
+        ref = ImageRef.parse(override.deployed)
+    except ValueError as exc:
+        return skip(str(exc))
+    picks = {_best_tag(registries, ref, c.filter, where, result) for c, where in zip(automated, wheres)}
+    if None in picks:
+        return None  # the reason is recorded
+    if len(picks) > 1:
+        return skip("the policies of the containers it sets pick different tags (" + ", ".join(sorted(picks)) + ")")
+    (best,) = picks
+    if best == override.raw:
+        return None
+    first = automated[0]
+    return ImageChange(path=override.path, workload=first.workload, container=first.container,
+                       old_image=override.deployed, new_image=ref.with_tag(best),
+                       old_tag=override.raw, new_tag=best, target=override)
 
 
 def scan(conn: Redis | None, config: Config, repo: RepoConfig, *,

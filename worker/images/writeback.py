@@ -25,6 +25,7 @@ from pathlib import Path
 import git
 from git import Actor
 
+from worker.images.kustomize import TagOverride, replace_tag
 from worker.images.manifests import ContainerImage, EditError, read_text, replace_image, write_text
 
 REJECTED_MARKERS = ("[rejected]", "non-fast-forward", "fetch first", "[remote rejected]",
@@ -43,7 +44,10 @@ class WriteBackError(Exception):
 
 @dataclass(frozen=True)
 class ImageChange:
-    """One container moving from one image reference to another."""
+    """One container moving from one image reference to another: its image in
+    the workload (``target`` a ContainerImage), or the ``newTag`` of the
+    kustomization entry that sets its tag (``target`` a TagOverride, ``path``
+    that kustomization)."""
 
     path: str
     workload: str
@@ -52,10 +56,11 @@ class ImageChange:
     new_image: str
     old_tag: str | None
     new_tag: str
-    target: ContainerImage = field(compare=False, repr=False)
+    target: ContainerImage | TagOverride = field(compare=False, repr=False)
 
     def describe(self) -> str:
-        return f"{self.workload} container {self.container}: {self.old_tag} -> {self.new_tag}"
+        where = f" ({self.path} images: {self.target.name})" if isinstance(self.target, TagOverride) else ""
+        return f"{self.workload} container {self.container}: {self.old_tag} -> {self.new_tag}{where}"
 
     def as_dict(self) -> dict:
         return {"path": self.path, "workload": self.workload, "container": self.container,
@@ -90,7 +95,10 @@ def apply_changes(root: Path, changes: list[ImageChange]) -> list[str]:
         text = texts.get(change.path)
         if text is None:
             text = read_text(root / change.path)
-        texts[change.path] = replace_image(text, change.target, change.new_image)
+        if isinstance(change.target, TagOverride):
+            texts[change.path] = replace_tag(text, change.target, change.new_tag)
+        else:
+            texts[change.path] = replace_image(text, change.target, change.new_image)
     for path, text in texts.items():
         write_text(root / path, text)
     return sorted(texts)

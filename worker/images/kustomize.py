@@ -1,0 +1,155 @@
+"""Image tags set by a kustomization's ``images:`` entries, found and moved in place.
+
+Why it exists: kustomize applies ``images: [{name, newName, newTag, digest}]``
+after it has read the workloads, so for an image such an entry covers, the
+tag written in the Deployment is never deployed: the entry's ``newTag`` is.
+Automation must move that ``newTag`` instead (as ``kustomize edit set image``
+would), and leave alone what it cannot move safely: a digest pin, or an entry
+several kustomizations set.  The edit follows ``worker.images.manifests``:
+only the characters of the one scalar change, and the result is re-read
+before it is kept.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from worker.images.manifests import EditError, read_text, split_lines, yaml_files
+from worker.render import KUSTOMIZATION_FILES
+
+_PLAIN_TAG = re.compile(r"[^\s,\]\}#'\"]+")  # a plain scalar, block or flow style
+
+
+@dataclass(frozen=True)
+class TagOverride:
+    """A kustomization's ``images:`` entry that sets the tag (or digest) of an image name."""
+
+    path: str               # the kustomization file, relative to the checkout
+    name: str               # ``images[].name``: matched as kustomize does, against the reference before its tag
+    key: str                # "newTag" or "digest"
+    raw: str                # the value as written, without its quotes
+    new_name: str | None    # ``images[].newName``: the image that is deployed instead, if any
+    line: int               # 0-based line of the value's scalar
+    column: int             # 0-based column where the scalar (or its quote) starts
+
+    @property
+    def value(self) -> str:
+        return f"{self.key}: {self.raw}"
+
+    @property
+    def deployed(self) -> str:
+        """The image reference kustomize writes into the workload."""
+        separator = ":" if self.key == "newTag" else "@"
+        return f"{self.new_name or self.name}{separator}{self.raw}"
+
+    def covers(self, image: str) -> bool:
+        return image == self.name or image.startswith((self.name + ":", self.name + "@"))
+
+
+def _round_trip() -> YAML:
+    y = YAML(typ="rt", pure=True)
+    y.preserve_quotes = True
+    return y
+
+
+def overrides_in_text(text: str, path: str) -> list[TagOverride]:
+    """The ``images:`` entries with ``newTag`` or ``digest`` of one kustomization file."""
+    doc = _round_trip().load(text)
+    entries = doc.get("images") if hasattr(doc, "get") else None
+    lines = split_lines(text)
+    found: list[TagOverride] = []
+    for entry in entries if isinstance(entries, list) else []:
+        if not hasattr(entry, "get") or not entry.get("name"):
+            continue
+        key = next((k for k in ("newTag", "digest") if entry.get(k) is not None), None)
+        if key is None:
+            continue
+        line, column = entry.lc.value(key)
+        raw = _scalar_at(lines[line], column) if line < len(lines) else None
+        if raw is None or raw[:1] in ("|", ">", "&", "*", "!") or (isinstance(entry[key], str) and raw != entry[key]):
+            # a block scalar, an alias, a tagged value or one spread over lines: found, never edited
+            raw, line, column = str(entry[key]), -1, -1
+        new_name = entry.get("newName")
+        found.append(TagOverride(path, str(entry["name"]), key, raw,
+                                 str(new_name) if new_name else None, line, column))
+    return found
+
+
+def kustomize_tag_overrides(root: Path, subdir: str = ".") -> list[TagOverride]:
+    """The ``images:`` entries with ``newTag`` or ``digest`` in the kustomizations under ``root/subdir``."""
+    found: list[TagOverride] = []
+    checkout = root.resolve()
+    for file in yaml_files(root, subdir, names=KUSTOMIZATION_FILES):
+        try:
+            found.extend(overrides_in_text(read_text(file), file.relative_to(checkout).as_posix()))
+        except (YAMLError, UnicodeDecodeError, ValueError):
+            continue  # the render reports a broken kustomization; nothing to match here
+    return found
+
+
+def _scalar_at(line: str, column: int) -> str | None:
+    """The one-line scalar starting at ``column`` (quotes stripped), None if it is not one."""
+    quote = line[column:column + 1]
+    if quote in ("'", '"'):
+        end = line.find(quote, column + 1)
+        return line[column + 1:end] if end > column else None
+    match = _PLAIN_TAG.match(line, column)
+    return match.group(0) if match else None
+
+
+def _reads_as_string(tag: str) -> bool:
+    """Whether ``newTag: <tag>`` unquoted is a string to YAML (``1.10`` is a number, kustomize refuses it)."""
+    return isinstance(YAML(typ="safe", pure=True).load(f"t: {tag}\n")["t"], str)
+
+
+def replace_tag(text: str, override: TagOverride, new_tag: str) -> str:
+    """``text`` with the ``newTag`` of ``override`` set to ``new_tag``, nothing else changed.
+
+    A plain value that YAML would read as a number or a boolean is written
+    quoted.  Raises EditError when the file no longer holds the value there or
+    the result would differ anywhere else.
+    """
+    if override.key != "newTag" or override.line < 0:
+        raise EditError(f"{override.path}: images entry {override.name} has no one-line newTag to change")
+    if new_tag == override.raw:
+        return text
+    lines = split_lines(text)
+    line = lines[override.line] if override.line < len(lines) else ""
+    if _scalar_at(line, override.column) != override.raw:
+        raise EditError(f"{override.path}:{override.line + 1}: newTag of {override.name} is no longer {override.raw}")
+    quote = line[override.column:override.column + 1]
+    if quote in ("'", '"'):
+        written, end = f"{quote}{new_tag}{quote}", override.column + len(override.raw) + 2
+    else:
+        written = new_tag if _reads_as_string(new_tag) else f"'{new_tag}'"
+        end = override.column + len(override.raw)
+    lines[override.line] = line[:override.column] + written + line[end:]
+    new_text = "".join(lines)
+    _verify(text, new_text, override, new_tag)
+    return new_text
+
+
+def _verify(old: str, new: str, override: TagOverride, new_tag: str) -> None:
+    """One line differs, and re-reading gives the same entries with only this newTag moved."""
+    changed = [op for op in difflib.SequenceMatcher(a=split_lines(old), b=split_lines(new),
+                                                    autojunk=False).get_opcodes() if op[0] != "equal"]
+    if [op[1:] for op in changed] != [(override.line, override.line + 1, override.line, override.line + 1)]:
+        raise EditError(f"{override.path}: the edit would change more than line {override.line + 1}")
+    try:
+        after = overrides_in_text(new, override.path)
+    except (YAMLError, ValueError) as exc:
+        raise EditError(f"{override.path}: the edited file does not parse: {str(exc)[:200]}") from None
+    expected = [o if o != override else TagOverride(o.path, o.name, o.key, new_tag, o.new_name, o.line, o.column)
+                for o in overrides_in_text(old, override.path)]
+    if [(o.name, o.key, o.raw, o.new_name) for o in after] != \
+            [(o.name, o.key, o.raw, o.new_name) for o in expected]:
+        raise EditError(f"{override.path}: re-reading the edited file does not show only the new tag")
+    value = YAML(typ="safe", pure=True).load(new)["images"]
+    if not any(isinstance(e, dict) and e.get("name") == override.name and e.get("newTag") == new_tag for e in value):
+        raise EditError(f"{override.path}: the new tag of {override.name} does not read back as the string {new_tag!r}")
