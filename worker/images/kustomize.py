@@ -12,7 +12,6 @@ before it is kept.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from worker.images.manifests import EditError, read_text, split_lines, yaml_files
+from worker.images.manifests import EditError, only_line_changed, read_text, split_lines, yaml_files
 from worker.render import KUSTOMIZATION_FILES
 
 _PLAIN_TAG = re.compile(r"[^\s,\]\}#'\"]+")  # a plain scalar, block or flow style
@@ -137,10 +136,7 @@ def replace_tag(text: str, override: TagOverride, new_tag: str) -> str:
 
 def _verify(old: str, new: str, override: TagOverride, new_tag: str) -> None:
     """One line differs, and re-reading gives the same entries with only this newTag moved."""
-    changed = [op for op in difflib.SequenceMatcher(a=split_lines(old), b=split_lines(new),
-                                                    autojunk=False).get_opcodes() if op[0] != "equal"]
-    if [op[1:] for op in changed] != [(override.line, override.line + 1, override.line, override.line + 1)]:
-        raise EditError(f"{override.path}: the edit would change more than line {override.line + 1}")
+    only_line_changed(old, new, override.path, override.line)
     try:
         after = overrides_in_text(new, override.path)
     except (YAMLError, ValueError) as exc:

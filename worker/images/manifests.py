@@ -174,13 +174,17 @@ def replace_image(text: str, target: ContainerImage, new_image: str) -> str:
     return new_text
 
 
+def only_line_changed(old: str, new: str, path: str, line: int) -> None:
+    """EditError unless ``new`` differs from ``old`` in line ``line`` (0-based) and nowhere else."""
+    changed = [op for op in difflib.SequenceMatcher(a=split_lines(old), b=split_lines(new),
+                                                    autojunk=False).get_opcodes() if op[0] != "equal"]
+    if [op[1:] for op in changed] != [(line, line + 1, line, line + 1)]:
+        raise EditError(f"{path}: the edit would change more than line {line + 1}")
+
+
 def verify_single_change(old: str, new: str, target: ContainerImage, new_image: str) -> None:
     """Exactly one line differs, and re-reading finds the new image where the old one was."""
-    changed = [tag for tag in difflib.SequenceMatcher(a=split_lines(old), b=split_lines(new),
-                                                       autojunk=False).get_opcodes() if tag[0] != "equal"]
-    if len(changed) != 1 or changed[0][0] != "replace" or changed[0][1:3] != (target.line, target.line + 1) \
-            or changed[0][3:5] != (target.line, target.line + 1):
-        raise EditError(f"{target.path}: the edit would change more than line {target.line + 1}")
+    only_line_changed(old, new, target.path, target.line)
     before = [(c.workload, c.container, c.image) for c in containers_in_text(old, target.path)]
     after = [(c.workload, c.container, c.image) for c in containers_in_text(new, target.path)]
     expected = [(w, n, new_image if (w, n) == (target.workload, target.container) and i == target.image
