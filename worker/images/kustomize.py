@@ -19,7 +19,8 @@ from pathlib import Path
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from worker.images.manifests import EditError, only_line_changed, read_text, split_lines, yaml_files
+from worker.images.manifests import (EditError, only_line_changed, read_text, round_trip_yaml, split_lines,
+                                     yaml_files)
 from worker.render import KUSTOMIZATION_FILES
 
 _PLAIN_TAG = re.compile(r"[^\s,\]\}#'\"]+")  # a plain scalar, block or flow style
@@ -51,15 +52,9 @@ class TagOverride:
         return image == self.name or image.startswith((self.name + ":", self.name + "@"))
 
 
-def _round_trip() -> YAML:
-    y = YAML(typ="rt", pure=True)
-    y.preserve_quotes = True
-    return y
-
-
 def overrides_in_text(text: str, path: str) -> list[TagOverride]:
     """The ``images:`` entries with ``newTag`` or ``digest`` of one kustomization file."""
-    doc = _round_trip().load(text)
+    doc = round_trip_yaml().load(text)
     entries = doc.get("images") if hasattr(doc, "get") else None
     lines = split_lines(text)
     found: list[TagOverride] = []

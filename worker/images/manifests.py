@@ -75,7 +75,8 @@ class ScanProblems:
     files: list[tuple[str, str]]  # (path, why it was skipped)
 
 
-def _round_trip() -> YAML:
+def round_trip_yaml() -> YAML:
+    """ruamel.yaml's round-trip loader: every scalar's line, column and quoting kept."""
     y = YAML(typ="rt", pure=True)
     y.preserve_quotes = True
     return y
@@ -105,7 +106,7 @@ def yaml_files(root: Path, subdir: str = ".", names: tuple[str, ...] | None = No
 def containers_in_text(text: str, path: str) -> list[ContainerImage]:
     """Every container of every workload in one (possibly multi-document) file."""
     out: list[ContainerImage] = []
-    for doc in _round_trip().load_all(text):
+    for doc in round_trip_yaml().load_all(text):
         if not hasattr(doc, "get") or doc.get("kind") not in POD_SPEC_PATHS:
             continue
         meta = doc.get("metadata") or {}
