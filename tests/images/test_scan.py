@@ -314,3 +314,25 @@ def test_a_kustomization_tag_shared_with_a_workload_that_is_not_automated_is_lef
         f"newTag: {OLD}); it also sets the tag of my-demo:deployment/manual container flask, which is locked "
         "or not automated"]
     assert bare_git(repo, "rev-parse", "main").strip() == before
+
+
+@pytest.mark.parametrize("layout, why", [
+    ({"kustomization.yaml": "images:\n  - name: {image}\n    digest: sha256:" + "a" * 64 + "\n"},
+     "its tag is set by kustomization.yaml (images: {image}, digest: sha256:" + "a" * 64 + "); pinned by digest"),
+    ({"kustomization.yaml": "images:\n  - name: {image}\n    newTag: {old}\n",
+      "prod/kustomization.yaml": "resources: [..]\nimages:\n  - name: {image}\n    newTag: {old}\n"},
+     "its tag is set by several kustomizations (kustomization.yaml newTag: {old}, prod/kustomization.yaml newTag: {old})"),
+])
+def test_a_kustomization_tag_that_cannot_be_moved_safely_is_reported(demo, registry, image_name, redis_conn,
+                                                                       layout, why):
+    repo, image, _ = demo
+    repo.commit_and_push("kustomize", {path: text.format(image=image, old=OLD) for path, text in layout.items()})
+    registry.push_image(image_name, NEW, day(5))
+    config = make_config(repo, registry)
+    before = bare_git(repo, "rev-parse", "main").strip()
+
+    result = scan(redis_conn, config, config.repos[0])
+
+    assert result.changes == [] and result.sha is None and result.errors == []
+    assert result.skipped == [f"my-demo:deployment/fluxdemo container flask: {why.format(image=image, old=OLD)}"]
+    assert bare_git(repo, "rev-parse", "main").strip() == before
