@@ -69,6 +69,11 @@ class ContainerImage:
     filter: TagFilter | None  # None when the annotation could not be parsed
     filter_error: str | None = None
 
+    @property
+    def label(self) -> str:
+        """How scan reports name it: ``namespace:kind/name container c``."""
+        return f"{self.workload} container {self.container}"
+
 
 @dataclass
 class ScanProblems:

@@ -82,7 +82,7 @@ def make_plan(repo: RepoConfig, registries: CachedRegistries, result: ScanResult
         changes: list[ImageChange] = []
         pinned: dict[TagOverride, list[ContainerImage]] = {}  # entry -> every container whose tag it sets
         for c in containers:
-            where = f"{c.workload} container {c.container}"
+            where = c.label
             covering = [o for o in overrides if o.covers(c.image)]
             if len(covering) == 1:
                 pinned.setdefault(covering[0], []).append(c)
@@ -143,12 +143,12 @@ def _kustomize_change(override: TagOverride, covered: list[ContainerImage], regi
     pick the same tag; otherwise each automated one is reported, not changed.
     """
     locked = [c for c in covered if c.policy.automated and c.policy.frozen]
-    result.skipped.extend(f"{c.workload} container {c.container}: locked" for c in locked)
+    result.skipped.extend(f"{c.label}: locked" for c in locked)
     automated = [c for c in covered if c.policy.automated and not c.policy.frozen]
     if not automated:
         return None
     entry = f"{override.path} (images: {override.name}, {override.value})"
-    wheres = [f"{c.workload} container {c.container}" for c in automated]
+    wheres = [c.label for c in automated]
 
     def skip(why: str) -> None:
         result.skipped.extend(f"{where}: its tag is set by {entry}; {why}" for where in wheres)
@@ -157,7 +157,7 @@ def _kustomize_change(override: TagOverride, covered: list[ContainerImage], regi
         return skip("pinned by digest")
     held = [c for c in covered if c not in automated]
     if held:
-        return skip("it also sets the tag of " + ", ".join(f"{c.workload} container {c.container}" for c in held)
+        return skip("it also sets the tag of " + ", ".join(c.label for c in held)
                     + ", which is locked or not automated")
     if any(c.filter is None for c in automated):
         return skip("bad tag filter: " + next(c.filter_error for c in automated if c.filter is None))
