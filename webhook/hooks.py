@@ -28,21 +28,21 @@ bp = Blueprint("hooks", __name__)
 NOISE_STATUSES = (401, 404)
 NOISE_LOG_INTERVAL = 1.0
 _noise_lock = threading.Lock()
-_noise: dict[str, tuple[float, int]] = {}  # repo name -> (last logged at, left out since)
+_noise: dict[str, list] = {}  # repo name -> [last logged at, lines left out since]
 
 
 def _noise_to_log(name: str) -> int | None:
     """None: leave this line out; else the number of lines left out before it."""
     now = time.monotonic()
     with _noise_lock:
-        if len(_noise) > 10000:  # names come from URLs: bound the memory they can take
-            _noise.clear()
-        last, left_out = _noise.get(name, (-NOISE_LOG_INTERVAL, 0))
-        if now - last < NOISE_LOG_INTERVAL:
-            _noise[name] = (last, left_out + 1)
+        entry = _noise.get(name)
+        if entry is not None and now - entry[0] < NOISE_LOG_INTERVAL:
+            entry[1] += 1
             return None
-        _noise[name] = (now, 0)
-        return left_out
+        if entry is None and len(_noise) > 10000:  # names come from URLs: bound the memory they can take
+            _noise.clear()
+        _noise[name] = [now, 0]
+        return entry[1] if entry is not None else 0
 
 
 @bp.post("/hooks/<name>")

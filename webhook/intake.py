@@ -4,8 +4,8 @@ Why it exists: this is the receiver's one hot path, and its order is the
 security and durability argument, so it reads top to bottom:
 
 1. a ``Content-Length`` over ``server.max_body_bytes`` is answered 413
-   before reading anything; a body without one (chunked) is read only up to
-   the cap plus one byte;
+   (one that is not a number, 400) before reading anything; a body
+   without one (chunked) is read only up to the cap plus one byte;
 2. the repository is looked up by the name in the URL (404);
 3. the signature or token is checked on the raw bytes (401: no JSON
    parsing, no Redis call);
@@ -61,22 +61,41 @@ class Answer:
     log: dict = field(default_factory=dict)
 
 
-def read_body(environ, cap: int) -> bytes:
-    """The request body, never more than ``cap`` bytes read; PayloadTooLarge past it."""
-    raw_length = environ.get("CONTENT_LENGTH") or ""
-    stream = environ["wsgi.input"]
-    if raw_length.strip():
-        if not raw_length.strip().isdigit():
+def declared_length(environ, cap: int) -> int | None:
+    """The body's ``Content-Length``, None when the request gives none (chunked, or no body).
+
+    Over ``cap`` is PayloadTooLarge (413) and a value that is not a number is
+    BadPayload (400), both before a byte of the body is read."""
+    raw = environ.get("CONTENT_LENGTH")
+    if not raw or not raw.isdecimal():
+        raw = (raw or "").strip()
+        if not raw:
+            return None
+        if not raw.isdecimal():
             raise errors.BadPayload("Content-Length is not a number", field="Content-Length")
-        length = int(raw_length)
-        if length > cap:
-            raise errors.PayloadTooLarge(f"body is over the {cap} byte limit", limit=cap)
-        limit = length
+    length = int(raw)
+    if length > cap:
+        raise errors.PayloadTooLarge(f"body is over the {cap} byte limit", limit=cap)
+    return length
+
+
+def read_body(environ, cap: int, length: int | None) -> bytes:
+    """The request body, never more than ``cap`` bytes read; PayloadTooLarge past it.
+
+    ``length`` is ``declared_length``'s answer: with one, the body is read in
+    one call (the common case) and the reading goes on only if the server
+    gave less; without one, a chunked body is read up to one byte past the
+    cap, to know it is over."""
+    stream = environ["wsgi.input"]
+    if length is not None:
+        body = stream.read(length)
+        if len(body) >= length or not body:
+            return body
+        chunks, got, limit = [body], len(body), length
     elif environ.get("wsgi.input_terminated"):
-        limit = cap + 1  # chunked: read one byte past the cap to know it is over
+        chunks, got, limit = [], 0, cap + 1
     else:
         return b""
-    chunks, got = [], 0
     while got < limit:
         chunk = stream.read(min(READ_CHUNK, limit - got))
         if not chunk:
@@ -86,11 +105,6 @@ def read_body(environ, cap: int) -> bytes:
     if got > cap:
         raise errors.PayloadTooLarge(f"body is over the {cap} byte limit", limit=cap)
     return b"".join(chunks)
-
-
-def content_length_over(environ, cap: int) -> bool:
-    raw = (environ.get("CONTENT_LENGTH") or "").strip()
-    return raw.isdigit() and int(raw) > cap
 
 
 def claimed_delivery(provider: str, headers) -> str | None:
@@ -134,14 +148,13 @@ class Intake:
 
     def receive(self, name: str, environ, headers, log: dict) -> Answer:
         cap = self.config.server.max_body_bytes
-        if content_length_over(environ, cap):
-            raise errors.PayloadTooLarge(f"body is over the {cap} byte limit", limit=cap)
+        length = declared_length(environ, cap)
         repo = self.config.repo(name)
         if repo is None:
             raise errors.UnknownRepo(f"no repository named {name!r} is configured")
         log["repo"] = repo.name
         log["provider"] = repo.provider
-        body = read_body(environ, cap)
+        body = read_body(environ, cap, length)
         host = provider_module(repo.provider)
         if not host.verify(headers, body, self.secret(repo),
                            tolerance=self.config.server.signature_tolerance):

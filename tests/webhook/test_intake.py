@@ -268,7 +268,7 @@ def test_unauthenticated_noise_is_logged_at_most_once_a_second(client, capfd):
     lines = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
     assert [l["left_out"] for l in lines if l.get("status") == 401] == [0]
     last, left_out = webhook.hooks._noise["gh"]
-    webhook.hooks._noise["gh"] = (last - 2 * webhook.hooks.NOISE_LOG_INTERVAL, left_out)  # a while later
+    webhook.hooks._noise["gh"] = [last - 2 * webhook.hooks.NOISE_LOG_INTERVAL, left_out]  # a while later
     assert client.post("/hooks/gh", data=b"{}").status_code == 401
     lines = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
     assert [l["left_out"] for l in lines if l.get("status") == 401] == [4]
@@ -293,3 +293,54 @@ def test_a_logged_401_line_names_the_claimed_delivery_only_when_well_formed(clie
     client.post("/hooks/nope", data=body, headers=forged)  # unknown repo: no provider to ask
     [line] = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
     assert line["status"] == 404 and "delivery" not in line
+
+
+class Trickle(io.RawIOBase):
+    """A request body the server hands over a few bytes per read."""
+
+    def __init__(self, data: bytes, step: int):
+        self.data, self.step, self.reads = data, step, 0
+
+    def readable(self):
+        return True
+
+    def read(self, size=-1):
+        self.reads += 1
+        piece, self.data = self.data[:min(size, self.step)], self.data[min(size, self.step):]
+        return piece
+
+
+def test_a_body_the_server_gives_in_pieces_is_read_whole():
+    from webhook.intake import read_body
+
+    stream = Trickle(b"x" * 1000, step=300)
+    assert read_body({"wsgi.input": stream}, 4096, 1000) == b"x" * 1000
+    assert stream.reads == 4
+
+
+def test_a_body_shorter_than_its_content_length_is_what_arrived():
+    from webhook.intake import read_body
+
+    assert read_body({"wsgi.input": io.BytesIO(b"abc")}, 4096, 10) == b"abc"
+    assert read_body({"wsgi.input": io.BytesIO(b"")}, 4096, 10) == b""
+    assert read_body({"wsgi.input": io.BytesIO(b"abc")}, 4096, 0) == b""
+
+
+@pytest.mark.parametrize("raw, expected", [(None, None), ("", None), ("  ", None), ("12", 12),
+                                           (" 12 ", 12), ("4096", 4096)])
+def test_declared_length(raw, expected):
+    from webhook.intake import declared_length
+
+    environ = {} if raw is None else {"CONTENT_LENGTH": raw}
+    assert declared_length(environ, 4096) == expected
+
+
+@pytest.mark.parametrize("raw, error", [("4097", "PayloadTooLarge"), ("-1", "BadPayload"),
+                                        ("12abc", "BadPayload"), ("1e3", "BadPayload"),
+                                        ("\u00b2", "BadPayload")])
+def test_declared_length_refuses_before_reading(raw, error):
+    from webhook import errors
+    from webhook.intake import declared_length
+
+    with pytest.raises(getattr(errors, error)):
+        declared_length({"CONTENT_LENGTH": raw}, 4096)
