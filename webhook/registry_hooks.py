@@ -35,6 +35,8 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from redis.exceptions import RedisError
 
 from pullbridge.config import Config, ConfigError
+from webhook.errors import BadPayload, PayloadTooLarge
+from webhook.intake import declared_length, read_body
 from worker.images.cache import forget
 from worker.images.registry import DOCKER_HUB, ImageRef
 
@@ -126,11 +128,13 @@ def receive(name: str):
     hook = config.images.hook(name)
     if hook is None:
         return _error(404, "unknown_hook", f"no registry hook named {name!r}")
-    if (request.content_length or 0) > config.server.max_body_bytes:
+    cap = config.server.max_body_bytes
+    try:  # as the push receiver reads: never more than the cap, even from a chunked body
+        body = read_body(request.environ, cap, declared_length(request.environ, cap))
+    except PayloadTooLarge:
         return _error(413, "too_large", "the body is larger than server.max_body_bytes")
-    body = request.get_data(cache=False)
-    if len(body) > config.server.max_body_bytes:
-        return _error(413, "too_large", "the body is larger than server.max_body_bytes")
+    except BadPayload as exc:
+        return _error(400, "bad_payload", str(exc))
     try:
         secret = hook.secret.value()
     except ConfigError:

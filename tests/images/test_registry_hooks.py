@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import threading
 import time
@@ -12,6 +13,7 @@ import uuid
 
 import pytest
 from flask import Flask
+from werkzeug.test import EnvironBuilder
 from rq import Queue, SimpleWorker
 from werkzeug.serving import make_server
 
@@ -147,3 +149,29 @@ def _wait_for(probe, tries: int = 600):
             return value
         time.sleep(0.05)
     return None
+
+
+class CountingStream(io.BytesIO):
+    """A request body that remembers how much of it was read."""
+
+    taken = 0
+
+    def read(self, size=-1):
+        data = super().read(size)
+        self.taken += len(data)
+        return data
+
+
+def test_a_chunked_notification_over_the_cap_is_refused_without_reading_it_all(client):
+    cap = 3 * 1024 * 1024
+    stream = CountingStream(b" " * (cap + 512 * 1024))
+    environ = EnvironBuilder("/hooks/registry/local", method="POST", headers={
+        "Content-Type": DISTRIBUTION_EVENTS, "Authorization": SECRET}).get_environ()
+    environ.pop("CONTENT_LENGTH", None)  # chunked: the server says where the body ends
+    environ.update({"wsgi.input": stream, "wsgi.input_terminated": True})
+    huge = client.application.response_class.from_app(client.application, environ)
+    assert huge.status_code == 413 and huge.json["error"] == "too_large"
+    assert stream.taken <= cap + 1
+    bad = client.post("/hooks/registry/local", data=b"{}", headers={"Authorization": SECRET},
+                      environ_overrides={"CONTENT_LENGTH": "2x"})
+    assert bad.status_code == 400 and bad.json["error"] == "bad_payload"
