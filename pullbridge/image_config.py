@@ -27,7 +27,7 @@ class RegistryConfig(StrictModel):
     @field_validator("host")
     @classmethod
     def _host(cls, v: str) -> str:
-        if not re.match(r"^[A-Za-z0-9.-]+(:\d{1,5})?$", v):
+        if not re.match(r"^[A-Za-z0-9.-]+(:\d{1,5})?\Z", v):
             raise ValueError("must be host or host:port, without a scheme or path")
         return v.lower()
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pullbridge.identity import fingerprint_of_blob, key_bits
 
-HOST_RE = re.compile(r"^[A-Za-z0-9_.:%-]+$")
+HOST_RE = re.compile(r"^[A-Za-z0-9_.:%-]+\Z")
 TYPE_LABELS = {
     "ssh-ed25519": "ED25519", "ssh-rsa": "RSA", "ssh-dss": "DSA",
     "sk-ssh-ed25519@openssh.com": "ED25519-SK", "sk-ecdsa-sha2-nistp256@openssh.com": "ECDSA-SK",

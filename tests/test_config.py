@@ -25,6 +25,7 @@ def test_valid_config_and_per_repo_job_settings():
     ({"path": "../etc"}, "repos[0].path", "inside"),
     ({"interval": "2s"}, "repos[0].interval", "at least 10s"),
     ({"name": "Bad_Name"}, "repos[0].name", "lowercase"),
+    ({"name": "deploy\n"}, "repos[0].name", "lowercase"),
 ])
 def test_errors_name_their_key_path(change, path, message):
     data = {"repos": [{**GOOD["repos"][0], **change}]}

@@ -14,9 +14,9 @@ import fnmatch
 import re
 from dataclasses import dataclass
 
-ZERO_SHA_RE = re.compile(r"^0+$")
-SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
-DELIVERY_RE = re.compile(r"^[A-Za-z0-9._:@+=/-]{1,200}$")
+ZERO_SHA_RE = re.compile(r"^0+\Z")
+SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})\Z")
+DELIVERY_RE = re.compile(r"^[A-Za-z0-9._:@+=/-]{1,200}\Z")
 
 BRANCH_PREFIX = "refs/heads/"
 TAG_PREFIX = "refs/tags/"

@@ -159,8 +159,12 @@ class Intake:
         if not host.verify(headers, body, self.secret(repo),
                            tolerance=self.config.server.signature_tolerance):
             raise errors.Unauthorized("signature or token missing or wrong")
-        event = self._parse(host, headers, body, repo)
-        delivery = self._delivery(event, body)
+        try:
+            event = self._parse(host, headers, body, repo)
+            delivery = self._delivery(event, body)
+        except errors.BadPayload:  # verified, so its line names the delivery when the id is well-formed
+            log["delivery"] = claimed_delivery(repo.provider, headers)
+            raise
         log.update(delivery=delivery, event=event.event, ref=event.ref, sha=event.after)
 
         ignored = self._why_ignored(repo, event)

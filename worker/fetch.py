@@ -29,7 +29,7 @@ from worker import ssh
 from worker.errors import PermanentError, TemporaryError, cut
 
 CACHE_ENV = "PULLBRIDGE_CACHE_DIR"
-SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+SHA_RE = re.compile(r"^[0-9a-f]{40}\Z")
 KEEP_CHECKOUTS = 3
 FETCH_TIMEOUT = 120
 

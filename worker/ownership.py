@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from worker.errors import PermanentError
 
 IGNORE_ANNOTATION = "pullbridge.io/ignore-fields"
-_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+\Z")
 
 
 @dataclass(frozen=True)

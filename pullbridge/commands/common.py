@@ -19,8 +19,8 @@ from pullbridge.config import CONFIG_ENV, Config, ConfigError, RepoConfig, load_
 
 REDIS_ENV = "REDIS_URL"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-SHA_RE = re.compile(r"^[0-9a-f]{40}$")
-ABBREV_RE = re.compile(r"^[0-9a-f]{4,40}$")
+SHA_RE = re.compile(r"^[0-9a-f]{40}\Z")
+ABBREV_RE = re.compile(r"^[0-9a-f]{4,40}\Z")
 
 
 def help_text(doc: str) -> dict:

@@ -143,6 +143,16 @@ def test_malformed_delivery_id_is_400(client):
         assert response.status_code == 400 and response.json["field"] == "delivery"
 
 
+def test_a_signed_gitlab_delivery_replayed_under_another_idempotency_key_is_a_duplicate(client, redis_conn):
+    body = json.dumps(P.gitlab_push()).encode()
+    headers = P.signed_headers("gitlab", secret("PB_TEST_GITLAB_SIGNING"), body)
+    first = client.post("/hooks/gl-signed", data=body, headers=headers)
+    replay = client.post("/hooks/gl-signed", data=body, headers={**headers, "Idempotency-Key": "anything-else"})
+    assert first.status_code == 202 and replay.status_code == 200
+    assert replay.json["status"] == "duplicate" and replay.json["delivery"] == headers["webhook-id"]
+    assert len(sync_jobs(redis_conn)) == 1
+
+
 def test_repository_must_match_configuration(client, redis_conn):
     response = post(client, "gh", P.github_push(full_name="evil/other"))
     assert response.status_code == 403 and response.json["error"] == "repository_mismatch"
@@ -235,6 +245,14 @@ def test_logs_are_json_with_the_delivery_id_and_no_secrets(client, capfd):
     assert delivered and delivered[0]["outcome"] == "queued" and delivered[0]["repo"] == "gl"
     assert any(entry.get("outcome") == "unauthorized" for entry in lines)
     assert "gl-token" not in err and "guess-" not in err
+
+
+def test_a_verified_delivery_refused_400_is_logged_with_its_delivery_id(client, capfd):
+    capfd.readouterr()
+    assert post(client, "gh", {**P.github_push(), "after": "not-a-sha"}, delivery="traced-400").status_code == 400
+    assert post(client, "gh", P.github_push(), delivery="bad id").status_code == 400  # the id itself is bad
+    lines = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
+    assert [(line["status"], line.get("delivery")) for line in lines] == [(400, "traced-400"), (400, None)]
 
 
 def test_create_app_reads_the_configuration_named_in_the_environment(tmp_path, monkeypatch, redis_conn):

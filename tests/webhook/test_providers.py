@@ -166,6 +166,8 @@ PARSE_CASES = [
      dict(paths=None)),
     ("gitlab-webhook-id", gitlab, {"X-Gitlab-Event": "Push Hook", "webhook-id": "w1",
                                    "X-Gitlab-Event-UUID": "u1"}, P.gitlab_push(), dict(delivery="w1")),
+    ("gitlab-signed-id-first", gitlab, {"X-Gitlab-Event": "Push Hook", "Idempotency-Key": "unsigned",
+                                        "webhook-id": "signed"}, P.gitlab_push(), dict(delivery="signed")),
     ("gitlab-issue", gitlab, {"X-Gitlab-Event": "Issue Hook"}, {"object_kind": "issue"},
      dict(event="issue hook")),
     ("gitea-push", gitea, {"X-Gitea-Event": "push", "X-Gitea-Delivery": "g1"},
@@ -221,6 +223,14 @@ BAD_PAYLOADS = [
      "changes"),
     (bitbucket_server, {"X-Event-Key": "repo:refs_changed"},
      {**P.bitbucket_push(), "changes": [{"refId": "refs/heads/main"}]}, "changes[0].toHash"),
+    (bitbucket_server, {"X-Event-Key": "repo:refs_changed"},
+     {**P.bitbucket_push(), "changes": [{"refId": 5, "toHash": A}]}, "changes[0].refId"),
+    (bitbucket_server, {"X-Event-Key": "repo:refs_changed"},
+     {**P.bitbucket_push(), "changes": [{"refId": "refs/heads/main", "toHash": A, "ref": {"type": 1}}]},
+     "changes[0].ref.type"),
+    # "$" would also match before a final newline: a sha read from `git rev-parse` unstripped
+    (github, {"X-GitHub-Event": "push"}, {**P.github_push(), "after": A + "\n"}, "after"),
+    (generic, {}, {**P.generic_push(), "after": A + "\n"}, "after"),
     (generic, {}, {"ref": "refs/heads/main"}, "after"),
     (generic, {}, {**P.generic_push(), "paths": "deploy"}, "paths"),
 ]

@@ -53,15 +53,16 @@ def parse(headers, payload, *, branch: str | None = None, with_paths: bool = Tru
     if not isinstance(change, dict):
         raise PayloadError(f"changes[{index}]", "must be an object")
     prefix = f"changes[{index}]"
-    ref = field(change, "refId", required=False) or field(change, "ref.id", required=False)
-    if not ref:
-        raise PayloadError(f"{prefix}.refId")
-    try:
+    try:  # every field of the change is named with its place in the list
+        ref = field(change, "refId", required=False) or field(change, "ref.id", required=False)
+        if not ref:
+            raise PayloadError("refId")
         after = sha_field(change, "toHash")
         before = sha_field(change, "fromHash", required=False)
+        is_tag = field(change, "ref.type", required=False) == "TAG"
     except PayloadError as exc:
         raise PayloadError(f"{prefix}.{exc.field}", exc.problem) from None
-    if field(change, "ref.type", required=False) == "TAG" and not ref.startswith("refs/tags/"):
+    if is_tag and not ref.startswith("refs/tags/"):
         ref = "refs/tags/" + ref.rsplit("/", 1)[-1]
     return PushEvent(
         provider=NAME,

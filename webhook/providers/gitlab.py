@@ -110,7 +110,11 @@ def verify_signed(headers, body: bytes, secret: bytes, *, tolerance: float = 300
 
 
 def delivery_id(headers) -> str | None:
-    for name in ("Idempotency-Key", "webhook-id", "X-Gitlab-Event-UUID"):
+    """The delivery's id for deduplication: ``webhook-id`` first, as it is the one
+    a signed webhook's signature covers (GitLab sends the same value as
+    ``Idempotency-Key``); an unsigned header that came first would let a signed
+    delivery be replayed, within the timestamp tolerance, as a new one."""
+    for name in ("webhook-id", "Idempotency-Key", "X-Gitlab-Event-UUID"):
         value = header(headers, name)
         if value:
             return value

@@ -49,7 +49,7 @@ class RegistryError(Exception):
 
 # ---------------------------------------------------------------- references
 
-_HOST_RE = re.compile(r"^[A-Za-z0-9.-]+(:\d+)?$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9.-]+(:\d+)?\Z")
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,9 @@ class ImageRef:
             name, tag = path[:colon], path[colon + 1:]
         if host == DOCKER_HUB and "/" not in name:
             name = f"library/{name}"
-        if not name or not re.match(r"^[a-z0-9]+([._/-][a-z0-9]+|__[a-z0-9]+)*$", name):
+        if not name or not re.match(r"^[a-z0-9]+([._/-][a-z0-9]+|__[a-z0-9]+)*\Z", name):
             raise ValueError(f"{text!r} is not an image reference")
-        if tag is not None and not re.match(r"^[\w][\w.-]{0,127}$", tag):
+        if tag is not None and not re.match(r"^[\w][\w.-]{0,127}\Z", tag):
             raise ValueError(f"{text!r} has an invalid tag")
         return cls(host=host, name=name, tag=tag, digest=digest or None, original=ref)
 
