@@ -88,35 +88,52 @@ def verify(secret: bytes, body: bytes, headers, args) -> bool:
     return ok
 
 
+def _obj(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def pushed_images(payload: dict) -> list[tuple[str, str | None]]:
-    """``[(host/name, tag)]`` pushed according to a distribution, Docker Hub or Harbor payload."""
+    """``[(host/name, tag)]`` pushed according to a distribution, Docker Hub or Harbor payload.
+
+    A part that does not have the documented shape (an event that is not an
+    object, a tag that is not a string...) is skipped, never an error: a
+    registry retries a notification it sees refused, and this one would
+    never be taken."""
     found: list[tuple[str, str | None]] = []
     if isinstance(payload.get("events"), list):  # distribution notifications envelope
-        for event in payload["events"]:
-            target = event.get("target") or {}
-            media = str(target.get("mediaType") or "")
-            if event.get("action") != "push" or not target.get("repository"):
+        for event in map(_obj, payload["events"]):
+            target = _obj(event.get("target"))
+            repository, media = _text(target.get("repository")), _text(target.get("mediaType")) or ""
+            if event.get("action") != "push" or not repository:
                 continue
             if media and not any(t in media for t in MANIFEST_TYPES):
                 continue  # a layer or config blob upload
-            host = urlparse(target.get("url") or "").netloc or (event.get("request") or {}).get("host")
+            host = urlparse(_text(target.get("url")) or "").netloc or _text(_obj(event.get("request")).get("host"))
             if host:
-                found.append((f"{host.lower()}/{target['repository']}", target.get("tag")))
+                found.append((f"{host.lower()}/{repository}", _text(target.get("tag"))))
     elif isinstance(payload.get("push_data"), dict):  # Docker Hub
-        name = (payload.get("repository") or {}).get("repo_name")
+        name = _text(_obj(payload.get("repository")).get("repo_name"))
         if name:
-            ref = ImageRef.parse(f"{DOCKER_HUB}/{name}")
-            found.append((ref.repository, payload["push_data"].get("tag")))
+            try:
+                ref = ImageRef.parse(f"{DOCKER_HUB}/{name}")
+            except ValueError:
+                return found
+            found.append((ref.repository, _text(payload["push_data"].get("tag"))))
     elif isinstance(payload.get("event_data"), dict):  # Harbor
         if str(payload.get("type", "")).upper() in ("PUSH_ARTIFACT", "PUSHARTIFACT", "PUSH"):
-            for res in payload["event_data"].get("resources") or []:
-                url = res.get("resource_url")
+            resources = payload["event_data"].get("resources")
+            for res in map(_obj, resources if isinstance(resources, list) else []):
+                url = _text(res.get("resource_url"))
                 if url:
                     try:
                         ref = ImageRef.parse(url)
                     except ValueError:
                         continue
-                    found.append((ref.repository, res.get("tag") or ref.tag))
+                    found.append((ref.repository, _text(res.get("tag")) or ref.tag))
     return found
 
 

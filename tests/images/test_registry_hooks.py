@@ -67,6 +67,27 @@ def test_payload_kinds():
     assert pushed_images({"type": "DELETE_ARTIFACT", "event_data": {"resources": []}}) == []
 
 
+ODD_SHAPES = [
+    {"events": [1, None, "x", {"action": "push", "target": "x"}, {"action": "push", "target": {"repository": 5}}]},
+    {"events": [{"action": "push", "target": {"repository": "a/b", "url": 7}, "request": []}]},
+    {"push_data": {}, "repository": "weaveworks/app"},
+    {"push_data": {"tag": 3}, "repository": {"repo_name": ["x"]}},
+    {"push_data": {}, "repository": {"repo_name": "UPPER/Case!"}},
+    {"type": "PUSH_ARTIFACT", "event_data": {"resources": ["x", {"resource_url": 5}]}},
+    {"type": "PUSH_ARTIFACT", "event_data": {"resources": "x"}},
+]
+
+
+def test_parts_without_the_documented_shape_are_skipped(client, redis_conn):
+    for payload in ODD_SHAPES:
+        assert pushed_images(payload) == [], payload
+        answer = client.post("/hooks/registry/local", data=json.dumps(payload),
+                             headers={"Content-Type": DISTRIBUTION_EVENTS, "Authorization": f"Bearer {SECRET}"})
+        assert answer.status_code == 200 and answer.json["accepted"] is False, (payload, answer.json)
+    mixed = {"events": [1, *distribution_event()["events"]]}
+    assert pushed_images(mixed) == [("127.0.0.1:5000/team/app", "v2")]
+
+
 def test_secret_forms_and_refusals(client, redis_conn):
     body = json.dumps(distribution_event()).encode()
     url = "/hooks/registry/local"
