@@ -30,10 +30,6 @@ from pullbridge.config import Config, RepoConfig
 from pullbridge.groupcommit import GroupCommit, Script
 
 
-# A queued marker outlives any sane queue wait; should its job vanish (purged by
-# hand), the next request after this queues a fresh one.
-QUEUED_MARKER_TTL = 3600
-
 
 @dataclass(frozen=True)
 class SyncRequest:
@@ -143,7 +139,11 @@ def request_sync(conn: Redis, config: Config, repo: RepoConfig, sha: str | None,
                     result_ttl=86400,
                     pipeline=pipe,
                 )
-                pipe.set(queued_key, job_id, ex=QUEUED_MARKER_TTL)
+                # No expiry: however long the job waits (workers down for hours), later
+                # pushes coalesce into it.  The job clears the marker (take_wanted), or the
+                # periodic job does once its job finished, failed, vanished or died
+                # (release_dead_marker); an expiry would queue a second sync each time.
+                pipe.set(queued_key, job_id)
                 if dedup_key:
                     pipe.set(dedup_key, job_id, px=dedup_ms)
                 pipe.execute()

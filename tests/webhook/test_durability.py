@@ -51,6 +51,19 @@ def test_burst_of_pushes_coalesces_into_one_queued_job(client, redis_conn):
     assert wanted == set(shas)
 
 
+def test_a_job_waiting_for_hours_still_takes_every_later_push(client, redis_conn):
+    """The queued marker never expires while its job waits (an hour's expiry queued a
+    second sync every hour the workers were down); the periodic job frees a dead one."""
+    from pullbridge.queueing import release_dead_marker
+
+    first = post(client, "gh", P.github_push(after=P.sha("early"))).json["job_id"]
+    assert redis_conn.pttl(keys.queued("gh")) == -1
+    assert release_dead_marker(redis_conn, "gh", 10) is None  # waiting in its queue: alive
+    later = post(client, "gh", P.github_push(after=P.sha("hours later"))).json
+    assert later["job_id"] == first and later["coalesced"] is True
+    assert sync_jobs(redis_conn) == [first]
+
+
 def test_after_the_worker_takes_the_job_a_new_push_queues_again(client, redis_conn):
     from pullbridge.queueing import take_wanted
 
