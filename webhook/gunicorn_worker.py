@@ -1,5 +1,6 @@
-"""gunicorn's gevent worker, taking keep-alive connections in turn and
-sending each answer's header block with its first body bytes.
+"""gunicorn's gevent worker, taking keep-alive connections in turn, sending
+each answer's header block with its first body bytes, and closing, after a
+linger, a connection whose error answer left the request body unread.
 
 Why it exists: a gevent worker switches greenlets only when one waits.  A
 request that never waits (a 401 for a forged signature, ``/healthz``) goes
@@ -39,29 +40,141 @@ deliveries 5,028-5,148 -> 5,287-5,562 answers/s (about 83% -> 86-90% of the
 no-op), pushes 3,529-3,569 -> 3,758-3,841/s; the no-op's one header-only
 send is unchanged.  A streamed answer's headers wait for its first chunk,
 never longer.
+
+An error that left its body unread closes the connection, after a linger.
+The receiver refuses a body over ``server.max_body_bytes`` (413) without
+reading the rest of it, and one for an unknown repository (404) without
+reading any of it.  gunicorn drops every hop-by-hop header an app sets (the
+413's ``Connection: close`` too) and answers keep-alive; its keep-alive loop
+then reads and discards the rest of the body before it parses the next
+request.  Measured against the Procfile's server (one worker, a 4 KiB cap):
+a client sending a 20 MiB body, then a next request, had all 20,971,520
+bytes read after the 413 and its next request answered; a chunked body that
+never ends (a chunk every 50 ms) was read after its 404 or 413 until the
+keepalive timeout, 15.0 s (300 chunks).
+
+So an answer whose status is 400 or more, to a request whose body still has
+bytes to come from the socket (gunicorn 27's ``LengthReader.length > 0``, or
+a ``ChunkedReader`` whose ``parser`` is not None yet: ``body_left_unread``),
+closes the connection.  The worker wraps whatever app it is given
+(``close_after_unread_errors``) so that the app's ``start_response``, which
+comes before any header is written, tells gunicorn's ``Response`` (the
+``__self__`` of the ``start_response`` gunicorn passes) to ``force_close()``:
+gunicorn itself then writes ``Connection: close`` and ends its keep-alive
+loop without reading on.  Decided by status and body, not by the app's
+``Connection`` header: the 404 has none, every error is covered, and an
+error that read its body keeps the connection (every 401 reads it to check
+the signature).  A success that left its body unread is not touched:
+gunicorn reads the rest and keeps the connection, as before
+(``bench/intake``'s no-op answers 204 without reading its 8 KB, on
+keep-alive connections).  The wrapper's cost did not show above the noise
+of a micro-benchmark (3.6-5.0 us per ``Response`` and ``start_response``,
+with it or without).
+
+Closing a socket that still has unread data makes Linux send a reset, and a
+client that sends its whole body before it reads (most HTTP clients,
+GitHub's among them) can lose the answer waiting for it: a trial fix that
+closed at once after any unread body lost even the no-op's 204 (the
+client's first read got ``ECONNRESET``, 4 runs of 4).  So, as nginx's lingering close
+does, once the answer is out the write side is shut (the client sees the
+answer end), and what the client still sends is read and dropped,
+``LINGER_CHUNK`` bytes at a time, until it closes or for ``LINGER_SECONDS``
+at most.  The waits use the socket's own timeout, under gevent a
+cooperative wait: the worker serves its other connections meanwhile, and a
+client that drips bytes forever holds a greenlet ``LINGER_SECONDS``, no
+longer.  (gunicorn's ``util.close_graceful``, which its sync and gthread
+workers use, stops after 64 KiB: a client still sending a 20 MiB body would
+be reset.)  Measured the same way: the 20 MiB client sent its whole body,
+got the 413 with ``Connection: close`` and then the end of the connection
+0.01 s after its first byte, and its next request was not answered; the
+never-ending chunked bodies were given up 2.06 s after the 404 or 413 (41
+chunks).
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
 
 import gevent
+from gunicorn.http.body import ChunkedReader, LengthReader
+from gunicorn.http.wsgi import Response
 from gunicorn.workers.ggevent import GeventWorker
 
 TURN_BUDGET = 0.001  # seconds a worker may go on answering before it polls its sockets again
+LINGER_SECONDS = 2.0  # at most this long reading what a refused client still sends, before closing
+LINGER_CHUNK = 65536  # bytes read (and dropped) at a time while lingering
+
+
+def body_left_unread(req) -> bool:
+    """Whether gunicorn's reader of ``req``'s body still has bytes to take from the socket."""
+    reader = getattr(getattr(req, "body", None), "reader", None)
+    if isinstance(reader, LengthReader):
+        return reader.length > 0
+    if isinstance(reader, ChunkedReader):
+        return reader.parser is not None  # None once the last chunk and the trailers are read
+    return False
+
+
+def close_after_unread_errors(app):
+    """``app``, whose error answers close the connection when they left the body unread.
+
+    Decided when the app calls ``start_response``, before gunicorn writes the
+    header block: its ``Response`` is told to close (``Connection: close``, no
+    reading of the rest to keep the connection), and the connection, when it
+    is a ``HeldHeaders``, to linger before it goes.  A ``start_response`` that
+    is not gunicorn's passes through untouched."""
+
+    def closing_app(environ, start_response):
+        def answer(status, headers, exc_info=None):
+            write = start_response(status, headers, exc_info)  # gunicorn checks the status first
+            response = getattr(start_response, "__self__", None)
+            if (isinstance(response, Response) and (response.status_code or 0) >= 400
+                    and body_left_unread(response.req)):
+                response.force_close()
+                if isinstance(response.sock, HeldHeaders):
+                    response.sock.linger = True
+            return write
+
+        return app(environ, answer)
+
+    closing_app.__wrapped__ = app
+    return closing_app
+
+
+def linger(sock) -> None:
+    """Shut ``sock``'s write side, then read and drop what the peer still sends,
+    until it closes or for ``LINGER_SECONDS`` at most (see the module docstring)."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:  # the peer is gone already
+        return
+    scratch = bytearray(LINGER_CHUNK)
+    deadline = time.monotonic() + LINGER_SECONDS
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if not sock.recv_into(scratch):
+                return
+    except OSError:  # the time is up (socket.timeout is an OSError), or the peer reset
+        return
 
 
 class HeldHeaders:
     """A connection's socket for one answer: the first ``sendall`` (gunicorn's
     header block, or a whole error page) is held and sent with the next one,
-    or by ``flush`` when the answer is over.  Everything else is the socket's."""
+    or by ``flush`` when the answer is over.  Everything else is the socket's.
+    ``linger`` is set when the answer closes the connection on a body left
+    unread: the worker then lingers before gunicorn closes it."""
 
-    __slots__ = ("sock", "held", "started")
+    __slots__ = ("sock", "held", "started", "linger")
 
     def __init__(self, sock):
         self.sock = sock
         self.held: bytes | None = None
         self.started = False
+        self.linger = False
 
     def sendall(self, data) -> None:
         if not self.started:
@@ -82,11 +195,11 @@ class HeldHeaders:
             self.sock.sendall(held)
 
     def shutdown(self, how) -> None:  # gunicorn gives up on the connection: drop what is held
-        self.held = None
+        self.held, self.linger = None, False
         self.sock.shutdown(how)
 
     def close(self) -> None:
-        self.held = None
+        self.held, self.linger = None, False
         self.sock.close()
 
     def __getattr__(self, name):
@@ -94,15 +207,31 @@ class HeldHeaders:
 
 
 class FairGeventWorker(GeventWorker):
-    """``GeventWorker`` whose connections take turns and whose answers leave
-    in one send (see the module docstring)."""
+    """``GeventWorker`` whose connections take turns, whose answers leave in
+    one send, and whose error answers that left the body unread close the
+    connection after a linger (see the module docstring)."""
 
     _turn = (-1, 0.0)  # (the loop's turn, when this worker first answered in it)
+    _wsgi = None
+
+    @property
+    def wsgi(self):
+        return self._wsgi
+
+    @wsgi.setter
+    def wsgi(self, app) -> None:  # gunicorn's load_wsgi sets it, so does a test: always wrapped
+        self._wsgi = None if app is None else close_after_unread_errors(app)
 
     def handle_request(self, listener_name, req, sock, addr):
         out = HeldHeaders(sock)
         try:
             super().handle_request(listener_name, req, out, addr)
+        except StopIteration:  # gunicorn closes the connection
+            if out.linger:
+                out.flush()
+                with contextlib.suppress(gevent.GreenletExit):  # the worker is stopping: close now
+                    linger(sock)
+            raise
         finally:
             out.flush()
         loop = gevent.get_hub().loop

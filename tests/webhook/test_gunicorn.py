@@ -2,7 +2,10 @@
 
 Proves what only a real server shows: metrics add up across worker
 processes (prometheus multiprocess mode), an oversized body, announced or
-chunked, is refused without the server waiting for the rest of it, and one
+chunked, is refused without the server waiting for the rest of it, nor
+reading it afterwards to keep the connection (an error answer that left the
+body unread closes it, after a short linger so the client still gets the
+answer), while answers that succeed or read their body keep it, and one
 keep-alive connection with requests ready cannot keep a worker from the
 others.
 """
@@ -41,8 +44,9 @@ def procfile_web() -> list[str]:
 
 
 @contextlib.contextmanager
-def running_web(tmp: Path, workers: int):
-    """The Procfile's web command with ``workers`` processes, on a free port, with its own Redis."""
+def running_web(tmp: Path, workers: int, extra_env: dict[str, str] | None = None):
+    """The Procfile's web command with ``workers`` processes, on a free port, with its own Redis
+    (and ``extra_env`` added to its environment)."""
     from tests.webhook.conftest import RedisServer
 
     redis_server = RedisServer()
@@ -55,7 +59,7 @@ def running_web(tmp: Path, workers: int):
     port = free_port()
     env = {**os.environ, **SECRETS, "PORT": str(port), "PULLBRIDGE_CONFIG": str(config),
            "REDIS_URL": redis_server.url, "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": "2",
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics")}
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"), **(extra_env or {})}
     log = open(tmp / "web.log", "w")
     proc = subprocess.Popen(procfile_web(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -87,7 +91,9 @@ def running_web(tmp: Path, workers: int):
 
 @pytest.fixture(scope="module")
 def web(tmp_path_factory):
-    with running_web(tmp_path_factory.mktemp("web"), workers=3) as running:
+    # with bench/intake's no-op route: the keep-alive baseline that must stay keep-alive
+    with running_web(tmp_path_factory.mktemp("web"), workers=3,
+                     extra_env={"PULLBRIDGE_BENCH_NOOP": "1"}) as running:
         yield running
 
 
@@ -186,6 +192,152 @@ def test_chunked_body_under_the_cap_is_read(web):
     assert response.status_code == 202, response.text
 
 
+def _read_until_closed(sock: socket.socket) -> tuple[bytes, str]:
+    """Everything the server sends until it closes its side: the bytes and how it ended."""
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return data, "reset"
+        if not chunk:
+            return data, "eof"
+        data += chunk
+
+
+def _head(answer: bytes) -> list[bytes]:
+    return answer.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+
+
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+REFUSED_BODY = 20 * 1024 * 1024
+
+
+def test_a_refused_body_is_not_read_to_keep_the_connection_and_the_client_gets_the_refusal(web):
+    # The spec: over the cap is 413 without reading the rest.  gunicorn drops the
+    # app's "Connection: close" (hop-by-hop), so before the fix the 413 went out
+    # keep-alive and gunicorn read the whole 20 MiB to serve the next request.
+    # The client here is what GitHub and most HTTP clients are: it sends its
+    # whole body (and, here, a next request) before reading anything.  It must
+    # get the 413 saying "close", then the end of the connection, and its next
+    # request must never be answered; and it must be able to send everything
+    # (the server lingers, reading and dropping, rather than resetting a
+    # connection that still has data coming, which could lose the 413).
+    _, port, _ = web
+    with socket.create_connection(("127.0.0.1", port), timeout=GENEROUS) as sock:
+        sock.sendall(b"POST /hooks/gh HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % REFUSED_BODY)
+        piece, sent = b"x" * 65536, 0
+        try:
+            while sent < REFUSED_BODY:
+                sock.sendall(piece)
+                sent += len(piece)
+            sock.sendall(HEALTHZ)  # the next request on the same connection
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        data, ended = _read_until_closed(sock)
+    head = _head(data)
+    assert head[0].startswith(b"HTTP/1.1 413"), data[:200]
+    assert b"Connection: close" in head, head
+    assert data.count(b"HTTP/1.1 ") == 1, f"the next request was answered: {data[-200:]!r}"
+    assert ended == "eof"
+    assert sent == REFUSED_BODY, f"the connection was cut after {sent} body bytes"
+
+
+DRIP = b"1\r\nx\r\n"
+
+
+@pytest.mark.parametrize("path, first", [
+    ("/hooks/nope", b"2\r\n{}\r\n"),  # 404 (unknown repo): the body is never read
+    ("/hooks/gh", b"%x\r\n" % (2 * CAP) + b"x" * (2 * CAP) + b"\r\n"),  # 413 after cap+1 bytes
+], ids=["404-unread", "413-over-the-cap"])
+def test_a_refused_chunked_body_that_never_ends_is_dropped_after_a_short_linger(web, path, first):
+    # A chunked body that keeps coming (a chunk every 50 ms, never the last one):
+    # before the fix gunicorn read it to keep the connection until its keepalive
+    # timeout (15 s).  Now the answer says "close", the server's side
+    # ends right after it, and the server gives the connection up (closes it: the
+    # client's sends fail) after lingering.
+    _, port, _ = web
+    with socket.create_connection(("127.0.0.1", port), timeout=GENEROUS) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n".encode() + first)
+        dripping = {"sent": 0, "until": None, "error": None}
+        stop = threading.Event()
+
+        def drip():
+            while not stop.is_set():
+                try:
+                    sock.sendall(DRIP)
+                except OSError as exc:
+                    dripping["until"], dripping["error"] = time.monotonic(), exc
+                    return
+                dripping["sent"] += 1
+                time.sleep(0.05)
+
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, "closed without an answer"
+            data += chunk
+        dripper = threading.Thread(target=drip, daemon=True)
+        dripper.start()
+        try:
+            rest, ended = _read_until_closed(sock)
+            dripper.join(GENEROUS)  # the drips stop when the server has closed the connection
+        finally:
+            stop.set()
+    head = _head(data + rest)
+    assert head[0].startswith(b"HTTP/1.1 404" if path == "/hooks/nope" else b"HTTP/1.1 413"), head
+    assert b"Connection: close" in head, head
+    assert (data + rest).count(b"HTTP/1.1 ") == 1
+    assert ended in ("eof", "reset")
+    # It ended at all (GENEROUS only guards the suite): the drips never would.  How long
+    # the linger lasts is test_gunicorn_worker's to check, with no clock in the way.
+    assert dripping["until"] is not None, f"the server still took drips after {GENEROUS} s"
+
+
+def _read_answer(sock: socket.socket, data: bytes) -> tuple[list[bytes], bytes]:
+    """One answer with a Content-Length (or none, a 204) off a keep-alive connection:
+    its head lines, and the bytes after it."""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed: {data!r}"
+        data += chunk
+    raw, data = data.split(b"\r\n\r\n", 1)
+    head = raw.split(b"\r\n")
+    length = next((int(l.split(b":", 1)[1]) for l in head if l.lower().startswith(b"content-length:")), 0)
+    while len(data) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "the connection closed mid-answer"
+        data += chunk
+    return head, data[length:]
+
+
+def test_answers_that_succeed_or_read_their_body_keep_the_connection(web):
+    # Only an error answer that left its body unread closes the connection.
+    # bench/intake's baseline answers 204 without reading its 8 KB body: gunicorn
+    # reads it to keep the connection, as before.  A forged delivery's 401 reads
+    # the body before checking the signature: nothing is left, nothing closes.
+    _, port, _ = web
+    noop_body = b"n" * 8192
+    forged_body = json.dumps(P.github_push(after=P.sha("forged"))).encode()
+    requests_ = [
+        (b"POST /bench/noop HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(noop_body)
+         + noop_body, b"HTTP/1.1 204"),
+        (b"POST /hooks/gh HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+         b"X-GitHub-Event: push\r\nX-Hub-Signature-256: sha256=" + b"0" * 64 + b"\r\n"
+         b"Content-Length: %d\r\n\r\n" % len(forged_body) + forged_body, b"HTTP/1.1 401"),
+    ]
+    with socket.create_connection(("127.0.0.1", port), timeout=GENEROUS) as sock:
+        data = b""
+        for request, status in requests_ * 2 + [(HEALTHZ, b"HTTP/1.1 200")]:
+            sock.sendall(request)
+            head, data = _read_answer(sock, data)
+            assert head[0].startswith(status), head
+            assert b"Connection: keep-alive" in head, head
+        assert data == b""
+
+
 def test_gunicorns_master_imports_nothing_that_gevent_must_patch_first(web):
     # The master reads webhook.gunicorn_conf; were Flask, redis or ssl imported there,
     # every gevent worker would inherit them unpatched (gevent warns, and TLS to
@@ -198,7 +350,6 @@ def test_gunicorns_master_imports_nothing_that_gevent_must_patch_first(web):
     assert "MonkeyPatchWarning" not in log.read_text()
 
 
-HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 PIPELINED = 400
 
 
