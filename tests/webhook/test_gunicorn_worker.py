@@ -316,20 +316,16 @@ def test_lingering_lets_the_worker_serve_its_other_connections(monkeypatch):
     assert result["ticks"] >= 5, f"the other greenlet ran {result['ticks']} times during the linger"
 
 
-def test_a_success_that_left_its_body_unread_keeps_the_connection():
+@pytest.mark.parametrize("app, status", [
     # bench/intake's no-op answers 204 without reading its 8 KB: gunicorn reads the
-    # rest to keep the connection, as before.
-    closed, _, received, _ = exchange(
-        unread_success_app, b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 8192\r\n\r\n", b"n" * 8192)
-    assert not closed
-    assert head_of(received)[0] == b"HTTP/1.1 204 NO CONTENT"
-    assert b"Connection: keep-alive" in head_of(received)
-
-
-def test_an_error_that_read_its_body_keeps_the_connection():
+    # rest to keep the connection, as before
+    (unread_success_app, b"HTTP/1.1 204 NO CONTENT"),
     # every 401 of the receiver reads the body to check its signature
+    (json_app, b"HTTP/1.1 401 UNAUTHORIZED"),
+], ids=["success-left-body-unread", "error-read-its-body"])
+def test_answers_that_succeed_or_read_their_body_keep_the_connection(app, status):
     closed, _, received, _ = exchange(
-        json_app, b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 8192\r\n\r\n", b"n" * 8192)
+        app, b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 8192\r\n\r\n", b"n" * 8192)
     assert not closed
-    assert head_of(received)[0] == b"HTTP/1.1 401 UNAUTHORIZED"
+    assert head_of(received)[0] == status
     assert b"Connection: keep-alive" in head_of(received)
