@@ -21,6 +21,12 @@ def queued(repo: str) -> str:
     return f"pb:repo:{repo}:queued"
 
 
+def queued_adrift(repo: str) -> str:
+    """STRING: "<job id> <enqueued_at> <epoch s>", when the queued job was first seen
+    popped from its queue but not yet taken by a worker (``release_dead_marker``)."""
+    return f"pb:repo:{repo}:queued:adrift"
+
+
 def lock(repo: str) -> str:
     """STRING with a TTL: held by the worker that is syncing this repo."""
     return f"pb:repo:{repo}:lock"

@@ -208,25 +208,59 @@ def release_dead_marker(conn: Redis, repo_name: str, started_for: float) -> str 
     except NoSuchJobError:
         status, job = None, None
     if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED):
-        taken = _taken_at(conn, job, status)
+        taken = _taken_at(conn, repo_name, job, status)
         if taken is None or time.time() - taken < started_for:
             return None
     return job_id if conn.eval(_FORGET_IF, 1, keys.queued(repo_name), job_id) else None
 
 
-def _taken_at(conn: Redis, job, status) -> float | None:
+def _taken_at(conn: Redis, repo_name: str, job, status) -> float | None:
     """When a worker took ``job`` (epoch seconds); None while it waits in its queue.
 
-    RQ takes a job in two steps: it records an *execution* (which also puts the
-    job in the started registry), then marks the job ``started``.  A worker
-    killed between the two leaves a job whose status still says ``queued``
-    but which is in no queue any more: its execution tells when it was taken.
+    RQ takes a job in three steps: it pops the id from the queue, records an
+    *execution* (which also puts the job in the started registry), then marks
+    the job ``started``.  A worker killed after the pop leaves a job whose
+    status still says ``queued`` but which is in no queue any more.  With an
+    execution, that tells when it was taken.  Without one (killed right after
+    the pop: a worker on several queues pops with a plain LPOP, so the job is
+    in no list or registry at all and RQ never recovers it), the time a check
+    first saw it in that state stands in, kept in Redis for the next check.
     """
     from rq.job import JobStatus
 
     if status == JobStatus.STARTED:
         return job.started_at.timestamp() if job.started_at else time.time()
-    if status != JobStatus.QUEUED or conn.lpos(Queue(job.origin, connection=conn).key, job.id) is not None:
-        return None  # scheduled, deferred or still waiting in its queue: alive
+    if status != JobStatus.QUEUED:
+        return None  # scheduled or deferred: alive
+    queue = Queue(job.origin, connection=conn)
+    with conn.pipeline() as pipe:  # one snapshot: the pop moves the id between these
+        pipe.lpos(queue.key, job.id)
+        pipe.lpos(queue.intermediate_queue_key, job.id)
+        pipe.zscore(queue.scheduled_job_registry.key, job.id)
+        waiting, being_taken, scheduled = pipe.execute()
+    if waiting is not None:
+        return None  # still waiting in its queue: alive, however long
     executions = job.get_executions()
-    return max(e.created_at.timestamp() for e in executions) if executions else None
+    if executions:
+        return max(e.created_at.timestamp() for e in executions)
+    if being_taken is not None or scheduled is not None:
+        return None  # RQ's own clean-up (intermediate list) or scheduler takes it from there
+    return _adrift_since(conn, repo_name, job)
+
+
+def _adrift_since(conn: Redis, repo_name: str, job) -> float:
+    """When this enqueueing of ``job`` was first seen popped but not taken (epoch seconds).
+
+    Keyed by the job's ``enqueued_at`` as well as its id: a job re-queued for
+    a retry is popped again later, and must not inherit the earlier time.
+    """
+    key = keys.queued_adrift(repo_name)
+    enqueueing = f"{job.id} {job.enqueued_at.isoformat() if job.enqueued_at else '-'}"
+    seen = conn.get(key)
+    if seen:
+        seen_enqueueing, _, since = seen.decode().rpartition(" ")
+        if seen_enqueueing == enqueueing:
+            return float(since)
+    now = time.time()
+    conn.set(key, f"{enqueueing} {now}", ex=86400)
+    return now

@@ -197,3 +197,67 @@ def test_release_dead_marker_sees_a_job_taken_but_not_yet_marked_started(redis_c
     time.sleep(0.05)
     assert release_dead_marker(redis_conn, "rel2", 0.01) == job.id  # taken a while ago, never started
     assert not redis_conn.exists(keys.queued("rel2"))
+
+
+def test_release_dead_marker_sees_a_job_popped_but_never_taken(redis_conn, monkeypatch):
+    """The worker (a SimpleWorker on three queues) pops with a plain LPOP: killed before it
+    records an execution, it leaves a 'queued' job in no list and no registry, which RQ
+    never recovers.  The marker is released once the job has been seen so for longer than
+    the lock wait; a job waiting in its queue never is, however long it waits."""
+    from types import SimpleNamespace
+
+    from rq.job import JobStatus
+
+    from pullbridge import queueing
+    from pullbridge.config import parse_config
+    from pullbridge.queueing import release_dead_marker, request_sync
+
+    config = parse_config({"repos": [{"name": "rel3", "url": "file:///nowhere.git", "provider": "github",
+                                      "repository": "o/rel3", "secret_env": "PB_SECRET", "path": "deploy"}]})
+    repo = config.repo("rel3")
+    first = request_sync(redis_conn, config, repo, "a" * 40, reason="push")
+    assert first.new_job
+    half_a_minute_ago = SimpleNamespace(time=lambda: time.time() - 30)
+    with monkeypatch.context() as clock:
+        clock.setattr(queueing, "time", half_a_minute_ago)
+        assert release_dead_marker(redis_conn, "rel3", 0) is None  # waiting in its queue: alive
+    assert release_dead_marker(redis_conn, "rel3", 0) is None  # ... however long
+
+    queues = [Queue(n, connection=redis_conn) for n in (keys.SYNC_QUEUE, keys.STATUS_QUEUE, keys.IMAGES_QUEUE)]
+    popped, queue = Queue.dequeue_any(queues, None, connection=redis_conn)  # what the worker does
+    assert popped.id == first.job_id and popped.get_status() == JobStatus.QUEUED and not popped.get_executions()
+    assert first.job_id not in queue.get_job_ids() + queue.intermediate_queue.get_job_ids()
+    assert first.job_id not in queue.started_job_registry.get_job_ids()
+    # ... the worker is SIGKILLed here.  The first check to see the job so dates it:
+    with monkeypatch.context() as clock:
+        clock.setattr(queueing, "time", half_a_minute_ago)
+        assert release_dead_marker(redis_conn, "rel3", 10) is None  # popped just now: may be about to start
+    assert release_dead_marker(redis_conn, "rel3", 60) is None  # popped 30 s ago, the lock wait is longer
+    assert release_dead_marker(redis_conn, "rel3", 10) == first.job_id  # popped 30 s ago, never taken
+    assert not redis_conn.exists(keys.queued("rel3"))
+    second = request_sync(redis_conn, config, repo, "b" * 40, reason="push")
+    assert second.new_job and len(queues[0]) == 1  # the next push is no longer lost in the dead job
+
+
+def test_release_dead_marker_dates_each_pop_of_a_retried_job_afresh(redis_conn, monkeypatch):
+    """A job re-queued (a retry) and popped again must not inherit the time an earlier pop
+    was seen: it was alive all along."""
+    from types import SimpleNamespace
+
+    from pullbridge import queueing
+    from pullbridge.queueing import release_dead_marker
+
+    queue = Queue(keys.SYNC_QUEUE, connection=redis_conn)
+    job = queue.enqueue("worker.jobs.sync", "rel4", job_id="sync-rel4-retried")
+    redis_conn.set(keys.queued("rel4"), job.id)
+    assert Queue.dequeue_any([queue, Queue(keys.STATUS_QUEUE, connection=redis_conn)], None,
+                             connection=redis_conn)[0].id == job.id
+    with monkeypatch.context() as clock:
+        clock.setattr(queueing, "time", SimpleNamespace(time=lambda: time.time() - 30))
+        assert release_dead_marker(redis_conn, "rel4", 10) is None  # popped (seen 30 s ago)
+    queue.enqueue_job(job)  # taken after all, failed, re-queued for its retry
+    assert release_dead_marker(redis_conn, "rel4", 0) is None  # waiting in its queue again
+    assert Queue.dequeue_any([queue, Queue(keys.STATUS_QUEUE, connection=redis_conn)], None,
+                             connection=redis_conn)[0].id == job.id
+    assert release_dead_marker(redis_conn, "rel4", 10) is None  # popped just now, not 30 s ago
+    assert redis_conn.get(keys.queued("rel4")).decode() == job.id
