@@ -31,6 +31,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from gunicorn.http.errors import ParseException
 from redis import Redis
 from redis.exceptions import RedisError
 
@@ -45,6 +46,10 @@ from webhook.providers import provider as provider_module
 
 SECRET_CACHE_SECONDS = 30.0  # a rotated secret_file is picked up within this
 READ_CHUNK = 64 * 1024
+# What a server's body stream raises for a body it cannot read: gunicorn's
+# parse errors (InvalidChunkSize, ChunkMissingTerminator, ...), NoMoreData and
+# socket errors (OSError, as werkzeug's reader raises too), and ValueError.
+UNREADABLE_BODY: tuple[type[Exception], ...] = (OSError, ValueError, ParseException)
 
 
 def decode_json(host, body: bytes, with_paths: bool):
@@ -85,8 +90,18 @@ def read_body(environ, cap: int, length: int | None) -> bytes:
     ``length`` is ``declared_length``'s answer: with one, the body is read in
     one call (the common case) and the reading goes on only if the server
     gave less; without one, a chunked body is read up to one byte past the
-    cap, to know it is over."""
-    stream = environ["wsgi.input"]
+    cap, to know it is over.  A body the server cannot read (a malformed
+    chunk size or chunk end, a chunked body cut off, a socket error) is
+    BadPayload naming the ``body`` (400), before any signature check: it is
+    the sender's fault, not the receiver's, and the error answer closes the
+    connection (``webhook.gunicorn_worker``: the body was left unread)."""
+    try:
+        return _read_body(environ["wsgi.input"], environ, cap, length)
+    except UNREADABLE_BODY as exc:
+        raise errors.BadPayload("request body is malformed or incomplete", field="body") from exc
+
+
+def _read_body(stream, environ, cap: int, length: int | None) -> bytes:
     if length is not None:
         body = stream.read(length)
         if len(body) >= length or not body:
