@@ -17,6 +17,7 @@ host's retry of the same delivery is taken as new.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -46,7 +47,16 @@ def _retry(config: Config, repo: RepoConfig) -> Retry | None:
     jobs = config.repo_jobs(repo)
     if jobs.retries < 1:
         return None
-    return Retry(max=jobs.retries, interval=[int(round(b)) for b in jobs.backoff])
+    return Retry(max=jobs.retries, interval=retry_intervals(jobs.backoff))
+
+
+def retry_intervals(backoff: list[float]) -> list[int]:
+    """The configured backoff (positive seconds) as RQ's whole-second retry intervals.
+
+    Rounded up, never down: RQ re-queues at once for an interval of 0, so a
+    backoff of 0.4 s rounded to 0 would be no backoff at all, and 2.5 s
+    must not become 2 s."""
+    return [max(1, math.ceil(seconds)) for seconds in backoff]
 
 
 # The common case in one round trip: a sync is already queued, so recording the
