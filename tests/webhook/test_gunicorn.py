@@ -69,7 +69,7 @@ def running_web(tmp: Path, workers: int, extra_env: dict[str, str] | None = None
             try:
                 if requests.get(base + "/readyz", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still booting
                 pass
             if proc.poll() is not None:
                 break
