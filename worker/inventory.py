@@ -111,10 +111,14 @@ def _ensure_namespace(kube: Kube, namespace: str) -> None:
 def parse_id(object_id: str) -> tuple[str | None, str, str, str]:
     """``namespace_name_group_kind`` -> (namespace or None, name, group, kind).
 
-    Names, groups and kinds cannot hold '_', so an id always has 3 separators.
+    A name may hold '_' (Kubernetes allows it in RBAC names: Role, ClusterRole
+    and their bindings), but a namespace (DNS label), a group (DNS subdomain)
+    and a kind (CRD kinds are DNS-1035 labels once lowercased) cannot: the
+    namespace ends at the first '_', the group and kind are the last two parts.
     """
-    parts = object_id.split("_")
-    if len(parts) != 4:
+    namespace, _, rest = object_id.partition("_")
+    parts = rest.rsplit("_", 2)
+    if len(parts) != 3 or not parts[0] or not parts[2]:
         raise PermanentError(f"inventory entry {object_id!r} is malformed")
-    namespace, name, group, kind = parts
+    name, group, kind = parts
     return namespace or None, name, group, kind

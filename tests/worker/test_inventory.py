@@ -1,0 +1,75 @@
+"""The in-cluster inventory: ids that round-trip whatever a name holds."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from kubernetes import client
+
+from worker.apply import object_id
+from worker.errors import PermanentError
+from worker.inventory import parse_id
+from tests.worker.sync_manifests import configmap
+
+GONE_GUARD = 600  # seconds: only so that a broken stack fails the test instead of hanging it
+
+
+@pytest.mark.parametrize("namespace, name, group, kind", [
+    ("shop", "web", "apps", "Deployment"),
+    (None, "shop", "", "Namespace"),
+    (None, "ci_reader", "rbac.authorization.k8s.io", "ClusterRole"),
+    ("shop", "_a__b_", "rbac.authorization.k8s.io", "RoleBinding"),
+    ("shop", "x_", "", "ConfigMap"),
+])
+def test_ids_round_trip_even_when_the_name_holds_underscores(namespace, name, group, kind):
+    assert parse_id(object_id(group, kind, namespace, name)) == (namespace, name, group, kind)
+
+
+@pytest.mark.parametrize("bad", ["", "a_b", "ns_name_Kind", "ns__group_Kind", "ns_name_group_"])
+def test_malformed_ids_are_refused(bad):
+    with pytest.raises(PermanentError, match="malformed"):
+        parse_id(bad)
+
+
+def _wait_until_gone(read) -> None:
+    """Poll ``read`` until it answers 404 (the namespace controller finishing its work)."""
+    start = time.monotonic()
+    while time.monotonic() - start < GONE_GUARD:
+        try:
+            read()
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        time.sleep(0.2)
+    pytest.fail("the object was not deleted within the guard")
+
+
+@pytest.mark.stack
+def test_rbac_object_with_underscore_in_its_name_is_pruned(harness, git_repo, kube, namespace):
+    rbac = client.RbacAuthorizationV1Api(kube)
+    name = f"pb-test_ci_reader_{uuid.uuid4().hex[:6]}"
+    role = (f"apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {name}\n"
+            "rules:\n  - apiGroups: [\"\"]\n    resources: [configmaps]\n    verbs: [get]\n")
+    repo = git_repo("rbac")
+    harness.configure(repo)
+    try:
+        first = harness.sync(repo.commit_and_push("v1", {"deploy/role.yaml": role,
+                                                          "deploy/cm.yaml": configmap("cm", "1")}))
+        assert first["result"] == "success", first
+        assert rbac.read_cluster_role(name).metadata.name == name
+        repo.remove("deploy/role.yaml")
+        second = harness.sync(repo.commit_and_push("drop the role", {"deploy/cm.yaml": configmap("cm", "2")}))
+        assert second["result"] == "success", second
+        assert second["counts"]["deleted"] == 1 and second["counts"]["configured"] == 1
+        _wait_until_gone(lambda: rbac.read_cluster_role(name))
+        third = harness.sync(repo.commit_and_push("again", {"deploy/cm.yaml": configmap("cm", "3")}))
+        assert third["result"] == "success", third  # nothing left behind that wedges the repo
+    finally:
+        try:
+            rbac.delete_cluster_role(name)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
