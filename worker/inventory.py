@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 
-from worker.errors import PermanentError
+from worker.errors import PermanentError, TemporaryError
 from worker.kube import FIELD_MANAGER, ApiError, Kube, sync_error
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
@@ -58,11 +58,23 @@ def save(kube: Kube, namespace: str, repo_name: str, entries: dict[str, dict],
                                 REPO_LABEL: repo_name}},
         "data": {DATA_KEY: json.dumps(entries, sort_keys=True, separators=(",", ":"))},
     }
+    path = f"/api/v1/namespaces/{namespace}/configmaps/{configmap_name(repo_name)}"
+    query = {"fieldManager": FIELD_MANAGER, "force": "true"}
     try:
-        kube.request("PATCH", f"/api/v1/namespaces/{namespace}/configmaps/{configmap_name(repo_name)}",
-                     body=body, query={"fieldManager": FIELD_MANAGER, "force": "true"},
-                     content_type=APPLY_CONTENT_TYPE)
+        try:
+            kube.request("PATCH", path, body=body, query=query, content_type=APPLY_CONTENT_TYPE)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            # The namespace went away since this process made sure of it (deleted by
+            # hand, or pruned): make it again, once, rather than fail every later sync.
+            _known_namespaces.discard(namespace)
+            _ensure_namespace(kube, namespace)
+            kube.request("PATCH", path, body=body, query=query, content_type=APPLY_CONTENT_TYPE)
     except ApiError as exc:
+        if _namespace_terminating(exc):  # being deleted: once it is gone, a retry makes it again
+            _known_namespaces.discard(namespace)
+            raise TemporaryError(f"writing the inventory: namespace {namespace} is being deleted") from None
         raise sync_error(exc, "writing the inventory") from None
     return True
 
@@ -106,6 +118,11 @@ def _ensure_namespace(kube: Kube, namespace: str) -> None:
         if exc.status != 409:
             raise sync_error(exc, f"creating inventory namespace {namespace}") from None
     _known_namespaces.add(namespace)
+
+
+def _namespace_terminating(exc: ApiError) -> bool:
+    causes = (exc.body.get("details") or {}).get("causes") or []
+    return exc.status == 403 and any(c.get("reason") == "NamespaceTerminating" for c in causes)
 
 
 def parse_id(object_id: str) -> tuple[str | None, str, str, str]:

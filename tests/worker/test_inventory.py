@@ -1,7 +1,9 @@
-"""The in-cluster inventory: ids that round-trip whatever a name holds."""
+"""The in-cluster inventory: ids that round-trip whatever a name holds, and an inventory
+namespace that disappears under a running worker."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -9,7 +11,7 @@ import pytest
 from kubernetes import client
 
 from worker.apply import object_id
-from worker.errors import PermanentError
+from worker.errors import PermanentError, TemporaryError
 from worker.inventory import parse_id
 from tests.worker.sync_manifests import configmap
 
@@ -73,3 +75,66 @@ def test_rbac_object_with_underscore_in_its_name_is_pruned(harness, git_repo, ku
         except client.ApiException as exc:
             if exc.status != 404:
                 raise
+
+
+@pytest.fixture
+def inventory_namespace(kube):
+    """A namespace name for the inventory alone, deleted (finalizers dropped) after the test."""
+    core = client.CoreV1Api(kube)
+    name = f"t-inv-{uuid.uuid4().hex[:8]}"
+    yield name
+    try:
+        core.patch_namespace(name, {"metadata": {"finalizers": None}})
+        core.delete_namespace(name)
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+@pytest.mark.stack
+def test_inventory_namespace_deleted_between_two_syncs_is_made_again(
+        harness, git_repo, kube, namespace, inventory_namespace):
+    from worker import inventory
+
+    core = client.CoreV1Api(kube)
+    repo = git_repo("invns")
+    harness.configure(repo)
+    config = json.loads(harness.config_path.read_text())
+    config["worker"]["inventory_namespace"] = inventory_namespace
+    harness.config_path.write_text(json.dumps(config))
+    harness.configure_from_file()
+
+    first = harness.sync(repo.commit_and_push("v1", {"deploy/a.yaml": configmap("a", "1")}))
+    assert first["result"] == "success", first
+    assert inventory_namespace in inventory._known_namespaces  # this process remembers it exists
+    core.delete_namespace(inventory_namespace)
+    _wait_until_gone(lambda: core.read_namespace(inventory_namespace))
+
+    second = harness.sync(repo.commit_and_push("v2", {"deploy/b.yaml": configmap("b", "2")}))
+    assert second["result"] == "success", second
+    saved = core.read_namespaced_config_map(inventory.configmap_name("app"), inventory_namespace)
+    assert sorted(json.loads(saved.data[inventory.DATA_KEY])) == [
+        f"{namespace}_a__ConfigMap", f"{namespace}_b__ConfigMap"]
+
+
+@pytest.mark.stack
+def test_inventory_namespace_being_deleted_is_a_temporary_error(stack, kube, inventory_namespace):
+    from worker import inventory
+    from worker.kube import process_kube
+
+    core = client.CoreV1Api(kube)
+    kube_ = process_kube()
+    # A finalizer of the test's own keeps the namespace Terminating until the test lets go.
+    core.create_namespace({"metadata": {"name": inventory_namespace, "finalizers": ["pullbridge.io/test-hold"]}})
+    assert inventory.save(kube_, inventory_namespace, "held", {"_a__ConfigMap": {"v": "v1"}})
+    core.delete_namespace(inventory_namespace)
+    _wait_until_gone(lambda: core.read_namespaced_config_map(inventory.configmap_name("held"), inventory_namespace))
+    assert core.read_namespace(inventory_namespace).status.phase == "Terminating"
+
+    entries = {"_b__ConfigMap": {"v": "v1"}}
+    with pytest.raises(TemporaryError, match=f"namespace {inventory_namespace} is being deleted"):
+        inventory.save(kube_, inventory_namespace, "held", entries)
+    core.patch_namespace(inventory_namespace, {"metadata": {"finalizers": None}})
+    _wait_until_gone(lambda: core.read_namespace(inventory_namespace))
+    assert inventory.save(kube_, inventory_namespace, "held", entries)  # the retry makes it again
+    assert inventory.load(kube_, inventory_namespace, "held") == entries
