@@ -5,7 +5,9 @@ newer one on the same branch, never an older one and never one from
 elsewhere.  The worker keeps a bare mirror per repository under a cache dir
 ($PULLBRIDGE_CACHE_DIR, default ~/.cache/pullbridge/mirrors) and fetches
 into it only the tracked branch from only the configured URL.  Wanted shas
-are ordered with git ancestry, not with webhook arrival order.
+are ordered with git ancestry, not with webhook arrival order.  A checkout
+is the commit's tree byte for byte: a commit's .gitattributes must not drop
+files (export-ignore, which prune would then delete) or rewrite them.
 
 Transport settings (deploy key, pinned host keys for SSH URLs) come from
 ``git_env(repo, config)``, which defers to worker.ssh.
@@ -31,6 +33,10 @@ from worker.errors import PermanentError, TemporaryError, cut
 CACHE_ENV = "PULLBRIDGE_CACHE_DIR"
 SHA_RE = re.compile(r"^[0-9a-f]{40}\Z")
 KEEP_CHECKOUTS = 3
+# In the mirror's info/attributes, which outranks every .gitattributes of a commit:
+# `git archive` then writes each file as committed (no export-ignore dropping it, no
+# $Format$/$Id$ expansion, no end-of-line, encoding or filter conversion).
+EXACT_TREE_ATTRIBUTES = "* -export-ignore -export-subst -ident -text -filter -working-tree-encoding\n"
 FETCH_TIMEOUT = 120
 
 _UNREACHABLE = re.compile(
@@ -110,8 +116,23 @@ class Mirror:
                     tmp.rename(self.path)
                 except OSError:  # another process made it first
                     shutil.rmtree(tmp, ignore_errors=True)
+            self._keep_tree_exact()
             self._git = git.Repo(self.path)
         return self._git
+
+    def _keep_tree_exact(self) -> None:
+        """Write EXACT_TREE_ATTRIBUTES into the mirror (again into one made before it existed)."""
+        attributes = self.path / "info" / "attributes"
+        try:
+            if attributes.read_text() == EXACT_TREE_ATTRIBUTES:
+                return
+        except OSError:
+            pass
+        attributes.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".attributes-", dir=attributes.parent)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(EXACT_TREE_ATTRIBUTES)
+        os.replace(tmp, attributes)
 
     def fetch(self) -> str:
         """Fetch the tracked branch from the configured URL; return its head sha."""
@@ -183,7 +204,7 @@ class Mirror:
         return Target(candidate, superseded=superseded, unreachable=unreachable, reason=reason)
 
     def checkout(self, sha: str) -> Path:
-        """The tree of ``sha`` as plain files (cached per sha, a few kept)."""
+        """The tree of ``sha`` as plain files, byte for byte (cached per sha, a few kept)."""
         dest = self.checkouts / sha
         if dest.is_dir():
             os.utime(dest)

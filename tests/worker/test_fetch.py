@@ -95,6 +95,51 @@ def test_checkout_holds_the_commit_tree(upstream, mirror):
     assert sorted(p.name for p in mirror.checkout(c2).iterdir()) == ["a.yaml", "b.yaml"]
 
 
+EXPORT_ATTRIBUTES = {
+    ".gitattributes": "[attr]hidden export-ignore\n"
+                      "deploy/a.yaml export-ignore\ndeploy/b.yaml export-subst\n"
+                      "deploy/c.yaml ident\ndeploy/d.yaml text eol=crlf\ndeploy/e.yaml hidden\n",
+    "deploy/a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+    "deploy/b.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\ndata:\n  commit: \"$Format:%h$\"\n",
+    "deploy/c.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  id: \"$Id$\"\n",
+    "deploy/d.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: d\n",
+    "deploy/e.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: e\n",
+    "deploy/sub/.gitattributes": "f.yaml export-ignore\n",
+    "deploy/sub/f.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: f\n",
+}
+
+
+def assert_checkout_is_the_commit(upstream, checkout, sha):
+    committed = git("ls-tree", "-r", "--name-only", sha, cwd=upstream.work).split("\n")
+    on_disk = sorted(p.relative_to(checkout).as_posix() for p in checkout.rglob("*") if p.is_file())
+    assert on_disk == sorted(committed)
+    for path in committed:
+        blob = subprocess.run(["git", "cat-file", "blob", f"{sha}:{path}"], cwd=upstream.work,
+                              check=True, capture_output=True).stdout
+        assert (checkout / path).read_bytes() == blob, path
+
+
+def test_checkout_is_the_commit_whatever_its_gitattributes_say(upstream, mirror, tmp_path):
+    from worker.render import render
+    for path, text in EXPORT_ATTRIBUTES.items():
+        (upstream.work / path).parent.mkdir(parents=True, exist_ok=True)
+        (upstream.work / path).write_text(text)
+    sha = upstream.commit("attrs")
+    mirror.fetch()
+    checkout = mirror.checkout(sha)
+    assert_checkout_is_the_commit(upstream, checkout, sha)
+    objects = {m.name: m.obj.get("data") for m in render(checkout, "deploy")}
+    assert objects == {"a": None, "b": {"commit": "$Format:%h$"}, "c": {"id": "$Id$"}, "d": None,
+                       "e": None, "f": None}
+
+    # A mirror made before the mirror kept trees exact gets its attributes on the next job.
+    (mirror.path / "info" / "attributes").unlink()
+    later = upstream.commit("more")
+    again = Mirror(mirror.repo, root=tmp_path / "cache")
+    again.fetch()
+    assert_checkout_is_the_commit(upstream, again.checkout(later), later)
+
+
 def test_unreachable_host_is_temporary(tmp_path):
     mirror = Mirror(repo_config("http://127.0.0.1:9/nothing.git"), root=tmp_path)
     with pytest.raises(TemporaryError, match="git host unreachable"):
