@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from worker.errors import PermanentError, TemporaryError, cut
 from worker.kube import FIELD_MANAGER, ApiError, Kube, Mapping, sync_error
-from worker.render import STAGE_ONE_KINDS, Manifest
+from worker.render import STAGE_ONE_KINDS, Manifest, check_duplicates
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 CRD_WAIT = 60.0
@@ -314,6 +314,7 @@ class Applier:
                      for i in items if i.obj["kind"] == "CustomResourceDefinition"}
         deferred = [i for i in items if not self._resolve(i, crd_kinds)]
         ready = [i for i in items if i.mapping is not None]
+        check_duplicates([i.manifest for i in items], [i.obj["metadata"].get("namespace") for i in items])
         declared = {i.obj["metadata"]["name"] for i in ready
                     if i.obj["kind"] == "Namespace" and i.manifest.group == ""}
         fresh = {name for name in declared if not self._namespace_exists(name)}

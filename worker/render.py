@@ -206,12 +206,21 @@ def _checked(obj, rel: str, index: int) -> Manifest:
     return Manifest(obj, rel, index)
 
 
-def check_duplicates(manifests: list[Manifest]) -> None:
+def check_duplicates(manifests: list[Manifest], namespaces: list[str | None] | None = None) -> None:
+    """Refuse an object declared twice, naming both places.
+
+    ``namespaces``: the namespace each object is applied in, once the applier
+    knows (the default one filled in, none for a cluster-scoped kind), so that
+    ``cfg`` without a namespace and ``cfg`` in the default one are one object.
+    Without it, the namespace as written.
+    """
     seen: dict[tuple, Manifest] = {}
-    for m in manifests:
-        key = (m.group, m.kind, m.namespace, m.name)
+    for index, m in enumerate(manifests):
+        namespace = m.namespace if namespaces is None else namespaces[index]
+        key = (m.group, m.kind, namespace, m.name)
         if key in seen:
-            raise PermanentError(f"{m.ref} is declared twice: {seen[key].source} and {m.source}")
+            ref = f"{m.kind}/{namespace}/{m.name}" if namespace else f"{m.kind}/{m.name}"
+            raise PermanentError(f"{ref} is declared twice: {seen[key].source} and {m.source}")
         seen[key] = m
 
 
