@@ -5,12 +5,14 @@ prune) must name where an object came from.  Two inputs are supported:
 
 * plain YAML/JSON: every ``*.yaml``/``*.yml``/``*.json`` under the configured
   path, nested folders included, multi-document; files holding no manifest
-  (no document with ``apiVersion`` and ``kind``) and hidden folders are ignored;
+  (no document with ``apiVersion`` and ``kind``) and hidden folders are ignored,
+  even YAML using tags of other tools (``!Ref``, ``!!python/name:``);
 * kustomize, when the path holds a ``kustomization.yaml``: rendered by a real
   ``kubectl kustomize`` ($PULLBRIDGE_KUBECTL, else ``kubectl`` on PATH).
 
 A path or symlink leading out of the checkout is a permanent error, as is
-bad YAML, a malformed manifest or the same object declared twice.
+bad YAML, a malformed manifest (a tag YAML does not know included) or the
+same object declared twice.
 """
 
 from __future__ import annotations
@@ -29,6 +31,26 @@ KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 KUSTOMIZE_TIMEOUT = 120
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _TagTolerantLoader(_Loader):
+    """The safe loader, except that a tag it does not know (CloudFormation's ``!Ref``,
+    mkdocs' ``!!python/name:``) gives the plain value and is noted in ``unknown_tags``:
+    such a file is no manifest and is ignored, while a manifest using one is refused."""
+
+    unknown_tags: list
+
+
+def _construct_unknown_tag(loader: _TagTolerantLoader, suffix: str, node: yaml.Node):
+    loader.unknown_tags.append(node)
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)
+
+
+_TagTolerantLoader.add_multi_constructor("", _construct_unknown_tag)
 
 # Apply order, after Flux's ssa sort: what others depend on comes first.
 KIND_ORDER = [
@@ -168,13 +190,23 @@ def parse_file(file: Path, rel: str) -> list[Manifest]:
 
 def parse_documents(text: str, rel: str, *, strict: bool = False) -> list[Manifest]:
     """Parse multi-document YAML; ``strict``: every non-empty document must be a manifest."""
+    loader = _TagTolerantLoader(text)
+    docs, unknown_tags = [], []
     try:
-        docs = list(yaml.load_all(text, Loader=_Loader))
+        while loader.check_data():
+            loader.unknown_tags = []
+            docs.append(loader.get_data())
+            unknown_tags.append(loader.unknown_tags)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
+        where = f": line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise PermanentError(f"{rel}:{where}: invalid YAML: {cut(problem, 200)}") from None
+        raise PermanentError(f"{rel}{where}: invalid YAML: {cut(problem, 200)}") from None
+    except (ValueError, KeyError, TypeError, AttributeError):  # `!!int x`, `!!bool maybe`...
+        # Not the exception's text: it quotes the value, which may be a secret.
+        raise PermanentError(f"{rel}: invalid YAML: a value does not match its explicit tag") from None
+    finally:
+        loader.dispose()
     is_manifest = [isinstance(d, dict) and "apiVersion" in d and "kind" in d for d in docs]
     if not strict and not any(is_manifest):
         return []
@@ -185,6 +217,10 @@ def parse_documents(text: str, rel: str, *, strict: bool = False) -> list[Manife
         where = f"{rel}, doc {index}"
         if not isinstance(doc, dict) or not doc.get("apiVersion") or not doc.get("kind"):
             raise PermanentError(f"{where}: not a Kubernetes object (apiVersion and kind are required)")
+        if unknown_tags[index - 1]:
+            node = unknown_tags[index - 1][0]
+            raise PermanentError(f"{where}: line {node.start_mark.line + 1}: YAML tag {cut(node.tag, 100)!r} "
+                                 "cannot be used in a Kubernetes object")
         items = doc.get("items") if str(doc["kind"]).endswith("List") and "items" in doc else None
         for obj in (items if isinstance(items, list) else [doc]):
             out.append(_checked(obj, rel, index))

@@ -89,6 +89,32 @@ def test_bad_input_is_permanent_and_names_the_file(tmp_path, text, message):
         render(tmp_path)
 
 
+def test_yaml_with_custom_tags_that_declares_no_manifest_is_ignored(tmp_path):
+    write(tmp_path, {
+        "mkdocs.yml": "site_name: docs\nmarkdown_extensions:\n  - pymdownx.emoji:\n"
+                      "      emoji_generator: !!python/name:material.extensions.emoji.to_svg\n",
+        "infra/stack.yaml": "Resources:\n  Bucket:\n    Type: AWS::S3::Bucket\n"
+                            "    Properties:\n      BucketName: !Sub {Name: x}\n"
+                            "Outputs:\n  Arn: {Value: !GetAtt [Bucket, Arn]}\n  Name: {Value: !Ref Bucket}\n",
+        "deploy/cm.yaml": CM.format(name="a"),
+    })
+    assert refs(render(tmp_path)) == [("ConfigMap/a", "deploy/cm.yaml, doc 1")]
+
+
+def test_manifest_with_a_custom_tag_is_refused_naming_file_doc_and_line(tmp_path):
+    write(tmp_path, {"cm.yaml": CM.format(name="a") + "---\n" + CM.format(name="b").replace("k: v", "k: !Ref v")})
+    with pytest.raises(PermanentError,
+                       match="^cm.yaml, doc 2: line 13: YAML tag '!Ref' cannot be used in a Kubernetes object$"):
+        render(tmp_path)
+
+
+def test_value_not_matching_its_explicit_tag_is_refused_without_quoting_it(tmp_path):
+    write(tmp_path, {"s.yaml": "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n"
+                               "stringData:\n  password: !!bool hunter2\n"})
+    with pytest.raises(PermanentError, match="^s.yaml: invalid YAML: a value does not match its explicit tag$"):
+        render(tmp_path)
+
+
 def test_duplicate_object_names_both_places(tmp_path):
     write(tmp_path, {"a.yaml": CM.format(name="same"), "b/b.yaml": CM.format(name="same")})
     with pytest.raises(PermanentError, match=r"ConfigMap/same is declared twice: a.yaml, doc 1 and b/b.yaml, doc 1"):
