@@ -89,6 +89,21 @@ def test_glob_and_regex_pick_by_created_then_name_and_only_read_matching_tags():
     assert best.tag == "develop-v1.9.0" and "master-x" not in asked
     regex = pick_tag(TagFilter.parse(r"regex:^develop-v1\.(8|10)"), list(created), created.get)
     assert regex.tag == "develop-v1.10.0"
-    tie = pick_tag(TagFilter.parse("glob:b*"), ["b1", "b3", "b2"], lambda tag: t(1))
-    assert tie.tag == "b3"
+    tie = pick_tag(TagFilter.parse("glob:b*"), ["b3", "b1", "b2"], lambda tag: t(1))
+    assert tie.tag == "b1"  # Flux v1's NewerByCreated: equal times, the lowest name first
     assert pick_tag(TagFilter.parse("glob:release-*"), list(created), created.get) is None
+
+
+@pytest.mark.parametrize("raw", [None, "glob:*", "*", "glob:*e*", "regex:.", "regexp:[lv]"])
+def test_latest_is_never_picked_unless_the_filter_is_glob_latest(raw):
+    # latest is usually pushed with the newest build, so it shares the newest created time
+    created = {"develop-v1.8.0": t(1), "develop-v1.9.0": t(5), "latest": t(5), "LATEST": t(6)}
+    tag_filter = workload_policy({"fluxcd.io/tag.app": raw} if raw else {}).filter_for("app")
+    assert not tag_filter.matches("latest") and not tag_filter.matches("Latest")
+    assert pick_tag(tag_filter, list(created), created.get).tag == "develop-v1.9.0"
+
+
+def test_glob_latest_picks_latest():
+    for raw in ("glob:latest", "latest"):
+        assert pick_tag(TagFilter.parse(raw), ["v1", "latest"], lambda tag: t(1)).tag == "latest"
+    assert pick_tag(TagFilter.parse("semver:*"), ["1.0.0", "latest"], lambda tag: None).tag == "1.0.0"

@@ -9,7 +9,12 @@ container should run.  It is pure logic: no network, no git.
 Ordering, as Flux v1 did it: ``semver:`` picks the highest version inside the
 range (SemVer 2.0 precedence from the ``semver`` package); ``glob:`` and
 ``regex:`` pick the tag whose image was created last (config blob
-``created``), ties broken by tag name.
+``created``); among tags created at the same moment the *lowest* tag name
+wins (Flux v1's ``image.NewerByCreated``), which also makes the choice
+independent of the order the registry lists tags in.  A tag named ``latest``
+(any case) is never picked, except by the filter ``glob:latest`` (Flux v1's
+``matchWithLatest``): it usually moves with every build, so committing it
+would deploy nothing new.
 
 Range syntax is Flux v1's (Masterminds semver): ``||`` between alternatives,
 comma or space between comparators that must all hold, operators
@@ -247,6 +252,8 @@ class TagFilter:
         return self.kind != "semver"
 
     def matches(self, tag: str) -> bool:
+        if tag.lower() == "latest" and not (self.kind == "glob" and self.pattern == "latest"):
+            return False  # Flux v1: only ``glob:latest`` asks for it
         if self.kind == "glob":
             return fnmatch.fnmatchcase(tag, self.pattern)
         if self.kind == "regex":
@@ -261,7 +268,8 @@ class TagFilter:
             return None
         if self.kind == "semver":
             return max(allowed, key=lambda c: (parse_tag_version(c.tag), c.tag))
-        return max(allowed, key=lambda c: (c.created or EPOCH, c.tag))
+        newest = max(c.created or EPOCH for c in allowed)
+        return min((c for c in allowed if (c.created or EPOCH) == newest), key=lambda c: c.tag)
 
     def __repr__(self) -> str:
         return f"{self.kind}:{self.pattern}"
