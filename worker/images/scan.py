@@ -33,7 +33,7 @@ from worker.images.kustomize import TagOverride, kustomize_tag_overrides
 from worker.images.manifests import ContainerImage, find_containers
 from worker.images.policy import pick_tag
 from worker.images.registry import ImageRef, RegistryError
-from worker.images.writeback import ImageChange, WriteBack, WriteBackError
+from worker.images.writeback import ImageChange, WriteBack, WriteBackError, editable_changes
 
 log = logging.getLogger("pullbridge.images")
 
@@ -116,6 +116,9 @@ def make_plan(repo: RepoConfig, registries: CachedRegistries, result: ScanResult
             change = _kustomize_change(override, covered, registries, result)
             if change is not None:
                 changes.append(change)
+        changes, refused = editable_changes(root, changes)
+        result.skipped.extend(f"{c.workload} container {c.container}: cannot be changed in place: {why}"
+                              for c, why in refused)
         return changes
 
     return plan

@@ -88,6 +88,37 @@ def commit_message(changes: list[ImageChange]) -> str:
     return f"Update images of {len(changes)} containers\n\n{body}\n"
 
 
+def _edit(text: str, change: ImageChange) -> str:
+    if isinstance(change.target, TagOverride):
+        return replace_tag(text, change.target, change.new_tag)
+    return replace_image(text, change.target, change.new_image)
+
+
+def editable_changes(root: Path, changes: list[ImageChange]
+                     ) -> tuple[list[ImageChange], list[tuple[ImageChange, str]]]:
+    """Split ``changes`` into those whose line can be edited in place under ``root`` and the
+    others with the reason (a flow-style, block or multi-line scalar...).  Nothing is written.
+
+    The plan asks this on every head it tries, so one image line that can
+    never be edited is reported and the others still get committed, and a dry
+    run lists only what a write-back would really commit.
+    """
+    texts: dict[str, str] = {}
+    editable: list[ImageChange] = []
+    refused: list[tuple[ImageChange, str]] = []
+    for change in changes:
+        text = texts.get(change.path)
+        if text is None:
+            text = read_text(root / change.path)
+        try:
+            texts[change.path] = _edit(text, change)
+        except EditError as exc:
+            refused.append((change, str(exc)))
+            continue
+        editable.append(change)
+    return editable, refused
+
+
 def apply_changes(root: Path, changes: list[ImageChange]) -> list[str]:
     """Edit the files under ``root``; returns the paths touched. All or nothing per call."""
     texts: dict[str, str] = {}
@@ -95,10 +126,7 @@ def apply_changes(root: Path, changes: list[ImageChange]) -> list[str]:
         text = texts.get(change.path)
         if text is None:
             text = read_text(root / change.path)
-        if isinstance(change.target, TagOverride):
-            texts[change.path] = replace_tag(text, change.target, change.new_tag)
-        else:
-            texts[change.path] = replace_image(text, change.target, change.new_image)
+        texts[change.path] = _edit(text, change)
     for path, text in texts.items():
         write_text(root / path, text)
     return sorted(texts)
