@@ -24,6 +24,7 @@ from urllib.parse import urljoin
 
 import requests
 
+from pullbridge.config_types import ConfigError
 from pullbridge.image_config import RegistryConfig
 
 DOCKER_HUB = "docker.io"
@@ -155,7 +156,13 @@ class RegistryClient:
         self._basic = False
 
     def _credentials(self) -> tuple[str, str] | None:
-        return self.settings.credentials() if self.settings is not None else None
+        """The configured credentials, read now; an unreadable one fails this registry only."""
+        if self.settings is None:
+            return None
+        try:
+            return self.settings.credentials()
+        except ConfigError as exc:  # names the variable or file, never a value
+            raise RegistryError(f"{self.host}: credentials: {exc}", temporary=False) from None
 
     def _authorize(self, scope: str) -> dict[str, str]:
         token = self._tokens.get(scope)

@@ -1,0 +1,67 @@
+"""A registry that cannot be read fails only the containers whose images it holds: the
+scan still writes back what the other registries allow, and the CLI reports it as a
+note, never a traceback (real registries, real bare repo, the stack's Redis)."""
+
+from __future__ import annotations
+
+import json
+
+from pullbridge.config import parse_config
+from tests.images.helpers import NEW, OLD, bare_git, day
+from worker.images.scan import scan
+
+PRIVATE = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: private
+  namespace: my-demo
+  annotations: {{fluxcd.io/automated: "true"}}
+spec:
+  template:
+    spec:
+      containers:
+        - name: app
+          image: {image}:v1
+"""
+
+
+def _config(repo, registry, basic_registry):
+    return parse_config({
+        "repos": [{"name": "images-demo", "url": repo.file_url, "branch": repo.branch, "provider": "generic",
+                   "secret_env": "PB_TEST_UNUSED_SECRET", "images": {"enabled": True}}],
+        "images": {"registries": [
+            {"host": registry.host, "insecure": True},
+            {"host": basic_registry.host, "insecure": True, "username_env": "PB_TEST_UNSET_REG_USER",
+             "password_env": "PB_TEST_UNSET_REG_PASSWORD"}]},
+    })
+
+
+def test_an_unset_credential_fails_its_registry_only(demo, registry, basic_registry, image_name, redis_conn,
+                                                      monkeypatch, tmp_path, capsys):
+    from pullbridge.cli import main
+
+    monkeypatch.delenv("PB_TEST_UNSET_REG_USER", raising=False)
+    monkeypatch.delenv("PB_TEST_UNSET_REG_PASSWORD", raising=False)
+    repo, image, files = demo
+    basic_registry.push_image(image_name, "v1", day(1))
+    basic_registry.push_image(image_name, "v2", day(2))
+    private = PRIVATE.format(image=f"{basic_registry.host}/{image_name}")
+    repo.commit_and_push("a private image", {"private.yaml": private})
+    registry.push_image(image_name, NEW, day(5))
+    config = _config(repo, registry, basic_registry)
+    why = (f"my-demo:deployment/private container app: {basic_registry.host}: credentials: "
+           "environment variable PB_TEST_UNSET_REG_USER is not set")
+
+    config_file = tmp_path / "pullbridge.yaml"
+    config_file.write_text(json.dumps(config.model_dump(mode="json", exclude_defaults=True)))
+    assert main(["images", "scan", "images-demo", "--dry-run", "--config", str(config_file)]) == 0
+    out = capsys.readouterr().out
+    assert f"would change: my-demo:deployment/fluxdemo container flask: {OLD} -> {NEW}" in out
+    assert f"note: {why}" in out
+
+    result = scan(redis_conn, config, config.repos[0])
+    assert result.errors == [why]
+    assert [c.describe() for c in result.changes] == [f"my-demo:deployment/fluxdemo container flask: {OLD} -> {NEW}"]
+    assert result.sha == bare_git(repo, "rev-parse", "main").strip()
+    assert f"{image}:{NEW}" in bare_git(repo, "show", "main:fluxdemo.yaml")
