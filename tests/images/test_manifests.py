@@ -133,7 +133,7 @@ def test_any_reference_style_changes_only_its_characters(host, name, old, new, q
 def test_kustomization_images_that_set_a_tag_are_found_and_matched_as_kustomize_does(tmp_path):
     (tmp_path / "deploy" / "overlay").mkdir(parents=True)
     (tmp_path / "deploy" / "kustomization.yaml").write_text(
-        "resources: [app.yaml]\n"
+        "resources: [app.yaml, overlay]\n"
         "images:\n"
         "  - name: registry.local:5000/team/app\n"
         "    newTag: v2\n"

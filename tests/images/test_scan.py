@@ -319,9 +319,11 @@ def test_a_kustomization_tag_shared_with_a_workload_that_is_not_automated_is_lef
 @pytest.mark.parametrize("layout, why", [
     ({"kustomization.yaml": "images:\n  - name: {image}\n    digest: sha256:" + "a" * 64 + "\n"},
      "its tag is set by kustomization.yaml (images: {image}, digest: sha256:" + "a" * 64 + "); pinned by digest"),
-    ({"kustomization.yaml": "images:\n  - name: {image}\n    newTag: {old}\n",
-      "prod/kustomization.yaml": "resources: [..]\nimages:\n  - name: {image}\n    newTag: {old}\n"},
-     "its tag is set by several kustomizations (kustomization.yaml newTag: {old}, prod/kustomization.yaml newTag: {old})"),
+    ({"kustomization.yaml": "resources: [fluxdemo.yaml]\ncomponents: [tags]\nimages:\n  - name: {image}\n"
+                            "    newTag: {old}\n",
+      "tags/kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\nimages:\n"
+                                "  - name: {image}\n    newTag: {old}\n"},
+     "its tag is set by several kustomizations (kustomization.yaml newTag: {old}, tags/kustomization.yaml newTag: {old})"),
 ])
 def test_a_kustomization_tag_that_cannot_be_moved_safely_is_reported(demo, registry, image_name, redis_conn,
                                                                        layout, why):

@@ -5,9 +5,11 @@ after it has read the workloads, so for an image such an entry covers, the
 tag written in the Deployment is never deployed: the entry's ``newTag`` is.
 Automation must move that ``newTag`` instead (as ``kustomize edit set image``
 would), and leave alone what it cannot move safely: a digest pin, or an entry
-several kustomizations set.  The edit follows ``worker.images.manifests``:
-only the characters of the one scalar change, and the result is re-read
-before it is kept.
+several kustomizations set.  Only the kustomizations the sync's render reads
+count: one that is never rendered changes nothing deployed, and taking the
+update there would leave the deployed tag old.  The edit follows
+``worker.images.manifests``: only the characters of the one scalar change,
+and the result is re-read before it is kept.
 """
 
 from __future__ import annotations
@@ -19,9 +21,8 @@ from pathlib import Path
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from worker.images.manifests import (EditError, only_line_changed, read_text, round_trip_yaml, split_lines,
-                                     yaml_files)
-from worker.render import KUSTOMIZATION_FILES
+from worker.images.manifests import EditError, only_line_changed, read_text, round_trip_yaml, split_lines
+from worker.render import KUSTOMIZATION_FILES, uses_kustomize
 
 _PLAIN_TAG = re.compile(r"[^\s,\]\}#'\"]+")  # a plain scalar, block or flow style
 
@@ -76,15 +77,57 @@ def overrides_in_text(text: str, path: str) -> list[TagOverride]:
 
 
 def kustomize_tag_overrides(root: Path, subdir: str = ".") -> list[TagOverride]:
-    """The ``images:`` entries with ``newTag`` or ``digest`` in the kustomizations under ``root/subdir``."""
+    """The ``images:`` entries with ``newTag`` or ``digest`` of the kustomizations the render of
+    ``root/subdir`` reads (none when that path is not rendered with kustomize)."""
     found: list[TagOverride] = []
     checkout = root.resolve()
-    for file in yaml_files(root, subdir, names=KUSTOMIZATION_FILES):
+    for file in rendered_kustomizations(root, subdir):
         try:
             found.extend(overrides_in_text(read_text(file), file.relative_to(checkout).as_posix()))
         except (YAMLError, UnicodeDecodeError, ValueError):
             continue  # the render reports a broken kustomization; nothing to match here
     return found
+
+
+def _kustomization_in(directory: Path) -> Path | None:
+    return next((directory / name for name in KUSTOMIZATION_FILES if (directory / name).is_file()), None)
+
+
+def rendered_kustomizations(root: Path, subdir: str = ".") -> list[Path]:
+    """The kustomization files ``kubectl kustomize`` reads when the sync renders ``root/subdir``.
+
+    None when that path is not rendered with kustomize (plain YAML: a
+    kustomization lying under it is never applied, so its ``images:`` change
+    nothing that is deployed).  Otherwise the path's own kustomization and
+    those of every directory its ``resources``, ``bases`` and ``components``
+    lead to, transitively, inside the checkout; an unrelated overlay next to
+    them is not rendered either.  Remote bases are left out (nothing to edit).
+    """
+    checkout = root.resolve()
+    if not uses_kustomize(checkout, subdir):
+        return []
+    start = (checkout / subdir).resolve()
+    found: dict[Path, Path] = {}
+    todo = [start]
+    while todo:
+        directory = todo.pop()
+        file = _kustomization_in(directory)
+        if file is None or directory in found:
+            continue
+        found[directory] = file
+        try:
+            doc = YAML(typ="safe", pure=True).load(read_text(file))
+        except (YAMLError, UnicodeDecodeError, ValueError):
+            continue
+        for key in ("resources", "bases", "components"):
+            entries = doc.get(key) if isinstance(doc, dict) else None
+            for entry in entries if isinstance(entries, list) else []:
+                if not isinstance(entry, str) or "://" in entry or entry.startswith(("git@", "github.com/")):
+                    continue
+                target = (directory / entry).resolve()
+                if target.is_dir() and target.is_relative_to(checkout):
+                    todo.append(target)
+    return sorted(found.values(), key=lambda f: f.relative_to(checkout).as_posix())
 
 
 def _scalar_at(line: str, column: int) -> str | None:
