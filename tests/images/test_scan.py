@@ -193,7 +193,8 @@ def test_periodic_requests_respect_the_interval(demo, registry, redis_conn):
     assert 0 < redis_conn.ttl(keys.image_scan_last("images-demo")) <= 600
 
 
-def test_cli_dry_run_lists_what_would_change(demo, registry, image_name, redis_conn, tmp_path, monkeypatch, capsys):
+def test_cli_dry_run_lists_what_would_change(demo, registry, image_name, redis_conn, stack, tmp_path, monkeypatch,
+                                             capsys):
     import json
 
     from pullbridge.cli import main
@@ -204,7 +205,8 @@ def test_cli_dry_run_lists_what_would_change(demo, registry, image_name, redis_c
     config_file.write_text(json.dumps(make_config(repo, registry).model_dump(mode="json", exclude_defaults=True)))
     head = bare_git(repo, "rev-parse", "main").strip()
     monkeypatch.delenv("REDIS_URL", raising=False)
-    assert main(["images", "scan", "images-demo", "--dry-run", "--config", str(config_file)]) == 0
+    assert main(["images", "scan", "images-demo", "--dry-run", "--config", str(config_file),
+                 "--redis-url", stack.redis_test_url]) == 0
     out = capsys.readouterr().out
     assert f"would change: my-demo:deployment/fluxdemo container flask: {OLD} -> {NEW} (fluxdemo.yaml)" in out
     assert bare_git(repo, "rev-parse", "main").strip() == head

@@ -191,10 +191,15 @@ def scan(conn: Redis | None, config: Config, repo: RepoConfig, *,
     """Scan one repository and write back what changed; then ask for a sync of that commit.
 
     ``fresh``: bypass cached tag lists and tag digests (kept: digest -> created).
+    ``conn`` may be None for a dry run only (nothing cached, suspension not
+    checked); a write-back without Redis is refused.
     """
     settings = repo.images
     dry = settings.dry_run if dry_run is None else dry_run
     result = ScanResult(repo=repo.name, dry_run=dry)
+    if conn is None and not dry:
+        raise WriteBackError(f"{repo.name}: image write-back needs Redis, to check that the repository is not "
+                             "suspended and to request the sync", temporary=False)
     if conn is not None and repostate.suspended_now(conn, repo.name):
         result.skipped.append("repository is suspended")
         return result
@@ -206,7 +211,7 @@ def scan(conn: Redis | None, config: Config, repo: RepoConfig, *,
     result.changes, result.sha, result.attempts = outcome.changes, outcome.sha, outcome.attempts
     for change in result.changes:
         log.info("image %s %s: %s", "would change" if dry else "changed", repo.name, change.describe())
-    if result.sha and conn is not None:
+    if result.sha:
         result.sync_job = request_sync(conn, config, repo, result.sha, reason="image-update").job_id
     return result
 
