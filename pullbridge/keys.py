@@ -107,6 +107,12 @@ def image_scan_queued(repo: str) -> str:
     return f"pb:repo:{repo}:imagescan"
 
 
+def image_scan_fresh(repo: str) -> str:
+    """STRING with a TTL: a registry hook joined the waiting image scan of this repo, so that
+    scan must bypass the registry cache even if it was queued by the interval."""
+    return f"pb:repo:{repo}:imagescan:fresh"
+
+
 IMAGES_QUEUE = "pullbridge-images"
 
 

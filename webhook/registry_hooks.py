@@ -14,8 +14,10 @@ constant-time comparisons, in whichever form the sender can produce:
 
 The body names pushed images; their cached tag lists are dropped and a scan
 is queued for every repository with image automation (at most one queued
-per repository).  That scan re-lists tags and re-checks digests itself, so a
-registry known under another host name than the one it reports still counts.  The scan, not the payload, decides what changes:
+per repository).  That scan re-lists tags and re-checks digests itself, also
+when the request joins a scan the interval had already queued, so a registry
+known under another host name than the one it reports still counts.  The
+scan, not the payload, decides what changes:
 a forged or stale notification can at worst cause one extra scan.
 
 ``register(app, config=None, conn=None)`` mounts the blueprint; without

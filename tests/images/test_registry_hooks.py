@@ -196,3 +196,44 @@ def test_a_chunked_notification_over_the_cap_is_refused_without_reading_it_all(c
     bad = client.post("/hooks/registry/local", data=b"{}", headers={"Authorization": SECRET},
                       environ_overrides={"CONTENT_LENGTH": "2x"})
     assert bad.status_code == 400 and bad.json["error"] == "bad_payload"
+
+
+def test_a_hook_that_joins_a_queued_interval_scan_makes_it_bypass_the_cache(demo, registry, image_name, redis_conn,
+                                                                             tmp_path, monkeypatch):
+    # the registry reports another host name than the manifests use, so forget() drops nothing they read
+    from worker.images.scan import request_scan, scan
+
+    repo, image, files = demo
+    monkeypatch.setenv("PB_TEST_HOOK_SECRET", SECRET)
+    data = hook_config(repo.file_url, registry.host)
+    (tmp_path / "pullbridge.yaml").write_text(json.dumps(data))
+    monkeypatch.setenv("PULLBRIDGE_CONFIG", str(tmp_path / "pullbridge.yaml"))
+    config = parse_config(data)
+    assert scan(redis_conn, config, config.repos[0]).changes == []  # the tag list (OLD only) is cached now
+    registry.push_image(image_name, NEW, day(5))
+    interval_job = request_scan(redis_conn, config, config.repos[0], reason="interval")
+
+    app = Flask("registry-hooks-join")
+    register(app, config, redis_conn)
+    alias = registry.host.replace("127.0.0.1", "localhost")
+    response = app.test_client().post("/hooks/registry/local", json=distribution_event(image_name, NEW, alias),
+                                      headers={"Authorization": f"Bearer {SECRET}"})
+    assert response.status_code == 202 and response.get_json()["scans"] == {"images-demo": interval_job}
+
+    queue = Queue(keys.IMAGES_QUEUE, connection=redis_conn)
+    assert queue.job_ids == [interval_job]
+    SimpleWorker([queue], connection=redis_conn).work(burst=True)
+    result = queue.fetch_job(interval_job).return_value()
+    assert result and [(c["old_tag"], c["new_tag"]) for c in result["changes"]] == [(OLD, NEW)], result
+    assert f"{image}:{NEW}" in bare_git(repo, "show", "main:fluxdemo.yaml")
+    assert redis_conn.get(keys.image_scan_fresh("images-demo")) is None
+
+
+def test_an_interval_request_that_joins_a_waiting_scan_sets_no_flag(demo, registry, redis_conn):
+    from worker.images.scan import request_scan
+
+    repo, _, _ = demo
+    config = parse_config(hook_config(repo.file_url, registry.host))
+    first = request_scan(redis_conn, config, config.repos[0], reason="interval")
+    assert request_scan(redis_conn, config, config.repos[0], reason="interval") == first
+    assert redis_conn.get(keys.image_scan_fresh("images-demo")) is None

@@ -230,10 +230,13 @@ def scan_repo(repo_name: str, reason: str = "interval") -> dict:
         marker = keys.image_scan_queued(repo_name)
         if conn.get(marker) == job.id.encode():
             conn.delete(marker)
+    # read after the marker is gone: a hook that joined this job set the flag while the marker stood
+    joined = conn.getdel(keys.image_scan_fresh(repo_name)) is not None
     if not repo.images.enabled:
         return ScanResult(repo=repo_name, skipped=["image automation is not enabled"]).as_dict()
-    log.info("image scan %s (%s)", repo_name, reason)
-    return scan(conn, config, repo, fresh=reason != "interval").as_dict()
+    fresh = reason != "interval" or joined
+    log.info("image scan %s (%s%s)", repo_name, reason, ", joined by a registry hook" if joined else "")
+    return scan(conn, config, repo, fresh=fresh).as_dict()
 
 
 def request_due_scans(conn: Redis, config: Config, now: float | None = None) -> dict[str, str]:
@@ -263,7 +266,12 @@ def request_scan(conn: Redis, config: Config, repo: RepoConfig, *, reason: str) 
 
     One transaction, like ``request_sync``: the marker and the job are written
     together.  A marker whose job no longer waits (a worker died before
-    clearing it) is replaced instead of blocking scans until it expires.
+    clearing it) is replaced instead of blocking scans until it expires.  A
+    request other than the interval's that joins a waiting job sets the
+    ``image_scan_fresh`` flag in the same transaction, so that job bypasses
+    the registry cache as a job of its own would (the registry may have
+    reported another host name than the one the manifests use, whose cached
+    tag list ``forget`` did not drop).
     """
     if not repo.images.enabled:
         return None
@@ -277,7 +285,12 @@ def request_scan(conn: Redis, config: Config, repo: RepoConfig, *, reason: str) 
                 if existing:
                     job = queue.fetch_job(existing.decode())
                     if job is not None and job.get_status() in WAITING:
-                        pipe.unwatch()
+                        if reason == "interval":
+                            pipe.unwatch()
+                        else:  # fails with WatchError if the job took the marker away meanwhile
+                            pipe.multi()
+                            pipe.set(keys.image_scan_fresh(repo.name), existing, ex=SCAN_MARKER_TTL)
+                            pipe.execute()
                         return existing.decode()
                 job_id = f"imagescan-{repo.name}-{uuid.uuid4().hex[:12]}"
                 pipe.multi()
