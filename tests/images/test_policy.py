@@ -107,3 +107,16 @@ def test_glob_latest_picks_latest():
     for raw in ("glob:latest", "latest"):
         assert pick_tag(TagFilter.parse(raw), ["v1", "latest"], lambda tag: t(1)).tag == "latest"
     assert pick_tag(TagFilter.parse("semver:*"), ["1.0.0", "latest"], lambda tag: None).tag == "1.0.0"
+
+
+@pytest.mark.parametrize("raw", ['semver:">=1.0 <2.0"', "semver:'>=1.0 <2.0'", "'semver:>=1.0 <2.0'"])
+def test_quotes_around_a_pattern_are_taken_off(raw):
+    from ruamel.yaml import YAML
+
+    # what the annotation reads as when written in a manifest, as the README shows it
+    value = YAML(typ="safe", pure=True).load(f"tag.flask: {raw}\n")["tag.flask"]
+    f = TagFilter.parse(value)
+    assert repr(f) == "semver:>=1.0 <2.0"
+    assert pick_tag(f, ["0.9.0", "1.5.0", "2.0.0"], lambda tag: None).tag == "1.5.0"
+    assert repr(TagFilter.parse('glob:"develop-v*"')) == repr(TagFilter.parse("'develop-v*'")) == "glob:develop-v*"
+    assert repr(TagFilter.parse("regex:'^v'")) == "regex:^v" and repr(TagFilter.parse("glob:'")) == "glob:'"

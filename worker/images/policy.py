@@ -221,6 +221,14 @@ class TagCandidate:
     created: datetime | None = None
 
 
+def _unquote(pattern: str) -> str:
+    """``">=1.0 <2.0"`` -> ``>=1.0 <2.0``: in ``tag.app: semver:">=1.0 <2.0"`` YAML keeps the
+    quotes as characters; no tag can contain a quote, so a quoted pattern never meant them."""
+    if len(pattern) >= 2 and pattern[0] == pattern[-1] and pattern[0] in ("'", '"'):
+        return pattern[1:-1].strip()
+    return pattern
+
+
 class TagFilter:
     """One ``tag.<container>`` filter: kind 'glob', 'semver' or 'regex'."""
 
@@ -243,8 +251,8 @@ class TagFilter:
         kind, sep, pattern = raw.partition(":")
         kind = kind.lower()
         if sep and kind in ("glob", "semver", "regex", "regexp"):
-            return cls("regex" if kind == "regexp" else kind, pattern.strip())
-        return cls("glob", raw)  # Flux v1: a bare pattern is a glob
+            return cls("regex" if kind == "regexp" else kind, _unquote(pattern.strip()))
+        return cls("glob", _unquote(raw))  # Flux v1: a bare pattern is a glob
 
     @property
     def needs_created(self) -> bool:
