@@ -68,6 +68,7 @@ class ContainerImage:
     policy: WorkloadPolicy
     filter: TagFilter | None  # None when the annotation could not be parsed
     filter_error: str | None = None
+    default_namespace: str = "default"  # what ``workload`` names when the manifest names no namespace
 
     @property
     def label(self) -> str:
@@ -108,8 +109,9 @@ def yaml_files(root: Path, subdir: str = ".", names: tuple[str, ...] | None = No
     return found
 
 
-def containers_in_text(text: str, path: str) -> list[ContainerImage]:
-    """Every container of every workload in one (possibly multi-document) file."""
+def containers_in_text(text: str, path: str, default_namespace: str = "default") -> list[ContainerImage]:
+    """Every container of every workload in one (possibly multi-document) file; a workload
+    without ``metadata.namespace`` is named in ``default_namespace``, where the sync puts it."""
     out: list[ContainerImage] = []
     for doc in round_trip_yaml().load_all(text):
         if not hasattr(doc, "get") or doc.get("kind") not in POD_SPEC_PATHS:
@@ -117,7 +119,7 @@ def containers_in_text(text: str, path: str) -> list[ContainerImage]:
         meta = doc.get("metadata") or {}
         if not hasattr(meta, "get"):
             continue
-        workload = f"{meta.get('namespace') or 'default'}:{doc['kind'].lower()}/{meta.get('name')}"
+        workload = f"{meta.get('namespace') or default_namespace}:{doc['kind'].lower()}/{meta.get('name')}"
         policy = workload_policy(dict(meta.get("annotations") or {}))
         pod = _dig(doc, POD_SPEC_PATHS[doc["kind"]])
         if not hasattr(pod, "get"):
@@ -134,18 +136,20 @@ def containers_in_text(text: str, path: str) -> list[ContainerImage]:
                     tag_filter, error = None, str(exc)
                 out.append(ContainerImage(path=path, workload=workload, container=name, init=init,
                                           image=str(container["image"]), line=line, column=column,
-                                          policy=policy, filter=tag_filter, filter_error=error))
+                                          policy=policy, filter=tag_filter, filter_error=error,
+                                          default_namespace=default_namespace))
     return out
 
 
-def find_containers(root: Path, subdir: str = ".") -> tuple[list[ContainerImage], ScanProblems]:
+def find_containers(root: Path, subdir: str = ".", default_namespace: str = "default"
+                    ) -> tuple[list[ContainerImage], ScanProblems]:
     """All workload containers under ``root/subdir``; unreadable files are listed, not fatal."""
     problems = ScanProblems(files=[])
     found: list[ContainerImage] = []
     for file in yaml_files(root, subdir):
         rel = file.relative_to(root.resolve()).as_posix()
         try:
-            found.extend(containers_in_text(read_text(file), rel))
+            found.extend(containers_in_text(read_text(file), rel, default_namespace))
         except (YAMLError, UnicodeDecodeError, ValueError) as exc:
             problems.files.append((rel, f"{type(exc).__name__}: {str(exc)[:200]}"))
     return found, problems
@@ -191,8 +195,9 @@ def only_line_changed(old: str, new: str, path: str, line: int) -> None:
 def verify_single_change(old: str, new: str, target: ContainerImage, new_image: str) -> None:
     """Exactly one line differs, and re-reading finds the new image where the old one was."""
     only_line_changed(old, new, target.path, target.line)
-    before = [(c.workload, c.container, c.image) for c in containers_in_text(old, target.path)]
-    after = [(c.workload, c.container, c.image) for c in containers_in_text(new, target.path)]
+    namespace = target.default_namespace
+    before = [(c.workload, c.container, c.image) for c in containers_in_text(old, target.path, namespace)]
+    after = [(c.workload, c.container, c.image) for c in containers_in_text(new, target.path, namespace)]
     expected = [(w, n, new_image if (w, n) == (target.workload, target.container) and i == target.image
                  else i) for w, n, i in before]
     if after != expected:

@@ -70,13 +70,18 @@ class ScanResult:
                 "errors": self.errors, "sync_job": self.sync_job, "attempts": self.attempts}
 
 
-def make_plan(repo: RepoConfig, registries: CachedRegistries, result: ScanResult) -> Callable[[Path], list[ImageChange]]:
-    """The plan the write-back runs on each head it tries: what to change in that tree."""
+def make_plan(repo: RepoConfig, registries: CachedRegistries, result: ScanResult,
+              default_namespace: str = "default") -> Callable[[Path], list[ImageChange]]:
+    """The plan the write-back runs on each head it tries: what to change in that tree.
+
+    ``default_namespace``: where the sync puts a workload that names no
+    namespace (the repo's ``namespace:``), so reports and commits name it there.
+    """
 
     def plan(root: Path) -> list[ImageChange]:
         result.skipped.clear()
         result.errors.clear()
-        containers, problems = find_containers(root, repo.path)
+        containers, problems = find_containers(root, repo.path, default_namespace)
         result.skipped.extend(f"{path}: {why}" for path, why in problems.files)
         overrides = kustomize_tag_overrides(root, repo.path)
         changes: list[ImageChange] = []
@@ -207,7 +212,8 @@ def scan(conn: Redis | None, config: Config, repo: RepoConfig, *,
     writer = WriteBack(repo.url, repo.branch, author_name=settings.author_name,
                        author_email=settings.author_email, attempts=settings.push_attempts,
                        git_env=git_env(repo, config))
-    outcome = writer.run(make_plan(repo, registries, result), dry_run=dry, before_push=before_push)
+    plan = make_plan(repo, registries, result, repo.namespace or config.worker.default_namespace)
+    outcome = writer.run(plan, dry_run=dry, before_push=before_push)
     result.changes, result.sha, result.attempts = outcome.changes, outcome.sha, outcome.attempts
     for change in result.changes:
         log.info("image %s %s: %s", "would change" if dry else "changed", repo.name, change.describe())

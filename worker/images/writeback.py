@@ -58,9 +58,14 @@ class ImageChange:
     new_tag: str
     target: ContainerImage | TagOverride = field(compare=False, repr=False)
 
+    @property
+    def old_tag_text(self) -> str:
+        """The old tag for people: an image written without a tag says so, not 'None'."""
+        return self.old_tag if self.old_tag is not None else "untagged"
+
     def describe(self) -> str:
         where = f" ({self.path} images: {self.target.name})" if isinstance(self.target, TagOverride) else ""
-        return f"{self.workload} container {self.container}: {self.old_tag} -> {self.new_tag}{where}"
+        return f"{self.workload} container {self.container}: {self.old_tag_text} -> {self.new_tag}{where}"
 
     def as_dict(self) -> dict:
         return {"path": self.path, "workload": self.workload, "container": self.container,
@@ -82,7 +87,7 @@ Plan = Callable[[Path], list[ImageChange]]
 def commit_message(changes: list[ImageChange]) -> str:
     if len(changes) == 1:
         c = changes[0]
-        return (f"Update image of {c.workload} container {c.container}: {c.old_tag} -> {c.new_tag}\n\n"
+        return (f"Update image of {c.workload} container {c.container}: {c.old_tag_text} -> {c.new_tag}\n\n"
                 f"{c.path}: {c.old_image} -> {c.new_image}\n")
     body = "\n".join(f"- {c.describe()} ({c.path}: {c.old_image} -> {c.new_image})" for c in changes)
     return f"Update images of {len(changes)} containers\n\n{body}\n"
