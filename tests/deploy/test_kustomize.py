@@ -4,7 +4,8 @@ Every overlay is rendered by ``kubectl kustomize``; namespaced objects are moved
 namespace (the manifests name "pullbridge", "apps", ...) and the whole set goes through
 ``kubectl apply --server-side --dry-run=server``: schema, defaulting, admission (Pod Security
 "restricted" warnings are turned on for the namespace) and RBAC escalation checks all run, and
-nothing is created.
+nothing is created.  The inventory's RBAC is created for real and exercised as the workers'
+ServiceAccount.
 """
 
 from __future__ import annotations
@@ -122,3 +123,54 @@ def test_shipped_config_is_valid_and_matches_the_mounts(stack):
     assert Path(env["PULLBRIDGE_KNOWN_HOSTS"]).parent.as_posix() == mounts["known-hosts"]
     assert env["PULLBRIDGE_CONFIG"] == f"{mounts['config']}/pullbridge.yaml"
     assert env["PULLBRIDGE_CACHE_DIR"] == mounts["cache"]
+
+
+def test_the_shipped_rbac_allows_every_inventory_call_of_the_workers(stack, kube, namespace, tmp_path):
+    """The inventory lives where the base's Role grants it, and that Role really allows each call.
+
+    The worker's ServiceAccount, the Role ``pullbridge-inventory`` and its binding are created for
+    real (moved into the test's namespace, which stands for "pullbridge"), and the worker's own
+    inventory code then runs as that ServiceAccount (a TokenRequest token) against the API server,
+    which authorizes with RBAC: first write (which GETs the Namespace), read, and the LIST of the
+    other repos' inventories.
+    """
+    from worker import inventory
+    from worker.kube import Kube, load_api_client
+
+    objects = render(stack, "overlays/namespaced")
+    role = next(o for o in objects if o["kind"] == "Role" and o["metadata"]["name"] == "pullbridge-inventory")
+    binding = next(o for o in objects if o["kind"] == "RoleBinding"
+                   and o["metadata"]["name"] == "pullbridge-inventory")
+    account = next(o for o in objects if o["kind"] == "ServiceAccount"
+                   and o["metadata"]["name"] == "pullbridge")
+    config_map = next(o for o in objects if o["kind"] == "ConfigMap"
+                      and o["metadata"]["name"].startswith("pullbridge-config"))
+    config = parse_config(YAML(typ="safe", pure=True).load(config_map["data"]["pullbridge.yaml"]))
+    home = account["metadata"]["namespace"]
+    assert config.worker.inventory_namespace == role["metadata"]["namespace"] == home
+    assert [s["namespace"] for s in binding["subjects"]] == [home]
+
+    grant = relocate([account, role, binding], namespace)
+    out = subprocess.run(
+        [stack.kubectl, "--kubeconfig", stack.kubeconfig, "apply", "--server-side",
+         "--field-manager=pullbridge-deploy-test", "-f", "-"],
+        input=dump(grant), capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    token = client.CoreV1Api(kube).create_namespaced_service_account_token(
+        "pullbridge", namespace, {"spec": {"expirationSeconds": 600}}).status.token
+    admin = YAML(typ="safe", pure=True).load(Path(stack.kubeconfig).read_text())
+    cluster = admin["clusters"][0]
+    kubeconfig = tmp_path / "worker-kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "clusters": [cluster],
+        "users": [{"name": "worker", "user": {"token": token}}],
+        "contexts": [{"name": "worker", "context": {"cluster": cluster["name"], "user": "worker"}}],
+        "current-context": "worker"}))
+    worker_kube = Kube(load_api_client(str(kubeconfig)))
+
+    entries = {f"{namespace}_web_apps_Deployment": {"v": "apps/v1", "h": "d1"}}
+    assert namespace not in inventory._known_namespaces  # so save() GETs the Namespace first
+    assert inventory.save(worker_kube, namespace, "apps", entries) is True
+    assert inventory.load(worker_kube, namespace, "apps") == entries
+    assert inventory.save(worker_kube, namespace, "other", {"x_y__ConfigMap": {"v": "v1", "h": "d2"}})
+    assert inventory.declared_elsewhere(worker_kube, namespace, "apps") == {"x_y__ConfigMap": ["other"]}
