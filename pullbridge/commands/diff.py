@@ -117,7 +117,7 @@ def compute(config, repo, sha: str | None) -> dict:
     from worker.prune import check_allowed, prune
     from worker.render import render
 
-    mirror = Mirror(repo)
+    mirror = Mirror(repo, config=config)  # its ssh: section, not only $PULLBRIDGE_CONFIG's
     head = mirror.fetch()
     target = head
     if sha:

@@ -32,10 +32,10 @@ def register(sub) -> None:
 
 
 @common.sync_errors("rollback")
-def _resolve(repo, sha: str) -> str:
+def _resolve(config, repo, sha: str) -> str:
     from worker.fetch import Mirror
 
-    mirror = Mirror(repo)
+    mirror = Mirror(repo, config=config)  # its ssh: section, not only $PULLBRIDGE_CONFIG's
     head = mirror.fetch()
     return common.resolve_on_branch(mirror, sha, head)
 
@@ -53,7 +53,7 @@ def cmd_rollback(args) -> int:
     if is_suspended(state):
         raise CommandError(f"{repo.name} is suspended: no sync would apply the rollback; "
                            f"`pullbridge resume {repo.name}` first")
-    sha = _resolve(repo, args.sha)
+    sha = _resolve(config, repo, args.sha)
     if repo.mode == "report":
         print(f"note: {repo.name} is in report mode: the rollback sync only dry-runs", file=sys.stderr)
     previous = state.get("held_sha")
