@@ -174,12 +174,22 @@ def _config_home() -> Path:
     return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "pullbridge"
 
 
+def user_path(value: str | os.PathLike) -> Path:
+    """A key or known_hosts path as the operator wrote it, with a leading ``~`` expanded.
+
+    Every reader and writer of those files goes through this, so ``~/pb/identity`` names the
+    same file for `pullbridge identity`, `known-hosts list` and the worker's ssh.
+    """
+    return Path(value).expanduser()
+
+
 class SshSettings(StrictModel):
     """Where the deploy key and the pinned known_hosts live (fetch/push over SSH).
 
     Unset paths fall back to $PULLBRIDGE_IDENTITY / $PULLBRIDGE_KNOWN_HOSTS,
     then to ``~/.config/pullbridge/identity`` and ``.../known_hosts``.  A repo's
-    ``ssh_key_file`` overrides the identity for that repo only.
+    ``ssh_key_file`` overrides the identity for that repo only.  A leading ``~``
+    in any of them is the user's home directory (``user_path``).
     """
 
     identity_file: str | None = None
@@ -192,11 +202,15 @@ class SshSettings(StrictModel):
         return parse_duration(v)
 
     def identity_path(self) -> Path:
-        return Path(self.identity_file or os.environ.get(IDENTITY_ENV) or _config_home() / "identity")
+        return user_path(self.identity_file or os.environ.get(IDENTITY_ENV) or _config_home() / "identity")
 
     def known_hosts_path(self) -> Path:
-        return Path(self.known_hosts_file or os.environ.get(KNOWN_HOSTS_ENV)
-                    or _config_home() / "known_hosts")
+        return user_path(self.known_hosts_file or os.environ.get(KNOWN_HOSTS_ENV)
+                         or _config_home() / "known_hosts")
+
+    def key_path(self, repo: RepoConfig) -> Path:
+        """The deploy key for ``repo``: its own ``ssh_key_file``, else the shared identity."""
+        return user_path(repo.ssh_key_file) if repo.ssh_key_file else self.identity_path()
 
 class WorkerSettings(StrictModel):
     """Sync worker settings shared by every repo."""

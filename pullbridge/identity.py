@@ -34,6 +34,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from pullbridge.config import user_path
+
 SECRET_TYPE = "kubernetes.io/ssh-auth"
 SECRET_KEY = "ssh-privatekey"  # the key name the ssh-auth Secret type requires
 SECRET_PUB_KEY = "identity.pub"
@@ -115,7 +117,7 @@ def _identity(private_bytes: bytes, comment: str, location: str, created: bool) 
 
 def check_key_file(path: str | os.PathLike) -> None:
     """Refuse a key file other users can read (ssh refuses it too, less clearly)."""
-    path = Path(path)
+    path = user_path(path)
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -169,7 +171,7 @@ def _read_key_file(path: Path, comment: str) -> Identity:
 def ensure_file_identity(path: str | os.PathLike, rotate: bool = False,
                          comment: str | None = None) -> Identity:
     """Return the key at ``path``, creating it atomically if absent (or replacing it if ``rotate``)."""
-    path = Path(path).expanduser()
+    path = user_path(path)
     comment = comment or default_comment()
     if path.exists() and not rotate:
         return _read_key_file(path, comment)

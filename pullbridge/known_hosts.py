@@ -22,8 +22,8 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
+from pullbridge.config import user_path
 from pullbridge.identity import fingerprint_of_blob, key_bits
 
 HOST_RE = re.compile(r"^[A-Za-z0-9_.:%-]+\Z")
@@ -117,7 +117,7 @@ def parse_line(line: str) -> HostKey | None:
 def read_entries(path: str | os.PathLike) -> list[HostKey]:
     """Entries of a known_hosts file; a missing file has none."""
     try:
-        text = Path(path).read_text()
+        text = user_path(path).read_text()
     except FileNotFoundError:
         return []
     except OSError as exc:
@@ -153,7 +153,7 @@ def scan(host: str, port: int = 22, timeout: int = 10, keyscan: str = "ssh-keysc
 
 def record(path: str | os.PathLike, host: str, port: int, keys: list[HostKey]) -> list[HostKey]:
     """Pin ``keys`` for host:port in ``path``, replacing what was pinned for it before."""
-    path = Path(path).expanduser()
+    path = user_path(path)
     pattern = host_pattern(host, port)
     new = [HostKey(patterns=pattern, keytype=k.keytype, blob=k.blob) for k in keys]
     try:

@@ -110,7 +110,7 @@ def git_env(repo: RepoConfig, config: Config | SshSettings | None = None) -> dic
         settings = config.ssh
     else:
         settings = config or _settings_from_env()
-    key_file = repo.ssh_key_file or str(settings.identity_path())
+    key_file = str(settings.key_path(repo))
     known_hosts = settings.known_hosts_path()
     try:
         check_key_file(key_file)
