@@ -3,7 +3,9 @@
 Each area keeps its verbs in its own module under ``pullbridge/commands/``
 with a ``register(subparsers)`` function; this file only lists them.  Exit
 codes scripts can trust: 0 success, 1 a negative answer (e.g. differences
-found), 2 an error or bad usage.
+found), 2 an error or bad usage.  ``main`` turns every error, even one no
+verb foresaw, into one ``pullbridge: ...`` line on stderr and exit 2: a
+traceback would exit 1, which a script reads as "differences found".
 """
 
 from __future__ import annotations
@@ -62,3 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug or an error no verb foresaw: still exit 2, not 1
+        text = " ".join(str(exc).split())[:300]
+        print(f"pullbridge: {args.command}: {type(exc).__name__}{': ' + text if text else ''}",
+              file=sys.stderr)
+        return EXIT_ERROR

@@ -247,13 +247,27 @@ def _secret_body(namespace: str, name: str, private: bytes, comment: str, resour
 
 def ensure_secret_identity(api_client, namespace: str, name: str, rotate: bool = False,
                            comment: str | None = None) -> Identity:
-    """Like ``ensure_file_identity`` but the key lives in Secret ``namespace/name``."""
+    """Like ``ensure_file_identity`` but the key lives in Secret ``namespace/name``.
+
+    An API server that cannot be reached (refused, TLS, timeout) is an
+    ``IdentityError`` too, naming the Secret, like any other failed request.
+    """
+    import urllib3
+
+    location = f"secret {namespace}/{name}"
+    try:
+        return _ensure_secret_identity(api_client, namespace, name, rotate, comment or default_comment())
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        detail = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise IdentityError(f"{location}: API server unreachable: {detail}") from None
+
+
+def _ensure_secret_identity(api_client, namespace: str, name: str, rotate: bool, comment: str) -> Identity:
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     core = client.CoreV1Api(api_client)
     location = f"secret {namespace}/{name}"
-    comment = comment or default_comment()
     try:
         current = core.read_namespaced_secret(name, namespace)
     except ApiException as exc:

@@ -65,12 +65,17 @@ def test_config_check_command(tmp_path, capsys, monkeypatch):
     path = tmp_path / "c.yaml"
     path.write_text("repos:\n- name: demo\n  url: file:///x\n  provider: gitlab\n  secret_env: S\n  colour: red\n")
     assert main(["config", "check", str(path)]) == 2
-    assert "repos[0].colour: unknown key" in capsys.readouterr().out
+    out, err = capsys.readouterr()  # errors go to stderr, like every verb's
+    assert out == "" and f"pullbridge: {path}: repos[0].colour: unknown key" in err
 
     path.write_text("repos:\n- name: demo\n  url: file:///x\n  provider: gitlab\n  secret_env: S\n")
     monkeypatch.delenv("S", raising=False)
     assert main(["config", "check", str(path)]) == 2
-    assert "S is not set" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("pullbridge: ") and "S is not set" in err
+    assert main(["config", "check", str(tmp_path / "missing.yaml")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"pullbridge: {tmp_path / 'missing.yaml'}: ")
     monkeypatch.setenv("S", "hunter2-very-secret")
     assert main(["config", "check", str(path)]) == 0
     out = capsys.readouterr().out

@@ -1,8 +1,13 @@
-"""`pullbridge config check`: validate a configuration file, naming each error's key path."""
+"""`pullbridge config check`: validate a configuration file, naming each error's key path.
+
+Errors go to stderr as ``pullbridge: FILE: KEY: problem`` (exit 2), like every
+verb's; the "ok" line goes to stdout (exit 0).
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 
 from pullbridge.config import CONFIG_ENV, ConfigError, check_secrets, load_config
 
@@ -25,11 +30,11 @@ def cmd_check(args) -> int:
     except ConfigError as exc:
         source = exc.source or path or "configuration"
         for key, msg in exc.problems:
-            print(f"{source}: {key + ': ' if key else ''}{msg}")
+            print(f"pullbridge: {source}: {key + ': ' if key else ''}{msg}", file=sys.stderr)
         return 2
     problems = [] if args.no_secrets else check_secrets(config)
     for key, msg in problems:
-        print(f"{path}: {key}: {msg}")
+        print(f"pullbridge: {path}: {key}: {msg}", file=sys.stderr)
     if problems:
         return 2
     names = ", ".join(r.name for r in config.repos) or "none"
