@@ -7,6 +7,10 @@ under the ``pb:`` prefix so a shared Redis stays readable.
 
 SYNC_QUEUE = "pullbridge-sync"
 STATUS_QUEUE = "pullbridge-status"
+IMAGES_QUEUE = "pullbridge-images"
+# Every RQ queue the workers serve, by the short name `pullbridge queue --queue NAME` takes.  The
+# workers, the CLI, the /queue page and the metrics all go through this one list.
+QUEUES = {"sync": SYNC_QUEUE, "status": STATUS_QUEUE, "images": IMAGES_QUEUE}
 
 SYNC_JOB = "worker.jobs.sync"
 
@@ -111,9 +115,6 @@ def image_scan_fresh(repo: str) -> str:
     """STRING with a TTL: a registry hook joined the waiting image scan of this repo, so that
     scan must bypass the registry cache even if it was queued by the interval."""
     return f"pb:repo:{repo}:imagescan:fresh"
-
-
-IMAGES_QUEUE = "pullbridge-images"
 
 
 def image_scan_last(repo: str) -> str:

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     conn = connect(url)
-    queues = [Queue(name, connection=conn) for name in (keys.SYNC_QUEUE, keys.STATUS_QUEUE, keys.IMAGES_QUEUE)]
+    queues = [Queue(name, connection=conn) for name in keys.QUEUES.values()]
     worker = SimpleWorker(queues, connection=conn, name=args.name)
     logging.getLogger("pullbridge.sync").info("worker %s: %d repos, queues %s", worker.name,
                                                len(config.repos), ", ".join(q.name for q in queues))

@@ -51,7 +51,7 @@ from pullbridge.config import Config
 log = logging.getLogger(__name__)
 
 DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
-QUEUES = (keys.SYNC_QUEUE, keys.STATUS_QUEUE)
+QUEUES = tuple(keys.QUEUES.values())
 RESULT_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")
 
 

@@ -1,4 +1,4 @@
-"""`pullbridge queue`: the sync and status queues, their failed jobs, retry and purge.
+"""`pullbridge queue`: the sync, status and images queues, their failed jobs, retry and purge.
 
 Why: when syncs pile up or fail, the operator needs the queue depths and the
 failed jobs' errors at a glance, a way to run failed jobs again once the
@@ -18,7 +18,7 @@ from pullbridge import keys
 from pullbridge.cli import EXIT_NEGATIVE, EXIT_OK, CommandError
 from pullbridge.commands import common
 
-QUEUES = {"sync": keys.SYNC_QUEUE, "status": keys.STATUS_QUEUE}
+QUEUES = keys.QUEUES
 MAX_ERROR = 100
 _FORGET_MARKER = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -50,7 +50,7 @@ def register(sub) -> None:
 
 def _queue_option(parser) -> None:
     parser.add_argument("--queue", choices=sorted(QUEUES), action="append",
-                        help="only this queue (repeatable; default: sync and status)")
+                        help=f"only this queue (repeatable; default: {', '.join(QUEUES)})")
 
 
 def _queues(args, conn) -> list:

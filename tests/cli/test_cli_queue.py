@@ -100,3 +100,35 @@ def test_a_sync_waiting_for_its_retry_counts_as_scheduled(ops, git_repo):
     code, out, _ = ops.run("history", "app")
     assert "retrying" in out and "git host unreachable" in out
     assert job_id in Queue(keys.SYNC_QUEUE, connection=ops.conn).scheduled_job_registry
+
+
+def test_the_images_queue_is_listed_retried_and_purged_on_the_cli_the_page_and_the_metrics(ops, git_repo):
+    """A failed image scan (kept 7 days) must be as visible and retryable as a failed sync."""
+    from rq import SimpleWorker
+
+    from webhook.pages import queues as page
+    from worker.metrics import exposition
+
+    ops.configure(git_repo("images"))
+    images = Queue(keys.IMAGES_QUEUE, connection=ops.conn)
+    job_id = "imagescan-nosuchrepo-1"
+    images.enqueue_call(keys.IMAGE_SCAN_JOB, args=("nosuchrepo",), kwargs={"reason": "cli"}, job_id=job_id,
+                        description="image scan nosuchrepo (cli)", meta={"repo": "nosuchrepo"})
+    SimpleWorker([images], connection=ops.conn).work(burst=True)  # no such repo: fails for good
+    assert job_id in images.failed_job_registry
+
+    code, out, _ = ops.run("queue")
+    assert code == 0
+    assert [keys.IMAGES_QUEUE, "0", "0", "0", "1", "0"] in [line.split() for line in out.splitlines()]
+    assert f"  {job_id}  " in out and "no repository named 'nosuchrepo'" in out
+    assert [d.failed for d in page.depths(ops.conn) if d.queue == keys.IMAGES_QUEUE] == [1]
+    assert [row.id for row in page.failed(ops.conn)] == [job_id]
+    metrics = exposition(ops.conn, ops.config)[0].decode()
+    assert f'pullbridge_queue_jobs{{queue="{keys.IMAGES_QUEUE}",state="failed"}} 1.0' in metrics
+
+    code, out, _ = ops.run("queue", "retry", job_id)
+    assert code == 0 and f"re-enqueued {job_id} on {keys.IMAGES_QUEUE}" in out
+    assert images.job_ids == [job_id]
+    code, out, _ = ops.run("queue", "purge", "--yes", "--queue", "images")
+    assert code == 0 and f"purged 1 queued job (1 on {keys.IMAGES_QUEUE})" in out
+    assert images.count == 0

@@ -20,7 +20,7 @@ from rq.registry import (DeferredJobRegistry, FailedJobRegistry, ScheduledJobReg
 
 from pullbridge import keys
 
-QUEUE_NAMES = (keys.SYNC_QUEUE, keys.STATUS_QUEUE)
+QUEUE_NAMES = tuple(keys.QUEUES.values())
 LIST_LIMIT = 100
 ERROR_LINES = 3
 
