@@ -38,13 +38,16 @@ class KnownHostsError(Exception):
 
 
 def validate_host(host: str) -> str:
+    """``host``, lowercased: host names are case-insensitive and ssh lowercases them too."""
     if not host or host.startswith("-") or not HOST_RE.match(host):
         raise KnownHostsError(f"{host!r} is not a host name or IP address")
-    return host
+    return host.lower()
 
 
 def host_pattern(host: str, port: int = 22) -> str:
-    """How OpenSSH names ``host`` on ``port`` in known_hosts ("[host]:port" unless 22)."""
+    """How OpenSSH names ``host`` on ``port`` in known_hosts ("[host]:port" unless 22), lowercased
+    as ssh does before it looks a host up or hashes its name."""
+    host = host.lower()
     return host if int(port) == 22 else f"[{host}]:{int(port)}"
 
 
@@ -78,7 +81,12 @@ class HostKey:
         return f"{bits} {self.fingerprint} {prefix}{self.patterns} ({self.type_label})"
 
     def names(self, pattern: str) -> bool:
-        """Whether this entry is for exactly ``pattern`` (plain or hashed form)."""
+        """Whether this entry is for exactly ``pattern`` (plain or hashed form).
+
+        Case-insensitive, as in OpenSSH: a hashed name is the hash of the lowercased host, and a
+        plain ``GitHub.com`` written by hand still names ``github.com``.
+        """
+        pattern = pattern.lower()
         for item in self.patterns.split(","):
             if item.startswith("|1|"):
                 try:
@@ -89,7 +97,7 @@ class HostKey:
                     continue
                 if hmac.compare_digest(want, got):
                     return True
-            elif item == pattern:
+            elif item.lower() == pattern:
                 return True
         return False
 

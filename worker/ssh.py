@@ -39,7 +39,8 @@ class SshSetupError(Exception):
 
 
 def ssh_host_port(url: str) -> tuple[str, int] | None:
-    """(host, port) for ssh:// and scp-like ``user@host:path`` URLs, else None."""
+    """(host, port) for ssh:// and scp-like ``user@host:path`` URLs, else None; the host
+    lowercased for both, as ssh does."""
     if SSH_URL_RE.match(url):
         parts = urlsplit(url)
         if not parts.hostname:
@@ -50,7 +51,7 @@ def ssh_host_port(url: str) -> tuple[str, int] | None:
     m = SCP_URL_RE.match(url)
     if not m or "@" not in url.split(":", 1)[0]:
         return None  # plain "host:path" is ambiguous with local paths; config requires user@
-    return m.group(1).strip("[]"), 22
+    return m.group(1).strip("[]").lower(), 22
 
 
 def _ssh_path(path: str) -> str:

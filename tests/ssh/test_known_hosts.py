@@ -109,3 +109,36 @@ def test_hashed_entries_are_matched(tmp_path):
     assert lookup(kh, "git.example") == []
     kh.write_text(f"*.example ssh-ed25519 {blob}\n")
     assert lookup(kh, "other.host") is None  # wildcards: let ssh decide
+
+
+def test_host_names_match_case_insensitively_like_openssh(tmp_path):
+    """Whatever case the operator typed or the URL carries, the lookup agrees with OpenSSH's own
+    (``ssh-keygen -F``) on plain, recorded and hashed entries."""
+    from worker.ssh import ssh_host_port
+
+    key = tmp_path / "k"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(key)], check=True)
+    keytype, blob = (tmp_path / "k.pub").read_text().split()[:2]
+    by_hand = tmp_path / "by_hand"
+    by_hand.write_text(f"GitHub.com {keytype} {blob}\n[Git.Example.com]:2222 {keytype} {blob}\n")
+    recorded = tmp_path / "recorded"
+    record(recorded, "GitLab.COM", 22, [HostKey("x", keytype, blob)])
+    assert read_entries(recorded)[0].patterns == "gitlab.com"
+    hashed = tmp_path / "hashed"
+    hashed.write_text(f"Gitea.Example.org {keytype} {blob}\n")
+    subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(hashed)], check=True, capture_output=True)
+    assert read_entries(hashed)[0].patterns.startswith("|1|")
+
+    cases = [(by_hand, "github.com", 22), (by_hand, "GITHUB.COM", 22), (by_hand, "git.example.com", 2222),
+             (recorded, "gitlab.com", 22), (recorded, "GitLab.com", 22),
+             (hashed, "gitea.example.org", 22), (hashed, "GITEA.example.org", 22)]
+    for path, host, port in cases:
+        # ssh lowercases the host before it looks it up (a hashed name is of the lowercased host);
+        # ssh-keygen -F compares plain names case-insensitively, so it gets the name as typed
+        query = host.lower() if path is hashed else host if port == 22 else f"[{host}]:{port}"
+        openssh = subprocess.run(["ssh-keygen", "-F", query, "-f", str(path)], capture_output=True, text=True)
+        assert openssh.returncode == 0, (path.name, host)
+        assert [k.blob for k in lookup(path, host, port)] == [blob], (path.name, host)
+    assert lookup(by_hand, "github.com", 2222) == []
+    assert ssh_host_port("git@GitHub.com:org/app.git") == ("github.com", 22)
+    assert ssh_host_port("ssh://git@GitHub.com/org/app.git") == ("github.com", 22)
