@@ -6,7 +6,8 @@ through the same coalescing path as the webhook (``request_sync``), so it
 never adds a second queued job for a repo.  With ``--wait`` it follows that
 job, even when a busy worker hands it over to a fresh one, and prints the
 sync's change set.  Exit 0: queued (or, with --wait, synced); 2: the sync
-failed or was skipped because the repo is suspended, the wait timed out,
+failed or was skipped because the repo is suspended, --sha was not applied
+because a rollback holds the repo at another commit, the wait timed out,
 or the request could not be made.
 """
 
@@ -72,6 +73,12 @@ def cmd_sync(args) -> int:
         return EXIT_ERROR
     if sha and any(n.startswith(f"{sha[:12]} is not on branch") for n in record.get("notes") or []):
         print(f"pullbridge: commit {sha[:12]} is not on branch {repo.branch}; it was not applied",
+              file=sys.stderr)
+        return EXIT_ERROR
+    held = record.get("sha") or ""
+    if sha and held != sha and any(n.startswith("held at ") for n in record.get("notes") or []):
+        print(f"pullbridge: commit {sha[:12]} was not applied: {repo.name} is held at {held[:12]} by a "
+              f"rollback, which the sync applied instead (`pullbridge resume {repo.name}` releases it)",
               file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK

@@ -114,3 +114,22 @@ def test_a_rollback_that_fails_keeps_the_hold_and_says_so(ops, git_repo, kube, n
     assert f"the rollback to {broken[:12]} was not applied; app stays held there" in err
     assert repostate.held_sha(repostate.read(ops.conn, "app")) == broken
     assert app_version(kube, namespace) == "2.0"
+
+
+def test_sync_wait_of_a_commit_a_hold_overrides_exits_2(ops, git_repo, kube, namespace):
+    """`sync --sha X --wait` on a held repo: the sync succeeds, but it applied the held commit."""
+    repo = git_repo("heldsync")
+    ops.configure(repo)
+    sha1 = repo.commit_and_push("v1", app_files("1.0"))
+    assert ops.sync(sha1)["result"] == "success"
+    sha2 = repo.commit_and_push("v2", app_files("2.0"))
+    repostate.hold(ops.conn, "app", sha1)
+    ops.start_worker()
+    code, out, err = ops.run("sync", "app", "--sha", sha2, "--wait")
+    assert code == 2, out + err
+    assert f"of app at {sha1[:12]}: success" in out
+    assert (f"pullbridge: commit {sha2[:12]} was not applied: app is held at {sha1[:12]} by a rollback"
+            in err)
+    assert app_version(kube, namespace) == "1.0"
+    code, out, err = ops.run("sync", "app", "--sha", sha1, "--wait")  # the held commit itself: fine
+    assert code == 0, out + err
