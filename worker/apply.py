@@ -15,8 +15,15 @@ nothing and cheap when nothing changed.  The flow, after fluxcd/pkg ssa:
    object (ignoring managedFields, resourceVersion, generation, status...)
    is unchanged too, so it keeps its resourceVersion;
 5. Namespaces and CRDs are applied first (CRDs waited for until
-   Established); objects that needed them are dry-run only then; then the
-   rest, kind by kind in a stable order, each kind concurrently.
+   Established), then the rest, kind by kind in a stable order, each kind
+   concurrently.
+
+Objects in a Namespace or of a CRD that the commit creates cannot be
+dry-run before it exists: only those Namespaces and CRDs are written before
+the rest is validated (a change to an existing Namespace waits), and when
+the rest fails, what was created is deleted again so that "nothing applied"
+holds.  What could not be deleted is named in the error and left in
+``Applier.written``, which the sync adds to the inventory for prune.
 """
 
 from __future__ import annotations
@@ -85,6 +92,14 @@ class Item:
                          self.obj["metadata"]["name"])
 
 
+class Invalid(PermanentError):
+    """Some objects failed their dry-run; ``details`` names each with its file."""
+
+    def __init__(self, details: str, applied: str = "nothing applied"):
+        super().__init__(f"validation failed, {applied}: {details}")
+        self.details = details
+
+
 @dataclass
 class ApplyResult:
     changes: list[Change] = field(default_factory=list)
@@ -94,6 +109,12 @@ class ApplyResult:
 def object_id(group: str, kind: str, namespace: str | None, name: str) -> str:
     """Inventory id, Flux style: ``namespace_name_group_kind``."""
     return f"{namespace or ''}_{name}_{group}_{kind}"
+
+
+def crd_kind(crd: dict) -> tuple[str, str | None]:
+    """(group, kind) of the objects a CustomResourceDefinition serves."""
+    spec = crd.get("spec") or {}
+    return spec.get("group", ""), (spec.get("names") or {}).get("kind")
 
 
 def digest(obj: dict) -> str:
@@ -166,6 +187,7 @@ class Applier:
         self.previous = previous or {}
         self.dry_run_only = dry_run_only
         self._live_cache: dict[tuple[str, str | None], dict[str, dict]] = {}
+        self.written: dict[str, dict] = {}  # inventory entries of what this run wrote (and kept)
 
     # -- helpers ----------------------------------------------------------
     def _parallel(self, fn, items: list) -> list:
@@ -269,7 +291,7 @@ class Applier:
         if errors:
             shown = "; ".join(errors[:MAX_ERRORS_SHOWN])
             more = f" (and {len(errors) - MAX_ERRORS_SHOWN} more)" if len(errors) > MAX_ERRORS_SHOWN else ""
-            raise PermanentError(f"validation failed, nothing applied: {shown}{more}")
+            raise Invalid(f"{shown}{more}")
         if temporary is not None:
             raise sync_error(temporary, "dry-run")
 
@@ -283,10 +305,11 @@ class Applier:
         if self.dry_run_only or not todo:
             return
         results = self._parallel(lambda i: self._apply_request(i, False), todo)
+        for item, result in zip(todo, results):  # every success is recorded, even when one failed
+            if not isinstance(result, Exception):
+                self.written[item.inventory_id] = {"v": item.obj["apiVersion"], "h": item.digest}
         for item, result in zip(todo, results):
-            if isinstance(result, ApiError):
-                if result.temporary:
-                    raise sync_error(result, f"applying {item.ref}")
+            if isinstance(result, ApiError) and not result.temporary:
                 raise PermanentError(f"applying {describe_api_error(item, result)}")
             if isinstance(result, Exception):
                 raise sync_error(result, f"applying {item.ref}")
@@ -309,9 +332,7 @@ class Applier:
     def run(self, manifests: list[Manifest]) -> ApplyResult:
         # Only metadata.namespace is ever changed on an item: copy that level, share the rest.
         items = [Item(m, {**m.obj, "metadata": dict(m.obj["metadata"])}) for m in manifests]
-        crd_kinds = {((i.obj.get("spec") or {}).get("group", ""),
-                      ((i.obj.get("spec") or {}).get("names") or {}).get("kind"))
-                     for i in items if i.obj["kind"] == "CustomResourceDefinition"}
+        crd_kinds = {crd_kind(i.obj) for i in items if i.obj["kind"] == "CustomResourceDefinition"}
         deferred = [i for i in items if not self._resolve(i, crd_kinds)]
         ready = [i for i in items if i.mapping is not None]
         check_duplicates([i.manifest for i in items], [i.obj["metadata"].get("namespace") for i in items])
@@ -324,34 +345,107 @@ class Applier:
         self._load_live(now, fresh)
         self._validate(now)
         stage_one = [i for i in now if i.obj["kind"] in STAGE_ONE_KINDS]
+        first = self._needed_first(stage_one, deferred, later, fresh)
+        if deferred or later:
+            try:
+                self._write(first)
+                self._validate_rest(deferred, later, first, crd_kinds, fresh)
+            except Exception as exc:  # noqa: BLE001 - re-raised, saying what was undone
+                raise self._undo(first, exc) from None
+        stage_one = [i for i in stage_one if not any(i is f for f in first)]  # the rest of stage one
         self._write(stage_one)
         crds = [i for i in stage_one if i.obj["kind"] == "CustomResourceDefinition"]
         if crds and not self.dry_run_only:
             self._wait_crds(crds)
-        if deferred or later:
-            deadline = time.monotonic() + CRD_WAIT
-            for item in deferred:
-                if self.dry_run_only:
-                    if not self._resolve(item, crd_kinds):
-                        item.action = "created"  # report mode: its CRD is not there yet
-                    continue
-                # Discovery serves a new CRD's kind a moment after it is Established.
-                while not self._resolve(item, crd_kinds if time.monotonic() < deadline else set()):
-                    time.sleep(0.1)
-                    self.kube.forget(item.manifest.group)
-            rest = [i for i in deferred + later if i.mapping is not None]
-            self._load_live(rest, fresh)
-            if self.dry_run_only:
-                for item in rest:
-                    item.action = "configured" if item.live else "created"
-            else:
-                self._validate(rest)
         self._write([i for i in items if i.obj["kind"] not in STAGE_ONE_KINDS])
         result = ApplyResult()
         for item in items:
             result.changes.append(Change(item.ref, item.action or "skipped", item.manifest.source))
             result.entries[item.inventory_id] = {"v": item.obj["apiVersion"], "h": item.digest}
         return result
+
+    def _needed_first(self, stage_one: list[Item], deferred: list[Item], later: list[Item],
+                      fresh: set[str]) -> list[Item]:
+        """The Namespaces and CRDs that must exist before ``deferred`` and ``later`` can be dry-run."""
+        namespaces = {i.obj["metadata"].get("namespace") for i in later + deferred}
+        if any(not i.obj["metadata"].get("namespace") for i in deferred):
+            namespaces.add(self.default_namespace)  # where a namespaced custom object will go
+        kinds = {(i.manifest.group, i.manifest.kind) for i in deferred}
+        return [i for i in stage_one
+                if (i.obj["kind"] == "Namespace" and i.obj["metadata"]["name"] in namespaces & fresh)
+                or (i.obj["kind"] == "CustomResourceDefinition" and crd_kind(i.obj) in kinds)]
+
+    def _validate_rest(self, deferred: list[Item], later: list[Item], first: list[Item],
+                       crd_kinds: set, fresh: set[str]) -> None:
+        """Dry-run the objects that needed ``first`` (already written) to exist."""
+        crds = [i for i in first if i.obj["kind"] == "CustomResourceDefinition"]
+        if crds and not self.dry_run_only:
+            self._wait_crds(crds)
+        deadline = time.monotonic() + CRD_WAIT
+        for item in deferred:
+            if self.dry_run_only:
+                if not self._resolve(item, crd_kinds):
+                    item.action = "created"  # report mode: its CRD is not there yet
+                continue
+            # Discovery serves a new CRD's kind a moment after it is Established.
+            while not self._resolve(item, crd_kinds if time.monotonic() < deadline else set()):
+                time.sleep(0.1)
+                self.kube.forget(item.manifest.group)
+        rest = [i for i in deferred + later if i.mapping is not None]
+        self._load_live(rest, fresh)
+        if self.dry_run_only:
+            for item in rest:
+                item.action = "configured" if item.live else "created"
+        else:
+            self._validate(rest)
+
+    def _undo(self, first: list[Item], exc: Exception) -> Exception:
+        """Delete again, newest first, what ``first`` created; ``exc`` retold with what was undone.
+
+        Waits (up to CRD_WAIT) until the deleted objects are gone, so that the
+        next sync finds the cluster as it was and not a terminating Namespace.
+        """
+        removed, gone, left = [], [], []
+        for item in reversed([i for i in first if i.inventory_id in self.written]):
+            if item.action != "created":
+                left.append(f"{item.ref} (configured to validate what uses it)")
+                continue
+            path = item.mapping.path(None, item.obj["metadata"]["name"])
+            try:
+                self.kube.request("DELETE", path, body={"kind": "DeleteOptions", "apiVersion": "v1",
+                                                        "propagationPolicy": "Background"})
+            except Exception as failed:  # noqa: BLE001 - reported in the error, tracked for prune
+                if not (isinstance(failed, ApiError) and failed.status == 404):
+                    why = f"HTTP {failed.status}: {failed.message}" if isinstance(failed, ApiError) else failed
+                    left.append(f"{item.ref} (created to validate what it holds; removing it again "
+                                f"failed: {cut(why, 150)})")
+                    continue
+            del self.written[item.inventory_id]
+            removed.append(item.ref)
+            gone.append(path)
+        if not removed and not left:
+            return exc
+        deadline = time.monotonic() + CRD_WAIT
+        while gone and time.monotonic() < deadline:
+            gone = [path for path in gone if self._exists(path)]
+            time.sleep(0.2 if gone else 0)
+        undone = f"created {', '.join(removed)} removed again" if removed else ""
+        if left:
+            applied = "nothing applied but " + "; ".join(left) + (f"; {undone}" if undone else "")
+        else:
+            applied = f"nothing applied ({undone})" if undone else "nothing applied"
+        exc = sync_error(exc, "validating")
+        if isinstance(exc, Invalid):
+            return Invalid(exc.details, applied)
+        if isinstance(exc, TemporaryError):
+            return TemporaryError(f"{exc}; {applied}", exc.delay)
+        return PermanentError(f"{exc}; {applied}")
+
+    def _exists(self, path: str) -> bool:
+        try:
+            return self.kube.get(path) is not None
+        except Exception:  # noqa: BLE001 - only waited for: unknown counts as gone
+            return False
 
     def _namespace_exists(self, name: str) -> bool:
         """One GET per namespace the commit declares: no cluster-wide list, so a worker

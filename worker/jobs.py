@@ -87,6 +87,17 @@ def _render(mirror: Mirror, repo: RepoConfig, sha: str) -> list:
     return rendercache.rendered(mirror, sha)
 
 
+def _track_written(kube, inv_ns: str, repo: RepoConfig, previous: dict, written: dict) -> None:
+    """A failed apply that still wrote objects: add them to the inventory, so prune knows them."""
+    if not written or repo.mode != "apply":
+        return
+    try:
+        inventory.save(kube, inv_ns, repo.name, {**previous, **written}, previous)
+    except Exception:  # noqa: BLE001 - the apply's own error is the one to report
+        log.exception("could not record in the inventory of %s what a failed apply wrote: %s",
+                      repo.name, ", ".join(sorted(written)))
+
+
 def _report(conn: Redis, config: Config, repo: RepoConfig, record: history.SyncRecord, summary: str) -> None:
     """Metrics and alerts for one finished attempt; never raises into the sync.
 
@@ -180,7 +191,11 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         applier = Applier(kube, concurrency=settings.concurrency, previous=previous,
                           default_namespace=repo.namespace or config.worker.default_namespace,
                           dry_run_only=repo.mode == "report")
-        applied = applier.run(manifests)
+        try:
+            applied = applier.run(manifests)
+        except Exception:
+            _track_written(kube, inv_ns, repo, previous, applier.written)
+            raise
         record.add(applied.changes)
         record.phase("apply")
         lock.check()

@@ -1,0 +1,214 @@
+"""A commit that creates a Namespace or CRD and is invalid in what that holds leaves the cluster
+as it was: the Namespace or CRD, written only so the rest could be dry-run, is deleted again, and
+when that delete fails the error says so and the sync keeps it in its inventory for prune."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+import yaml
+from kubernetes import client
+
+from tests.worker.sync_manifests import cm_value, configmap, deployment
+
+pytestmark = pytest.mark.stack
+
+SAFETY_TIMEOUT = 120  # only so a broken cluster cannot hang the suite; not a performance limit
+
+
+def namespace_doc(name: str, labels: dict | None = None) -> str:
+    return yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace",
+                           "metadata": {"name": name, **({"labels": labels} if labels else {})}})
+
+
+def in_namespace(manifest: str, namespace: str) -> str:
+    return manifest.replace("metadata:\n", f"metadata:\n  namespace: {namespace}\n", 1)
+
+
+def app_in_new_namespace(new_ns: str, replicas: int) -> str:
+    return namespace_doc(new_ns) + "---\n" + in_namespace(deployment("fluxdemo", "1.0", replicas), new_ns)
+
+
+def read_namespace(kube, name: str):
+    try:
+        return client.CoreV1Api(kube).read_namespace(name)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def left_behind(kube, name: str) -> bool:
+    """True while ``name`` exists and is not being deleted."""
+    ns = read_namespace(kube, name)
+    return ns is not None and ns.metadata.deletion_timestamp is None
+
+
+def inventory_ids(kube, namespace: str) -> set[str]:
+    from worker import inventory
+    try:
+        cm = client.CoreV1Api(kube).read_namespaced_config_map(inventory.configmap_name("app"), namespace)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return set()
+        raise
+    return set(json.loads(cm.data[inventory.DATA_KEY]))
+
+
+def test_invalid_object_in_a_new_namespace_leaves_no_namespace_behind(harness, git_repo, kube, namespace):
+    from worker.apply import object_id
+
+    new_ns = f"pb-new-{uuid.uuid4().hex[:8]}"
+    repo = git_repo("freshns")
+    harness.configure(repo)
+    try:
+        files = {"deploy/app.yaml": app_in_new_namespace(new_ns, replicas=-1),
+                 # a valid change to the test's existing namespace: it must wait for validation too
+                 "deploy/own.yaml": namespace_doc(namespace, {"pullbridge.io/checked": "yes"}),
+                 "deploy/cm.yaml": configmap("good", "g")}
+        failed = harness.sync(repo.commit_and_push("bad", files))
+        assert failed["result"] == "failure", failed
+        assert not left_behind(kube, new_ns)
+        assert "pullbridge.io/checked" not in (read_namespace(kube, namespace).metadata.labels or {})
+        assert cm_value(kube, namespace, "good") is None
+        assert inventory_ids(kube, namespace) == set()
+        assert failed["error"].startswith(
+            f"validation failed, nothing applied (created Namespace/{new_ns} removed again): "
+            f"Deployment/{new_ns}/fluxdemo (deploy/app.yaml, doc 2): spec.replicas: Invalid value: -1"), failed
+
+        files["deploy/app.yaml"] = app_in_new_namespace(new_ns, replicas=1)
+        fixed = harness.sync(repo.commit_and_push("fixed", files))
+        assert fixed["result"] == "success", fixed
+        assert read_namespace(kube, namespace).metadata.labels["pullbridge.io/checked"] == "yes"
+        client.AppsV1Api(kube).read_namespaced_deployment("fluxdemo", new_ns)
+        assert object_id("", "Namespace", None, new_ns) in inventory_ids(kube, namespace)
+    finally:
+        if read_namespace(kube, new_ns) is not None:
+            client.CoreV1Api(kube).delete_namespace(new_ns)
+
+
+CRD = """apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.{group}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{plural: widgets, singular: widget, kind: Widget}}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+                size: {{type: integer, minimum: 0}}
+"""
+
+
+def test_invalid_object_of_a_new_crd_leaves_no_crd_behind(harness, git_repo, kube, namespace):
+    group = f"t{uuid.uuid4().hex[:8]}.pullbridge.test"
+    widget = f"apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: -1\n"
+    repo = git_repo("freshcrd")
+    harness.configure(repo)
+    extensions = client.ApiextensionsV1Api(kube)
+    try:
+        failed = harness.sync(repo.commit_and_push("bad", {"crd.yaml": CRD.format(group=group),
+                                                           "widget.yaml": widget}))
+        assert failed["result"] == "failure", failed
+        crds = [c for c in extensions.list_custom_resource_definition().items
+                if c.metadata.name == f"widgets.{group}" and c.metadata.deletion_timestamp is None]
+        assert crds == []
+        assert inventory_ids(kube, namespace) == set()
+        assert failed["error"].startswith(
+            f"validation failed, nothing applied (created CustomResourceDefinition/widgets.{group} removed "
+            f"again): Widget/{namespace}/w1 (widget.yaml, doc 1): spec.size: Invalid value"), failed
+    finally:
+        try:
+            extensions.delete_custom_resource_definition(f"widgets.{group}")
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def kubeconfig_without_namespace_delete(kube, stack, namespace: str, role: str) -> dict:
+    """A ServiceAccount that may create and change Namespaces, Deployments and ConfigMaps, not delete Namespaces."""
+    core, rbac = client.CoreV1Api(kube), client.RbacAuthorizationV1Api(kube)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "pullbridge"}})
+    rbac.create_cluster_role({"metadata": {"name": role}, "rules": [
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "create", "patch"]},
+        {"apiGroups": ["", "apps"], "resources": ["configmaps", "deployments"], "verbs": ["*"]}]})
+    rbac.create_cluster_role_binding({
+        "metadata": {"name": role},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": "pullbridge", "namespace": namespace}]})
+    token = core.create_namespaced_service_account_token(
+        "pullbridge", namespace, {"spec": {"expirationSeconds": 3600}}).status.token
+    admin = yaml.safe_load(open(stack.kubeconfig))
+    cluster = admin["clusters"][0]
+    return {"apiVersion": "v1", "kind": "Config", "clusters": [cluster],
+            "users": [{"name": "sa", "user": {"token": token}}],
+            "contexts": [{"name": "sa", "context": {"cluster": cluster["name"], "user": "sa"}}],
+            "current-context": "sa"}
+
+
+def wait_allowed(restricted, namespace: str) -> None:
+    """Until the API server's RBAC cache has the new binding (it follows its informers)."""
+    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+              "spec": {"resourceAttributes": {"verb": "patch", "resource": "configmaps", "namespace": namespace}}}
+    deadline = time.monotonic() + SAFETY_TIMEOUT
+    while not restricted.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                                 body=review)["status"].get("allowed"):
+        assert time.monotonic() < deadline, "the ServiceAccount's ClusterRoleBinding never took effect"
+        time.sleep(0.1)
+
+
+def test_a_namespace_that_cannot_be_removed_again_is_named_and_kept_for_prune(
+        harness, git_repo, kube, namespace, stack, tmp_path, monkeypatch):
+    from worker import jobs
+    from worker.apply import object_id
+    from worker.kube import Kube, load_api_client
+
+    new_ns = f"pb-stuck-{uuid.uuid4().hex[:8]}"
+    role = f"pullbridge-test-{uuid.uuid4().hex[:8]}"
+    kubeconfig = tmp_path / "kubeconfig"
+    rbac = client.RbacAuthorizationV1Api(kube)
+    try:
+        kubeconfig.write_text(yaml.safe_dump(kubeconfig_without_namespace_delete(kube, stack, namespace, role)))
+        restricted = Kube(load_api_client(str(kubeconfig)))
+        wait_allowed(restricted, namespace)
+        admin = jobs.process_kube()
+        monkeypatch.setattr(jobs, "process_kube", lambda: restricted)
+        repo = git_repo("stuckns")
+        harness.configure(repo)
+
+        failed = harness.sync(repo.commit_and_push("bad", {
+            "deploy/app.yaml": app_in_new_namespace(new_ns, replicas=-1), "deploy/cm.yaml": configmap("good", "g")}))
+        assert failed["result"] == "failure", failed
+        assert left_behind(kube, new_ns)
+        assert inventory_ids(kube, namespace) == {object_id("", "Namespace", None, new_ns)}
+        assert failed["error"].startswith(
+            f"validation failed, nothing applied but Namespace/{new_ns} (created to validate what it holds; "
+            "removing it again failed: HTTP 403: "), failed
+        assert f"Deployment/{new_ns}/fluxdemo (deploy/app.yaml, doc 2): spec.replicas: Invalid value: -1" \
+            in failed["error"]
+
+        # With the right to delete again, the next commit (which no longer declares it) prunes it.
+        monkeypatch.setattr(jobs, "process_kube", lambda: admin)
+        repo.remove("deploy/app.yaml")
+        done = harness.sync(repo.commit_and_push("drop it"))
+        assert done["result"] == "success", done
+        assert done["counts"]["deleted"] == 1 and done["counts"]["created"] == 1
+        assert not left_behind(kube, new_ns)
+    finally:
+        rbac.delete_cluster_role_binding(role)
+        rbac.delete_cluster_role(role)
+        if read_namespace(kube, new_ns) is not None:
+            client.CoreV1Api(kube).delete_namespace(new_ns)
