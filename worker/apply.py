@@ -21,9 +21,8 @@ nothing and cheap when nothing changed.  The flow, after fluxcd/pkg ssa:
 Objects in a Namespace or of a CRD that the commit creates cannot be
 dry-run before it exists: only those Namespaces and CRDs are written before
 the rest is validated (a change to an existing Namespace waits), and when
-the rest fails, what was created is deleted again so that "nothing applied"
-holds.  What could not be deleted is named in the error and left in
-``Applier.written``, which the sync adds to the inventory for prune.
+the rest fails, what was created is deleted again (``worker.apply_undo``)
+so that "nothing applied" holds.
 """
 
 from __future__ import annotations
@@ -400,52 +399,10 @@ class Applier:
             self._validate(rest)
 
     def _undo(self, first: list[Item], exc: Exception) -> Exception:
-        """Delete again, newest first, what ``first`` created; ``exc`` retold with what was undone.
+        """Delete again what ``first`` created (``worker.apply_undo``); ``exc`` retold with what was undone."""
+        from worker.apply_undo import undo
 
-        Waits (up to CRD_WAIT) until the deleted objects are gone, so that the
-        next sync finds the cluster as it was and not a terminating Namespace.
-        """
-        removed, gone, left = [], [], []
-        for item in reversed([i for i in first if i.inventory_id in self.written]):
-            if item.action != "created":
-                left.append(f"{item.ref} (configured to validate what uses it)")
-                continue
-            path = item.mapping.path(None, item.obj["metadata"]["name"])
-            try:
-                self.kube.request("DELETE", path, body={"kind": "DeleteOptions", "apiVersion": "v1",
-                                                        "propagationPolicy": "Background"})
-            except Exception as failed:  # noqa: BLE001 - reported in the error, tracked for prune
-                if not (isinstance(failed, ApiError) and failed.status == 404):
-                    why = f"HTTP {failed.status}: {failed.message}" if isinstance(failed, ApiError) else failed
-                    left.append(f"{item.ref} (created to validate what it holds; removing it again "
-                                f"failed: {cut(why, 150)})")
-                    continue
-            del self.written[item.inventory_id]
-            removed.append(item.ref)
-            gone.append(path)
-        if not removed and not left:
-            return exc
-        deadline = time.monotonic() + CRD_WAIT
-        while gone and time.monotonic() < deadline:
-            gone = [path for path in gone if self._exists(path)]
-            time.sleep(0.2 if gone else 0)
-        undone = f"created {', '.join(removed)} removed again" if removed else ""
-        if left:
-            applied = "nothing applied but " + "; ".join(left) + (f"; {undone}" if undone else "")
-        else:
-            applied = f"nothing applied ({undone})" if undone else "nothing applied"
-        exc = sync_error(exc, "validating")
-        if isinstance(exc, Invalid):
-            return Invalid(exc.details, applied)
-        if isinstance(exc, TemporaryError):
-            return TemporaryError(f"{exc}; {applied}", exc.delay)
-        return PermanentError(f"{exc}; {applied}")
-
-    def _exists(self, path: str) -> bool:
-        try:
-            return self.kube.get(path) is not None
-        except Exception:  # noqa: BLE001 - only waited for: unknown counts as gone
-            return False
+        return undo(self.kube, self.written, first, exc)
 
     def _namespace_exists(self, name: str) -> bool:
         """One GET per namespace the commit declares: no cluster-wide list, so a worker
