@@ -20,6 +20,10 @@ difference survives normalisation and defaulting; otherwise it is not drift.  A 
 from its LIST is drift (deleted).  Each entry names the field, the live and
 declared values, and who changed it when managedFields tell: the manager
 that now owns the field, its operation, subresource and time.
+
+A Secret's values (any field outside ``metadata``) are replaced with
+``(hidden: Secret data)`` when an entry is made, so the log, the alerts and the
+history record never hold them.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from worker.render import Manifest
 MAX_VALUE_CHARS = 200
 SKIPPED_TOP = ("apiVersion", "kind", "status")
 SKIPPED_METADATA = ("name", "namespace")
+HIDDEN = "(hidden: Secret data)"
 
 
 @dataclass
@@ -233,6 +238,17 @@ def changed_by(live: dict, tokens) -> dict | None:
     return best
 
 
+def _entry(t: "Target", tokens, live_value, declared, owner: dict | None = None) -> DriftEntry:
+    """A drift entry for ``t`` (``tokens`` empty: the whole object); a Secret's values outside
+    ``metadata`` are hidden."""
+    if t.obj.get("kind") == "Secret" and tokens and tokens[0] != Tok("key", "metadata"):
+        live_value, declared = HIDDEN, HIDDEN
+    owner = owner or {}
+    return DriftEntry(t.ref, show_path(tokens), live_value, declared, t.manifest.source,
+                      manager=owner.get("manager"), operation=owner.get("operation"),
+                      subresource=owner.get("subresource"), changed_at=owner.get("time"))
+
+
 # -- the scan -------------------------------------------------------------------
 
 def resolve(kube: Kube, manifests: list[Manifest], default_namespace: str) -> tuple[list[Target], list[str]]:
@@ -303,11 +319,11 @@ def scan(kube: Kube, manifests: list[Manifest], *, default_namespace: str, concu
         result.checked += 1
         live = live_by_key.get((t.mapping, t.namespace), {}).get(t.name)
         if live is None:
-            result.entries.append(DriftEntry(t.ref, "(object)", None, "present", t.manifest.source))
+            result.entries.append(_entry(t, (), None, "present"))
             result.drifted.append(t)
             continue
         if (live.get("metadata") or {}).get("deletionTimestamp"):
-            result.entries.append(DriftEntry(t.ref, "(object)", "terminating", "present", t.manifest.source))
+            result.entries.append(_entry(t, (), "terminating", "present"))
             result.drifted.append(t)
             continue
         ours = [mf.get("fieldsV1") or {} for mf in (live.get("metadata") or {}).get("managedFields") or []
@@ -331,11 +347,7 @@ def scan(kube: Kube, manifests: list[Manifest], *, default_namespace: str, concu
         for tokens, declared, live_value in diffs:
             if value_at(answer, tokens) == live_value:
                 continue  # the server normalises the declared value to what is live
-            owner = changed_by(live, tokens) or {}
-            result.entries.append(DriftEntry(
-                t.ref, show_path(tokens), live_value, declared, t.manifest.source,
-                manager=owner.get("manager"), operation=owner.get("operation"),
-                subresource=owner.get("subresource"), changed_at=owner.get("time")))
+            result.entries.append(_entry(t, tokens, live_value, declared, changed_by(live, tokens)))
             found = True
         if found:
             result.drifted.append(t)

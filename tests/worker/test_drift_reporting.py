@@ -1,0 +1,86 @@
+"""Drift reports on the real stack: Secret values hidden, rejected dry-runs reported, honest results."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from rq import Queue
+
+from pullbridge import keys
+from pullbridge.config import load_config
+
+from tests.worker.drift_support import drift_record, kubectl, run_reconcile
+from tests.worker.sync_manifests import app_files
+
+pytestmark = pytest.mark.stack
+
+SECRET = """apiVersion: v1
+kind: Secret
+metadata:
+  name: db
+  labels: {tier: db}
+data:
+  password: Z2l0LWRlY2xhcmVkLVBX
+"""
+
+JOB = """apiVersion: batch/v1
+kind: Job
+metadata:
+  name: migrate
+spec:
+  suspend: true
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: migrate
+          image: busybox:1.36
+"""
+
+
+def with_alerts(harness, monkeypatch, events) -> None:
+    """A JSON-webhook alert destination for ``events`` (alerts are queued, not sent here)."""
+    monkeypatch.setenv("PB_TEST_ALERT_URL", "http://127.0.0.1:9/alerts")
+    data = json.loads(harness.config_path.read_text())
+    data["alerts"] = [{"kind": "webhook", "url_env": "PB_TEST_ALERT_URL", "events": events}]
+    harness.config_path.write_text(json.dumps(data))
+    harness.config = load_config(harness.config_path)
+
+
+def queued_alerts(harness) -> list[dict]:
+    return [job.args[1] for job in Queue(keys.STATUS_QUEUE, connection=harness.conn).jobs]
+
+
+@pytest.fixture
+def synced_with(harness, git_repo):
+    """Sync the demo app plus ``extra`` files once; returns the harness."""
+    def sync(extra: dict[str, str], **repo_fields):
+        repo = git_repo("drift")
+        repo.commit_and_push("v1", {**app_files("1.0"), **extra})
+        harness.configure(repo, interval="10s", **repo_fields)
+        assert harness.sync(None)["result"] == "success"
+        harness.git = repo
+        return harness
+    return sync
+
+
+def test_secret_values_of_drift_reach_no_log_alert_or_record(synced_with, stack, namespace, monkeypatch,
+                                                             caplog):
+    harness = synced_with({"deploy/secret.yaml": SECRET})
+    with_alerts(harness, monkeypatch, ["drift_corrected"])
+    kubectl(stack, "patch", "secret", "db", "-n", namespace, "--type=merge",
+            "-p", json.dumps({"stringData": {"password": "hand-set-PROD-PW"}, "metadata": {"labels": {"tier": "x"}}}))
+    with caplog.at_level(logging.INFO):
+        result = run_reconcile(harness)
+    assert result["result"] == "drift corrected"
+    entries = {e["field"]: e for e in drift_record(harness)["drift_entries"]}
+    assert (entries["data.password"]["live"], entries["data.password"]["declared"]) == \
+        ("(hidden: Secret data)", "(hidden: Secret data)")
+    assert (entries["metadata.labels.tier"]["live"], entries["metadata.labels.tier"]["declared"]) == ("x", "db")
+    [alert] = queued_alerts(harness)
+    assert "Secret/" in alert["summary"] and "data.password" in alert["summary"]
+    stored = json.dumps(drift_record(harness)) + json.dumps(harness.history()) + json.dumps(harness.state())
+    for encoded in ("hand-set-PROD-PW", "aGFuZC1zZXQtUFJPRC1QVw==", "git-declared-PW", "Z2l0LWRlY2xhcmVkLVBX"):
+        assert encoded not in caplog.text and encoded not in alert["summary"] and encoded not in stored
