@@ -23,7 +23,10 @@ that now owns the field, its operation, subresource and time.
 
 A Secret's values (any field outside ``metadata``) are replaced with
 ``(hidden: Secret data)`` when an entry is made, so the log, the alerts and the
-history record never hold them.
+history record never hold them.  A candidate whose dry-run the API server
+rejects (an immutable field changed by re-creating the object by hand) is
+still drift: its local differences are reported with the rejection as their
+``note``, and the object is not re-applied (the apply would be rejected too).
 """
 
 from __future__ import annotations
@@ -59,11 +62,12 @@ class DriftEntry:
     subresource: str | None = None
     changed_at: str | None = None
     corrected: bool = False
+    note: str = ""  # why the entry is unconfirmed (dry-run rejected)
 
     def as_dict(self) -> dict:
         out = {"object": self.object, "field": self.field, "live": _short(self.live),
                "declared": _short(self.declared), "corrected": self.corrected}
-        for key in ("source", "manager", "operation", "subresource", "changed_at"):
+        for key in ("source", "manager", "operation", "subresource", "changed_at", "note"):
             if getattr(self, key):
                 out[key] = getattr(self, key)
         return out
@@ -72,8 +76,9 @@ class DriftEntry:
         who = f" by {self.manager}" + (f" ({self.operation}" + (f" /{self.subresource}" if self.subresource else "")
                                         + ")" if self.operation else "") if self.manager else ""
         when = f" at {self.changed_at}" if self.changed_at else ""
+        note = f" ({self.note})" if self.note else ""
         return f"{self.object} {self.field}: live {json.dumps(self.live)} declared " \
-               f"{json.dumps(self.declared)}{who}{when}"
+               f"{json.dumps(self.declared)}{who}{when}{note}"
 
 
 def _short(value):
@@ -108,6 +113,7 @@ class Target:
 class ScanResult:
     entries: list[DriftEntry] = field(default_factory=list)
     drifted: list[Target] = field(default_factory=list)  # objects to re-apply
+    rejected: list[str] = field(default_factory=list)  # drifted objects whose dry-run was rejected
     checked: int = 0
     candidates: int = 0
     notes: list[str] = field(default_factory=list)
@@ -238,7 +244,7 @@ def changed_by(live: dict, tokens) -> dict | None:
     return best
 
 
-def _entry(t: "Target", tokens, live_value, declared, owner: dict | None = None) -> DriftEntry:
+def _entry(t: Target, tokens, live_value, declared, owner: dict | None = None, note: str = "") -> DriftEntry:
     """A drift entry for ``t`` (``tokens`` empty: the whole object); a Secret's values outside
     ``metadata`` are hidden."""
     if t.obj.get("kind") == "Secret" and tokens and tokens[0] != Tok("key", "metadata"):
@@ -246,7 +252,7 @@ def _entry(t: "Target", tokens, live_value, declared, owner: dict | None = None)
     owner = owner or {}
     return DriftEntry(t.ref, show_path(tokens), live_value, declared, t.manifest.source,
                       manager=owner.get("manager"), operation=owner.get("operation"),
-                      subresource=owner.get("subresource"), changed_at=owner.get("time"))
+                      subresource=owner.get("subresource"), changed_at=owner.get("time"), note=note)
 
 
 # -- the scan -------------------------------------------------------------------
@@ -340,7 +346,13 @@ def scan(kube: Kube, manifests: list[Manifest], *, default_namespace: str, concu
     for (t, live, diffs), answer in zip(candidates, answers):
         if isinstance(answer, Exception):
             if isinstance(answer, ApiError) and not answer.temporary:
-                result.notes.append(f"{t.ref}: dry-run rejected: {cut(answer.message, 200)}")
+                # Unconfirmed, but the live object is not what Git declares and re-applying
+                # it would be rejected as well: report the local differences, correct nothing.
+                rejection = f"dry-run rejected: {cut(answer.message, 200)}"
+                result.notes.append(f"{t.ref}: {rejection}; not corrected")
+                result.rejected.append(t.ref)
+                result.entries.extend(_entry(t, tokens, live_value, declared, changed_by(live, tokens), rejection)
+                                      for tokens, declared, live_value in diffs)
                 continue
             raise sync_error(answer, f"dry-run of {t.ref}")
         found = False

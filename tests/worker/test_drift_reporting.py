@@ -84,3 +84,23 @@ def test_secret_values_of_drift_reach_no_log_alert_or_record(synced_with, stack,
     stored = json.dumps(drift_record(harness)) + json.dumps(harness.history()) + json.dumps(harness.state())
     for encoded in ("hand-set-PROD-PW", "aGFuZC1zZXQtUFJPRC1QVw==", "git-declared-PW", "Z2l0LWRlY2xhcmVkLVBX"):
         assert encoded not in caplog.text and encoded not in alert["summary"] and encoded not in stored
+
+
+def test_drift_whose_dry_run_is_rejected_is_reported_not_in_sync(synced_with, stack, namespace, tmp_path):
+    """A Job re-created by hand with another image: its template is immutable, so the dry-run is rejected."""
+    harness = synced_with({"deploy/job.yaml": JOB})
+    kubectl(stack, "delete", "job", "migrate", "-n", namespace)
+    (tmp_path / "job.yaml").write_text(JOB.replace("busybox:1.36", "evil:latest"))
+    kubectl(stack, "create", "-n", namespace, "-f", str(tmp_path / "job.yaml"))
+    result = run_reconcile(harness)
+    assert result["result"] != "in sync" and result["objects"] == 1 and result["corrected"] == 0
+    record = drift_record(harness)
+    [entry] = record["drift_entries"]
+    assert (entry["object"], entry["field"], entry["live"], entry["declared"], entry["corrected"]) == \
+        (f"Job/{namespace}/migrate", "spec.template.spec.containers[name=migrate].image", "evil:latest",
+         "busybox:1.36", False)
+    assert entry["note"].startswith("dry-run rejected:") and "is invalid" in entry["note"]
+    assert any("not corrected" in n for n in record["notes"])
+    assert not harness.state()["last_check_result"].startswith("in sync")
+    live = json.loads(kubectl(stack, "get", "job", "migrate", "-n", namespace, "-o", "json"))
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "evil:latest"
