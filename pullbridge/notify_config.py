@@ -22,7 +22,7 @@ from pydantic import Field, field_validator, model_validator
 from pullbridge.config_types import Secret, StrictModel, parse_duration
 
 STATUS_PROVIDERS = ("github", "gitlab", "gitea")
-ALERT_EVENTS = ("sync_failed", "sync_recovered", "drift_corrected")
+ALERT_EVENTS = ("sync_failed", "sync_recovered", "drift_corrected", "drift_failed", "drift_found")
 CONTEXT_MAX = 255  # GitLab's `name` and a sane bound for GitHub's `context`
 SCP_URL_RE = re.compile(r"^(?:[\w.-]+@)?([\w.-]+):(.+)$")
 
@@ -89,7 +89,7 @@ class AlertTarget(StrictModel):
     kind: Literal["slack", "webhook"]
     url_env: str | None = None
     url_file: str | None = None
-    events: list[Literal["sync_failed", "sync_recovered", "drift_corrected"]] = Field(
+    events: list[Literal["sync_failed", "sync_recovered", "drift_corrected", "drift_failed", "drift_found"]] = Field(
         default_factory=lambda: list(ALERT_EVENTS))
     repos: list[str] = Field(default_factory=list, description="only these repos; empty: all")
     retries: int = Field(5, ge=0, le=20)

@@ -1,9 +1,10 @@
-"""Alerts to operators: sync failed, sync recovered, drift corrected.
+"""Alerts to operators: sync failed, sync recovered, drift corrected, found or not corrected.
 
 Why it exists: an operator wants to hear when a repository starts failing
 and when it is fine again, not once per retry.  The sync engine calls
-``sync_finished`` after every sync attempt and ``drift_corrected`` after a
-drift correction; this module keeps the last alerted state per repository in
+``sync_finished`` after every sync attempt and ``drift_alert`` after a drift
+check that recorded drift (``drift_corrected``; ``drift_failed`` when some of
+it could not be corrected; ``drift_found`` in report mode); this module keeps the last alerted state per repository in
 Redis (``keys.alert_state``: ``ok`` or ``failing``) and queues an alert only
 when that state changes:
 
@@ -13,8 +14,8 @@ when that state changes:
 
 Swapping the state and queueing the alert jobs is one Redis transaction
 (WATCH/MULTI), so two workers finishing at once cannot both alert, and a
-crash cannot record the state without its alert.  ``drift_corrected``
-alerts once per sync id (a retried drift job does not alert twice).
+crash cannot record the state without its alert.  A drift alert is sent
+once per sync id (a retried drift job does not alert twice).
 
 Each alert is its own retried RQ job per destination (worker.outbound's
 policy), on the status queue, so a Slack outage never delays a sync and one
@@ -43,9 +44,11 @@ FAILURE_STATES = {"failure", "failed", "error"}
 DRIFT_ONCE_TTL = 7 * 86400
 SLACK_TEXT_MAX = 3000  # a Slack section block's text limit
 ICONS = {"sync_failed": ":red_circle:", "sync_recovered": ":large_green_circle:",
-         "drift_corrected": ":wrench:", "test": ":bell:"}
+         "drift_corrected": ":wrench:", "drift_failed": ":warning:", "drift_found": ":mag:",
+         "test": ":bell:"}
 TITLES = {"sync_failed": "sync failed", "sync_recovered": "sync recovered",
-          "drift_corrected": "drift corrected", "test": "test alert"}
+          "drift_corrected": "drift corrected", "drift_failed": "drift not corrected",
+          "drift_found": "drift found", "test": "test alert"}
 
 
 def target_key(target: AlertTarget) -> str:
@@ -98,6 +101,13 @@ def sync_finished(conn: Redis, config: Config, repo: RepoConfig, result_state: s
 
 def drift_corrected(conn: Redis, config: Config, repo: RepoConfig, sync_id: str, summary: str) -> list[str]:
     """Call after drift was found and corrected; alerts once per ``sync_id``.  Never raises."""
+    return drift_alert(conn, config, repo, "drift_corrected", sync_id, summary)
+
+
+def drift_alert(conn: Redis, config: Config, repo: RepoConfig, event: str, sync_id: str,
+                summary: str) -> list[str]:
+    """Call after a drift check recorded drift (``event``: drift_corrected, drift_failed or
+    drift_found); alerts once per ``sync_id``.  Never raises."""
     try:
         once_key = keys.alert_once(f"drift:{repo.name}:{sync_id}")
         with conn.pipeline() as pipe:
@@ -109,7 +119,7 @@ def drift_corrected(conn: Redis, config: Config, repo: RepoConfig, sync_id: str,
                         return []
                     pipe.multi()
                     pipe.set(once_key, "1", ex=DRIFT_ONCE_TTL)
-                    job_ids = _enqueue(pipe, conn, config, repo, "drift_corrected", sync_id, summary)
+                    job_ids = _enqueue(pipe, conn, config, repo, event, sync_id, summary)
                     pipe.execute()
                     return job_ids
                 except WatchError:
@@ -125,7 +135,7 @@ def _enqueue(pipe, conn: Redis, config: Config, repo: RepoConfig, event: str,
         "source": "pullbridge",
         "event": event,
         "repo": repo.name,
-        "state": {"sync_failed": "failing", "sync_recovered": "ok"}.get(event, "drift_corrected"),
+        "state": {"sync_failed": "failing", "sync_recovered": "ok"}.get(event, event),
         "sync_id": sync_id,
         "summary": summary or "",
         "url": f"{config.server.public_url.rstrip('/')}/syncs/{sync_id}" if sync_id else None,

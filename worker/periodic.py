@@ -204,16 +204,25 @@ def check_drift(conn: Redis, config: Config, repo: RepoConfig, sha: str, lock: R
         record.notes.append("report mode: drift left in place")
     for entry in found.entries:
         entry.corrected = entry.object in corrected
+    if repo.mode == "report":
+        verb, event, why = "reported", "drift_found", ""
+    elif len(corrected) == objects:
+        verb, event, why = "corrected", "drift_corrected", ""
+    else:
+        verb, event = "not corrected", "drift_failed"
+        why = record.error or "; ".join(n for n in record.notes if "not corrected" in n) or \
+            "re-applying changed nothing"
+    if verb == "not corrected" and record.result == "success":
+        record.result = "failure"  # what was found is still there
     record.drift = [e.as_dict() for e in found.entries]
     save_drift(conn, record, config.worker.history_limit)
     metrics.record_drift(conn, repo.name, objects, len(corrected))
-    verb = "corrected" if repo.mode == "apply" else "reported"
-    summary = f"{objects} object(s) drifted, {len(corrected)} corrected: " + "; ".join(
-        e.describe() for e in found.entries[:5]) + (" ..." if len(found.entries) > 5 else "")
-    if corrected:
-        alerts.drift_corrected(conn, config, repo, record.id, summary)
-    record_check(conn, repo.name, f"drift {verb}: {objects} object(s), {len(corrected)} corrected",
-                 last_check_sync_id=record.id)
+    outcome = f"{objects} object(s) drifted, {len(corrected)} corrected" + (f" ({cut(why, 300)})" if why else "")
+    summary = f"{outcome}: " + "; ".join(e.describe() for e in found.entries[:5]) + \
+        (" ..." if len(found.entries) > 5 else "")
+    alerts.drift_alert(conn, config, repo, event, record.id, summary)
+    record_check(conn, repo.name, f"drift {verb}: {objects} object(s), {len(corrected)} corrected"
+                 + (f": {cut(why, 200)}" if why else ""), last_check_sync_id=record.id)
     return {"result": f"drift {verb}", "id": record.id, "objects": objects, "corrected": len(corrected)}
 
 

@@ -104,3 +104,56 @@ def test_drift_whose_dry_run_is_rejected_is_reported_not_in_sync(synced_with, st
     assert not harness.state()["last_check_result"].startswith("in sync")
     live = json.loads(kubectl(stack, "get", "job", "migrate", "-n", namespace, "-o", "json"))
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "evil:latest"
+
+
+def test_uncorrected_drift_says_so_and_alerts(synced_with, stack, namespace, monkeypatch, tmp_path):
+    """The rejected Job is drift_failed, and so is a correction that fails (its lock taken away)."""
+    from worker import drift, periodic
+    from worker.lock import RepoLock
+
+    harness = synced_with({"deploy/job.yaml": JOB})
+    with_alerts(harness, monkeypatch, ["drift_corrected", "drift_failed"])
+    kubectl(stack, "delete", "job", "migrate", "-n", namespace)
+    (tmp_path / "job.yaml").write_text(JOB.replace("busybox:1.36", "evil:latest"))
+    kubectl(stack, "create", "-n", namespace, "-f", str(tmp_path / "job.yaml"))
+    result = run_reconcile(harness)
+    assert (result["result"], result["corrected"]) == ("drift not corrected", 0)
+    assert harness.state()["last_check_result"].startswith("drift not corrected: 1 object(s), 0 corrected: ")
+    assert "dry-run rejected" in harness.state()["last_check_result"]
+    assert harness.history()[0]["result"] == "failure"
+    [alert] = queued_alerts(harness)
+    assert (alert["event"], alert["sync_id"]) == ("drift_failed", result["id"])
+    assert "evil:latest" in alert["summary"]
+
+
+
+def test_failed_correction_says_so_and_alerts(synced_with, stack, namespace, monkeypatch):
+    """The scan is real; the re-apply is refused as an admission webhook would refuse it."""
+    from worker import periodic
+    from worker.errors import PermanentError
+
+    class RefusingApplier(periodic.Applier):
+        def run(self, manifests):
+            raise PermanentError(f"Deployment/{namespace}/fluxdemo (deploy/app.yaml, doc 2): denied by policy")
+    harness = synced_with({})
+    with_alerts(harness, monkeypatch, ["drift_corrected", "drift_failed"])
+    monkeypatch.setattr(periodic, "Applier", RefusingApplier)
+    kubectl(stack, "scale", "deployment/fluxdemo", "--replicas=3", "-n", namespace)
+    result = run_reconcile(harness)
+    assert (result["result"], result["corrected"]) == ("drift not corrected", 0)
+    assert harness.state()["last_check_result"] == (
+        "drift not corrected: 1 object(s), 0 corrected: correcting drift: "
+        f"Deployment/{namespace}/fluxdemo (deploy/app.yaml, doc 2): denied by policy")
+    [alert] = queued_alerts(harness)
+    assert alert["event"] == "drift_failed" and "denied by policy" in alert["summary"]
+
+def test_report_mode_drift_alerts(synced_with, stack, namespace, monkeypatch):
+    harness = synced_with({})
+    harness.configure(harness.git, interval="10s", mode="report")
+    with_alerts(harness, monkeypatch, ["drift_found"])
+    kubectl(stack, "scale", "deployment/fluxdemo", "--replicas=3", "-n", namespace)
+    result = run_reconcile(harness)
+    assert result["result"] == "drift reported"
+    [alert] = queued_alerts(harness)
+    assert (alert["event"], alert["state"], alert["sync_id"]) == ("drift_found", "drift_found", result["id"])
+    assert "spec.replicas: live 3 declared 1" in alert["summary"]
