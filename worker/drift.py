@@ -27,6 +27,10 @@ history record never hold them.  A candidate whose dry-run the API server
 rejects (an immutable field changed by re-creating the object by hand) is
 still drift: its local differences are reported with the rejection as their
 ``note``, and the object is not re-applied (the apply would be rejected too).
+
+An ignore-fields path that picks an item of a named list by position
+(``containers[0]``) is also matched under the item's name, as the scan walks
+such lists by ``name`` and the apply removes the item at that position.
 """
 
 from __future__ import annotations
@@ -244,6 +248,24 @@ def changed_by(live: dict, tokens) -> dict | None:
     return best
 
 
+def by_name(pattern: tuple, declared) -> tuple:
+    """``pattern`` with each ``[i]`` on a list of named items turned into ``[name=<declared[i].name>]``.
+
+    The apply removes ``containers[0]`` by position from the declared body; the scan
+    walks named lists by name, so it must skip the same item under its name.  Steps
+    after a ``*`` are left as written.
+    """
+    out, node = [], declared
+    for i, tok in enumerate(pattern):
+        if tok.kind == "any":
+            return tuple(out) + tuple(pattern[i:])
+        if tok.kind == "index" and isinstance(node, list) and node and _named(node) and tok.value < len(node):
+            tok = Tok("name", node[tok.value]["name"])
+        out.append(tok)
+        node = value_at(node, (tok,)) if node is not None else None
+    return tuple(out)
+
+
 def _entry(t: Target, tokens, live_value, declared, owner: dict | None = None, note: str = "") -> DriftEntry:
     """A drift entry for ``t`` (``tokens`` empty: the whole object); a Secret's values outside
     ``metadata`` are hidden."""
@@ -276,6 +298,8 @@ def resolve(kube: Kube, manifests: list[Manifest], default_namespace: str) -> tu
         except ValueError as exc:
             notes.append(f"{m.ref}: bad ignore-fields annotation ({exc}); not checked")
             continue
+        translated = [by_name(p, obj) for p in ignored]
+        ignored += [p for p in translated if p not in ignored]
         targets.append(Target(m, obj, mapping, ignored))
     return targets, notes
 

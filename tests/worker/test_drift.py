@@ -124,6 +124,31 @@ def test_ignored_fields_are_neither_applied_nor_corrected(harness, git_repo, sta
     assert replicas(stack, namespace) == 5
 
 
+def test_ignored_item_by_position_of_a_named_list_does_not_flap(harness, git_repo, stack, namespace, tmp_path):
+    """``containers[0].image`` is removed from the apply by position, so the scan must skip it by name.
+
+    Report mode scans the freshly rendered commit (annotation and all), as a scan does whenever
+    the applied commit's rendered objects are no longer cached."""
+    (tmp_path / "app.yaml").write_text(deployment("fluxdemo", "1.0"))
+    kubectl(stack, "apply", "--server-side", "--field-manager=someone-else", "-n", namespace,
+            "-f", str(tmp_path / "app.yaml"))
+    repo = git_repo("ignore-index")
+    annotated = deployment("fluxdemo", "1.0").replace(
+        "  name: fluxdemo\n", "  name: fluxdemo\n  annotations:\n"
+        "    pullbridge.io/ignore-fields: \"spec.template.spec.containers[0].image\"\n", 1)
+    repo.commit_and_push("v1", {"deploy/app.yaml": annotated})
+    harness.configure(repo, interval="10s", mode="report")
+    kubectl(stack, "annotate", "deployment/fluxdemo", "-n", namespace,
+            "pullbridge.io/ignore-fields=spec.template.spec.containers[0].image")
+    kubectl(stack, "set", "image", "deployment/fluxdemo", "nginx=nginx:1.28-set-by-other", "-n", namespace)
+    assert run_reconcile(harness)["result"] == "in sync"
+    assert harness.history() == []
+    kubectl(stack, "set", "image", "deployment/fluxdemo", "flask=python:3.12", "-n", namespace)
+    assert run_reconcile(harness)["result"] == "drift reported"  # the other container is still compared
+    assert [e["field"] for e in drift_record(harness)["drift_entries"]] == \
+        ["spec.template.spec.containers[name=flask].image"]
+
+
 def test_duplicate_runs_in_one_interval_do_nothing(synced, stack, namespace):
     assert run_reconcile(synced)["result"] == "in sync"
     kubectl(stack, "scale", "deployment/fluxdemo", "--replicas=2", "-n", namespace)

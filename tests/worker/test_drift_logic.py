@@ -87,3 +87,13 @@ def test_changed_by_names_the_newest_other_manager():
     assert changed_by(live, parse_path("spec.template.spec.containers[name=web].image"))["manager"] == "kubectl-edit"
     assert changed_by(live, parse_path("spec.template.spec.containers[name=web].env")) is None
     assert value_at(live, parse_path("spec.template.spec.containers[name=web].image")) == "x"
+
+
+def test_index_paths_on_named_lists_are_translated_to_names():
+    from worker.drift import by_name
+    declared = {"spec": {"containers": [{"name": "web", "image": "a"}, {"name": "side"}],
+                         "rules": [{"host": "x"}]}}
+    assert show_path(by_name(parse_path("spec.containers[1].image"), declared)) == "spec.containers[name=side].image"
+    assert show_path(by_name(parse_path("spec.rules[0].host"), declared)) == "spec.rules[0].host"  # no names
+    assert show_path(by_name(parse_path("spec.containers[5]"), declared)) == "spec.containers[5]"  # no such item
+    assert show_path(by_name(parse_path("*.containers[0]"), declared)) == "*.containers[0]"
