@@ -40,6 +40,8 @@ from worker.render import render, uses_kustomize
 from worker.status import enqueue_status
 
 log = logging.getLogger("pullbridge.sync")
+# On a failed sync's record: the periodic job waits for a new push instead of queueing it again.
+PERMANENT_NOTE = "permanent failure: not retried until a new push"
 
 _config_cache: dict[str, tuple[float, Config]] = {}
 _config_lock = threading.Lock()
@@ -226,6 +228,7 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         return record.summary()
     except PermanentError as exc:
         record.result, record.error = "failure", str(exc)
+        record.notes.append(PERMANENT_NOTE)
         history.save(conn, record, limit=limit)
         done_wanted(conn, repo.name, wanted)
         for sha in [record.sha] if record.sha else wanted:

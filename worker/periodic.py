@@ -8,7 +8,11 @@ from Git for longer than one interval.  Each run:
 2. does nothing more for a suspended repo but record the check;
 3. asks the git host for the branch head (``git ls-remote``); a head other
    than the applied commit means a push was missed: it queues a normal sync
-   (reason ``periodic``), which also re-applies anything drifted;
+   (reason ``periodic``), which also re-applies anything drifted.  A head
+   whose newest sync (drift records skipped) failed on a temporary error is
+   queued again, so an outage longer than the retries heals by itself; one
+   that failed for good (``worker.jobs.PERMANENT_NOTE``) waits for a push, and
+   the run's check result says so;
 4. otherwise, under the repo lock, scans the applied commit's objects for
    drift (worker.drift), re-applies only the drifted objects unless the repo
    is in ``report`` mode (which compares with the branch head, as a report-mode
@@ -36,7 +40,7 @@ from worker import alerts, drift, history, metrics
 from worker.apply import Applier
 from worker.errors import PermanentError, TemporaryError, cut
 from worker.fetch import FETCH_TIMEOUT, Mirror, git_env
-from worker.jobs import _redis, process_config
+from worker.jobs import PERMANENT_NOTE, _redis, process_config
 from worker.kube import ApiError, process_kube
 from worker.lock import LockLost, RepoLock
 from worker.ownership import strip_manifests
@@ -134,25 +138,29 @@ def reconcile(repo_name: str) -> dict:
     except TemporaryError as exc:
         head = None
         log.warning("periodic %s: %s (checking drift only)", repo.name, exc)
+    waiting = ""  # the head failed for good: said in every result of this run
     if repo.mode == "report":
         # A report-mode sync changes nothing, so a missed push needs no sync: drift is
         # reported against what Git declares now (the branch head), else the last applied commit.
         applied = head or applied
     elif head and head != applied and not state.get("held_sha"):
-        newest = history.history(conn, repo.name, 1)
-        if newest and newest[0].get("sha") == head and newest[0].get("result") == "failure":
-            record_check(conn, repo.name, f"head {head[:12]} failed to sync; waiting for a new push")
+        failed = failed_sync(conn, repo.name, head)
+        if failed is not None and PERMANENT_NOTE in (failed.get("notes") or []):
+            waiting = f"head {head[:12]} failed to sync; waiting for a new push"
         else:
             queued = request_sync(conn, config, repo, head, reason="periodic")
-            record_check(conn, repo.name, f"missed push: {head[:12]} not applied, sync {queued.job_id} queued")
+            what = (f"head {head[:12]} failed ({cut(failed.get('error') or 'temporary error', 200)}); sync "
+                    f"{queued.job_id} queued again") if failed is not None else \
+                f"missed push: {head[:12]} not applied, sync {queued.job_id} queued"
+            record_check(conn, repo.name, what)
             return {"result": "sync queued", "sha": head, "job_id": queued.job_id}
     if not applied:
-        record_check(conn, repo.name, "nothing applied yet")
+        record_check(conn, repo.name, _also("nothing applied yet", waiting))
         return {"result": "nothing applied"}
     job = get_current_job()
     lock = RepoLock(conn, repo.name, ttl=config.worker.lock_ttl, owner=(job.id if job else "periodic"))
     if not lock.acquire(min(config.worker.lock_wait, 2.0)):
-        record_check(conn, repo.name, f"busy: {lock.holder()} holds the repo; drift not checked")
+        record_check(conn, repo.name, _also(f"busy: {lock.holder()} holds the repo; drift not checked", waiting))
         return {"result": "busy"}
     try:
         # A sync may have finished between the first look and the lock: never scan (and
@@ -162,14 +170,29 @@ def reconcile(repo_name: str) -> dict:
             return {"result": "suspended"}
         if repo.mode == "apply":
             applied = history.repo_state(conn, repo.name).get("applied_sha") or applied
-        return check_drift(conn, config, repo, applied, lock, job.id if job else None)
+        return check_drift(conn, config, repo, applied, lock, job.id if job else None, also=waiting)
     finally:
         lock.release()
 
 
+def failed_sync(conn: Redis, repo_name: str, sha: str) -> dict | None:
+    """The newest sync record (drift records share the history list) when it is a failure of ``sha``."""
+    newest = next((r for r in history.history(conn, repo_name) if r.get("reason") != "drift"), None)
+    if newest and newest.get("sha") == sha and newest.get("result") == "failure":
+        return newest
+    return None
+
+
+def _also(result: str, note: str) -> str:
+    return f"{result}; {note}" if note else result
+
+
 def check_drift(conn: Redis, config: Config, repo: RepoConfig, sha: str, lock: RepoLock,
-                job_id: str | None = None) -> dict:
-    """Scan the applied commit's objects; correct (apply mode) and record what drifted."""
+                job_id: str | None = None, also: str = "") -> dict:
+    """Scan the applied commit's objects; correct (apply mode) and record what drifted.
+
+    ``also``: a fact every check result of this run must keep (the head that failed).
+    """
     kube = process_kube()
     settings = config.repo_jobs(repo)
     default_ns = repo.namespace or config.worker.default_namespace
@@ -180,13 +203,13 @@ def check_drift(conn: Redis, config: Config, repo: RepoConfig, sha: str, lock: R
         found = drift.scan(kube, manifests, default_namespace=default_ns, concurrency=settings.concurrency)
         record.phase("scan")
     except (PermanentError, TemporaryError, ApiError) as exc:
-        record_check(conn, repo.name, f"drift check failed: {cut(exc, 200)}")
+        record_check(conn, repo.name, _also(f"drift check failed: {cut(exc, 200)}", also))
         return {"result": "failure", "error": str(exc)}
     record.notes.extend(found.notes)
     objects = len({e.object for e in found.entries})
     if not found.entries:
         metrics.record_drift(conn, repo.name, 0, 0)
-        record_check(conn, repo.name, f"in sync: {found.checked} objects checked")
+        record_check(conn, repo.name, _also(f"in sync: {found.checked} objects checked", also))
         return {"result": "in sync", "checked": found.checked}
     for entry in found.entries:
         log.warning("drift %s %s", repo.name, entry.describe())
@@ -221,8 +244,9 @@ def check_drift(conn: Redis, config: Config, repo: RepoConfig, sha: str, lock: R
     summary = f"{outcome}: " + "; ".join(e.describe() for e in found.entries[:5]) + \
         (" ..." if len(found.entries) > 5 else "")
     alerts.drift_alert(conn, config, repo, event, record.id, summary)
-    record_check(conn, repo.name, f"drift {verb}: {objects} object(s), {len(corrected)} corrected"
-                 + (f": {cut(why, 200)}" if why else ""), last_check_sync_id=record.id)
+    record_check(conn, repo.name, _also(f"drift {verb}: {objects} object(s), {len(corrected)} corrected"
+                                        + (f": {cut(why, 200)}" if why else ""), also),
+                 last_check_sync_id=record.id)
     return {"result": f"drift {verb}", "id": record.id, "objects": objects, "corrected": len(corrected)}
 
 

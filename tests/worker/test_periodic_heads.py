@@ -1,0 +1,63 @@
+"""The periodic job and a branch head whose sync failed: wait for a push when the failure was
+permanent, queue it again when it was temporary, and say so in the check result."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker import inventory
+from worker.errors import TemporaryError
+
+from tests.worker.drift_support import kubectl, replicas, run_reconcile
+from tests.worker.sync_manifests import app_files, deployment
+
+pytestmark = pytest.mark.stack
+
+BAD_ANNOTATION = deployment("fluxdemo", "2.0").replace(
+    "  name: fluxdemo\n", "  name: fluxdemo\n  annotations:\n    pullbridge.io/ignore-fields: \"spec..x\"\n", 1)
+
+
+@pytest.fixture
+def synced(harness, git_repo):
+    repo = git_repo("heads")
+    repo.commit_and_push("v1", app_files("1.0"))
+    harness.configure(repo, interval="10s", retries=0)
+    assert harness.sync(None)["result"] == "success"
+    harness.git = repo
+    return harness
+
+
+def test_permanently_failed_head_waits_for_a_push_even_after_drift_records(synced, stack, namespace):
+    v1 = synced.state()["applied_sha"]
+    head = synced.git.commit_and_push("broken", {**app_files("2.0"), "deploy/app.yaml": BAD_ANNOTATION})
+    failed = synced.sync(head)
+    assert failed["result"] == "failure" and failed["sha"] == head
+    waiting = f"head {head[:12]} failed to sync; waiting for a new push"
+    kubectl(stack, "scale", "deployment/fluxdemo", "--replicas=3", "-n", namespace)
+    assert run_reconcile(synced)["result"] == "drift corrected"  # the drift of the applied commit
+    assert replicas(stack, namespace) == 1
+    assert synced.state()["last_check_result"] == f"drift corrected: 1 object(s), 1 corrected; {waiting}"
+    for _ in range(2):  # the drift record is now the newest in the history: the head still waits
+        assert run_reconcile(synced)["result"] == "in sync"
+        assert synced.state()["last_check_result"].endswith(f"objects checked; {waiting}")
+    assert [r["reason"] for r in synced.history()] == ["drift", "push", "push"]
+    assert synced.state()["applied_sha"] == v1
+
+
+def test_temporarily_failed_head_is_synced_once_the_cluster_is_back(synced, monkeypatch):
+    head = synced.git.commit_and_push("v2", app_files("2.0"))
+
+    def unreachable(*args, **kwargs):
+        raise TemporaryError("API server unreachable: connection refused")
+    with monkeypatch.context() as down:
+        down.setattr(inventory, "load", unreachable)
+        failed = synced.sync(head)  # retries: 0, so this was the last attempt
+    assert (failed["result"], failed["sha"]) == ("failure", head)
+    assert failed["error"].startswith("TemporaryError: API server unreachable")
+    # The API server is back: the next interval queues the head again, and the sync applies it.
+    result = run_reconcile(synced)
+    assert result["result"] == "sync queued" and result["sha"] == head
+    assert synced.state()["last_check_result"].startswith(f"head {head[:12]} failed (TemporaryError: ")
+    assert synced.state()["applied_sha"] == head
+    assert [(r["reason"], r["result"]) for r in synced.history()][:2] == [("periodic", "success"),
+                                                                         ("push", "failure")]
