@@ -209,6 +209,9 @@ def check_drift(conn: Redis, config: Config, repo: RepoConfig, sha: str, lock: R
     objects = len({e.object for e in found.entries})
     if not found.entries:
         metrics.record_drift(conn, repo.name, 0, 0)
+        # The drift an earlier check found is gone: the state (and the overview page) must say so.
+        conn.hset(keys.state(repo.name), mapping={"last_drift_at": str(time.time()), "last_drift_objects": "0",
+                                                  "last_drift_corrected": "0"})
         record_check(conn, repo.name, _also(f"in sync: {found.checked} objects checked", also))
         return {"result": "in sync", "checked": found.checked}
     for entry in found.entries:

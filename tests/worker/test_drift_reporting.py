@@ -157,3 +157,18 @@ def test_report_mode_drift_alerts(synced_with, stack, namespace, monkeypatch):
     [alert] = queued_alerts(harness)
     assert (alert["event"], alert["state"], alert["sync_id"]) == ("drift_found", "drift_found", result["id"])
     assert "spec.replicas: live 3 declared 1" in alert["summary"]
+
+
+def test_a_clean_check_after_drift_leaves_no_drift_in_the_state(synced_with, stack, namespace):
+    from webhook.pages.view_model import classify
+
+    harness = synced_with({})
+    harness.configure(harness.git, interval="10s", mode="report")
+    kubectl(stack, "scale", "deployment/fluxdemo", "--replicas=3", "-n", namespace)
+    assert run_reconcile(harness)["result"] == "drift reported"
+    assert harness.state()["last_drift_objects"] == "1"
+    kubectl(stack, "scale", "deployment/fluxdemo", "--replicas=1", "-n", namespace)  # undone by hand
+    assert run_reconcile(harness)["result"] == "in sync"
+    state = harness.state()
+    assert (state["last_drift_objects"], state["last_drift_corrected"]) == ("0", "0")
+    assert classify(state, harness.history()[0])[0] == "synced"
