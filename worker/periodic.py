@@ -24,6 +24,7 @@ Every run leaves ``last_check_at`` / ``last_check_result`` in the state hash.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -91,9 +92,17 @@ def save_drift(conn: Redis, record: DriftRecord, limit: int) -> None:
         pipe.hset(keys.state(record.repo), mapping={
             "last_drift_id": record.id, "last_drift_at": str(record.finished_at),
             "last_drift_objects": str(summary["drift"]["objects"]),
-            "last_drift_corrected": str(summary["drift"]["corrected"])})
+            "last_drift_corrected": str(summary["drift"]["corrected"]),
+            "last_drift_fingerprint": drift_fingerprint(record.drift)})
         pipe.execute()
     history.log_record(record)
+
+
+def drift_fingerprint(entries: list[dict]) -> str:
+    """What a drift record found (objects, fields, values, corrected), independent of order and time."""
+    shown = sorted(json.dumps({k: e.get(k) for k in ("object", "field", "live", "declared", "note", "corrected")},
+                              sort_keys=True) for e in entries)
+    return hashlib.sha256("\n".join(shown).encode()).hexdigest()
 
 
 def remote_head(repo: RepoConfig) -> str | None:
@@ -211,11 +220,9 @@ def check_drift(conn: Redis, config: Config, repo: RepoConfig, sha: str, lock: R
         metrics.record_drift(conn, repo.name, 0, 0)
         # The drift an earlier check found is gone: the state (and the overview page) must say so.
         conn.hset(keys.state(repo.name), mapping={"last_drift_at": str(time.time()), "last_drift_objects": "0",
-                                                  "last_drift_corrected": "0"})
+                                                  "last_drift_corrected": "0", "last_drift_fingerprint": ""})
         record_check(conn, repo.name, _also(f"in sync: {found.checked} objects checked", also))
         return {"result": "in sync", "checked": found.checked}
-    for entry in found.entries:
-        log.warning("drift %s %s", repo.name, entry.describe())
     corrected: set[str] = set()
     if repo.mode == "apply":
         try:
@@ -241,6 +248,19 @@ def check_drift(conn: Redis, config: Config, repo: RepoConfig, sha: str, lock: R
     if verb == "not corrected" and record.result == "success":
         record.result = "failure"  # what was found is still there
     record.drift = [e.as_dict() for e in found.entries]
+    result = {"result": f"drift {verb}", "objects": objects, "corrected": len(corrected)}
+    state = history.repo_state(conn, repo.name)
+    if not corrected and state.get("last_drift_id") and \
+            state.get("last_drift_fingerprint") == drift_fingerprint(record.drift):
+        # The same drift as the last record, and nothing changed by this check: a record per
+        # interval would push every sync out of the capped history.
+        previous = state["last_drift_id"]
+        conn.hset(keys.state(repo.name), "last_drift_at", str(time.time()))
+        record_check(conn, repo.name, _also(f"drift {verb}: {objects} object(s), unchanged since {previous}",
+                                            also), last_check_sync_id=previous)
+        return {**result, "id": previous, "unchanged": True}
+    for entry in found.entries:
+        log.warning("drift %s %s", repo.name, entry.describe())
     save_drift(conn, record, config.worker.history_limit)
     metrics.record_drift(conn, repo.name, objects, len(corrected))
     outcome = f"{objects} object(s) drifted, {len(corrected)} corrected" + (f" ({cut(why, 300)})" if why else "")
@@ -250,7 +270,7 @@ def check_drift(conn: Redis, config: Config, repo: RepoConfig, sha: str, lock: R
     record_check(conn, repo.name, _also(f"drift {verb}: {objects} object(s), {len(corrected)} corrected"
                                         + (f": {cut(why, 200)}" if why else ""), also),
                  last_check_sync_id=record.id)
-    return {"result": f"drift {verb}", "id": record.id, "objects": objects, "corrected": len(corrected)}
+    return {**result, "id": record.id}
 
 
 def correct(kube, found: drift.ScanResult, record: DriftRecord, default_namespace: str,

@@ -172,3 +172,36 @@ def test_a_clean_check_after_drift_leaves_no_drift_in_the_state(synced_with, sta
     state = harness.state()
     assert (state["last_drift_objects"], state["last_drift_corrected"]) == ("0", "0")
     assert classify(state, harness.history()[0])[0] == "synced"
+
+
+def test_drift_that_persists_is_recorded_once(synced_with, stack, namespace, monkeypatch):
+    harness = synced_with({})
+    harness.configure(harness.git, interval="10s", mode="report")
+    with_alerts(harness, monkeypatch, ["drift_found"])
+    kubectl(stack, "scale", "deployment/fluxdemo", "--replicas=3", "-n", namespace)
+    first = run_reconcile(harness)
+    assert first["result"] == "drift reported"
+    for _ in range(3):
+        again = run_reconcile(harness)
+        assert (again["result"], again["id"], again["unchanged"]) == ("drift reported", first["id"], True)
+        assert harness.state()["last_check_result"] == \
+            f"drift reported: 1 object(s), unchanged since {first['id']}"
+        assert harness.state()["last_check_sync_id"] == first["id"]
+    assert [r["reason"] for r in harness.history()] == ["drift", "push"]
+    assert len(queued_alerts(harness)) == 1
+    kubectl(stack, "scale", "deployment/fluxdemo", "--replicas=4", "-n", namespace)  # other drift: a new record
+    changed = run_reconcile(harness)
+    assert changed["id"] != first["id"] and "unchanged" not in changed
+    assert [r["reason"] for r in harness.history()] == ["drift", "drift", "push"]
+    assert len(queued_alerts(harness)) == 2
+
+
+def test_drift_corrected_again_is_recorded_again(synced_with, stack, namespace):
+    harness = synced_with({})
+    ids = []
+    for _ in range(2):
+        kubectl(stack, "scale", "deployment/fluxdemo", "--replicas=3", "-n", namespace)
+        result = run_reconcile(harness)
+        assert (result["result"], result["corrected"]) == ("drift corrected", 1)
+        ids.append(result["id"])
+    assert ids[0] != ids[1] and [r["reason"] for r in harness.history()] == ["drift", "drift", "push"]
