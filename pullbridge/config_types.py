@@ -9,6 +9,7 @@ modules has to import another lazily to avoid an import cycle.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -17,6 +18,9 @@ from pydantic import BaseModel, ConfigDict
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?\Z")
+# No setting (interval, timeout, backoff, TTL) needs more; larger values, inf and nan only
+# break the code that turns them into timers (RQ's timedelta, math.ceil).
+MAX_DURATION = 7 * 86400
 
 
 class ConfigError(Exception):
@@ -41,10 +45,13 @@ def lowercase_name(value: str) -> str:
 
 
 def parse_duration(value, minimum: float = 0.0) -> float:
-    """'5m', '10s', '1h30m' or a number of seconds -> seconds (more than 0, at least ``minimum``)."""
+    """'5m', '10s', '1h30m' or a number of seconds -> seconds (more than 0, at least ``minimum``,
+    at most ``MAX_DURATION``)."""
     seconds = _duration(value)
     if seconds < minimum:
         raise ValueError(f"must be at least {minimum:g}s")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"must be at most {MAX_DURATION // 3600}h, got {value!r}")
     return seconds
 
 
@@ -52,6 +59,8 @@ def _duration(value) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration like 30s, 5m or 1h")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"expected a finite number of seconds, got {value!r}")
         if value <= 0:
             raise ValueError("must be positive")
         return float(value)

@@ -78,15 +78,17 @@ class ReconcileScheduler(CronScheduler):
             return False
         self._mtime = mtime
         try:
-            config = self.config = load_config(self.config_path)
-        except ConfigError as exc:
+            config = load_config(self.config_path)
+            fresh = cron_jobs(config)
+        except (ConfigError, ValueError, OverflowError) as exc:
             if initial:
                 raise
             log.error("scheduler: config not reloaded, keeping the previous schedule: %s", exc)
             return False
+        self.config = config
         old = {job.name: job for job in self._cron_jobs}
         new = []
-        for job in cron_jobs(config):
+        for job in fresh:
             before = old.get(job.name)
             if before is not None and before.interval == job.interval:
                 job.latest_enqueue_time = before.latest_enqueue_time

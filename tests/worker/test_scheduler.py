@@ -38,3 +38,17 @@ def test_jobs_follow_the_config_file(redis_conn, tmp_path):
     cfg.write_text("repos: [")  # broken: the previous schedule stays
     os.utime(cfg, (3000, 3000))
     assert scheduler.reload() is False and len(scheduler.get_jobs()) == 2
+
+
+def test_a_reload_to_an_unusable_interval_keeps_the_schedule(redis_conn, tmp_path, caplog):
+    """YAML's .nan and .inf, and 1e300, used to load and then kill the scheduler loop."""
+    cfg = tmp_path / "pullbridge.yaml"
+    write(cfg, [("a", "10s")], 1000)
+    scheduler = ReconcileScheduler(redis_conn, str(cfg))
+    for mtime, bad in enumerate([float("nan"), float("inf"), 1e300, "200h"], start=2000):
+        write(cfg, [("a", bad)], mtime)
+        assert scheduler.reload() is False
+        assert [(j.name, j.interval) for j in scheduler.get_jobs()] == [(job_name("a"), 10)]
+        assert "repos[0].interval: " in caplog.text and "keeping the previous schedule" in caplog.text
+        assert len(scheduler.enqueue_jobs()) <= 1  # the loop goes on
+        caplog.clear()
