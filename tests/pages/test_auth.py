@@ -42,3 +42,11 @@ def test_only_local_paths_are_followed_after_login():
     assert auth.safe_next("/queue?x=1") == "/queue?x=1"
     for bad in (None, "", "https://evil.example/", "//evil.example/", "/\\evil.example", "queue"):
         assert auth.safe_next(bad) == "/"
+
+
+def test_control_characters_in_the_login_target_are_refused():
+    # browsers drop a tab or newline inside a URL: "/\t/evil.example" would be "//evil.example"
+    for bad in ("/\t/evil.example/phish", "/\n/evil.example", "/\r\n/evil.example", "/queue\x00",
+                "/\x7f/evil.example", "/\x85/evil.example"):
+        assert auth.safe_next(bad) == "/", repr(bad)
+    assert auth.safe_next("/syncs/shop-1?tab=changes#error") == "/syncs/shop-1?tab=changes#error"

@@ -185,6 +185,14 @@ def test_login_cookie_is_strict_httponly_and_not_the_token(client):
     assert logout.status_code == 303 and "pb_operator=;" in logout.headers["Set-Cookie"]
 
 
+@pytest.mark.parametrize("target", ["/\t/evil.example/phish", "/\n/evil.example", "/\r\n//evil.example"])
+def test_login_never_leaves_the_site_for_a_target_with_control_characters(client, target):
+    form = text(client.get("/login", query_string={"next": target}))
+    assert 'name="next" value="/"' in form
+    answer = client.post("/login", data={"token": OPERATOR_TOKEN, "next": target})
+    assert answer.status_code == 303 and answer.headers["Location"] == "/"
+
+
 def test_without_an_operator_token_nothing_can_be_changed(client, redis_conn, no_operator_token):
     job = failed_job(redis_conn, "stuck")
     answer = client.post(f"/queue/{keys.STATUS_QUEUE}/{job.id}/retry",

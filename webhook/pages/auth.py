@@ -23,6 +23,8 @@ import hashlib
 import hmac
 import os
 import time
+import unicodedata
+from urllib.parse import urlsplit
 
 from flask import Request
 
@@ -116,7 +118,18 @@ def may_change(config: Config, request: Request) -> tuple[bool, str]:
 
 
 def safe_next(target: str | None) -> str:
-    """Only a path on this site is followed after login."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only a path on this site is followed after login.
+
+    Control characters are refused before anything else: browsers drop a tab
+    or newline inside a URL, so ``next=/%09/evil.example`` would become the
+    protocol-relative ``//evil.example`` (and a newline cannot go into a
+    Location header at all).  What is left must parse as a bare path.
+    """
+    if not target or any(unicodedata.category(c) == "Cc" for c in target):
+        return "/"
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
         return "/"
     return target
