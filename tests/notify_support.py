@@ -3,7 +3,8 @@
 ``FakeHosts`` is a small HTTP server (http.server in a thread) that checks
 every request the way the documented APIs do: method, path, auth header,
 required headers, JSON fields, allowed states and limits, answering 401/404/
-400/422 like the real host.  It keeps a GitLab-like state machine per commit
+400/422 like the real host; a GET on a commit's statuses lists them (200),
+as GitHub's does, and is recorded with its headers.  It keeps a GitLab-like state machine per commit
 and name (posting ``running`` twice is GitLab's 400 "Cannot transition
 status via :run from :running").  Tests can queue canned answers
 (``script``) to prove retries: 500, 409, 429 with Retry-After.
@@ -69,10 +70,17 @@ class FakeHosts:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_GET(self):
-                self.send_response(405)
-                self.send_header("Content-Length", "0")
+            def do_GET(self):  # like GitHub and Gitea: GET on a commit's statuses lists them
+                with hosts.lock:
+                    hosts.requests.append({"method": "GET", "path": self.path, "payload": None, "at": time.time(),
+                                           "headers": {k.lower(): v for k, v in self.headers.items()}})
+                listing = re.search(rf"/repos/[^/]+/[^/]+/statuses/{SHA_RE}$", self.path)
+                data = b"[]" if listing else b'{"message": "Not Found"}'
+                self.send_response(200 if listing else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
+                self.wfile.write(data)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"

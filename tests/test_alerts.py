@@ -125,6 +125,20 @@ def test_delivery_is_retried_and_a_4xx_is_permanent_without_leaking_the_url(setu
     assert all("secretpart" not in str(a) for a in job.args)
 
 
+def test_a_redirected_alert_is_not_followed_and_its_secret_path_not_shown(setup, caplog):
+    hosts, conn, config, slack_url = setup
+    caplog.set_level(logging.INFO)
+    moved = slack_url.replace("/hooks/slack/", "/hooks/moved/")
+    hosts.script.append((301, {}, {"Location": moved}))
+    alerts.sync_finished(conn, config, config.repo("infra"), "failure", "s-1", "boom")  # slack only
+    run_status_worker(conn)
+    assert [r.get("method", "POST") for r in hosts.requests] == ["POST"]
+    failed = FailedJobRegistry(keys.STATUS_QUEUE, connection=conn)
+    error = Queue(keys.STATUS_QUEUE, connection=conn).fetch_job(failed.get_job_ids()[0]).latest_result().exc_string
+    assert f"HTTP 301: redirected to {hosts.base}/… (path not shown)" in error
+    assert "secretpart" not in error and "secretpart" not in caplog.text
+
+
 def test_unknown_result_and_redis_down_never_raise(setup):
     hosts, conn, config, _ = setup
     assert alerts.sync_finished(conn, config, config.repo("app"), "exploded", "s", "x") == []

@@ -181,6 +181,23 @@ def test_bad_token_is_permanent(setup, monkeypatch):
     assert FailedJobRegistry(keys.STATUS_QUEUE, connection=conn).count == 1
 
 
+@pytest.mark.parametrize("code", [301, 302, 303, 308])
+def test_a_redirect_is_not_followed_and_fails_saying_where_it_pointed(setup, code, caplog):
+    """Followed, urllib would re-send the POST as a GET with the token, and GitHub's 200 to that
+    GET (the list of statuses) would read as "posted"."""
+    hosts, conn, config = setup
+    caplog.set_level(logging.INFO)
+    hosts.script.append((code, {"message": "Moved"}, {"Location": f"/secure/github/repos/acme/deploy/statuses/{SHA}"}))
+    job_id = enqueue_status(conn, config, config.repo("gh"), SHA, "success", "applied")
+    run_status_worker(conn)
+    assert [r.get("method", "POST") for r in hosts.requests] == ["POST"]  # no GET, no retry
+    assert FailedJobRegistry(keys.STATUS_QUEUE, connection=conn).get_job_ids() == [job_id]
+    error = Queue(keys.STATUS_QUEUE, connection=conn).fetch_job(job_id).latest_result().exc_string
+    assert f"HTTP {code}: redirected to {hosts.base}/secure/github/repos/acme/deploy/statuses/{SHA}" in error
+    assert "status.api_url" in error
+    assert GITHUB_TOKEN not in error and GITHUB_TOKEN not in caplog.text
+
+
 def test_429_retry_after_delays_the_retry(setup):
     hosts, conn, config = setup
     hosts.script.append((429, {"message": "slow down"}, {"Retry-After": "2"}))

@@ -126,5 +126,5 @@ def interpret(target: StatusTarget, response: Response, what: str) -> str:
     """'posted' or 'unchanged' for a success; raises Temporary/PermanentError otherwise."""
     if target.provider == "gitlab" and response.status == 400 and ALREADY_IN_STATE.search(response.body):
         return "unchanged"
-    check(response, what)
+    check(response, what, fix="set status.api_url to the address the host answers on", location_path=True)
     return "posted"

@@ -13,6 +13,13 @@ decision is made here once, as kopf-style exceptions:
 
 Messages carry the HTTP status and a cut-short body, never the URL (a Slack
 webhook URL is a secret) nor any header.
+
+Redirects are not followed: urllib would re-send a redirected POST as a GET
+without its body but with its ``Authorization``/``PRIVATE-TOKEN`` header,
+even to another host, and GitHub answers that GET (it lists the commit's
+statuses) with 200, so a status that was never posted would read as posted.
+A 3xx is a ``PermanentError`` saying where it pointed: the configured URL
+needs fixing (typically http:// behind an https redirect).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
 
 from pullbridge import __version__
 from worker.errors import cancel_retries, stretch_next_retry
@@ -68,21 +76,35 @@ def cut(text: str, limit: int = BODY_SHOWN) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def send_json(url: str, payload: dict, headers: dict[str, str], timeout: float) -> Response:
-    """POST ``payload`` as JSON; any HTTP status comes back as a Response.
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Hand a 3xx back as an HTTPError instead of following it (see the module docstring)."""
 
-    Raises TemporaryError when no answer arrived (refused, reset, timeout, DNS).
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
+def send_json(url: str, payload: dict, headers: dict[str, str], timeout: float) -> Response:
+    """POST ``payload`` as JSON; any HTTP status, a 3xx too, comes back as a Response.
+
+    A relative ``Location`` is resolved against ``url``.  Raises TemporaryError
+    when no answer arrived (refused, reset, timeout, DNS).
     """
     data = json.dumps(payload).encode()
     all_headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}
     request = urllib.request.Request(url, data=data, headers=all_headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as reply:
+        with _opener.open(request, timeout=timeout) as reply:
             return Response(reply.status, reply.read(64 * 1024).decode("utf-8", "replace"),
                             {k.lower(): v for k, v in reply.headers.items()})
     except urllib.error.HTTPError as exc:
         body = exc.read(64 * 1024).decode("utf-8", "replace") if exc.fp else ""
-        return Response(exc.code, body, {k.lower(): v for k, v in (exc.headers or {}).items()})
+        response_headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
+        if 300 <= exc.code < 400 and response_headers.get("location"):
+            response_headers["location"] = urljoin(url, response_headers["location"])
+        return Response(exc.code, body, response_headers)
     except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise TemporaryError(f"no answer: {type(reason).__name__}: {cut(str(reason), 120)}") from None
@@ -108,11 +130,30 @@ def retry_after(response: Response, now: float | None = None) -> float | None:
     return None
 
 
-def check(response: Response, what: str) -> Response:
-    """Return a 2xx response; raise TemporaryError or PermanentError for the rest."""
+def redirect_target(location: str | None, with_path: bool) -> str:
+    """Where a redirect pointed, never with credentials; the path only when it holds no secret."""
+    parts = urlsplit(location or "")
+    if not parts.scheme or not parts.hostname:
+        return "an address not shown"
+    origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    return origin + parts.path if with_path else origin + "/… (path not shown)"
+
+
+def check(response: Response, what: str, *, fix: str = "fix the configured URL",
+          location_path: bool = False) -> Response:
+    """Return a 2xx response; raise TemporaryError or PermanentError for the rest.
+
+    A 3xx (not followed, see above) is permanent; its message says where it
+    pointed, with the path only when ``location_path`` (an alert URL's path is
+    its secret), and ``fix`` says what to change.
+    """
     status = response.status
     if 200 <= status < 300:
         return response
+    if 300 <= status < 400:
+        where = redirect_target(response.header("location"), location_path)
+        raise PermanentError(f"{what}: HTTP {status}: redirected to {where}, not followed: {fix}",
+                             status, cut(response.body))
     message = f"{what}: HTTP {status}: {cut(response.body) or '(empty body)'}"
     if status >= 500 or status in (408, 409, 429):
         raise TemporaryError(message, retry_after(response))
