@@ -149,6 +149,11 @@ def repo_page(name: str):
 def sync_page(sync_id: str):
     config = _config()
     record = vm.sync_record(_conn(), sync_id)
+    job = vm.job_sync(_conn(), config, sync_id) if record is None else None
+    if job is not None and (job.sync_id or job.next_job_id):  # a pending status's link: the job's sync
+        return redirect(url_for("pages.sync_page", sync_id=job.sync_id or job.next_job_id))
+    if job is not None:
+        return _page("sync_job.html", job=job, repo=config.repo(job.repo))
     if record is None:
         g.pb_not_found = (f"No sync with id {sync_id!r} is kept. Sync records are kept for 7 days; "
                           "the repository's page lists the newest syncs.")

@@ -1,0 +1,119 @@
+"""The receiver's "pending" commit status links to a page that exists, before and after the sync.
+
+The link is ``/syncs/<sync job id>``: when the receiver posts it, no sync
+record exists yet.  A signed push goes through the real receiver, the link
+is read from the queued status job, and the page is opened while the job
+waits, after a real RQ worker ran it against the stack (git host, API
+server), and when the job found the repository locked and ran again as
+another job.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from rq import Queue, SimpleWorker
+
+from pullbridge import keys
+from pullbridge.config import load_config
+from tests.pages.conftest import redis_url
+from tests.webhook import payloads as P
+from tests.worker.sync_manifests import app_files
+from worker.lock import RepoLock
+from worker.status import target_url
+
+pytestmark = pytest.mark.stack
+
+PUBLIC = "https://pb.example"
+SECRET = "pending-link-secret"
+
+
+@pytest.fixture
+def site(redis_conn, namespace, git_repo, tmp_path, monkeypatch):
+    """A GitHub-provider repo on the stack's git host, statuses on, and the receiver's app."""
+    from webhook import create_app
+
+    git = git_repo("pending")
+    path = tmp_path / "pullbridge.yaml"
+    path.write_text(json.dumps({
+        "server": {"public_url": PUBLIC},
+        "worker": {"inventory_namespace": namespace, "lock_wait": "1s"},
+        "repos": [{"name": "app", "url": git.http_url, "provider": "github", "repository": "acme/app",
+                   "secret_env": "PB_TEST_PENDING_SECRET", "namespace": namespace,
+                   "status": {"token_env": "PB_TEST_PENDING_TOKEN", "api_url": "https://github.example/api/v3"}}],
+    }))
+    monkeypatch.setenv("PULLBRIDGE_CONFIG", str(path))
+    monkeypatch.setenv("PULLBRIDGE_CACHE_DIR", str(tmp_path / "mirrors"))
+    monkeypatch.setenv("PB_TEST_PENDING_SECRET", SECRET)
+    monkeypatch.setenv("PB_TEST_PENDING_TOKEN", "ghp_unused")
+    config = load_config(path)
+    app = create_app(config, redis_url=redis_url(redis_conn))
+    app.testing = True
+    yield git, config, app.test_client()
+    app.extensions["pullbridge"].conn.close()
+
+
+def push(client, sha: str) -> str:
+    body = json.dumps(P.github_push(full_name="acme/app", after=sha)).encode()
+    answer = client.post("/hooks/app", data=body, headers=P.signed_headers("github", SECRET.encode(), body))
+    assert answer.status_code == 202, answer.data
+    return answer.get_json()["job_id"]
+
+
+def status_links(conn, config, state: str) -> list[str]:
+    jobs = Queue(keys.STATUS_QUEUE, connection=conn).jobs
+    return [target_url(config, job.args[4]) for job in jobs if job.args[2] == state]
+
+
+def run_one_sync(conn) -> None:
+    SimpleWorker([Queue(keys.SYNC_QUEUE, connection=conn)], connection=conn).work(burst=True, max_jobs=1)
+
+
+def test_the_pending_link_shows_the_queued_sync_then_the_sync_it_became(site, redis_conn):
+    git, config, client = site
+    sha = git.commit_and_push("v1", app_files("1.0"))
+    job_id = push(client, sha)
+    [link] = status_links(redis_conn, config, "pending")
+    assert link == f"{PUBLIC}/syncs/{job_id}"
+    path = link.removeprefix(PUBLIC)
+
+    waiting = client.get(path)
+    assert waiting.status_code == 200
+    page = waiting.data.decode()
+    assert "Queued, not started" in page and job_id in page and 'href="/repos/app"' in page
+
+    run_one_sync(redis_conn)
+    [success_link] = status_links(redis_conn, config, "success")
+    ran = client.get(path)
+    assert ran.status_code == 302
+    assert PUBLIC + ran.headers["Location"] == success_link  # the same sync the final status links to
+    record = client.get(ran.headers["Location"])
+    assert record.status_code == 200 and f"Applied {sha[:12]}" in record.data.decode()
+
+
+def test_a_job_that_found_the_repo_locked_links_on_to_the_job_that_ran(site, redis_conn):
+    git, config, client = site
+    sha = git.commit_and_push("v1", app_files("1.0"))
+    job_id = push(client, sha)
+    path = status_links(redis_conn, config, "pending")[0].removeprefix(PUBLIC)
+    other = RepoLock(redis_conn, "app", owner="another-worker")
+    assert other.acquire(0)
+    run_one_sync(redis_conn)  # requeued as a fresh job: the lock is held
+    moved = client.get(path)
+    assert moved.status_code == 302 and moved.headers["Location"].startswith("/syncs/sync-app-")
+    assert moved.headers["Location"] != path
+    assert "Queued, not started" in client.get(moved.headers["Location"]).data.decode()
+
+    other.release()
+    run_one_sync(redis_conn)
+    hop = client.get(path, follow_redirects=True)
+    assert hop.status_code == 200 and f"Applied {sha[:12]}" in hop.data.decode()
+    assert len(hop.history) == 2 and job_id not in hop.request.path
+
+
+def test_an_unknown_job_id_is_still_a_404(site):
+    _, _, client = site
+    for path in ("/syncs/sync-app-0123456789ab", "/syncs/sync-nope-0123456789ab"):
+        answer = client.get(path)
+        assert answer.status_code == 404 and "No sync with id" in answer.data.decode()
