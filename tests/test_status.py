@@ -105,6 +105,21 @@ def test_gitlab_status_uses_encoded_path_name_ref_and_private_token(setup):
     assert hosts.final[("gitlab", "group/sub/deploy", SHA, "pullbridge/cluster-a")] == "success"
 
 
+def test_a_sync_status_is_cut_to_each_hosts_own_limit(setup):
+    """The sync queues its statuses through worker.jobs._status: GitLab takes 255 characters, GitHub 140."""
+    from worker.jobs import _status
+
+    hosts, conn, config = setup
+    error = "validation failed, nothing applied: " + "Deployment/shop/web (deploy/app.yaml, doc 2): bad; " * 20
+    for name in ("gl", "gh"):
+        _status(conn, config, config.repo(name), SHA, "failure", error, "s-1")
+    run_status_worker(conn)
+    gitlab, github = hosts.answered("gitlab")[0]["payload"], hosts.answered("github")[0]["payload"]
+    assert len(gitlab["description"]) == 255 and gitlab["description"].endswith("…")
+    assert gitlab["description"][:254] == " ".join(error.split())[:254]
+    assert len(github["description"]) == 140 and github["description"].endswith("…")
+
+
 def test_gitlab_failure_state_is_failed(setup):
     hosts, conn, config = setup
     enqueue_status(conn, config, config.repo("gl"), SHA, "error", "render error")

@@ -75,7 +75,7 @@ def _status(conn, config, repo, sha, state, description, sync_id) -> None:
     if not sha:
         return
     try:
-        enqueue_status(conn, config, repo, sha, state, description[:140], sync_id)
+        enqueue_status(conn, config, repo, sha, state, description[:1000], sync_id)  # each host's limit: githosts
     except Exception:  # noqa: BLE001 - a status must never fail the sync
         log.exception("could not queue the %s status for %s@%s", state, repo.name, sha[:12])
 
