@@ -209,7 +209,7 @@ def test_protected_pages_need_the_token_but_hooks_health_and_metrics_do_not(make
         answer = client.get(path)
         assert answer.status_code == 302 and answer.headers["Location"].startswith("/login?next=/"), path
         assert client.get(path, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}).status_code == 200
-        assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 403
     assert client.get("/login").status_code == 200
     assert client.get("/assets/pages.css").status_code == 200
     assert client.get("/healthz").status_code == 200
@@ -219,6 +219,17 @@ def test_protected_pages_need_the_token_but_hooks_health_and_metrics_do_not(make
     assert hook.status_code == 401 and hook.is_json
     login(client)
     assert client.get(f"/syncs/{record.id}").status_code == 200
+
+
+def test_a_wrong_bearer_token_is_403_whether_or_not_the_pages_are_protected(make_app, redis_conn):
+    """docs/pages.md: a script's POST "answers ... 403 when the token is wrong"."""
+    job = failed_job(redis_conn, "stuck")
+    url = f"/queue/{keys.STATUS_QUEUE}/{job.id}/retry"
+    for protect in (False, True):
+        client = make_app(base_config(protect_pages=protect)).test_client()
+        answer = client.post(url, headers={"Authorization": "Bearer wrong"})
+        assert answer.status_code == 403 and "The operator token is wrong." in text(answer), protect
+    assert job.id in FailedJobRegistry(queue=Queue(keys.STATUS_QUEUE, connection=redis_conn))
 
 
 def test_protected_pages_without_a_token_stay_closed(make_app, no_operator_token):

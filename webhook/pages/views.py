@@ -84,8 +84,8 @@ def protect():
         return _page("message.html", 503, title="Pages are closed",
                      message="server.protect_pages is on but no operator token is configured "
                              "(server.operator_token_env), so nobody can open these pages.")
-    if auth.bearer(request) is not None:
-        return _page("message.html", 401, title="Wrong operator token", message="The operator token is wrong.")
+    if auth.bearer(request) is not None:  # 403, as a POST with a wrong token gets (docs/pages.md)
+        return _page("message.html", 403, title="Wrong operator token", message="The operator token is wrong.")
     return redirect(url_for("pages.login", next=request.full_path.rstrip("?")))
 
 
