@@ -81,6 +81,23 @@ def test_repo_page_paginates_history_and_marks_drift_corrections(make_app, redis
     assert missing.status_code == 404 and "No repository named" in text(missing)
 
 
+def test_a_page_number_past_the_end_shows_the_last_page(client, redis_conn):
+    ids = [save_record(redis_conn, sha=f"{i:02d}" * 20).id for i in range(30)]
+    for page in ("3", "99999999999999999999", "9" * 4000):
+        answer = client.get(f"/repos/shop?page={page}")
+        assert answer.status_code == 200, page
+        assert "page 2 of 2" in text(answer) and f"/syncs/{ids[0]}" in text(answer)
+    empty = client.get("/repos/infra?page=99999999999999999999")
+    assert empty.status_code == 200 and "Redis is unavailable" not in text(empty)
+
+
+def test_redis_refusing_a_command_is_not_reported_as_an_outage(client, redis_conn):
+    redis_conn.set(keys.history("shop"), "not a list")  # LLEN answers WRONGTYPE
+    answer = client.get("/repos/shop")
+    assert answer.status_code == 500
+    assert "Redis refused this page" in text(answer) and "Redis is unavailable" not in text(answer)
+
+
 def test_sync_page_shows_everything_a_developer_needs(client, redis_conn):
     record = save_record(redis_conn, changes=CHANGES, delivery="72d3162e-cc78-11e3-81ab-4c9367dc0958",
                          notes=["0123456789ab is older than the applied commit"])

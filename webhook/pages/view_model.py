@@ -157,14 +157,16 @@ def repo_rows(conn: Redis, config: Config) -> list[RepoRow]:
     return rows
 
 
-def history_page(conn: Redis, repo_name: str, page: int, size: int = HISTORY_PAGE) -> tuple[list[dict], int]:
-    """One page of a repository's history (newest first) and the number of entries kept."""
-    start = max(0, page - 1) * size
-    with conn.pipeline(transaction=False) as pipe:
-        pipe.lrange(keys.history(repo_name), start, start + size - 1)
-        pipe.llen(keys.history(repo_name))
-        raw, total = pipe.execute()
-    return [json.loads(x) for x in raw], int(total)
+def history_page(conn: Redis, repo_name: str, page: int, size: int = HISTORY_PAGE) -> tuple[list[dict], int, int]:
+    """One page of a repository's history (newest first), the number of entries kept and the page shown.
+
+    A page past the last shows the last one, so no index Redis would refuse is ever sent.
+    """
+    total = int(conn.llen(keys.history(repo_name)))
+    page = max(1, min(page, -(-total // size)))
+    start = (page - 1) * size
+    raw = conn.lrange(keys.history(repo_name), start, start + size - 1)
+    return [json.loads(x) for x in raw], total, page
 
 
 def repo_state(conn: Redis, repo_name: str) -> dict[str, str]:

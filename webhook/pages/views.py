@@ -13,7 +13,7 @@ import time
 
 from flask import (Response, abort, current_app, g, make_response, redirect, render_template,
                    request, url_for)
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from webhook.pages import auth, bp, queues
 from webhook.pages import view_model as vm
@@ -113,6 +113,15 @@ def redis_down(exc):
                  message="The pages read everything from Redis, which does not answer right now. Try again shortly.")
 
 
+@bp.errorhandler(ResponseError)
+def redis_refused(exc):
+    """Redis answered, with an error (a wrong key type, out of memory, ...): not an outage."""
+    log.error("pages: Redis refused a command for %s: %s", request.path, exc)
+    return _page("message.html", 500, title="Redis refused this page's request",
+                 message="Redis is up but answered this page's request with an error; "
+                         "the receiver's log has the error.")
+
+
 def _page(template: str, status: int = 200, **context):
     return make_response(render_template(f"pages/{template}", **context), status)
 
@@ -136,7 +145,7 @@ def repo_page(name: str):
     except ValueError:
         page = 1
     conn = _conn()
-    entries, total = vm.history_page(conn, name, page)
+    entries, total, page = vm.history_page(conn, name, page)
     row = next(r for r in vm.repo_rows(conn, config) if r.name == name)
     for entry in entries:
         entry["commit_url"] = vm.commit_url(repo, entry.get("sha"))
