@@ -250,7 +250,8 @@ class Intake:
             return "not configured"
         from worker.status import enqueue_status  # the worker package is optional at import time
         try:
-            enqueue_status(self.conn, self.config, repo, sha, "pending", "sync queued", sync_id=job_id)
+            enqueue_status(self.conn, self.config, repo, sha, "pending", "sync queued", sync_id=job_id,
+                           sync_job=job_id)
             return "pending queued"
         except Exception as exc:  # the sync is durable; never turn that into a retry
             self.logger.warning("pending commit status not queued", extra={

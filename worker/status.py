@@ -12,8 +12,16 @@ late "pending" must not overwrite a newer "success" of the same commit.  Each
 enqueued status takes the next number of a per-commit sequence in Redis
 (``keys.status_order``); posting happens under a per-commit lock and records
 the highest number posted; a job whose number is lower than that is stale and
-is dropped.  Statuses of one repository are enqueued in the order its syncs
+is dropped.  The statuses a sync posts are enqueued in the order its syncs
 (serialised by the repo lock) produce them, so "newest enqueued" is "newest".
+
+The receiver's "pending" is the exception: it is enqueued after the sync job
+is queued, outside the repo lock, so a stalled web thread can enqueue it after
+a fast worker's own "running" and "success" for the same commit, and it would
+be posted last and stay.  "Pending" means "queued, not started", so it names
+its sync job (``sync_job``) and is posted only while that job still waits in
+the queue (or the job it handed its commits to when it found the repo
+locked does); once the sync started, the sync's own statuses say the rest.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ import logging
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry, get_current_job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
 from pullbridge import keys
 from pullbridge.config import Config, ConfigError, RepoConfig
@@ -35,11 +45,16 @@ log = logging.getLogger(__name__)
 STATES = ("pending", "running", "success", "failure", "error")
 ORDER_TTL = 14 * 86400
 LOCK_WAIT = 30
+WAITING = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
+REQUEUE_HOPS = 5
 
 
 def enqueue_status(conn: Redis, config: Config, repo: RepoConfig, sha: str, state: str,
-                   description: str, sync_id: str | None = None) -> str | None:
+                   description: str, sync_id: str | None = None, sync_job: str | None = None) -> str | None:
     """Queue a status post for ``sha``; returns the job id, or None when the repo posts none.
+
+    ``sync_job``: for a "pending", the sync job it announces; the post is
+    dropped once that job no longer waits (see the module docstring).
 
     Never raises for Redis trouble (logged instead): a status is not worth a sync.
     """
@@ -57,7 +72,7 @@ def enqueue_status(conn: Redis, config: Config, repo: RepoConfig, sha: str, stat
         job = Queue(keys.STATUS_QUEUE, connection=conn).enqueue_call(
             "worker.status.post",
             args=(repo.name, sha, state, description, sync_id),
-            kwargs={"seq": seq},
+            kwargs={"seq": seq, "sync_job": sync_job} if sync_job else {"seq": seq},
             retry=_retry(settings.retries, settings.backoff),
             timeout=int(settings.timeout * 2 + LOCK_WAIT + 10),
             result_ttl=3600,
@@ -88,7 +103,7 @@ def target_url(config: Config, sync_id: str | None) -> str | None:
 
 
 def post(repo_name: str, sha: str, state: str, description: str, sync_id: str | None = None,
-         seq: int | None = None) -> str:
+         seq: int | None = None, sync_job: str | None = None) -> str:
     """The RQ job: post one status.  Returns 'posted', 'unchanged', 'stale' or 'disabled'."""
     what = f"status {state} {repo_name}@{sha[:12]}"
 
@@ -104,13 +119,13 @@ def post(repo_name: str, sha: str, state: str, description: str, sync_id: str | 
         conn = job.connection if job is not None else None
         if conn is None:
             raise PermanentError("post() runs as an RQ job (no Redis connection)")
-        return post_now(conn, config, repo, sha, state, description, sync_id, seq)
+        return post_now(conn, config, repo, sha, state, description, sync_id, seq, sync_job)
 
     return run_job(what, attempt)
 
 
 def post_now(conn: Redis, config: Config, repo: RepoConfig, sha: str, state: str, description: str,
-             sync_id: str | None = None, seq: int | None = None) -> str:
+             sync_id: str | None = None, seq: int | None = None, sync_job: str | None = None) -> str:
     """Post under the per-commit lock unless a newer status was already posted.
 
     Raises TemporaryError / PermanentError (see worker.outbound).
@@ -137,6 +152,9 @@ def post_now(conn: Redis, config: Config, repo: RepoConfig, sha: str, state: str
         if seq is not None and seq < posted:
             log.info("%s: dropped, a newer status (#%d > #%d) was already posted", what, posted, seq)
             return "stale"
+        if state == "pending" and sync_job and not sync_waiting(conn, sync_job):
+            log.info("%s: dropped, sync job %s is no longer queued", what, sync_job)
+            return "stale"
         request = build_request(target, token, sha, state, description, target_url(config, sync_id))
         response = send_json(request.url, request.payload, request.headers, settings.timeout)
         outcome = interpret(target, response, what)
@@ -152,3 +170,22 @@ def post_now(conn: Redis, config: Config, repo: RepoConfig, sha: str, state: str
             lock.release()
         except Exception:  # expired: nothing to release
             pass
+
+
+def sync_waiting(conn: Redis, job_id: str) -> bool:
+    """Is the sync job still waiting to start?  A job that found the repo locked handed
+    its commits to another job (it returned ``{"result": "requeued", "job_id": ...}``):
+    that one is asked instead."""
+    for _ in range(REQUEUE_HOPS):
+        try:
+            job = Job.fetch(job_id, connection=conn)
+        except NoSuchJobError:
+            return False
+        status = job.get_status(refresh=False)
+        if status in WAITING:
+            return True
+        result = job.return_value() if status == JobStatus.FINISHED else None
+        if not (isinstance(result, dict) and result.get("result") == "requeued" and result.get("job_id")):
+            return False
+        job_id = str(result["job_id"])
+    return False
