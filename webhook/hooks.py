@@ -2,10 +2,12 @@
 around ``Intake.receive`` (which holds the logic).
 
 Every delivery is counted in the metrics.  Every delivery that got past the
-signature check is logged.  Unauthenticated noise (401 and 404 answers) is
+signature check is logged.  Unauthenticated noise, every answer given before
+the signature was checked (401, 404, an oversized or malformed body), is
 logged at most once a second per repository name, the line saying how many
 were left out since: a flood of forged requests must not flood the logs or
-slow the receiver down by writing them.
+slow the receiver down by writing them.  A delivery is past the check once
+``Intake.receive`` put its ``delivery`` in the line's fields.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from webhook.metrics import observe
 
 bp = Blueprint("hooks", __name__)
 
-NOISE_STATUSES = (401, 404)
 NOISE_LOG_INTERVAL = 1.0
 _noise_lock = threading.Lock()
 _noise: dict[str, list] = {}  # repo name -> [last logged at, lines left out since]
@@ -63,7 +64,7 @@ def receive(name: str):
     finally:
         elapsed = time.perf_counter() - started
         observe(log["provider"], outcome, elapsed)
-        if status not in NOISE_STATUSES:
+        if "delivery" in log:  # verified: every line is written
             _log_delivery(intake, log, outcome, status, elapsed)
         elif (left_out := _noise_to_log(name)) is not None:
             log["left_out"] = left_out

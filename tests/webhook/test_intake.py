@@ -294,6 +294,22 @@ def test_unauthenticated_noise_is_logged_at_most_once_a_second(client, capfd):
     assert 'outcome="unauthorized",provider="github"}' in text  # every one is still counted
 
 
+def test_answers_given_before_the_signature_check_are_noise_too(client, capfd):
+    """An oversized or malformed body is refused before the signature is checked, so anyone
+    can send a flood of them: logged at most once a second, like forged signatures."""
+    import webhook.hooks
+
+    webhook.hooks._noise.clear()
+    capfd.readouterr()
+    for raw, status in (("99999999999", 413), ("12a", 400)) * 3:
+        response = client.post("/hooks/gh", data=b"{}", environ_overrides={"CONTENT_LENGTH": raw})
+        assert response.status_code == status
+    lines = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
+    assert [(l["status"], l["left_out"]) for l in lines if "status" in l] == [(413, 0)]
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'outcome="bad_payload",provider="unknown"}' in text  # every one is still counted
+
+
 def test_a_logged_401_line_names_the_claimed_delivery_only_when_well_formed(client, capfd):
     import webhook.hooks
 
