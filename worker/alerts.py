@@ -35,6 +35,7 @@ from rq import Queue, Retry
 from pullbridge import keys
 from pullbridge.config import Config, ConfigError, RepoConfig
 from pullbridge.notify_config import AlertTarget
+from pullbridge.queueing import retry_intervals
 from worker.outbound import PermanentError, TemporaryError, check, job_config, run_job, send_json
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ def _enqueue(pipe, conn: Redis, config: Config, repo: RepoConfig, event: str,
     for target in config.alerts:
         if not target.wants(event, repo.name):
             continue
-        retry = Retry(max=target.retries, interval=[int(round(b)) for b in target.backoff]) \
+        retry = Retry(max=target.retries, interval=retry_intervals(target.backoff)) \
             if target.retries else None
         job = queue.enqueue_call(
             "worker.alerts.send",

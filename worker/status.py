@@ -37,6 +37,7 @@ from rq.job import Job, JobStatus
 from pullbridge import keys
 from pullbridge.config import Config, ConfigError, RepoConfig
 from pullbridge.notify_config import status_api_url, status_context, status_project
+from pullbridge.queueing import retry_intervals
 from worker.githosts import StatusTarget, build_request, interpret
 from worker.outbound import PermanentError, TemporaryError, job_config, run_job, send_json
 
@@ -88,7 +89,7 @@ def enqueue_status(conn: Redis, config: Config, repo: RepoConfig, sha: str, stat
 def _retry(retries: int, backoff: list[float]) -> Retry | None:
     if retries < 1:
         return None
-    return Retry(max=retries, interval=[int(round(b)) for b in backoff])
+    return Retry(max=retries, interval=retry_intervals(backoff))
 
 
 def status_target(repo: RepoConfig) -> StatusTarget:

@@ -52,3 +52,20 @@ def test_a_sub_second_backoff_still_waits_before_the_retry(redis_conn):
 
 def test_retry_intervals_round_up():
     assert retry_intervals([0.001, 0.4, 1.0, 1.5, 2.5, 120.0]) == [1, 1, 1, 2, 3, 120]
+
+
+def test_status_and_alert_jobs_round_their_backoff_up_too(redis_conn, monkeypatch):
+    from worker.alerts import drift_alert
+    from worker.status import enqueue_status
+
+    monkeypatch.setenv("PB_TOKEN", "t")
+    monkeypatch.setenv("PB_ALERT_URL", "http://127.0.0.1:9/hook")
+    config = parse_config({
+        "alerts": [{"kind": "webhook", "url_env": "PB_ALERT_URL", "retries": 2, "backoff": [0.4, 2.5]}],
+        "repos": [{"name": "bo", "url": "https://git.example/o/bo.git", "provider": "github",
+                   "repository": "o/bo", "secret_env": "PB_SECRET",
+                   "status": {"token_env": "PB_TOKEN", "retries": 2, "backoff": [0.3, 1.5]}}]})
+    status_job = enqueue_status(redis_conn, config, config.repo("bo"), "a" * 40, "pending", "queued")
+    [alert_job] = drift_alert(redis_conn, config, config.repo("bo"), "drift_found", "sync-1", "drift")
+    assert Job.fetch(status_job, connection=redis_conn).retry_intervals == [1, 2]
+    assert Job.fetch(alert_job, connection=redis_conn).retry_intervals == [1, 3]
