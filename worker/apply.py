@@ -91,12 +91,15 @@ class Item:
                          self.obj["metadata"]["name"])
 
 
-class Invalid(PermanentError):
-    """Some objects failed their dry-run; ``details`` names each with its file."""
+def invalid(details: str, applied: str = "nothing applied") -> PermanentError:
+    """Some objects failed their dry-run; ``details`` names each with its file.
 
-    def __init__(self, details: str, applied: str = "nothing applied"):
-        super().__init__(f"validation failed, {applied}: {details}")
-        self.details = details
+    A plain PermanentError (operators read its class on the queue page and in
+    RQ's failed registry), carrying ``invalid_details`` so that
+    ``worker.apply_undo`` can retell it with what was undone."""
+    exc = PermanentError(f"validation failed, {applied}: {details}")
+    exc.invalid_details = details
+    return exc
 
 
 @dataclass
@@ -290,7 +293,7 @@ class Applier:
         if errors:
             shown = "; ".join(errors[:MAX_ERRORS_SHOWN])
             more = f" (and {len(errors) - MAX_ERRORS_SHOWN} more)" if len(errors) > MAX_ERRORS_SHOWN else ""
-            raise Invalid(f"{shown}{more}")
+            raise invalid(f"{shown}{more}")
         if temporary is not None:
             raise sync_error(temporary, "dry-run")
 

@@ -28,7 +28,7 @@ def undo(kube: Kube, written: dict, first: list, exc: Exception) -> Exception:
     deleted objects are gone, so that the next sync finds the cluster as it
     was and not a terminating Namespace.
     """
-    from worker.apply import Invalid
+    from worker.apply import invalid
 
     removed, gone, left = [], [], []
     for item in reversed([i for i in first if i.inventory_id in written]):
@@ -59,8 +59,8 @@ def undo(kube: Kube, written: dict, first: list, exc: Exception) -> Exception:
     else:
         applied = f"nothing applied ({undone})" if undone else "nothing applied"
     exc = sync_error(exc, "validating")
-    if isinstance(exc, Invalid):
-        return Invalid(exc.details, applied)
+    if getattr(exc, "invalid_details", None) is not None:
+        return invalid(exc.invalid_details, applied)
     if isinstance(exc, TemporaryError):
         return TemporaryError(f"{exc}; {applied}", exc.delay)
     return PermanentError(f"{exc}; {applied}")
