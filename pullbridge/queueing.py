@@ -51,12 +51,13 @@ def _retry(config: Config, repo: RepoConfig) -> Retry | None:
 
 
 def retry_intervals(backoff: list[float]) -> list[int]:
-    """The configured backoff (positive seconds) as RQ's whole-second retry intervals.
+    """The configured backoff (seconds) as RQ's whole-second retry intervals.
 
     Rounded up, never down: RQ re-queues at once for an interval of 0, so a
     backoff of 0.4 s rounded to 0 would be no backoff at all, and 2.5 s
-    must not become 2 s."""
-    return [max(1, math.ceil(seconds)) for seconds in backoff]
+    must not become 2 s.  Only an explicit 0 (statuses and alerts document
+    it as "retry at once") stays 0."""
+    return [math.ceil(seconds) if seconds > 0 else 0 for seconds in backoff]
 
 
 # The common case in one round trip: a sync is already queued, so recording the

@@ -52,6 +52,7 @@ def test_a_sub_second_backoff_still_waits_before_the_retry(redis_conn):
 
 def test_retry_intervals_round_up():
     assert retry_intervals([0.001, 0.4, 1.0, 1.5, 2.5, 120.0]) == [1, 1, 1, 2, 3, 120]
+    assert retry_intervals([0, 0.4]) == [0, 1]  # statuses' and alerts' documented "0: at once"
 
 
 def test_status_and_alert_jobs_round_their_backoff_up_too(redis_conn, monkeypatch):
