@@ -85,8 +85,9 @@ def test_history_lists_syncs_newest_first(ops, git_repo):
     assert lines[0] == f"applied: {sha2[:12]} at " + lines[0].split(" at ", 1)[1]
     assert lines[1].split() == ["TIME", "SHA", "REASON", "RESULT", "+NEW", "~CHG", "-DEL", "=SAME", "ERROR"]
     assert sha3[:12] in lines[2] and "failure" in lines[2] and "validation failed" in lines[2]
-    assert sha2[:12] in lines[3] and "success" in lines[3] and "+0 ~2 -0 =1" in lines[3]
-    assert sha1[:12] in lines[4] and "push" in lines[4] and "+3 ~0 -0 =0" in lines[4]
+    assert lines[3].strip() == "note: permanent failure: not retried until a new push"
+    assert sha2[:12] in lines[4] and "success" in lines[4] and "+0 ~2 -0 =1" in lines[4]
+    assert sha1[:12] in lines[5] and "push" in lines[5] and "+3 ~0 -0 =0" in lines[5]
 
     code, out, _ = ops.run("history", "app", "--limit", "1", "--json")
     data = json.loads(out)

@@ -59,12 +59,13 @@ def test_a_malformed_chunked_body_is_a_400_naming_the_body_and_closes_the_connec
     assert b"Connection: close" in head, head
     assert data.count(b"HTTP/1.1 ") == 1, f"the next request was answered: {data[-200:]!r}"
     assert ended in ("eof", "reset")
-    # the log: a warning line for the answer, and no traceback
+    # the log: warning lines, no traceback.  The body was refused before the signature check
+    # (anyone can send one), so its lines are rate-limited like 401s: the first is written.
     deadline = time.monotonic() + GENEROUS  # the worker's log writer writes a moment after the answer
-    while _bad_payload_lines(web["log"]) < web["refused"] and time.monotonic() < deadline:
+    while _bad_payload_lines(web["log"]) < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     text = web["log"].read_text()
-    assert _bad_payload_lines(web["log"]) == web["refused"], text[-2000:]
+    assert 1 <= _bad_payload_lines(web["log"]) <= web["refused"], text[-2000:]
     assert "Traceback" not in text and "unexpected error" not in text, text[-2000:]
 
 
