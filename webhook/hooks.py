@@ -2,12 +2,13 @@
 around ``Intake.receive`` (which holds the logic).
 
 Every delivery is counted in the metrics.  Every delivery that got past the
-signature check is logged.  Unauthenticated noise, every answer given before
-the signature was checked (401, 404, an oversized or malformed body), is
-logged at most once a second per repository name, the line saying how many
-were left out since: a flood of forged requests must not flood the logs or
-slow the receiver down by writing them.  A delivery is past the check once
-``Intake.receive`` put its ``delivery`` in the line's fields.
+signature check is logged, and so is every error on our side (5xx: an
+unreadable secret must reach the operator).  Unauthenticated noise, every
+other answer given before the signature was checked (401, 404, an oversized
+or malformed body), is logged at most once a second per repository name, the
+line saying how many were left out since: a flood of forged requests must not
+flood the logs or slow the receiver down by writing them.  A delivery is past
+the check once ``Intake.receive`` put its ``delivery`` in the line's fields.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def receive(name: str):
     finally:
         elapsed = time.perf_counter() - started
         observe(log["provider"], outcome, elapsed)
-        if "delivery" in log:  # verified: every line is written
+        if "delivery" in log or status >= 500:  # verified, or our fault: every line is written
             _log_delivery(intake, log, outcome, status, elapsed)
         elif (left_out := _noise_to_log(name)) is not None:
             log["left_out"] = left_out

@@ -310,6 +310,20 @@ def test_answers_given_before_the_signature_check_are_noise_too(client, capfd):
     assert 'outcome="bad_payload",provider="unknown"}' in text  # every one is still counted
 
 
+def test_an_error_on_our_side_is_logged_every_time_even_before_the_signature_check(client, capfd,
+                                                                                  monkeypatch):
+    """An unreadable webhook secret is the operator's to fix: not rate-limited with the noise."""
+    import webhook.hooks
+
+    monkeypatch.delenv("PB_TEST_GITHUB_SECRET")
+    webhook.hooks._noise.clear()
+    capfd.readouterr()
+    for _ in range(3):
+        assert client.post("/hooks/gh", data=b"{}").status_code == 500
+    lines = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
+    assert [(l["status"], l["outcome"]) for l in lines if "status" in l] == [(500, "misconfigured")] * 3
+
+
 def test_a_logged_401_line_names_the_claimed_delivery_only_when_well_formed(client, capfd):
     import webhook.hooks
 
