@@ -18,9 +18,10 @@ from pydantic import BaseModel, ConfigDict
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?\Z")
-# No setting (interval, timeout, backoff, TTL) needs more; larger values, inf and nan only
-# break the code that turns them into timers (RQ's timedelta, math.ceil).
-MAX_DURATION = 7 * 86400
+# A year: more than any setting (interval, timeout, backoff, TTL such as a 30-day dedup_ttl)
+# needs; larger values, inf and nan only break the code that turns them into timers (RQ's
+# timedelta, math.ceil).
+MAX_DURATION = 365 * 86400
 
 
 class ConfigError(Exception):

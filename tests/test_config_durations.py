@@ -12,7 +12,7 @@ REPO = {"name": "demo", "url": "file:///x", "provider": "gitlab", "secret_env": 
 
 
 @pytest.mark.parametrize("text, message", [(".nan", "finite"), (".inf", "finite"), ("-.inf", "finite"),
-                                           ("1.0e+300", "at most 168h"), ("169h", "at most 168h")])
+                                           ("1.0e+300", "at most 8760h"), ("8761h", "at most 8760h")])
 def test_unusable_intervals_are_config_errors_naming_the_key(text, message):
     value = yaml.safe_load(f"interval: {text}")["interval"]
     with pytest.raises(ConfigError) as err:
@@ -21,7 +21,8 @@ def test_unusable_intervals_are_config_errors_naming_the_key(text, message):
 
 
 def test_the_bound_applies_to_every_duration():
-    assert parse_duration("168h") == MAX_DURATION == 7 * 86400
+    assert parse_duration("8760h") == MAX_DURATION == 365 * 86400
+    assert parse_config({"server": {"dedup_ttl": "720h"}, "repos": [REPO]}).server.dedup_ttl == 30 * 86400
     with pytest.raises(ConfigError) as err:
         parse_config({"worker": {"lock_ttl": float("inf")}, "repos": [REPO]})
     assert "worker.lock_ttl: " in str(err.value)
