@@ -18,6 +18,7 @@ from redis.exceptions import RedisError, ResponseError
 from webhook.pages import auth, bp, queues
 from webhook.pages import view_model as vm
 
+PAST_ANY_PAGE = 10**18
 log = logging.getLogger("pullbridge.webhook.pages")
 
 REDACTOR_TTL = 30.0
@@ -140,8 +141,9 @@ def repo_page(name: str):
     if repo is None:
         g.pb_not_found = f"No repository named {name!r} is configured."
         abort(404)
-    try:
-        page = max(1, int(request.args.get("page", "1")))
+    raw = request.args.get("page", "1").strip()
+    try:  # a number past any history is the last page (history_page clamps); int() refuses > 4300 digits
+        page = PAST_ANY_PAGE if raw.isdecimal() and len(raw) > 18 else max(1, int(raw))
     except ValueError:
         page = 1
     conn = _conn()
