@@ -259,7 +259,24 @@ def ensure_secret_identity(api_client, namespace: str, name: str, rotate: bool =
         return _ensure_secret_identity(api_client, namespace, name, rotate, comment or default_comment())
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         detail = " ".join(str(exc).split())[:300] or type(exc).__name__
-        raise IdentityError(f"{location}: API server unreachable: {detail}") from None
+        if never_connected(exc):
+            raise IdentityError(f"{location}: API server unreachable: {detail}") from None
+        raise IdentityError(f"{location}: the API server did not answer ({detail}); a key being written "
+                            "may or may not be stored: look at the Secret before trying again") from None
+
+
+def never_connected(exc: BaseException) -> bool:
+    """True when the request never reached the API server (refused, DNS, TLS, connect timeout),
+    so nothing can have been written; False when it may have been sent (a read timeout, a cut
+    connection)."""
+    import urllib3
+
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
+    early = (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError,
+             urllib3.exceptions.SSLError, urllib3.exceptions.NameResolutionError,
+             ConnectionRefusedError)
+    return isinstance(exc, early)
 
 
 def _ensure_secret_identity(api_client, namespace: str, name: str, rotate: bool, comment: str) -> Identity:

@@ -53,3 +53,20 @@ def test_identity_with_an_unreachable_api_server_is_a_clear_exit_2(stack, tmp_pa
     assert out == ""
     assert err.startswith("pullbridge: secret pullbridge/pullbridge-deploy-key: API server unreachable: ")
     assert "Traceback" not in err and "not-a-real-token" not in err
+
+
+def test_only_a_request_that_never_reached_the_api_server_is_called_unreachable():
+    """A read timeout may come after the Secret was written: that must not read as 'unreachable'."""
+    import urllib3
+    from urllib3.exceptions import (MaxRetryError, NewConnectionError, ProtocolError, ReadTimeoutError,
+                                    SSLError)
+
+    from pullbridge.identity import never_connected
+
+    pool = urllib3.HTTPSConnectionPool("127.0.0.1", 1)
+    refused = NewConnectionError(pool, "Connection refused")
+    assert never_connected(MaxRetryError(pool, "/api", reason=refused))
+    assert never_connected(MaxRetryError(pool, "/api", reason=SSLError("wrong version number")))
+    assert never_connected(ConnectionRefusedError(111, "refused"))
+    assert not never_connected(ReadTimeoutError(pool, "/api", "Read timed out."))
+    assert not never_connected(MaxRetryError(pool, "/api", reason=ProtocolError("Connection aborted.")))
