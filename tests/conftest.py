@@ -3,9 +3,10 @@ namespace per test, and bare git repositories served by the stack's git host.
 
 The stack is started once per test session (`pullbridge stack up` is
 idempotent, so an already running stack is reused) and left running: it
-belongs to the machine, not to one pytest run.  Each pytest process uses its
-own Redis DB (``PULLBRIDGE_TEST_REDIS_DB``) so parallel runs do not flush each
-other's queues.
+belongs to the machine, not to one pytest run.  Tests flush their Redis DB,
+so they never use DB 0, the stack's own (``stack env``'s REDIS_URL, the demo's):
+``PULLBRIDGE_TEST_REDIS_DB`` names the DB (default 1), and parallel pytest runs
+give each a different one so they do not flush each other's queues.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def stack() -> StackInfo:
         s.up(log=lambda msg: None)
     except StackError as exc:
         pytest.fail(f"the local stack did not start: {exc}")
-    db = int(os.environ.get("PULLBRIDGE_TEST_REDIS_DB", "0"))
+    db = int(os.environ.get("PULLBRIDGE_TEST_REDIS_DB", "1"))
+    if db == 0:
+        pytest.fail("PULLBRIDGE_TEST_REDIS_DB=0 is the stack's own DB (the demo's); tests flush theirs")
     env = {**os.environ, **s.env()}
     test_url = f"redis://127.0.0.1:{s.redis_port}/{db}"
     env["REDIS_URL"] = test_url
