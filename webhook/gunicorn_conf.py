@@ -15,7 +15,9 @@ The app is loaded in each worker after gunicorn's gevent worker has patched
 the standard library, so every socket and lock in it cooperates.
 
 Environment overrides (read here, so the Procfile stays one line):
-``PORT`` (8080), ``WEB_CONCURRENCY`` (workers), ``GUNICORN_THREADS`` (gthread only),
+``PORT`` (8080), ``WEB_HOST`` (the address to listen on: ``0.0.0.0``, every
+interface, as a container needs; the demo, the tests and the benches set
+``127.0.0.1``), ``WEB_CONCURRENCY`` (workers), ``GUNICORN_THREADS`` (gthread only),
 ``GUNICORN_WORKER_CLASS`` (``gevent``, the default, means the fair worker
 above; ``gthread`` works too), ``GUNICORN_WORKER_CONNECTIONS``,
 ``GUNICORN_TIMEOUT``, ``GUNICORN_KEEPALIVE``,
@@ -44,7 +46,7 @@ def _int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
-bind = f"0.0.0.0:{_int('PORT', 8080)}"
+bind = f"{os.environ.get('WEB_HOST', '').strip() or '0.0.0.0'}:{_int('PORT', 8080)}"
 workers = _int("WEB_CONCURRENCY", 2)
 threads = _int("GUNICORN_THREADS", 16)
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "").strip() or "gevent"

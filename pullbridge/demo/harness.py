@@ -64,7 +64,7 @@ class LocalDeployment:
         self.repo_settings = repo_settings or {}
         self.env = {**os.environ, **stack.env(), "PULLBRIDGE_WEBHOOK_SECRET": self.secret,
                     "REDIS_URL": self.redis_url, "PULLBRIDGE_CONFIG": str(self.tmp / "pullbridge.yaml"),
-                    "PORT": str(self.port), "PULLBRIDGE_CACHE_DIR": str(self.tmp / "cache"),
+                    "PORT": str(self.port), "WEB_HOST": "127.0.0.1", "PULLBRIDGE_CACHE_DIR": str(self.tmp / "cache"),
                     **(extra_env or {})}
         git("init", "-q", "--bare", "-b", "main", str(self.bare))
         git("init", "-q", "-b", "main", str(self.work))

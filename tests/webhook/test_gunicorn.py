@@ -57,7 +57,7 @@ def running_web(tmp: Path, workers: int, extra_env: dict[str, str] | None = None
         "  - {name: gh, url: 'https://github.com/octo-org/deploy.git', provider: github,\n"
         "     repository: octo-org/deploy, secret_env: PB_TEST_GITHUB_SECRET}\n")
     port = free_port()
-    env = {**os.environ, **SECRETS, "PORT": str(port), "PULLBRIDGE_CONFIG": str(config),
+    env = {**os.environ, **SECRETS, "PORT": str(port), "WEB_HOST": "127.0.0.1", "PULLBRIDGE_CONFIG": str(config),
            "REDIS_URL": redis_server.url, "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": "2",
            "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"), **(extra_env or {})}
     log = open(tmp / "web.log", "w")
@@ -349,6 +349,25 @@ def test_gunicorns_master_imports_nothing_that_gevent_must_patch_first(web):
     _, _, log = web
     assert "MonkeyPatchWarning" not in log.read_text()
 
+
+
+@pytest.mark.parametrize("host, bind", [(None, "0.0.0.0:8080"), ("127.0.0.1", "127.0.0.1:8080")])
+def test_the_web_process_listens_where_web_host_says(host, bind):
+    env = {k: v for k, v in os.environ.items() if k not in ("WEB_HOST", "PORT")}
+    if host:
+        env["WEB_HOST"] = host
+    code = "import webhook.gunicorn_conf as c; print(c.bind)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == bind
+
+
+def test_the_running_test_server_listens_on_loopback_only(web):
+    _, port, _ = web
+    listen = "0A"  # TCP_LISTEN in /proc/net/tcp
+    addresses = [fields[1] for fields in (line.split() for line in open("/proc/net/tcp").readlines()[1:])
+                 if fields[3] == listen and fields[1].endswith(f":{port:04X}")]
+    assert addresses == [f"0100007F:{port:04X}"], addresses  # 127.0.0.1, not 0.0.0.0
 
 PIPELINED = 400
 
