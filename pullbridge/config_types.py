@@ -45,6 +45,20 @@ def lowercase_name(value: str) -> str:
     return value
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(value: str) -> str:
+    """A log level name in any case ('debug', 'INFO') -> logging's name; ValueError otherwise
+    (an argparse ``type``: the process exits 2 naming the value)."""
+    name = str(value).strip().upper()
+    if name == "WARN":
+        name = "WARNING"
+    if name not in LOG_LEVELS:
+        raise ValueError(f"unknown log level {value!r} (one of {', '.join(LOG_LEVELS)})")
+    return name
+
+
 def parse_duration(value, minimum: float = 0.0) -> float:
     """'5m', '10s', '1h30m' or a number of seconds -> seconds (more than 0, at least ``minimum``,
     at most ``MAX_DURATION``)."""

@@ -16,7 +16,7 @@ they have one, is the ``sentinel_password`` query parameter.  Use
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis import Redis
 
@@ -26,6 +26,42 @@ DEFAULT_SENTINEL_PORT = 26379
 
 class RedisUrlError(ValueError):
     """The URL cannot be understood (the message never contains a password)."""
+
+
+class RedisUnusable(Exception):
+    """Redis at a URL cannot be used (a bad URL, or no answer); the message names the URL
+    without its password."""
+
+
+def redact(url: str) -> str:
+    """``url`` without its password (user names and query options other than passwords kept)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable Redis URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hosts = netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        netloc = f"{user}@{hosts}" if user else hosts
+    query = "&".join(p for p in parts.query.split("&") if p and "password" not in p.split("=")[0].lower())
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+
+
+def connect_checked(url: str, **kwargs) -> Redis:
+    """``connect`` that also asked for a PING; RedisUnusable otherwise (for a process's start)."""
+    from redis.exceptions import RedisError
+
+    try:
+        conn = connect(url, **kwargs)
+    except ValueError as exc:  # RedisUrlError, or redis-py's own (a scheme it does not know)
+        raise RedisUnusable(f"bad Redis URL {redact(url)}: {exc}") from None
+    try:
+        conn.ping()
+    except (RedisError, OSError, ValueError) as exc:
+        text = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise RedisUnusable(f"cannot reach Redis at {redact(url)}: {text}") from None
+    return conn
 
 
 def parse_sentinel_url(url: str) -> dict:

@@ -29,6 +29,8 @@ import time
 
 import orjson
 
+from pullbridge.config_types import log_level
+
 LOGGER_NAME = "pullbridge.webhook"
 FIELDS = ("delivery", "repo", "provider", "event", "outcome", "status", "ref", "sha", "job_id",
           "duration_ms", "reason", "error", "left_out")
@@ -99,7 +101,7 @@ def setup_logging(level: str | int = "INFO") -> logging.Logger:
         handler._pullbridge = True
         logger.addHandler(handler)
         logger.propagate = False
-    logger.setLevel(level)
+    logger.setLevel(log_level(level) if isinstance(level, str) else level)
     return logger
 
 

@@ -18,7 +18,8 @@ from rq import Queue, SimpleWorker
 
 from pullbridge import keys
 from pullbridge.config import ConfigError
-from pullbridge.redis_url import connect
+from pullbridge.config_types import log_level
+from pullbridge.redis_url import RedisUnusable, connect_checked
 from worker.errors import PermanentError
 from worker.jobs import process_config
 from worker.kube import process_kube
@@ -28,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__.splitlines()[0])
     parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
     parser.add_argument("--name", help="worker name (default: RQ's)")
-    parser.add_argument("--log-level", default=os.environ.get("PULLBRIDGE_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-level", type=log_level, default=os.environ.get("PULLBRIDGE_LOG_LEVEL", "INFO"),
+                        help="DEBUG, INFO, WARNING, ERROR (any case; default $PULLBRIDGE_LOG_LEVEL or INFO)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -37,8 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, PermanentError) as exc:
         print(f"worker: {exc}", file=sys.stderr)
         return 2
-    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    conn = connect(url)
+    try:
+        conn = connect_checked(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    except RedisUnusable as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return 2
     queues = [Queue(name, connection=conn) for name in keys.QUEUES.values()]
     worker = SimpleWorker(queues, connection=conn, name=args.name)
     logging.getLogger("pullbridge.sync").info("worker %s: %d repos, queues %s", worker.name,

@@ -25,10 +25,10 @@ from pathlib import Path
 from redis import Redis
 from rq.cron import CronJob, CronScheduler
 
-from pullbridge.redis_url import connect
-
 from pullbridge import keys
 from pullbridge.config import CONFIG_ENV, Config, ConfigError, load_config
+from pullbridge.config_types import log_level
+from pullbridge.redis_url import RedisUnusable, connect_checked
 
 log = logging.getLogger("pullbridge.scheduler")
 
@@ -128,14 +128,19 @@ class ReconcileScheduler(CronScheduler):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker.scheduler", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help=f"YAML file (default: ${CONFIG_ENV})")
-    parser.add_argument("--log-level", default=os.environ.get("PULLBRIDGE_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-level", type=log_level, default=os.environ.get("PULLBRIDGE_LOG_LEVEL", "INFO"),
+                        help="DEBUG, INFO, WARNING, ERROR (any case; default $PULLBRIDGE_LOG_LEVEL or INFO)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     path = args.config or os.environ.get(CONFIG_ENV)
     if not path:
         print(f"scheduler: no configuration: set {CONFIG_ENV} or pass --config", file=sys.stderr)
         return 2
-    conn = connect(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    try:
+        conn = connect_checked(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    except RedisUnusable as exc:
+        print(f"scheduler: {exc}", file=sys.stderr)
+        return 2
     try:
         scheduler = ReconcileScheduler(conn, path, logging_level=args.log_level)
     except ConfigError as exc:

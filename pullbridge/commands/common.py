@@ -12,10 +12,10 @@ import json
 import os
 import re
 import time
-from urllib.parse import urlsplit
 
 from pullbridge.cli import CommandError
 from pullbridge.config import CONFIG_ENV, Config, ConfigError, RepoConfig, load_config
+from pullbridge.redis_url import redact
 
 REDIS_ENV = "REDIS_URL"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -54,40 +54,18 @@ def repo_named(config: Config, name: str) -> RepoConfig:
     return repo
 
 
-def redact(url: str) -> str:
-    """``url`` without its password (user names and query options other than passwords kept)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable Redis URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hosts = netloc.rpartition("@")
-        user = userinfo.partition(":")[0]
-        netloc = f"{user}@{hosts}" if user else hosts
-    query = "&".join(p for p in parts.query.split("&") if p and "password" not in p.split("=")[0].lower())
-    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
-
-
 def redis_url(args) -> str:
     return getattr(args, "redis_url", None) or os.environ.get(REDIS_ENV) or DEFAULT_REDIS_URL
 
 
 def connect(args):
     """A Redis client that answered a PING; CommandError naming the URL (no password) otherwise."""
-    from redis.exceptions import RedisError
+    from pullbridge.redis_url import RedisUnusable, connect_checked
 
-    from pullbridge.redis_url import RedisUrlError, connect as redis_connect
-
-    url = redis_url(args)
     try:
-        conn = redis_connect(url, socket_connect_timeout=5, socket_timeout=30)
-        conn.ping()
-    except RedisUrlError as exc:
-        raise CommandError(f"bad Redis URL {redact(url)}: {exc}") from None
-    except (RedisError, OSError, ValueError) as exc:
-        raise CommandError(f"cannot reach Redis at {redact(url)}: {_short(exc)}") from None
-    return conn
+        return connect_checked(redis_url(args), socket_connect_timeout=5, socket_timeout=30)
+    except RedisUnusable as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _short(exc: Exception, limit: int = 200) -> str:
