@@ -319,7 +319,8 @@ def test_a_kustomization_tag_shared_with_a_workload_that_is_not_automated_is_lef
 
 
 @pytest.mark.parametrize("layout, why", [
-    ({"kustomization.yaml": "images:\n  - name: {image}\n    digest: sha256:" + "a" * 64 + "\n"},
+    ({"kustomization.yaml": "resources: [fluxdemo.yaml]\nimages:\n  - name: {image}\n    digest: sha256:"
+                            + "a" * 64 + "\n"},
      "its tag is set by kustomization.yaml (images: {image}, digest: sha256:" + "a" * 64 + "); pinned by digest"),
     ({"kustomization.yaml": "resources: [fluxdemo.yaml]\ncomponents: [tags]\nimages:\n  - name: {image}\n"
                             "    newTag: {old}\n",

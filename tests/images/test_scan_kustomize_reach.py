@@ -4,10 +4,14 @@ rendered, so the workload's own image line moves (real registry, bare repo, Redi
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
-from tests.images.helpers import NEW, OLD, bare_git, day, make_config
+import pytest
+
+from tests.images.helpers import NEW, OLD, bare_git, day, demo_manifest, make_config
 from worker.images.scan import scan
+from worker.render import render
 
 
 def test_a_kustomization_in_a_plain_yaml_repo_is_not_what_is_deployed(demo, registry, image_name, redis_conn):
@@ -64,3 +68,85 @@ def test_rendered_kustomizations_follow_resources_bases_and_components(tmp_path:
                      "deploy/prod/kustomization.yaml", "deploy/tags/kustomization.yaml"]
     assert rendered_kustomizations(tmp_path, "deploy") == []  # plain YAML there: nothing rendered by kustomize
     assert [p.name for p in rendered_kustomizations(tmp_path, "deploy/broken")] == ["kustomization.yaml"]
+
+
+def _rendered_flask_images(repo, tmp_path: Path, subdir: str) -> dict[str, str]:
+    """Deployment name -> flask image, as ``kubectl kustomize`` renders the branch's head."""
+    tree = tmp_path / "rendered"
+    subprocess.run(["git", "clone", "-q", "--branch", repo.branch, repo.file_url, str(tree)], check=True)
+    return {m.name: c["image"] for m in render(tree, subdir) if m.kind == "Deployment"
+            for c in m.obj["spec"]["template"]["spec"]["containers"] if c["name"] == "flask"}
+
+
+def test_a_shared_base_entry_outside_the_path_does_not_take_the_overlay_update(demo, registry, image_name,
+                                                                               redis_conn, tmp_path):
+    # kustomize applies the shared base's images: to the base's own resources only:
+    # moving it would change staging and leave prod's deployed tag old
+    repo, image, files = demo
+    shared = f"resources: [worker.yaml]\nimages:\n  - name: {image}\n    newTag: {OLD}\n"
+    worker = demo_manifest(f"{image}:v0", f"{image}-nginx:1.27", {}).replace("name: fluxdemo", "name: shared-worker")
+    repo.commit_and_push("prod and a shared base", {
+        "apps/prod/kustomization.yaml": "resources: [deployment.yaml, ../../shared]\n",
+        "apps/prod/deployment.yaml": files["fluxdemo.yaml"],
+        "apps/staging/kustomization.yaml": "resources: [../../shared]\n",
+        "shared/kustomization.yaml": shared, "shared/worker.yaml": worker})
+    registry.push_image(image_name, NEW, day(5))
+    config = make_config(repo, registry)
+    prod = config.repos[0].model_copy(update={"path": "apps/prod"})
+    before = bare_git(repo, "rev-parse", "main").strip()
+    assert _rendered_flask_images(repo, tmp_path / "before", "apps/prod") == {
+        "fluxdemo": f"{image}:{OLD}", "shared-worker": f"{image}:{OLD}"}
+
+    result = scan(redis_conn, config, prod)
+
+    assert result.skipped == [] and result.errors == []
+    assert [c.describe() for c in result.changes] == [f"my-demo:deployment/fluxdemo container flask: {OLD} -> {NEW}"]
+    assert bare_git(repo, "diff", "--name-only", before, result.sha).split() == ["apps/prod/deployment.yaml"]
+    assert bare_git(repo, "show", "main:shared/kustomization.yaml") == shared
+    assert _rendered_flask_images(repo, tmp_path / "after", "apps/prod") == {
+        "fluxdemo": f"{image}:{NEW}", "shared-worker": f"{image}:{OLD}"}
+
+
+COMPONENT = "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n"
+
+
+@pytest.mark.parametrize("layout, moved", [
+    # a base's entry sets the base's own resources
+    ({"kustomization.yaml": "resources: [namespace.yaml, nginx-conf.yaml, app]\n",
+      "app/kustomization.yaml": "resources: [fluxdemo.yaml]\nimages:\n  - name: {image}\n    newTag: {old}\n"},
+     ["app/kustomization.yaml"]),
+    # an overlay chain: the middle kustomization's entry sets its base's resources
+    ({"kustomization.yaml": "resources: [namespace.yaml, nginx-conf.yaml, mid]\n",
+      "mid/kustomization.yaml": "resources: [../app]\nimages:\n  - name: {image}\n    newTag: {old}\n",
+      "app/kustomization.yaml": "resources: [fluxdemo.yaml]\n"},
+     ["mid/kustomization.yaml"]),
+    # a component's entry sets its parent's resources, those of its bases included
+    ({"kustomization.yaml": "resources: [namespace.yaml, nginx-conf.yaml, app]\ncomponents: [tags]\n",
+      "app/kustomization.yaml": "resources: [fluxdemo.yaml]\n",
+      "tags/kustomization.yaml": COMPONENT + "images:\n  - name: {image}\n    newTag: {old}\n"},
+     ["tags/kustomization.yaml"]),
+    # ... but not what a later component adds: that workload's own line moves
+    ({"kustomization.yaml": "resources: [namespace.yaml, nginx-conf.yaml, app]\ncomponents: [tags, late]\n",
+      "app/kustomization.yaml": "resources: [fluxdemo.yaml]\n",
+      "tags/kustomization.yaml": COMPONENT + "images:\n  - name: {image}\n    newTag: {old}\n",
+      "late/kustomization.yaml": COMPONENT + "resources: [late.yaml]\n", "late/late.yaml": None},
+     ["late/late.yaml", "tags/kustomization.yaml"]),
+])
+def test_the_entry_of_the_kustomization_that_builds_the_workload_moves(demo, registry, image_name, redis_conn,
+                                                                       tmp_path, layout, moved):
+    repo, image, files = demo
+    repo.remove("fluxdemo.yaml")
+    late = files["fluxdemo.yaml"].replace("name: fluxdemo", "name: late")  # None in a layout: this workload
+    repo.commit_and_push("kustomize", {"app/fluxdemo.yaml": files["fluxdemo.yaml"], **{
+        p: late if t is None else t.format(image=image, old=OLD) for p, t in layout.items()}})
+    registry.push_image(image_name, NEW, day(5))
+    config = make_config(repo, registry)
+    before = bare_git(repo, "rev-parse", "main").strip()
+    rendered = _rendered_flask_images(repo, tmp_path / "before", ".")
+    assert set(rendered.values()) == {f"{image}:{OLD}"}
+
+    result = scan(redis_conn, config, config.repos[0])
+
+    assert result.skipped == [] and result.errors == []
+    assert bare_git(repo, "diff", "--name-only", before, result.sha).split() == moved
+    assert _rendered_flask_images(repo, tmp_path / "after", ".") == {name: f"{image}:{NEW}" for name in rendered}

@@ -29,7 +29,7 @@ from pullbridge import keys, repostate
 from pullbridge.config import Config, RepoConfig, load_config
 from pullbridge.queueing import request_sync
 from worker.images.cache import CachedRegistries
-from worker.images.kustomize import TagOverride, kustomize_tag_overrides
+from worker.images.kustomize import TagOverride, kustomize_tag_overrides, real_path
 from worker.images.manifests import ContainerImage, find_containers
 from worker.images.policy import pick_tag
 from worker.images.registry import ImageRef, RegistryError
@@ -88,7 +88,8 @@ def make_plan(repo: RepoConfig, registries: CachedRegistries, result: ScanResult
         pinned: dict[TagOverride, list[ContainerImage]] = {}  # entry -> every container whose tag it sets
         for c in containers:
             where = c.label
-            covering = [o for o in overrides if o.covers(c.image)]
+            file = real_path(root, c.path)  # an entry sets only the tags of the files its kustomization builds
+            covering = [o for o in overrides if o.sets_tag_of(file, c.image)]
             if len(covering) == 1:
                 pinned.setdefault(covering[0], []).append(c)
                 continue
