@@ -23,7 +23,10 @@ that now owns the field, its operation, subresource and time.
 
 A Secret's values (any field outside ``metadata``) are replaced with
 ``(hidden: Secret data)`` when an entry is made, so the log, the alerts and the
-history record never hold them.  A candidate whose dry-run the API server
+history record never hold them.  Such an entry keeps the live Secret's
+``resourceVersion`` instead (``revision``, never stored): it stands in for the
+value in the periodic job's drift fingerprint, so a Secret edited to yet another
+value is new drift rather than "unchanged".  A candidate whose dry-run the API server
 rejects (an immutable field changed by re-creating the object by hand) is
 still drift: its local differences are reported with the rejection as their
 ``note``, and the object is not re-applied (the apply would be rejected too).
@@ -50,6 +53,7 @@ MAX_VALUE_CHARS = 200
 SKIPPED_TOP = ("apiVersion", "kind", "status")
 SKIPPED_METADATA = ("name", "namespace")
 HIDDEN = "(hidden: Secret data)"
+IDENTITY_KEYS = ("object", "field", "live", "declared", "note", "corrected")
 
 
 @dataclass
@@ -67,6 +71,7 @@ class DriftEntry:
     changed_at: str | None = None
     corrected: bool = False
     note: str = ""  # why the entry is unconfirmed (dry-run rejected)
+    revision: str = ""  # hidden values: the live object's resourceVersion (identity only, never stored)
 
     def as_dict(self) -> dict:
         out = {"object": self.object, "field": self.field, "live": _short(self.live),
@@ -75,6 +80,10 @@ class DriftEntry:
             if getattr(self, key):
                 out[key] = getattr(self, key)
         return out
+
+    def identity(self) -> dict:
+        """What this entry found, for telling drift that persists from new drift (not stored)."""
+        return {**{k: v for k, v in self.as_dict().items() if k in IDENTITY_KEYS}, "revision": self.revision}
 
     def describe(self) -> str:
         who = f" by {self.manager}" + (f" ({self.operation}" + (f" /{self.subresource}" if self.subresource else "")
@@ -266,15 +275,18 @@ def by_name(pattern: tuple, declared) -> tuple:
     return tuple(out)
 
 
-def _entry(t: Target, tokens, live_value, declared, owner: dict | None = None, note: str = "") -> DriftEntry:
-    """A drift entry for ``t`` (``tokens`` empty: the whole object); a Secret's values outside
-    ``metadata`` are hidden."""
+def _entry(t: Target, tokens, live_value, declared, live: dict | None = None, note: str = "") -> DriftEntry:
+    """A drift entry for ``t`` (``tokens`` empty: the whole object) against the ``live`` object;
+    a Secret's values outside ``metadata`` are hidden, its resourceVersion kept in their place."""
+    revision = ""
     if t.obj.get("kind") == "Secret" and tokens and tokens[0] != Tok("key", "metadata"):
         live_value, declared = HIDDEN, HIDDEN
-    owner = owner or {}
+        revision = str(((live or {}).get("metadata") or {}).get("resourceVersion") or "")
+    owner = (changed_by(live, tokens) if live and tokens else None) or {}
     return DriftEntry(t.ref, show_path(tokens), live_value, declared, t.manifest.source,
                       manager=owner.get("manager"), operation=owner.get("operation"),
-                      subresource=owner.get("subresource"), changed_at=owner.get("time"), note=note)
+                      subresource=owner.get("subresource"), changed_at=owner.get("time"), note=note,
+                      revision=revision)
 
 
 # -- the scan -------------------------------------------------------------------
@@ -353,7 +365,7 @@ def scan(kube: Kube, manifests: list[Manifest], *, default_namespace: str, concu
             result.drifted.append(t)
             continue
         if (live.get("metadata") or {}).get("deletionTimestamp"):
-            result.entries.append(_entry(t, (), "terminating", "present"))
+            result.entries.append(_entry(t, (), "terminating", "present", live))
             result.drifted.append(t)
             continue
         ours = [mf.get("fieldsV1") or {} for mf in (live.get("metadata") or {}).get("managedFields") or []
@@ -375,7 +387,7 @@ def scan(kube: Kube, manifests: list[Manifest], *, default_namespace: str, concu
                 rejection = f"dry-run rejected: {cut(answer.message, 200)}"
                 result.notes.append(f"{t.ref}: {rejection}; not corrected")
                 result.rejected.append(t.ref)
-                result.entries.extend(_entry(t, tokens, live_value, declared, changed_by(live, tokens), rejection)
+                result.entries.extend(_entry(t, tokens, live_value, declared, live, rejection)
                                       for tokens, declared, live_value in diffs)
                 continue
             raise sync_error(answer, f"dry-run of {t.ref}")
@@ -383,7 +395,7 @@ def scan(kube: Kube, manifests: list[Manifest], *, default_namespace: str, concu
         for tokens, declared, live_value in diffs:
             if value_at(answer, tokens) == live_value:
                 continue  # the server normalises the declared value to what is live
-            result.entries.append(_entry(t, tokens, live_value, declared, changed_by(live, tokens)))
+            result.entries.append(_entry(t, tokens, live_value, declared, live))
             found = True
         if found:
             result.drifted.append(t)

@@ -70,6 +70,7 @@ class DriftRecord(history.SyncRecord):
     """A sync record (same shape, same history list) that also carries drift entries."""
 
     drift: list[dict] = field(default_factory=list)
+    fingerprint: str = ""  # drift_fingerprint of what was found (kept in the state hash, not in the record)
 
     def summary(self) -> dict:
         found = {d["object"] for d in self.drift}
@@ -93,15 +94,16 @@ def save_drift(conn: Redis, record: DriftRecord, limit: int) -> None:
             "last_drift_id": record.id, "last_drift_at": str(record.finished_at),
             "last_drift_objects": str(summary["drift"]["objects"]),
             "last_drift_corrected": str(summary["drift"]["corrected"]),
-            "last_drift_fingerprint": drift_fingerprint(record.drift)})
+            "last_drift_fingerprint": record.fingerprint or drift_fingerprint(record.drift)})
         pipe.execute()
     history.log_record(record)
 
 
 def drift_fingerprint(entries: list[dict]) -> str:
-    """What a drift record found (objects, fields, values, corrected), independent of order and time."""
-    shown = sorted(json.dumps({k: e.get(k) for k in ("object", "field", "live", "declared", "note", "corrected")},
-                              sort_keys=True) for e in entries)
+    """What a drift record found (``DriftEntry.identity``: objects, fields, values, corrected, a
+    hidden Secret value's revision), independent of order and time."""
+    shown = sorted(json.dumps({k: e.get(k) for k in (*drift.IDENTITY_KEYS, "revision")}, sort_keys=True)
+                   for e in entries)
     return hashlib.sha256("\n".join(shown).encode()).hexdigest()
 
 
@@ -248,10 +250,10 @@ def check_drift(conn: Redis, config: Config, repo: RepoConfig, sha: str, lock: R
     if verb == "not corrected" and record.result == "success":
         record.result = "failure"  # what was found is still there
     record.drift = [e.as_dict() for e in found.entries]
+    record.fingerprint = drift_fingerprint([e.identity() for e in found.entries])
     result = {"result": f"drift {verb}", "objects": objects, "corrected": len(corrected)}
     state = history.repo_state(conn, repo.name)
-    if not corrected and state.get("last_drift_id") and \
-            state.get("last_drift_fingerprint") == drift_fingerprint(record.drift):
+    if not corrected and state.get("last_drift_id") and state.get("last_drift_fingerprint") == record.fingerprint:
         # The same drift as the last record, and nothing changed by this check: a record per
         # interval would push every sync out of the capped history.
         previous = state["last_drift_id"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 
@@ -10,6 +11,7 @@ from rq import Queue
 
 from pullbridge import keys
 from pullbridge.config import load_config
+from worker import history
 
 from tests.worker.drift_support import drift_record, kubectl, run_reconcile
 from tests.worker.sync_manifests import app_files
@@ -205,3 +207,34 @@ def test_drift_corrected_again_is_recorded_again(synced_with, stack, namespace):
         assert (result["result"], result["corrected"]) == ("drift corrected", 1)
         ids.append(result["id"])
     assert ids[0] != ids[1] and [r["reason"] for r in harness.history()] == ["drift", "drift", "push"]
+
+
+def test_a_secret_edited_to_another_value_is_new_drift(synced_with, stack, namespace, monkeypatch, caplog):
+    """Its values are hidden, so they cannot tell persisting drift from new drift: the live Secret's
+    version does, and still no value reaches the log, the alerts, the records or the state."""
+    harness = synced_with({"deploy/secret.yaml": SECRET})
+    harness.configure(harness.git, interval="10s", mode="report")
+    with_alerts(harness, monkeypatch, ["drift_found"])
+    ids = []
+    with caplog.at_level(logging.INFO):
+        for value in ("hand-set-PW-one", "hand-set-PW-two"):  # the same manager (kubectl patch) both times
+            kubectl(stack, "patch", "secret", "db", "-n", namespace, "--type=merge",
+                    "-p", json.dumps({"stringData": {"password": value}}))
+            result = run_reconcile(harness)
+            assert result["result"] == "drift reported" and "unchanged" not in result, result
+            ids.append(result["id"])
+        again = run_reconcile(harness)  # not edited since: recorded once, as any persisting drift
+    assert (again["id"], again["unchanged"]) == (ids[1], True)
+    assert ids[0] != ids[1] and [r["reason"] for r in harness.history()] == ["drift", "drift", "push"]
+    alerts = queued_alerts(harness)
+    assert [(a["event"], a["sync_id"]) for a in alerts] == [("drift_found", ids[0]), ("drift_found", ids[1])]
+    records = [history.get_record(harness.conn, i) for i in ids]
+    for record in records:
+        [entry] = record["drift_entries"]
+        assert (entry["field"], entry["live"], entry["declared"]) == \
+            ("data.password", "(hidden: Secret data)", "(hidden: Secret data)")
+        assert "revision" not in entry
+    stored = json.dumps(records) + json.dumps(harness.history()) + json.dumps(harness.state()) + json.dumps(alerts)
+    for value in ("hand-set-PW-one", "hand-set-PW-two", "git-declared-PW"):
+        for encoded in (value, base64.b64encode(value.encode()).decode()):
+            assert encoded not in caplog.text and encoded not in stored
