@@ -15,6 +15,7 @@ nothing is lost even when the retries run out.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
@@ -36,7 +37,7 @@ from worker.kube import process_kube
 from worker.lock import LockLost, RepoLock
 from worker.ownership import strip_manifests
 from worker.prune import check_allowed, prune
-from worker.render import render, uses_kustomize
+from worker.render import Manifest, render, uses_kustomize
 from worker.status import enqueue_status
 
 log = logging.getLogger("pullbridge.sync")
@@ -184,8 +185,11 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
                     if target.reason == "held" else f"superseded by {target.sha[:12]}", record.id)
         _status(conn, config, repo, target.sha, "running", "sync running", record.id)
 
-        manifests = _render(mirror, repo, target.sha)
-        strip_manifests(manifests)  # fields left to others (pullbridge.io/ignore-fields)
+        declared = _render(mirror, repo, target.sha)
+        # Fields left to others (pullbridge.io/ignore-fields) go from a copy: the render cache
+        # keeps the declared bodies, whose list positions the drift scan's ignore paths name.
+        manifests = [Manifest(copy.deepcopy(m.obj), m.file, m.doc) for m in declared]
+        strip_manifests(manifests)
         record.phase("render")
         check_allowed(len(manifests), repo.allow_empty)
         previous = inventory.load(kube, inv_ns, repo.name)
@@ -217,7 +221,7 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         history.save(conn, record, limit=limit,
                      applied_sha=target.sha if repo.mode == "apply" else None)
         if repo.mode == "apply":  # the periodic drift scan compares with these, without re-rendering
-            rendercache.remember(mirror, target.sha, manifests)
+            rendercache.remember(mirror, target.sha, declared)
         done_wanted(conn, repo.name, wanted)
         counts = record.counts
         verb = "would change" if record.dry_run else "applied"

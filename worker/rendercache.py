@@ -6,6 +6,13 @@ parsing, maybe ``kubectl kustomize``) would cost more than the scan itself.
 Rendered manifests are kept in memory (a few commits per process) and as a
 JSON file next to the git mirror (a few per repo), keyed by commit and path.
 The sync job seeds the cache with what it just applied (``remember``).
+
+The cache holds the *declared* bodies, ``pullbridge.io/ignore-fields``
+still in them: the scan matches an ignore path by position (``containers[0]``)
+to the item's name in the declared list, and a correction strips the listed
+fields once.  Callers must not change the manifests they get; the sync strips
+a copy.  Files of the earlier format (a kustomization's could hold stripped
+bodies) are never read.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ log = logging.getLogger("pullbridge.drift")
 
 RENDER_CACHE_SIZE = 8
 KEEP_RENDERED_FILES = 3
+CACHE_FORMAT = "declared"  # in the file name: older files may hold stripped bodies
 _rendered: OrderedDict[tuple, list[Manifest]] = OrderedDict()
 
 
@@ -40,7 +48,7 @@ def _keep(key: tuple, manifests: list[Manifest]) -> None:
 
 
 def remember(mirror: Mirror, sha: str, manifests: list[Manifest]) -> None:
-    """Keep what a sync rendered and applied for ``sha`` (call once the sync is done with them).
+    """Keep what a sync rendered for ``sha`` (declared bodies, not stripped; call once the sync is done).
 
     Nothing to do when ``sha`` is cached already (a sync of an unchanged commit).  Never raises.
     """
@@ -57,7 +65,7 @@ def remember(mirror: Mirror, sha: str, manifests: list[Manifest]) -> None:
 
 def _cache_file(mirror: Mirror, sha: str, path: str) -> Path:
     safe = "".join(c if c.isalnum() else "_" for c in path)
-    return mirror.root / f"{mirror.repo.name}.rendered" / f"{sha}-{safe}.json"
+    return mirror.root / f"{mirror.repo.name}.rendered" / f"{sha}-{safe}.{CACHE_FORMAT}.json"
 
 
 def rendered(mirror: Mirror, sha: str) -> list[Manifest]:

@@ -69,7 +69,7 @@ def test_kubectl_scale_is_reverted_and_recorded(synced, stack, namespace, monkey
 
 def test_deleted_object_is_recreated(synced, stack, namespace, kube):
     cached = Path(os.environ["PULLBRIDGE_CACHE_DIR"]) / "app.rendered"
-    assert [p.name for p in cached.glob("*.json")] == [f"{synced.state()['applied_sha']}-_.json"], \
+    assert [p.name for p in cached.glob("*.json")] == [f"{synced.state()['applied_sha']}-_.declared.json"], \
         "the sync leaves its rendered objects for the drift scan"
     kubectl(stack, "delete", "configmap", "settings", "-n", namespace)
     result = run_reconcile(synced)
@@ -147,6 +147,42 @@ def test_ignored_item_by_position_of_a_named_list_does_not_flap(harness, git_rep
     assert run_reconcile(harness)["result"] == "drift reported"  # the other container is still compared
     assert [e["field"] for e in drift_record(harness)["drift_entries"]] == \
         ["spec.template.spec.containers[name=flask].image"]
+
+
+def test_ignored_item_by_position_in_apply_mode_leaves_the_other_items_checked(harness, git_repo, stack, namespace,
+                                                                             tmp_path):
+    """``containers[0]`` (a sidecar another manager injects) is left out of the apply.  The scan of
+    the applied commit reads the objects the sync cached: they must be the declared ones, so that
+    ``[0]`` still names the sidecar, not the container after it, and a correction strips it once."""
+    (tmp_path / "app.yaml").write_text(deployment("fluxdemo", "1.0"))
+    kubectl(stack, "apply", "--server-side", "--field-manager=injector", "-n", namespace,
+            "-f", str(tmp_path / "app.yaml"))
+    repo = git_repo("ignore-index-apply")
+    annotated = deployment("fluxdemo", "1.0").replace(
+        "  name: fluxdemo\n", "  name: fluxdemo\n  annotations:\n"
+        "    pullbridge.io/ignore-fields: \"spec.template.spec.containers[0]\"\n", 1)
+    repo.commit_and_push("v1", {"deploy/app.yaml": annotated})
+    harness.configure(repo, interval="10s")
+    assert harness.sync(None)["result"] == "success"
+    assert run_reconcile(harness)["result"] == "in sync"
+    kubectl(stack, "set", "image", "deployment/fluxdemo", "nginx=nginx:1.28-injected", "-n", namespace)
+    kubectl(stack, "set", "image", "deployment/fluxdemo", "flask=python:3.12", "-n", namespace)
+    result = run_reconcile(harness)
+    assert (result["result"], result.get("corrected")) == ("drift corrected", 1), result
+    assert [(e["field"], e["live"], e["declared"]) for e in drift_record(harness)["drift_entries"]] == \
+        [("spec.template.spec.containers[name=flask].image", "python:3.12", "python:3.11-slim")]
+    live = json.loads(kubectl(stack, "get", "deployment", "fluxdemo", "-n", namespace, "-o", "json"))
+    assert [(c["name"], c["image"]) for c in live["spec"]["template"]["spec"]["containers"]] == \
+        [("nginx", "nginx:1.28-injected"), ("flask", "python:3.11-slim")]
+    # The cache (this process's memory, and the file other workers read) holds the declared bodies.
+    from worker import rendercache
+    from worker.fetch import Mirror
+    sha = harness.state()["applied_sha"]
+    [cache_file] = (Path(os.environ["PULLBRIDGE_CACHE_DIR"]) / "app.rendered").glob("*.json")
+    for bodies in ([m.obj for m in rendercache.rendered(Mirror(harness.repo), sha)],
+                   [d["obj"] for d in json.loads(cache_file.read_text())]):
+        [body] = bodies
+        assert [c["name"] for c in body["spec"]["template"]["spec"]["containers"]] == ["nginx", "flask"]
 
 
 def test_duplicate_runs_in_one_interval_do_nothing(synced, stack, namespace):
