@@ -94,17 +94,17 @@ def save_drift(conn: Redis, record: DriftRecord, limit: int) -> None:
             "last_drift_id": record.id, "last_drift_at": str(record.finished_at),
             "last_drift_objects": str(summary["drift"]["objects"]),
             "last_drift_corrected": str(summary["drift"]["corrected"]),
-            "last_drift_fingerprint": record.fingerprint or drift_fingerprint(record.drift)})
+            "last_drift_fingerprint": record.fingerprint or drift_fingerprint(record.drift, record.error)})
         pipe.execute()
     history.log_record(record)
 
 
-def drift_fingerprint(entries: list[dict]) -> str:
+def drift_fingerprint(entries: list[dict], error: str | None = None) -> str:
     """What a drift record found (``DriftEntry.identity``: objects, fields, values, corrected, a
-    hidden Secret value's revision), independent of order and time."""
+    hidden Secret value's revision) and why its correction failed, independent of order and time."""
     shown = sorted(json.dumps({k: e.get(k) for k in (*drift.IDENTITY_KEYS, "revision")}, sort_keys=True)
                    for e in entries)
-    return hashlib.sha256("\n".join(shown).encode()).hexdigest()
+    return hashlib.sha256(json.dumps({"entries": shown, "error": error}).encode()).hexdigest()
 
 
 def remote_head(repo: RepoConfig) -> str | None:
@@ -250,7 +250,7 @@ def check_drift(conn: Redis, config: Config, repo: RepoConfig, sha: str, lock: R
     if verb == "not corrected" and record.result == "success":
         record.result = "failure"  # what was found is still there
     record.drift = [e.as_dict() for e in found.entries]
-    record.fingerprint = drift_fingerprint([e.identity() for e in found.entries])
+    record.fingerprint = drift_fingerprint([e.identity() for e in found.entries], record.error)
     result = {"result": f"drift {verb}", "objects": objects, "corrected": len(corrected)}
     state = history.repo_state(conn, repo.name)
     if not corrected and state.get("last_drift_id") and state.get("last_drift_fingerprint") == record.fingerprint:
@@ -258,8 +258,9 @@ def check_drift(conn: Redis, config: Config, repo: RepoConfig, sha: str, lock: R
         # interval would push every sync out of the capped history.
         previous = state["last_drift_id"]
         conn.hset(keys.state(repo.name), "last_drift_at", str(time.time()))
-        record_check(conn, repo.name, _also(f"drift {verb}: {objects} object(s), unchanged since {previous}",
-                                            also), last_check_sync_id=previous)
+        record_check(conn, repo.name, _also(f"drift {verb}: {objects} object(s), unchanged since {previous}"
+                                            + (f": {cut(why, 200)}" if why else ""), also),
+                     last_check_sync_id=previous)
         return {**result, "id": previous, "unchanged": True}
     for entry in found.entries:
         log.warning("drift %s %s", repo.name, entry.describe())

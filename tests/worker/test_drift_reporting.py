@@ -238,3 +238,37 @@ def test_a_secret_edited_to_another_value_is_new_drift(synced_with, stack, names
     for value in ("hand-set-PW-one", "hand-set-PW-two", "git-declared-PW"):
         for encoded in (value, base64.b64encode(value.encode()).decode()):
             assert encoded not in caplog.text and encoded not in stored
+
+
+def test_drift_whose_correction_keeps_failing_says_why_and_a_new_error_is_recorded(synced_with, stack, namespace,
+                                                                                  monkeypatch):
+    """The same refusal again is "unchanged", with its reason; another refusal is a new record and alert."""
+    from worker import periodic
+    from worker.errors import PermanentError
+
+    refusal = {"why": "denied by policy"}
+
+    class RefusingApplier(periodic.Applier):
+        def run(self, manifests):
+            raise PermanentError(f"Deployment/{namespace}/fluxdemo (deploy/app.yaml, doc 2): {refusal['why']}")
+    harness = synced_with({})
+    with_alerts(harness, monkeypatch, ["drift_failed"])
+    monkeypatch.setattr(periodic, "Applier", RefusingApplier)
+    kubectl(stack, "scale", "deployment/fluxdemo", "--replicas=3", "-n", namespace)
+    why = f"correcting drift: Deployment/{namespace}/fluxdemo (deploy/app.yaml, doc 2): "
+    first = run_reconcile(harness)
+    assert (first["result"], first["corrected"]) == ("drift not corrected", 0)
+    again = run_reconcile(harness)
+    assert (again["id"], again["unchanged"]) == (first["id"], True)
+    assert harness.state()["last_check_result"] == \
+        f"drift not corrected: 1 object(s), unchanged since {first['id']}: {why}denied by policy"
+    refusal["why"] = "forbidden: exceeded quota"
+    changed = run_reconcile(harness)
+    assert changed["id"] != first["id"] and "unchanged" not in changed, changed
+    assert harness.state()["last_check_result"] == \
+        f"drift not corrected: 1 object(s), 0 corrected: {why}forbidden: exceeded quota"
+    assert history.get_record(harness.conn, changed["id"])["error"] == f"{why}forbidden: exceeded quota"
+    alerts = queued_alerts(harness)
+    assert [(a["event"], a["sync_id"]) for a in alerts] == [("drift_failed", first["id"]),
+                                                            ("drift_failed", changed["id"])]
+    assert "exceeded quota" in alerts[1]["summary"]
