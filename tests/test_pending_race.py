@@ -13,16 +13,20 @@ from __future__ import annotations
 import json
 
 import pytest
-from rq import Queue, SimpleWorker
+from rq import Queue, SimpleWorker, get_current_job
+from rq.job import Job, JobStatus
 
 from pullbridge import keys
 from pullbridge.config import load_config
 from tests.notify_support import GITHUB_TOKEN, fake_hosts, run_status_worker  # noqa: F401
 from tests.pages.conftest import redis_url
+from tests.rq_support import enqueue_when_due
 from tests.webhook import payloads as P
 from tests.worker.sync_manifests import app_files
 from webhook.intake import Intake
-from worker.status import enqueue_status, sync_waiting
+from worker import jobs
+from worker.lock import RepoLock
+from worker.status import TAKING_COMMITS, enqueue_status, sync_waiting
 
 pytestmark = pytest.mark.stack
 
@@ -38,7 +42,7 @@ def site(fake_hosts, redis_conn, namespace, git_repo, tmp_path, monkeypatch):  #
     path = tmp_path / "pullbridge.yaml"
     path.write_text(json.dumps({
         "server": {"public_url": "https://pb.example"},
-        "worker": {"inventory_namespace": namespace},
+        "worker": {"inventory_namespace": namespace, "lock_wait": 1},  # a locked repo hands over soon
         "repos": [{"name": "app", "url": git.http_url, "provider": "github", "repository": "acme/deploy",
                    "secret_env": "PB_TEST_RACE_SECRET", "namespace": namespace,
                    "status": {"token_env": "PB_TEST_RACE_TOKEN", "api_url": fake_hosts.base + "/github",
@@ -108,3 +112,119 @@ def test_a_pending_is_posted_while_its_sync_waits_even_after_a_requeue(site, fak
     run_sync_worker(redis_conn)
     assert not sync_waiting(redis_conn, job_id)
     assert not sync_waiting(redis_conn, "sync-app-000000000000")  # unknown (or expired): not waiting
+
+
+def descriptions(fake_hosts) -> list[str]:
+    return [r["payload"]["description"] for r in fake_hosts.answered("github")]
+
+
+def test_a_pending_is_posted_while_its_started_sync_only_waits_for_the_repo_lock(site, fake_hosts,  # noqa: F811
+                                                                                  redis_conn, monkeypatch):
+    """A worker took the sync job (RQ: started), but another sync holds the repo: the
+    job has taken nothing and hands over, so its commit is still pending."""
+    git, config, client = site
+    other = RepoLock(redis_conn, "app", owner="another-worker")
+    assert other.acquire(1)
+    seen = {}
+    acquire, request_sync = RepoLock.acquire, jobs.request_sync
+
+    def acquire_while_a_status_worker_runs(lock, wait, poll=0.2):
+        job = get_current_job()
+        if job is not None and job.id == job_id and "waiting" not in seen:
+            seen["waiting"] = job.get_status(refresh=True)
+            run_status_worker(redis_conn)  # another worker posts the receiver's pending meanwhile
+        return acquire(lock, wait, poll)
+
+    def handing_over(*args, **kwargs):  # the job forgot its queued marker and queues its successor
+        answer = request_sync(*args, **kwargs)
+        seen["handing over"] = (Job.fetch(job_id, connection=redis_conn).get_status(), sync_waiting(redis_conn, job_id))
+        return answer
+
+    monkeypatch.setattr(RepoLock, "acquire", acquire_while_a_status_worker_runs)
+    monkeypatch.setattr(jobs, "request_sync", handing_over)
+    sha = git.commit_and_push("v1", app_files("1.0"))
+    job_id = push(client, sha)
+    SimpleWorker([Queue(keys.SYNC_QUEUE, connection=redis_conn)], connection=redis_conn).work(burst=True, max_jobs=1)
+
+    assert seen["waiting"] == JobStatus.STARTED
+    assert descriptions(fake_hosts) == ["sync queued"]
+    assert seen["handing over"] == (JobStatus.STARTED, True)
+    assert Job.fetch(job_id, connection=redis_conn).return_value()["result"] == "requeued"
+    assert sync_waiting(redis_conn, job_id)  # its successor waits in the queue
+    other.release()
+    run_sync_worker(redis_conn)
+    run_status_worker(redis_conn)
+    posted = descriptions(fake_hosts)
+    assert posted[:2] == ["sync queued", "sync running"] and posted[-1].startswith("applied: ") and len(posted) == 3
+    assert fake_hosts.final[("github", "acme/deploy", sha, CONTEXT)] == "success"
+
+
+def test_a_pending_is_dropped_once_its_started_sync_took_the_commits(site, fake_hosts, redis_conn,  # noqa: F811
+                                                                     monkeypatch):
+    git, config, client = site
+    repo = config.repo("app")
+    seen = {}
+    take_wanted = jobs.take_wanted
+
+    def take_then_post_statuses(conn, repo_name, job_id):
+        taken = take_wanted(conn, repo_name, job_id)
+        seen["status"], seen["waiting"] = Job.fetch(job_id, connection=conn).get_status(), sync_waiting(conn, job_id)
+        run_status_worker(redis_conn)  # the receiver's pending, only now posted by a slow status worker
+        seen["late"] = enqueue_status(redis_conn, config, repo, sha, "pending", "sync queued late",
+                                      sync_id=job_id, sync_job=job_id)
+        run_status_worker(redis_conn)
+        return taken
+
+    monkeypatch.setattr(jobs, "take_wanted", take_then_post_statuses)
+    sha = git.commit_and_push("v1", app_files("1.0"))
+    job_id = push(client, sha)
+    run_sync_worker(redis_conn)
+    run_status_worker(redis_conn)
+
+    assert (seen["status"], seen["waiting"]) == (JobStatus.STARTED, False)
+    assert Job.fetch(seen["late"], connection=redis_conn).return_value() == "stale"
+    posted = descriptions(fake_hosts)
+    assert posted[0] == "sync running" and posted[-1].startswith("applied: ") and len(posted) == 2
+    assert not sync_waiting(redis_conn, job_id)
+
+
+def test_a_retry_waits_again_until_it_took_the_commits(site, fake_hosts, redis_conn, monkeypatch):  # noqa: F811
+    """The first attempt took the commits and failed before posting anything; the retry,
+    started but blocked on the repo lock, is waiting again (the mark is per attempt)."""
+    from worker.errors import TemporaryError
+
+    git, config, client = site
+    repo = config.repo("app")
+    fetch = jobs.Mirror.fetch
+
+    def git_host_down(mirror):
+        raise TemporaryError("git host down")
+
+    monkeypatch.setattr(jobs.Mirror, "fetch", git_host_down)
+    sha = git.commit_and_push("v1", app_files("1.0"))
+    job_id = push(client, sha)
+    run_sync_worker(redis_conn)
+    job = Job.fetch(job_id, connection=redis_conn)
+    assert job.get_status() == JobStatus.SCHEDULED and job.meta[TAKING_COMMITS]  # its retry, after 5 s
+    assert sync_waiting(redis_conn, job_id)
+    monkeypatch.setattr(jobs.Mirror, "fetch", fetch)
+
+    other = RepoLock(redis_conn, "app", owner="another-worker")
+    assert other.acquire(1)
+    seen = {}
+    acquire = RepoLock.acquire
+
+    def acquire_while_a_status_worker_runs(lock, wait, poll=0.2):
+        seen["status"], seen["waiting"] = get_current_job().get_status(refresh=True), sync_waiting(redis_conn, job_id)
+        seen["late"] = enqueue_status(redis_conn, config, repo, sha, "pending", "sync queued again",
+                                      sync_id=job_id, sync_job=job_id)
+        run_status_worker(redis_conn)
+        return acquire(lock, wait, poll)
+
+    monkeypatch.setattr(RepoLock, "acquire", acquire_while_a_status_worker_runs)
+    enqueue_when_due(redis_conn, keys.SYNC_QUEUE, job_id)
+    SimpleWorker([Queue(keys.SYNC_QUEUE, connection=redis_conn)], connection=redis_conn).work(burst=True, max_jobs=1)
+    assert (seen["status"], seen["waiting"]) == (JobStatus.STARTED, True)
+    assert Job.fetch(seen["late"], connection=redis_conn).return_value() == "posted"
+    assert descriptions(fake_hosts)[-1] == "sync queued again"
+    other.release()

@@ -38,7 +38,7 @@ from worker.lock import LockLost, RepoLock
 from worker.ownership import strip_manifests
 from worker.prune import check_allowed, prune
 from worker.render import Manifest, render, uses_kustomize
-from worker.status import enqueue_status
+from worker.status import enqueue_status, mark_taking_commits
 
 log = logging.getLogger("pullbridge.sync")
 # On a failed sync's record: the periodic job waits for a new push instead of queueing it again.
@@ -149,6 +149,7 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
     kube = process_kube()
     record = history.SyncRecord(repo.name, reason, delivery, job.id if job else None,
                                 dry_run=repo.mode == "report")
+    mark_taking_commits(job)  # a receiver's pending naming this job is stale from now on
     wanted = [sha for sha, _ in take_wanted(conn, repo.name, record.job_id or record.id)]
     if repostate.suspended_now(conn, repo.name):
         # Suspended (pullbridge suspend): touch nothing, keep the wanted commits for resume.

@@ -18,10 +18,16 @@ is dropped.  The statuses a sync posts are enqueued in the order its syncs
 The receiver's "pending" is the exception: it is enqueued after the sync job
 is queued, outside the repo lock, so a stalled web thread can enqueue it after
 a fast worker's own "running" and "success" for the same commit, and it would
-be posted last and stay.  "Pending" means "queued, not started", so it names
-its sync job (``sync_job``) and is posted only while that job still waits in
-the queue (or the job it handed its commits to when it found the repo
-locked does); once the sync started, the sync's own statuses say the rest.
+be posted last and stay.  "Pending" means "not taken up yet", so it names its
+sync job (``sync_job``) and is posted only while that job still waits (or the
+job it handed its commits to when it found the repo locked does); once the
+sync took the wanted commits, the sync's own statuses say the rest.  Waiting
+includes a job a worker already started that is still blocked on the repo
+lock (another sync of the repo runs): RQ calls it "started", but it has taken
+nothing and may yet hand over.  So the sync marks its job's attempt just
+before it takes the commits (``mark_taking_commits``), and only that mark (or
+the job ending) says the wait is over.  A job queued again for a retry waits
+again, as the first attempt may have failed before it posted anything.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ STATES = ("pending", "running", "success", "failure", "error")
 ORDER_TTL = 14 * 86400
 LOCK_WAIT = 30
 WAITING = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
+TAKING_COMMITS = "taking_commits"  # sync job meta: the attempt that took the commits (mark_taking_commits)
 REQUEUE_HOPS = 5
 
 
@@ -154,7 +161,7 @@ def post_now(conn: Redis, config: Config, repo: RepoConfig, sha: str, state: str
             log.info("%s: dropped, a newer status (#%d > #%d) was already posted", what, posted, seq)
             return "stale"
         if state == "pending" and sync_job and not sync_waiting(conn, sync_job):
-            log.info("%s: dropped, sync job %s is no longer queued", what, sync_job)
+            log.info("%s: dropped, sync job %s no longer waits", what, sync_job)
             return "stale"
         request = build_request(target, token, sha, state, description, target_url(config, sync_id))
         response = send_json(request.url, request.payload, request.headers, settings.timeout)
@@ -173,9 +180,27 @@ def post_now(conn: Redis, config: Config, repo: RepoConfig, sha: str, state: str
             pass
 
 
+def mark_taking_commits(job: Job | None) -> None:
+    """Called by the sync, holding the repo lock, just before it takes the wanted commits:
+    from now on this attempt of its job no longer waits, and a pending naming it is stale
+    (``sync_waiting``)."""
+    if job is not None:
+        job.meta[TAKING_COMMITS] = _attempt(job)
+        job.save_meta()
+
+
+def _attempt(job: Job) -> str:
+    """Which run of ``job`` this is: RQ sets ``enqueued_at`` anew when it queues a retry."""
+    return job.enqueued_at.isoformat() if job.enqueued_at else "-"
+
+
 def sync_waiting(conn: Redis, job_id: str) -> bool:
-    """Is the sync job still waiting to start?  A job that found the repo locked handed
-    its commits to another job (it returned ``{"result": "requeued", "job_id": ...}``):
+    """Is the sync job still waiting, i.e. has it not taken the wanted commits yet?
+
+    Queued, deferred and scheduled jobs wait (a retry too), and so does a
+    started one until ``mark_taking_commits`` marked this attempt: a worker
+    took it, but it is blocked on the repo lock.  A job that found the repo locked handed its
+    commits to another job (it returned ``{"result": "requeued", "job_id": ...}``):
     that one is asked instead."""
     for _ in range(REQUEUE_HOPS):
         try:
@@ -185,6 +210,8 @@ def sync_waiting(conn: Redis, job_id: str) -> bool:
         status = job.get_status(refresh=False)
         if status in WAITING:
             return True
+        if status == JobStatus.STARTED:
+            return job.meta.get(TAKING_COMMITS) != _attempt(job)
         result = job.return_value() if status == JobStatus.FINISHED else None
         if not (isinstance(result, dict) and result.get("result") == "requeued" and result.get("job_id")):
             return False
