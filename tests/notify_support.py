@@ -218,3 +218,45 @@ def dead_redis() -> redis.Redis:
     from redis.retry import Retry
 
     return redis.Redis(port=free_port(), socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+
+
+RECEIVER_SECRET = "receiver-test-secret"
+
+
+def receiver_with_statuses(monkeypatch, tmp_path, redis_conn, namespace, git, *, api_url: str, token: str,
+                           status: dict | None = None):
+    """A GitHub-provider repo ``app`` (repository ``acme/deploy``, as FakeHosts knows it) on the
+    stack's git host with commit statuses on, and the receiver's app for it.  A fixture's
+    generator: yields (config, test client); ``signed_push`` delivers a push to it."""
+    from pullbridge.config import load_config
+    from tests.pages.conftest import redis_url
+    from webhook import create_app
+
+    path = tmp_path / "pullbridge.yaml"
+    path.write_text(json.dumps({
+        "server": {"public_url": "https://pb.example"},
+        "worker": {"inventory_namespace": namespace, "lock_wait": 1},  # a locked repo hands over soon
+        "repos": [{"name": "app", "url": git.http_url, "provider": "github", "repository": "acme/deploy",
+                   "secret_env": "PB_TEST_RECEIVER_SECRET", "namespace": namespace,
+                   "status": {"token_env": "PB_TEST_RECEIVER_TOKEN", "api_url": api_url, **(status or {})}}],
+    }))
+    monkeypatch.setenv("PULLBRIDGE_CONFIG", str(path))
+    monkeypatch.setenv("PULLBRIDGE_CACHE_DIR", str(tmp_path / "mirrors"))
+    monkeypatch.setenv("PB_TEST_RECEIVER_SECRET", RECEIVER_SECRET)
+    monkeypatch.setenv("PB_TEST_RECEIVER_TOKEN", token)
+    config = load_config(path)
+    app = create_app(config, redis_url=redis_url(redis_conn))
+    app.testing = True
+    yield config, app.test_client()
+    app.extensions["pullbridge"].conn.close()
+
+
+def signed_push(client, sha: str) -> str:
+    """A signed GitHub push of ``sha`` to ``receiver_with_statuses``' app; its sync job id."""
+    from tests.webhook import payloads as P
+
+    body = json.dumps(P.github_push(full_name="acme/deploy", after=sha)).encode()
+    answer = client.post("/hooks/app", data=body,
+                         headers=P.signed_headers("github", RECEIVER_SECRET.encode(), body))
+    assert answer.status_code == 202, answer.data
+    return answer.get_json()["job_id"]

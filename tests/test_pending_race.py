@@ -10,18 +10,15 @@ then the status worker posts everything to a GitHub-like host on a socket.
 
 from __future__ import annotations
 
-import json
 
 import pytest
 from rq import Queue, SimpleWorker, get_current_job
 from rq.job import Job, JobStatus
 
 from pullbridge import keys
-from pullbridge.config import load_config
-from tests.notify_support import GITHUB_TOKEN, fake_hosts, run_status_worker  # noqa: F401
-from tests.pages.conftest import redis_url
+from tests.notify_support import (GITHUB_TOKEN, fake_hosts, receiver_with_statuses,  # noqa: F401
+                                  run_status_worker, signed_push)
 from tests.rq_support import enqueue_when_due
-from tests.webhook import payloads as P
 from tests.worker.sync_manifests import app_files
 from webhook.intake import Intake
 from worker import jobs
@@ -30,40 +27,16 @@ from worker.status import TAKING_COMMITS, enqueue_status, sync_waiting
 
 pytestmark = pytest.mark.stack
 
-SECRET = "pending-race-secret"
 CONTEXT = "pullbridge/app"
 
 
 @pytest.fixture
 def site(fake_hosts, redis_conn, namespace, git_repo, tmp_path, monkeypatch):  # noqa: F811
-    from webhook import create_app
-
     git = git_repo("race")
-    path = tmp_path / "pullbridge.yaml"
-    path.write_text(json.dumps({
-        "server": {"public_url": "https://pb.example"},
-        "worker": {"inventory_namespace": namespace, "lock_wait": 1},  # a locked repo hands over soon
-        "repos": [{"name": "app", "url": git.http_url, "provider": "github", "repository": "acme/deploy",
-                   "secret_env": "PB_TEST_RACE_SECRET", "namespace": namespace,
-                   "status": {"token_env": "PB_TEST_RACE_TOKEN", "api_url": fake_hosts.base + "/github",
-                              "backoff": [0], "retries": 1}}],
-    }))
-    monkeypatch.setenv("PULLBRIDGE_CONFIG", str(path))
-    monkeypatch.setenv("PULLBRIDGE_CACHE_DIR", str(tmp_path / "mirrors"))
-    monkeypatch.setenv("PB_TEST_RACE_SECRET", SECRET)
-    monkeypatch.setenv("PB_TEST_RACE_TOKEN", GITHUB_TOKEN)
-    config = load_config(path)
-    app = create_app(config, redis_url=redis_url(redis_conn))
-    app.testing = True
-    yield git, config, app.test_client()
-    app.extensions["pullbridge"].conn.close()
-
-
-def push(client, sha: str) -> str:
-    body = json.dumps(P.github_push(full_name="acme/deploy", after=sha)).encode()
-    answer = client.post("/hooks/app", data=body, headers=P.signed_headers("github", SECRET.encode(), body))
-    assert answer.status_code == 202, answer.data
-    return answer.get_json()["job_id"]
+    for config, client in receiver_with_statuses(monkeypatch, tmp_path, redis_conn, namespace, git,
+                                                 api_url=fake_hosts.base + "/github", token=GITHUB_TOKEN,
+                                                 status={"backoff": [0], "retries": 1}):
+        yield git, config, client
 
 
 def run_sync_worker(conn) -> None:
@@ -77,7 +50,7 @@ def test_a_pending_enqueued_after_the_sync_finished_is_not_posted_last(site, fak
     original = Intake._pending_status
     monkeypatch.setattr(Intake, "_pending_status", lambda self, *args: held.append((self, args)) or "held")
     sha = git.commit_and_push("v1", app_files("1.0"))
-    push(client, sha)
+    signed_push(client, sha)
     run_sync_worker(redis_conn)  # the worker runs the whole sync while the web thread stalls
     [(intake, args)] = held
     assert original(intake, *args) == "pending queued"  # the stalled thread goes on: pending comes last
@@ -93,7 +66,7 @@ def test_a_pending_is_posted_while_its_sync_waits_even_after_a_requeue(site, fak
     git, config, client = site
     repo = config.repo("app")
     sha = git.commit_and_push("v1", app_files("1.0"))
-    job_id = push(client, sha)
+    job_id = signed_push(client, sha)
     assert sync_waiting(redis_conn, job_id)
     run_status_worker(redis_conn)
     assert [r["payload"]["description"] for r in fake_hosts.answered("github")] == ["sync queued"]
@@ -143,7 +116,7 @@ def test_a_pending_is_posted_while_its_started_sync_only_waits_for_the_repo_lock
     monkeypatch.setattr(RepoLock, "acquire", acquire_while_a_status_worker_runs)
     monkeypatch.setattr(jobs, "request_sync", handing_over)
     sha = git.commit_and_push("v1", app_files("1.0"))
-    job_id = push(client, sha)
+    job_id = signed_push(client, sha)
     SimpleWorker([Queue(keys.SYNC_QUEUE, connection=redis_conn)], connection=redis_conn).work(burst=True, max_jobs=1)
 
     assert seen["waiting"] == JobStatus.STARTED
@@ -177,7 +150,7 @@ def test_a_pending_is_dropped_once_its_started_sync_took_the_commits(site, fake_
 
     monkeypatch.setattr(jobs, "take_wanted", take_then_post_statuses)
     sha = git.commit_and_push("v1", app_files("1.0"))
-    job_id = push(client, sha)
+    job_id = signed_push(client, sha)
     run_sync_worker(redis_conn)
     run_status_worker(redis_conn)
 
@@ -202,7 +175,7 @@ def test_a_retry_waits_again_until_it_took_the_commits(site, fake_hosts, redis_c
 
     monkeypatch.setattr(jobs.Mirror, "fetch", git_host_down)
     sha = git.commit_and_push("v1", app_files("1.0"))
-    job_id = push(client, sha)
+    job_id = signed_push(client, sha)
     run_sync_worker(redis_conn)
     job = Job.fetch(job_id, connection=redis_conn)
     assert job.get_status() == JobStatus.SCHEDULED and job.meta[TAKING_COMMITS]  # its retry, after 5 s

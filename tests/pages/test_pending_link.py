@@ -10,15 +10,12 @@ another job.
 
 from __future__ import annotations
 
-import json
 
 import pytest
 from rq import Queue, SimpleWorker
 
 from pullbridge import keys
-from pullbridge.config import load_config
-from tests.pages.conftest import redis_url
-from tests.webhook import payloads as P
+from tests.notify_support import receiver_with_statuses, signed_push
 from tests.worker.sync_manifests import app_files
 from worker.lock import RepoLock
 from worker.status import target_url
@@ -26,39 +23,15 @@ from worker.status import target_url
 pytestmark = pytest.mark.stack
 
 PUBLIC = "https://pb.example"
-SECRET = "pending-link-secret"
 
 
 @pytest.fixture
 def site(redis_conn, namespace, git_repo, tmp_path, monkeypatch):
     """A GitHub-provider repo on the stack's git host, statuses on, and the receiver's app."""
-    from webhook import create_app
-
     git = git_repo("pending")
-    path = tmp_path / "pullbridge.yaml"
-    path.write_text(json.dumps({
-        "server": {"public_url": PUBLIC},
-        "worker": {"inventory_namespace": namespace, "lock_wait": "1s"},
-        "repos": [{"name": "app", "url": git.http_url, "provider": "github", "repository": "acme/app",
-                   "secret_env": "PB_TEST_PENDING_SECRET", "namespace": namespace,
-                   "status": {"token_env": "PB_TEST_PENDING_TOKEN", "api_url": "https://github.example/api/v3"}}],
-    }))
-    monkeypatch.setenv("PULLBRIDGE_CONFIG", str(path))
-    monkeypatch.setenv("PULLBRIDGE_CACHE_DIR", str(tmp_path / "mirrors"))
-    monkeypatch.setenv("PB_TEST_PENDING_SECRET", SECRET)
-    monkeypatch.setenv("PB_TEST_PENDING_TOKEN", "ghp_unused")
-    config = load_config(path)
-    app = create_app(config, redis_url=redis_url(redis_conn))
-    app.testing = True
-    yield git, config, app.test_client()
-    app.extensions["pullbridge"].conn.close()
-
-
-def push(client, sha: str) -> str:
-    body = json.dumps(P.github_push(full_name="acme/app", after=sha)).encode()
-    answer = client.post("/hooks/app", data=body, headers=P.signed_headers("github", SECRET.encode(), body))
-    assert answer.status_code == 202, answer.data
-    return answer.get_json()["job_id"]
+    for config, client in receiver_with_statuses(monkeypatch, tmp_path, redis_conn, namespace, git,
+                                                 api_url="https://github.example/api/v3", token="ghp_unused"):
+        yield git, config, client
 
 
 def status_links(conn, config, state: str) -> list[str]:
@@ -73,7 +46,7 @@ def run_one_sync(conn) -> None:
 def test_the_pending_link_shows_the_queued_sync_then_the_sync_it_became(site, redis_conn):
     git, config, client = site
     sha = git.commit_and_push("v1", app_files("1.0"))
-    job_id = push(client, sha)
+    job_id = signed_push(client, sha)
     [link] = status_links(redis_conn, config, "pending")
     assert link == f"{PUBLIC}/syncs/{job_id}"
     path = link.removeprefix(PUBLIC)
@@ -95,7 +68,7 @@ def test_the_pending_link_shows_the_queued_sync_then_the_sync_it_became(site, re
 def test_a_job_that_found_the_repo_locked_links_on_to_the_job_that_ran(site, redis_conn):
     git, config, client = site
     sha = git.commit_and_push("v1", app_files("1.0"))
-    job_id = push(client, sha)
+    job_id = signed_push(client, sha)
     path = status_links(redis_conn, config, "pending")[0].removeprefix(PUBLIC)
     other = RepoLock(redis_conn, "app", owner="another-worker")
     assert other.acquire(0)
