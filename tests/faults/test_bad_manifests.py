@@ -20,6 +20,7 @@ from kubernetes import client
 from pullbridge import keys
 from pullbridge.demo.harness import wait_for
 from tests.faults.conftest import configmap, history
+from tests.kube_support import service_account_kubeconfig
 
 pytestmark = pytest.mark.stack
 
@@ -35,14 +36,7 @@ def namespaced_kubeconfig(kube, stack, namespace: str) -> dict:
         "metadata": {"name": "pullbridge"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pullbridge"},
         "subjects": [{"kind": "ServiceAccount", "name": "pullbridge", "namespace": namespace}]})
-    token = core.create_namespaced_service_account_token(
-        "pullbridge", namespace, {"spec": {"expirationSeconds": 3600}}).status.token
-    admin = yaml.safe_load(open(stack.kubeconfig))
-    cluster = admin["clusters"][0]
-    return {"apiVersion": "v1", "kind": "Config", "clusters": [cluster],
-            "users": [{"name": "sa", "user": {"token": token}}],
-            "contexts": [{"name": "sa", "context": {"cluster": cluster["name"], "user": "sa"}}],
-            "current-context": "sa"}
+    return service_account_kubeconfig(kube, stack, namespace)
 
 
 def test_bad_manifests_fail_by_name_and_leave_the_cluster_as_it_was(deployment, stack, namespace, kube,

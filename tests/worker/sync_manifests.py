@@ -1,7 +1,12 @@
-"""Manifests and read-backs shared by the end-to-end sync tests (the Flux demo's app)."""
+"""Manifests and read-backs shared by the end-to-end sync tests (the Flux demo's app, Namespaces,
+a Widget CRD) and a sync of one of several configured repos."""
 
 from __future__ import annotations
 
+import json
+import uuid
+
+import yaml
 from kubernetes import client
 
 
@@ -52,3 +57,87 @@ def app_version(kube, ns) -> str:
     dep = client.AppsV1Api(kube).read_namespaced_deployment("fluxdemo", ns)
     env = {e.name: e.value for e in dep.spec.template.spec.containers[1].env}
     return env["APP_VERSION"]
+
+
+def namespace_doc(name: str, labels: dict | None = None) -> str:
+    return yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace",
+                           "metadata": {"name": name, **({"labels": labels} if labels else {})}})
+
+
+def in_namespace(manifest: str, namespace: str) -> str:
+    return manifest.replace("metadata:\n", f"metadata:\n  namespace: {namespace}\n", 1)
+
+
+def read_namespace(kube, name: str):
+    try:
+        return client.CoreV1Api(kube).read_namespace(name)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def namespace_live(kube, name: str) -> bool:
+    """True while ``name`` exists and is not being deleted."""
+    ns = read_namespace(kube, name)
+    return ns is not None and ns.metadata.deletion_timestamp is None
+
+
+def inventory_ids(kube, namespace: str) -> set[str]:
+    """The object ids in repo "app"'s inventory (kept in ``namespace``); none before its first save."""
+    from worker import inventory
+    try:
+        cm = client.CoreV1Api(kube).read_namespaced_config_map(inventory.configmap_name("app"), namespace)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return set()
+        raise
+    return set(json.loads(cm.data[inventory.DATA_KEY]))
+
+
+def widget_group() -> str:
+    """An API group of the test's own, so that its CRD cannot meet another test's."""
+    return f"t{uuid.uuid4().hex[:8]}.pullbridge.test"
+
+
+def widget_crd(group: str, minimum: int | None = None) -> str:
+    """The CRD widgets.<group>: namespaced Widgets whose ``spec.size`` is an integer (at least ``minimum``)."""
+    size = "{type: integer}" if minimum is None else f"{{type: integer, minimum: {minimum}}}"
+    return f"""apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.{group}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{plural: widgets, singular: widget, kind: Widget}}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+                size: {size}
+"""
+
+
+def widget(group: str, size: int) -> str:
+    return f"apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: {size}\n"
+
+
+def sync_repo(harness, index: int, sha: str) -> dict:
+    """Push-sync the ``index``-th of the harness's configured repos; its newest summary, a success."""
+    from pullbridge.queueing import request_sync
+    from worker import history
+
+    config = harness.config
+    request_sync(harness.conn, config, config.repos[index], sha, reason="push")
+    harness.work()
+    summary = history.history(harness.conn, config.repos[index].name)[0]
+    assert summary["result"] == "success", summary
+    return summary

@@ -4,7 +4,6 @@ when that delete fails the error says so and the sync keeps it in its inventory 
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
@@ -12,50 +11,17 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.worker.sync_manifests import cm_value, configmap, deployment
+from tests.kube_support import service_account_kubeconfig, unless_gone
+from tests.worker.sync_manifests import (cm_value, configmap, deployment, in_namespace, inventory_ids, namespace_doc,
+                                         namespace_live, read_namespace, widget, widget_crd, widget_group)
 
 pytestmark = pytest.mark.stack
 
 SAFETY_TIMEOUT = 120  # only so a broken cluster cannot hang the suite; not a performance limit
 
 
-def namespace_doc(name: str, labels: dict | None = None) -> str:
-    return yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace",
-                           "metadata": {"name": name, **({"labels": labels} if labels else {})}})
-
-
-def in_namespace(manifest: str, namespace: str) -> str:
-    return manifest.replace("metadata:\n", f"metadata:\n  namespace: {namespace}\n", 1)
-
-
 def app_in_new_namespace(new_ns: str, replicas: int) -> str:
     return namespace_doc(new_ns) + "---\n" + in_namespace(deployment("fluxdemo", "1.0", replicas), new_ns)
-
-
-def read_namespace(kube, name: str):
-    try:
-        return client.CoreV1Api(kube).read_namespace(name)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
-def left_behind(kube, name: str) -> bool:
-    """True while ``name`` exists and is not being deleted."""
-    ns = read_namespace(kube, name)
-    return ns is not None and ns.metadata.deletion_timestamp is None
-
-
-def inventory_ids(kube, namespace: str) -> set[str]:
-    from worker import inventory
-    try:
-        cm = client.CoreV1Api(kube).read_namespaced_config_map(inventory.configmap_name("app"), namespace)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return set()
-        raise
-    return set(json.loads(cm.data[inventory.DATA_KEY]))
 
 
 def test_invalid_object_in_a_new_namespace_leaves_no_namespace_behind(harness, git_repo, kube, namespace):
@@ -71,7 +37,7 @@ def test_invalid_object_in_a_new_namespace_leaves_no_namespace_behind(harness, g
                  "deploy/cm.yaml": configmap("good", "g")}
         failed = harness.sync(repo.commit_and_push("bad", files))
         assert failed["result"] == "failure", failed
-        assert not left_behind(kube, new_ns)
+        assert not namespace_live(kube, new_ns)
         assert "pullbridge.io/checked" not in (read_namespace(kube, namespace).metadata.labels or {})
         assert cm_value(kube, namespace, "good") is None
         assert inventory_ids(kube, namespace) == set()
@@ -90,38 +56,14 @@ def test_invalid_object_in_a_new_namespace_leaves_no_namespace_behind(harness, g
             client.CoreV1Api(kube).delete_namespace(new_ns)
 
 
-CRD = """apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: widgets.{group}
-spec:
-  group: {group}
-  scope: Namespaced
-  names: {{plural: widgets, singular: widget, kind: Widget}}
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema:
-          type: object
-          properties:
-            spec:
-              type: object
-              properties:
-                size: {{type: integer, minimum: 0}}
-"""
-
-
 def test_invalid_object_of_a_new_crd_leaves_no_crd_behind(harness, git_repo, kube, namespace):
-    group = f"t{uuid.uuid4().hex[:8]}.pullbridge.test"
-    widget = f"apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: -1\n"
+    group = widget_group()
     repo = git_repo("freshcrd")
     harness.configure(repo)
     extensions = client.ApiextensionsV1Api(kube)
     try:
-        failed = harness.sync(repo.commit_and_push("bad", {"crd.yaml": CRD.format(group=group),
-                                                           "widget.yaml": widget}))
+        failed = harness.sync(repo.commit_and_push("bad", {"crd.yaml": widget_crd(group, minimum=0),
+                                                           "widget.yaml": widget(group, -1)}))
         assert failed["result"] == "failure", failed
         crds = [c for c in extensions.list_custom_resource_definition().items
                 if c.metadata.name == f"widgets.{group}" and c.metadata.deletion_timestamp is None]
@@ -131,11 +73,8 @@ def test_invalid_object_of_a_new_crd_leaves_no_crd_behind(harness, git_repo, kub
             f"validation failed, nothing applied (created CustomResourceDefinition/widgets.{group} removed "
             f"again): Widget/{namespace}/w1 (widget.yaml, doc 1): spec.size: Invalid value"), failed
     finally:
-        try:
+        with unless_gone():
             extensions.delete_custom_resource_definition(f"widgets.{group}")
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
 
 
 def kubeconfig_without_namespace_delete(kube, stack, namespace: str, role: str) -> dict:
@@ -149,14 +88,7 @@ def kubeconfig_without_namespace_delete(kube, stack, namespace: str, role: str) 
         "metadata": {"name": role},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
         "subjects": [{"kind": "ServiceAccount", "name": "pullbridge", "namespace": namespace}]})
-    token = core.create_namespaced_service_account_token(
-        "pullbridge", namespace, {"spec": {"expirationSeconds": 3600}}).status.token
-    admin = yaml.safe_load(open(stack.kubeconfig))
-    cluster = admin["clusters"][0]
-    return {"apiVersion": "v1", "kind": "Config", "clusters": [cluster],
-            "users": [{"name": "sa", "user": {"token": token}}],
-            "contexts": [{"name": "sa", "context": {"cluster": cluster["name"], "user": "sa"}}],
-            "current-context": "sa"}
+    return service_account_kubeconfig(kube, stack, namespace)
 
 
 def wait_allowed(restricted, namespace: str) -> None:
@@ -192,7 +124,7 @@ def test_a_namespace_that_cannot_be_removed_again_is_named_and_kept_for_prune(
         failed = harness.sync(repo.commit_and_push("bad", {
             "deploy/app.yaml": app_in_new_namespace(new_ns, replicas=-1), "deploy/cm.yaml": configmap("good", "g")}))
         assert failed["result"] == "failure", failed
-        assert left_behind(kube, new_ns)
+        assert namespace_live(kube, new_ns)
         assert inventory_ids(kube, namespace) == {object_id("", "Namespace", None, new_ns)}
         assert failed["error"].startswith(
             f"validation failed, nothing applied but Namespace/{new_ns} (created to validate what it holds; "
@@ -206,7 +138,7 @@ def test_a_namespace_that_cannot_be_removed_again_is_named_and_kept_for_prune(
         done = harness.sync(repo.commit_and_push("drop it"))
         assert done["result"] == "success", done
         assert done["counts"]["deleted"] == 1 and done["counts"]["created"] == 1
-        assert not left_behind(kube, new_ns)
+        assert not namespace_live(kube, new_ns)
     finally:
         rbac.delete_cluster_role_binding(role)
         rbac.delete_cluster_role(role)

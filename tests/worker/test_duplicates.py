@@ -7,6 +7,7 @@ import uuid
 import pytest
 from kubernetes import client
 
+from tests.kube_support import unless_gone
 from tests.worker.sync_manifests import cm_value, configmap
 from worker.apply import Applier
 from worker.errors import PermanentError
@@ -45,8 +46,5 @@ def test_cluster_scoped_object_with_and_without_a_namespace_is_declared_twice(st
             rbac.read_cluster_role(name)
         assert info.value.status == 404  # nothing applied
     finally:
-        try:
+        with unless_gone():
             rbac.delete_cluster_role(name)
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise

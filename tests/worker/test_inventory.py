@@ -13,6 +13,7 @@ from kubernetes import client
 from worker.apply import object_id
 from worker.errors import PermanentError, TemporaryError
 from worker.inventory import parse_id
+from tests.kube_support import unless_gone
 from tests.worker.sync_manifests import configmap
 
 GONE_GUARD = 600  # seconds: only so that a broken stack fails the test instead of hanging it
@@ -70,11 +71,8 @@ def test_rbac_object_with_underscore_in_its_name_is_pruned(harness, git_repo, ku
         third = harness.sync(repo.commit_and_push("again", {"deploy/cm.yaml": configmap("cm", "3")}))
         assert third["result"] == "success", third  # nothing left behind that wedges the repo
     finally:
-        try:
+        with unless_gone():
             rbac.delete_cluster_role(name)
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
 
 
 @pytest.fixture
@@ -83,12 +81,9 @@ def inventory_namespace(kube):
     core = client.CoreV1Api(kube)
     name = f"t-inv-{uuid.uuid4().hex[:8]}"
     yield name
-    try:
+    with unless_gone():
         core.patch_namespace(name, {"metadata": {"finalizers": None}})
         core.delete_namespace(name)
-    except client.ApiException as exc:
-        if exc.status != 404:
-            raise
 
 
 @pytest.mark.stack

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 from kubernetes import client
@@ -12,7 +11,8 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 
 from pullbridge import keys
-from tests.worker.sync_manifests import app_files, app_version, cm_value, configmap
+from tests.worker.sync_manifests import (app_files, app_version, cm_value, configmap, sync_repo, widget, widget_crd,
+                                         widget_group)
 
 pytestmark = pytest.mark.stack
 
@@ -75,19 +75,13 @@ def test_removed_file_is_pruned_unless_prune_is_disabled(harness, git_repo, kube
 
 def test_an_object_two_repos_declare_is_not_pruned_while_the_other_still_declares_it(
         harness, git_repo, kube, namespace):
-    from pullbridge.queueing import request_sync
     from worker import history, inventory
 
     first, second = git_repo("first"), git_repo("second")
     harness.configure_repos([harness.repo_entry("app", first), harness.repo_entry("other", second)])
-    config = harness.config
 
     def sync(index: int, sha: str) -> dict:
-        request_sync(harness.conn, config, config.repos[index], sha, reason="push")
-        harness.work()
-        summary = history.history(harness.conn, config.repos[index].name)[0]
-        assert summary["result"] == "success", summary
-        return history.get_record(harness.conn, summary["id"])
+        return history.get_record(harness.conn, sync_repo(harness, index, sha)["id"])
 
     shared = {"deploy/shared.yaml": configmap("shared", "s")}
     sync(0, first.commit_and_push("v1", {**shared, "deploy/own.yaml": configmap("first-own", "f")}))
@@ -183,33 +177,12 @@ def test_git_host_unreachable_retries_and_keeps_the_wanted_commit(harness, git_r
 
 
 def test_crd_and_its_objects_in_one_commit(harness, git_repo, kube, namespace):
-    group = f"t{uuid.uuid4().hex[:8]}.pullbridge.test"
-    crd = f"""apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: widgets.{group}
-spec:
-  group: {group}
-  scope: Namespaced
-  names: {{plural: widgets, singular: widget, kind: Widget}}
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema:
-          type: object
-          properties:
-            spec:
-              type: object
-              properties:
-                size: {{type: integer}}
-"""
-    widget = f"apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: 3\n"
+    group = widget_group()
     repo = git_repo("crd")
     harness.configure(repo)
     try:
-        done = harness.sync(repo.commit_and_push("crd", {"a-widget.yaml": widget, "z-crd.yaml": crd}))
+        done = harness.sync(repo.commit_and_push("crd", {"a-widget.yaml": widget(group, 3),
+                                                        "z-crd.yaml": widget_crd(group)}))
         assert done["result"] == "success", done
         got = client.CustomObjectsApi(kube).get_namespaced_custom_object(group, "v1", namespace, "widgets", "w1")
         assert got["spec"]["size"] == 3
