@@ -1,4 +1,5 @@
-"""Helpers for the periodic reconcile tests: queue the registered cron job, run it with an RQ worker."""
+"""Helpers for the periodic reconcile tests: queue the registered cron job, run it with an RQ worker;
+kubectl as someone else; the ignore-fields annotation; an alert destination."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 from rq.job import Job
 
 from pullbridge import keys
+from pullbridge.config import load_config
 from worker.scheduler import cron_jobs, job_name
 
 
@@ -32,6 +34,28 @@ def kubectl(stack, *args: str) -> str:
                           env={**os.environ, **stack.env, "KUBECONFIG": stack.kubeconfig})
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
+
+
+def apply_as(stack, namespace: str, manager: str, manifest: str, tmp_path) -> None:
+    """Server-side apply ``manifest`` in ``namespace`` as the field manager ``manager`` (not Pullbridge)."""
+    (tmp_path / "app.yaml").write_text(manifest)
+    kubectl(stack, "apply", "--server-side", f"--field-manager={manager}", "-n", namespace,
+            "-f", str(tmp_path / "app.yaml"))
+
+
+def ignoring(paths: str, manifest: str, name: str = "fluxdemo") -> str:
+    """``manifest`` with the object ``name`` annotated ``pullbridge.io/ignore-fields: "<paths>"``."""
+    return manifest.replace(f"  name: {name}\n", f"  name: {name}\n  annotations:\n"
+                            f"    pullbridge.io/ignore-fields: \"{paths}\"\n", 1)
+
+
+def with_alerts(harness, monkeypatch, events: list[str]) -> None:
+    """A JSON-webhook alert destination for ``events`` (alerts are queued, not sent here)."""
+    monkeypatch.setenv("PB_TEST_ALERT_URL", "http://127.0.0.1:9/alerts")
+    data = json.loads(harness.config_path.read_text())
+    data["alerts"] = [{"kind": "webhook", "url_env": "PB_TEST_ALERT_URL", "events": events}]
+    harness.config_path.write_text(json.dumps(data))
+    harness.config = load_config(harness.config_path)
 
 
 def replicas(stack, namespace: str, name: str = "fluxdemo") -> int:

@@ -11,9 +11,9 @@ from rq import Queue
 
 from pullbridge import keys
 from pullbridge.cli import main as cli_main
-from pullbridge.config import load_config
 
-from tests.worker.drift_support import counters, drift_record, kubectl, replicas, run_reconcile
+from tests.worker.drift_support import (apply_as, counters, drift_record, ignoring, kubectl, replicas, run_reconcile,
+                                        with_alerts)
 from tests.worker.sync_manifests import app_files, cm_value, deployment
 
 pytestmark = pytest.mark.stack
@@ -30,17 +30,8 @@ def synced(harness, git_repo):
     return harness
 
 
-def with_alerts(harness, monkeypatch) -> None:
-    """Add a JSON-webhook alert destination to the harness's config (alerts are queued, not sent here)."""
-    monkeypatch.setenv("PB_TEST_ALERT_URL", "http://127.0.0.1:9/alerts")
-    data = json.loads(harness.config_path.read_text())
-    data["alerts"] = [{"kind": "webhook", "url_env": "PB_TEST_ALERT_URL", "events": ["drift_corrected"]}]
-    harness.config_path.write_text(json.dumps(data))
-    harness.config = load_config(harness.config_path)
-
-
 def test_kubectl_scale_is_reverted_and_recorded(synced, stack, namespace, monkeypatch):
-    with_alerts(synced, monkeypatch)
+    with_alerts(synced, monkeypatch, ["drift_corrected"])
     kubectl(stack, "scale", "deployment/fluxdemo", "--replicas=4", "-n", namespace)
     assert replicas(stack, namespace) == 4
     result = run_reconcile(synced)
@@ -105,9 +96,7 @@ def test_report_mode_leaves_drift_in_place_but_records_it(synced, stack, namespa
 
 def test_ignored_fields_are_neither_applied_nor_corrected(harness, git_repo, stack, namespace):
     repo = git_repo("ignore")
-    annotated = deployment("fluxdemo", "1.0", replicas=2).replace(
-        "  name: fluxdemo\n", "  name: fluxdemo\n  annotations:\n"
-        "    pullbridge.io/ignore-fields: \"spec.replicas\"\n", 1)
+    annotated = ignoring("spec.replicas", deployment("fluxdemo", "1.0", replicas=2))
     repo.commit_and_push("v1", {"deploy/app.yaml": annotated})
     harness.configure(repo, interval="10s")
     assert harness.sync(None)["result"] == "success"
@@ -129,13 +118,9 @@ def test_ignored_item_by_position_of_a_named_list_does_not_flap(harness, git_rep
 
     Report mode scans the freshly rendered commit (annotation and all), as a scan does whenever
     the applied commit's rendered objects are no longer cached."""
-    (tmp_path / "app.yaml").write_text(deployment("fluxdemo", "1.0"))
-    kubectl(stack, "apply", "--server-side", "--field-manager=someone-else", "-n", namespace,
-            "-f", str(tmp_path / "app.yaml"))
+    apply_as(stack, namespace, "someone-else", deployment("fluxdemo", "1.0"), tmp_path)
     repo = git_repo("ignore-index")
-    annotated = deployment("fluxdemo", "1.0").replace(
-        "  name: fluxdemo\n", "  name: fluxdemo\n  annotations:\n"
-        "    pullbridge.io/ignore-fields: \"spec.template.spec.containers[0].image\"\n", 1)
+    annotated = ignoring("spec.template.spec.containers[0].image", deployment("fluxdemo", "1.0"))
     repo.commit_and_push("v1", {"deploy/app.yaml": annotated})
     harness.configure(repo, interval="10s", mode="report")
     kubectl(stack, "annotate", "deployment/fluxdemo", "-n", namespace,
@@ -154,13 +139,9 @@ def test_ignored_item_by_position_in_apply_mode_leaves_the_other_items_checked(h
     """``containers[0]`` (a sidecar another manager injects) is left out of the apply.  The scan of
     the applied commit reads the objects the sync cached: they must be the declared ones, so that
     ``[0]`` still names the sidecar, not the container after it, and a correction strips it once."""
-    (tmp_path / "app.yaml").write_text(deployment("fluxdemo", "1.0"))
-    kubectl(stack, "apply", "--server-side", "--field-manager=injector", "-n", namespace,
-            "-f", str(tmp_path / "app.yaml"))
+    apply_as(stack, namespace, "injector", deployment("fluxdemo", "1.0"), tmp_path)
     repo = git_repo("ignore-index-apply")
-    annotated = deployment("fluxdemo", "1.0").replace(
-        "  name: fluxdemo\n", "  name: fluxdemo\n  annotations:\n"
-        "    pullbridge.io/ignore-fields: \"spec.template.spec.containers[0]\"\n", 1)
+    annotated = ignoring("spec.template.spec.containers[0]", deployment("fluxdemo", "1.0"))
     repo.commit_and_push("v1", {"deploy/app.yaml": annotated})
     harness.configure(repo, interval="10s")
     assert harness.sync(None)["result"] == "success"
@@ -220,9 +201,7 @@ def test_server_normalisation_is_not_drift(harness, git_repo, stack, namespace, 
     manifest = deployment("fluxdemo", "1.0").replace(
         "          image: nginx:1.27\n",
         "          image: nginx:1.27\n          resources:\n            requests: {cpu: \"0.1\", memory: 0.5Gi}\n", 1)
-    (tmp_path / "app.yaml").write_text(manifest)
-    kubectl(stack, "apply", "--server-side", "--field-manager=someone-else", "-n", namespace,
-            "-f", str(tmp_path / "app.yaml"))
+    apply_as(stack, namespace, "someone-else", manifest, tmp_path)
     repo = git_repo("normalised")
     repo.commit_and_push("v1", {"deploy/app.yaml": manifest})
     harness.configure(repo, interval="10s", mode="report")
@@ -234,8 +213,7 @@ def test_server_normalisation_is_not_drift(harness, git_repo, stack, namespace, 
 
 def test_malformed_ignore_annotation_fails_the_sync_clearly(harness, git_repo, kube, namespace):
     repo = git_repo("badignore")
-    bad = deployment("fluxdemo", "1.0").replace(
-        "  name: fluxdemo\n", "  name: fluxdemo\n  annotations:\n    pullbridge.io/ignore-fields: \"spec..replicas\"\n", 1)
+    bad = ignoring("spec..replicas", deployment("fluxdemo", "1.0"))
     repo.commit_and_push("v1", {"deploy/app.yaml": bad, "deploy/cm.yaml": "apiVersion: v1\nkind: ConfigMap\n"
                                 "metadata:\n  name: settings\ndata:\n  value: \"a\"\n"})
     harness.configure(repo, interval="10s")

@@ -10,10 +10,9 @@ import pytest
 from rq import Queue
 
 from pullbridge import keys
-from pullbridge.config import load_config
 from worker import history
 
-from tests.worker.drift_support import drift_record, kubectl, run_reconcile
+from tests.worker.drift_support import drift_record, kubectl, run_reconcile, with_alerts
 from tests.worker.sync_manifests import app_files
 
 pytestmark = pytest.mark.stack
@@ -40,15 +39,6 @@ spec:
         - name: migrate
           image: busybox:1.36
 """
-
-
-def with_alerts(harness, monkeypatch, events) -> None:
-    """A JSON-webhook alert destination for ``events`` (alerts are queued, not sent here)."""
-    monkeypatch.setenv("PB_TEST_ALERT_URL", "http://127.0.0.1:9/alerts")
-    data = json.loads(harness.config_path.read_text())
-    data["alerts"] = [{"kind": "webhook", "url_env": "PB_TEST_ALERT_URL", "events": events}]
-    harness.config_path.write_text(json.dumps(data))
-    harness.config = load_config(harness.config_path)
 
 
 def queued_alerts(harness) -> list[dict]:

@@ -8,13 +8,12 @@ import pytest
 from worker import inventory
 from worker.errors import TemporaryError
 
-from tests.worker.drift_support import kubectl, replicas, run_reconcile
+from tests.worker.drift_support import ignoring, kubectl, replicas, run_reconcile
 from tests.worker.sync_manifests import app_files, deployment
 
 pytestmark = pytest.mark.stack
 
-BAD_ANNOTATION = deployment("fluxdemo", "2.0").replace(
-    "  name: fluxdemo\n", "  name: fluxdemo\n  annotations:\n    pullbridge.io/ignore-fields: \"spec..x\"\n", 1)
+BAD_ANNOTATION = ignoring("spec..x", deployment("fluxdemo", "2.0"))
 
 
 @pytest.fixture
