@@ -215,8 +215,8 @@ def load_api_client(kubeconfig: str | None = None) -> k8s_client.ApiClient:
     path = kubeconfig or os.environ.get("KUBECONFIG")
     try:
         if path:
-            k8s_config.load_kube_config(config_file=path.split(os.pathsep)[0],
-                                        client_configuration=configuration)
+            # A list of files (a:b) is passed whole: the client merges it as kubectl does.
+            k8s_config.load_kube_config(config_file=path, client_configuration=configuration)
         else:
             try:
                 k8s_config.load_incluster_config(client_configuration=configuration)
