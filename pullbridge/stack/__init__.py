@@ -172,7 +172,7 @@ class Stack:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.git_root.mkdir(parents=True, exist_ok=True)
         paths = certs.ensure_pki(self.root / "pki")
-        self.kubeconfig.write_text(certs.kubeconfig_text(self.apiserver_url, paths))
+        certs.write_kubeconfig(self.kubeconfig, self.apiserver_url, paths)
         for proc in self.processes():
             proc.start(self.root / "run", self.logs, log)
         log(f"stack up: Kubernetes {K8S_VERSION} at {self.apiserver_url}, Redis at {self.redis_url}, "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import os
 import secrets
 from pathlib import Path
@@ -111,23 +112,25 @@ def ensure_pki(pki: Path) -> dict[str, Path]:
 
 
 def kubeconfig_text(server: str, paths: dict[str, Path]) -> str:
-    """A kubeconfig for the admin user, referring to the cert files by path."""
-    return f"""apiVersion: v1
-kind: Config
-clusters:
-- name: pullbridge-local
-  cluster:
-    server: {server}
-    certificate-authority: {paths['ca.crt']}
-users:
-- name: pullbridge-admin
-  user:
-    client-certificate: {paths['admin.crt']}
-    client-key: {paths['admin.key']}
-contexts:
-- name: pullbridge-local
-  context:
-    cluster: pullbridge-local
-    user: pullbridge-admin
-current-context: pullbridge-local
-"""
+    """A kubeconfig for the admin user, referring to the cert files by path.
+
+    Written as JSON, which is YAML too: a path with " #", ": " or quotes in it
+    would be cut or misread in hand-written YAML, and fail later as a TLS error.
+    """
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "pullbridge-local", "cluster": {
+            "server": server, "certificate-authority": str(paths["ca.crt"])}}],
+        "users": [{"name": "pullbridge-admin", "user": {
+            "client-certificate": str(paths["admin.crt"]), "client-key": str(paths["admin.key"])}}],
+        "contexts": [{"name": "pullbridge-local", "context": {
+            "cluster": "pullbridge-local", "user": "pullbridge-admin"}}],
+        "current-context": "pullbridge-local",
+    }
+    return json.dumps(config, indent=2) + "\n"
+
+
+def write_kubeconfig(path: Path, server: str, paths: dict[str, Path]) -> None:
+    """Replace the kubeconfig atomically: a kubectl reading it meanwhile never sees half a file."""
+    _write(path, kubeconfig_text(server, paths).encode())
