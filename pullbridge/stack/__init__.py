@@ -19,15 +19,18 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pullbridge.stack import certs
+from pullbridge.stack import certs, gotoolchain
 from pullbridge.stack.procs import Process, StackError, wait_until
 
 K8S_VERSION = os.environ.get("PULLBRIDGE_K8S_VERSION", "v1.36.2")
 CACHE = Path(os.environ.get("PULLBRIDGE_CACHE", Path.home() / ".cache" / "pullbridge"))
-APT_PACKAGES = {"etcd": "etcd-server", "redis-server": "redis-server", "git": "git"}
+# A command (or, starting with "/", a file) that shows a Debian package is there.
+APT_PACKAGES = {"etcd": "etcd-server", "redis-server": "redis-server", "git": "git", "curl": "curl",
+                "/etc/ssl/certs/ca-certificates.crt": "ca-certificates"}
 
 
 def _port(name: str, default: int) -> int:
@@ -215,8 +218,9 @@ def _http_ok(url: str, cert: Path | None = None, any_status: bool = False) -> bo
 
 
 def ensure_packages(log=print) -> None:
-    missing = [pkg for cmd, pkg in APT_PACKAGES.items() if not shutil.which(cmd)
-               and not Path("/usr/bin", cmd).exists()]
+    missing = [pkg for cmd, pkg in APT_PACKAGES.items()
+               if not (Path(cmd).exists() if cmd.startswith("/") else
+                       shutil.which(cmd) or Path("/usr/bin", cmd).exists())]
     if not missing:
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
@@ -238,9 +242,18 @@ def ensure_k8s_binaries(bin_dir: Path, log=print) -> None:
     wanted = [bin_dir / name for name in ("kube-apiserver", "kube-controller-manager", "kubectl")]
     if all(p.exists() for p in wanted):
         return
-    if not shutil.which("go"):
-        raise StackError("Kubernetes binaries are not cached and `go` is not installed: install Go "
-                         f"(the version k8s.io/kubernetes {K8S_VERSION} names in its go.mod)")
+    proxy = gotoolchain.proxy_base()
+    mod_url = f"{proxy}/k8s.io/kubernetes/@v/{K8S_VERSION}.mod"
+    try:
+        with urllib.request.urlopen(mod_url, timeout=60) as resp:
+            gomod = resp.read().decode()
+    except (OSError, ValueError) as exc:
+        raise StackError(f"cannot read the go.mod of k8s.io/kubernetes {K8S_VERSION} "
+                         f"from {mod_url}: {exc}") from None
+    go_bin = gotoolchain.ensure_go(gotoolchain.wanted_toolchain(gomod), CACHE / "go", log)
+    # GOTOOLCHAIN=local: build with exactly this Go, never a second download by go itself.
+    build_env = {**os.environ, "PATH": f"{go_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+                 "GOTOOLCHAIN": "local", "GOPROXY_URL": proxy}
     script = Path(__file__).with_name("build-k8s.sh")
     log_path = bin_dir.parent / f"build-{K8S_VERSION}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -249,7 +262,7 @@ def ensure_k8s_binaries(bin_dir: Path, log=print) -> None:
     started = time.monotonic()
     with open(log_path, "w") as out:
         result = subprocess.run(["bash", str(script), K8S_VERSION, str(bin_dir)],
-                                stdout=out, stderr=subprocess.STDOUT)
+                                stdout=out, stderr=subprocess.STDOUT, env=build_env)
     if result.returncode != 0:
         tail = log_path.read_text()[-1500:]
         raise StackError(f"building Kubernetes {K8S_VERSION} failed (log: {log_path}):\n{tail}")
