@@ -5,7 +5,8 @@ parts on a bare machine.  ``up`` installs what is missing (Debian packages,
 Kubernetes binaries built once from the Go module proxy and cached per
 version), starts everything on loopback, and waits until each part answers.
 ``down`` stops exactly the processes ``up`` started, found by their pid files
-and checked against their command line, never by name.
+and checked against their start time, never by name.  Both hold
+``run/stack.lock`` throughout, so concurrent callers take turns.
 
 Everything lives under ``$PULLBRIDGE_STACK_DIR`` (default
 ``~/.cache/pullbridge/stack``); ports can be moved with ``PULLBRIDGE_*_PORT``.
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pullbridge.stack import certs, gotoolchain
-from pullbridge.stack.procs import Process, StackError, wait_until
+from pullbridge.stack.procs import Process, StackError, exclusive, wait_until
 
 K8S_VERSION = os.environ.get("PULLBRIDGE_K8S_VERSION", "v1.36.2")
 CACHE = Path(os.environ.get("PULLBRIDGE_CACHE", Path.home() / ".cache" / "pullbridge"))
@@ -168,9 +169,21 @@ class Stack:
             return False
 
     # ---- verbs -------------------------------------------------------------
-    def up(self, log=print) -> None:
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "run" / "stack.lock"
+
+    def install(self, log=print) -> None:
+        """What `up` needs on the machine: Debian packages and the Kubernetes binaries."""
         ensure_packages(log)
         ensure_k8s_binaries(self.bin_dir, log)
+
+    def up(self, log=print) -> None:
+        with exclusive(self.lock_file, log):
+            self._up(log)
+
+    def _up(self, log) -> None:
+        self.install(log)
         for sub in ("etcd", "redis", "logs", "run", "apiserver-certs", "kcm-certs"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.git_root.mkdir(parents=True, exist_ok=True)
@@ -182,8 +195,9 @@ class Stack:
             f"git at {self.git_http_url}")
 
     def down(self, log=print) -> None:
-        for proc in reversed(self.processes()):
-            proc.stop(self.root / "run", log)
+        with exclusive(self.lock_file, log):
+            for proc in reversed(self.processes()):
+                proc.stop(self.root / "run", log)
 
     def status(self) -> list[tuple[str, str]]:
         rows = []

@@ -3,19 +3,24 @@
 Why: ``stack down`` must stop exactly what ``stack up`` started, even on a
 machine that runs its own Redis or etcd.  A pid file is trusted only while the
 process it names still runs the same program (checked in /proc), so a reused
-pid is never signalled.
+pid is never signalled.  ``stack up`` and ``down`` hold one lock file for their
+whole run: two callers starting a stopped stack at once (two pytest processes,
+the demo and the tests) would otherwise both start a process, the loser's pid
+file would hide the winner, and ``down`` could never stop it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 
 class StackError(Exception):
@@ -30,6 +35,23 @@ def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.2)
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+@contextmanager
+def exclusive(lock_path: Path, log=print) -> Iterator[None]:
+    """Hold an flock on lock_path, waiting (and saying so) while another caller holds it.
+
+    The kernel drops the lock when the holder exits, however it exits, so a
+    killed `stack up` never leaves the stack locked.
+    """
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another `pullbridge stack up` or `down` to finish (lock {lock_path})")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def port_in_use(port: int) -> bool:
@@ -91,14 +113,17 @@ class Process:
         out.close()
         self.pid_file(run_dir).write_text(f"{proc.pid} {_start_time(proc.pid)}\n")
         started = time.monotonic()
-        while not self.ready():
-            if proc.poll() is not None:
-                raise StackError(f"{self.name} exited with status {proc.returncode} at start; "
-                                 f"log: {log_path}\n{_tail(log_path)}")
+        # Exited first, ready second: a process that died (say, it lost the bind) must not pass
+        # for started because something else answers on its port.
+        while proc.poll() is None and not self.ready():
             if time.monotonic() - started > self.timeout:
                 raise StackError(f"{self.name} did not become ready within {self.timeout:.0f}s; "
                                  f"log: {log_path}\n{_tail(log_path)}")
             time.sleep(0.2)
+        if proc.poll() is not None:
+            self.pid_file(run_dir).unlink(missing_ok=True)
+            raise StackError(f"{self.name} exited with status {proc.returncode} at start; "
+                             f"log: {log_path}\n{_tail(log_path)}")
         log(f"{self.name}: started (pid {proc.pid}) in {time.monotonic() - started:.1f}s")
 
     def stop(self, run_dir: Path, log=print, timeout: float = 15.0) -> None:

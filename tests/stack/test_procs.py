@@ -1,12 +1,15 @@
-"""Process bookkeeping: `down` stops exactly what `up` started, by pid file."""
+"""Process bookkeeping: `down` stops exactly what `up` started, by pid file, even when two `up`s race."""
 
+import multiprocessing
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from pullbridge.stack.procs import Process, StackError, port_in_use
+from pullbridge.stack import Stack
+from pullbridge.stack.procs import Process, StackError, port_in_use, wait_until
 
 
 def free_port() -> int:
@@ -53,3 +56,120 @@ def test_a_taken_port_is_a_clear_error(tmp_path):
         port = s.getsockname()[1]
         with pytest.raises(StackError, match=f"port {port}.*taken"):
             http_process(port).start(tmp_path, tmp_path, log=lambda m: None)
+
+
+def test_a_process_that_exits_at_start_is_not_taken_for_ready(tmp_path):
+    # Something else answers "ready" (as the winner of a port race would) only once our
+    # process has died: its death must be seen, not the other's readiness.
+    def ready_once_dead() -> bool:
+        pid = int((tmp_path / "dying.pid").read_text().split()[0])
+        return wait_until(lambda: _state(pid) in ("Z", None), timeout=60)
+
+    proc = Process("dying", ["sh", "-c", "exit 3"], ports=[], ready=ready_once_dead, timeout=60)
+    with pytest.raises(StackError, match="dying exited with status 3 at start"):
+        proc.start(tmp_path, tmp_path, log=lambda m: None)
+    assert not (tmp_path / "dying.pid").exists()
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+class OneProcessStack(Stack):
+    """The real `up`/`down`, locking included, over one small HTTP server under a test's root."""
+
+    test_port = 0
+
+    def install(self, log=print) -> None:
+        pass  # packages and Kubernetes binaries are not what these tests are about
+
+    def processes(self) -> list[Process]:
+        return [http_process(self.test_port)]
+
+
+def one_process_stack(root: Path, port: int) -> OneProcessStack:
+    stack = OneProcessStack(root=root)
+    stack.test_port = port
+    return stack
+
+
+def _up_in_child(root: Path, port: int, barrier, messages) -> None:
+    if barrier is not None:
+        barrier.wait()
+    try:
+        one_process_stack(root, port).up(log=messages.put)
+    except Exception as exc:  # reported to the test, which shows it
+        messages.put(f"{type(exc).__name__}: {exc}")
+    finally:
+        messages.put("done")
+
+
+def _messages_until_done(messages, count: int) -> list[str]:
+    seen, done = [], 0
+    while done < count:
+        message = messages.get(timeout=120)  # a hang guard only: a stuck `up` fails the test
+        done += message == "done"
+        seen.append(message)
+    return seen
+
+
+def test_two_concurrent_ups_start_the_process_once_and_down_stops_it(tmp_path):
+    port = free_port()
+    barrier, messages = multiprocessing.Barrier(2), multiprocessing.Queue()
+    children = [multiprocessing.Process(target=_up_in_child, args=(tmp_path, port, barrier, messages))
+                for _ in range(2)]
+    for child in children:
+        child.start()
+    seen = _messages_until_done(messages, 2)
+    for child in children:
+        child.join()
+    stack = one_process_stack(tmp_path, port)
+    try:
+        started = [m for m in seen if m.startswith("testhttp: started")]
+        again = [m for m in seen if m.startswith("testhttp: already running")]
+        assert len(started) == 1 and len(again) == 1, seen
+        pid = http_process(port).running_pid(tmp_path / "run")
+        assert f"(pid {pid})" in started[0] and f"(pid {pid})" in again[0]
+    finally:
+        stack.down(log=lambda m: None)
+    assert not port_in_use(port), "down stopped every server that up started"
+
+
+HOLD_LOCK = """import fcntl, sys
+with open(sys.argv[1], "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    print("locked", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_up_waits_while_another_caller_holds_the_stack_lock(tmp_path):
+    port = free_port()
+    lock = tmp_path / "run" / "stack.lock"
+    lock.parent.mkdir(parents=True)
+    messages = multiprocessing.Queue()
+    # Another program holds the lock (not this process: a forked child would inherit it).
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(lock)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    child = multiprocessing.Process(target=_up_in_child, args=(tmp_path, port, None, messages))
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        child.start()
+        first = messages.get(timeout=120)  # a hang guard only
+        assert first.startswith("waiting for another `pullbridge stack up` or `down`"), first
+        assert not port_in_use(port), "nothing starts while the lock is held"
+        holder.stdin.write("release\n")  # the holder exits, the lock goes with it: `up` goes on
+        holder.stdin.flush()
+        rest = _messages_until_done(messages, 1)
+        assert any(m.startswith("testhttp: started") for m in rest), rest
+        assert port_in_use(port)
+    finally:
+        holder.kill()
+        holder.wait()
+        if child.pid is not None:
+            child.join()
+        one_process_stack(tmp_path, port).down(log=lambda m: None)
+    assert not port_in_use(port)
