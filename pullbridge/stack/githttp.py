@@ -4,7 +4,8 @@ Why: the tests and the demo need git over a real network transport, as a git
 host serves it, without nginx or Apache.  git's own CGI program does all the
 protocol work; this module only speaks HTTP/1.1 to clients (including chunked
 request bodies, which git uses for pushes larger than http.postBuffer) and CGI
-to ``git http-backend``.
+to ``git http-backend``.  A request body is always read to its end, even when
+git answers early without it, so a keep-alive connection stays in step.
 
 Run: ``python -m pullbridge.stack.githttp ROOT PORT``.  Every bare repository
 under ROOT is served at ``http://127.0.0.1:PORT/<path>``, fetch and push.
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 GIT = shutil.which("git") or "git"
 
@@ -33,6 +34,9 @@ class GitHandler(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802
         self._cgi()
 
+    def do_HEAD(self):  # noqa: N802 (git http-backend answers HEAD as GET; no body is sent)
+        self._cgi()
+
     def log_message(self, fmt, *args):
         sys.stderr.write("githttp: %s %s\n" % (self.address_string(), fmt % args))
 
@@ -45,30 +49,31 @@ class GitHandler(BaseHTTPRequestHandler):
                     while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                         pass
                     return
-                remaining = size
-                while remaining:
-                    chunk = self.rfile.read(min(remaining, 65536))
-                    if not chunk:
-                        return
-                    remaining -= len(chunk)
-                    yield chunk
+                yield from self._read_exactly(size)
                 self.rfile.readline(16)
         else:
-            remaining = int(self.headers.get("Content-Length") or 0)
-            while remaining > 0:
-                chunk = self.rfile.read(min(remaining, 65536))
-                if not chunk:
-                    return
-                remaining -= len(chunk)
-                yield chunk
+            yield from self._read_exactly(int(self.headers.get("Content-Length") or 0))
+
+    def _read_exactly(self, size: int):
+        while size > 0:
+            chunk = self.rfile.read(min(size, 65536))
+            if not chunk:
+                raise ConnectionError("the client sent less than it announced")
+            size -= len(chunk)
+            yield chunk
 
     def _cgi(self):
         url = urlsplit(self.path)
+        path = unquote(url.path)  # CGI wants it decoded: "my%20repo.git" is "my repo.git"
+        if ".." in path.split("/"):
+            # git would refuse it too, as a 500; say what is wrong (send_error closes the connection).
+            self.send_error(403, f"{path}: '..' is not allowed in a repository path")
+            return
         env = {
             "GIT_PROJECT_ROOT": self.root,
             "GIT_HTTP_EXPORT_ALL": "1",
             "REQUEST_METHOD": self.command,
-            "PATH_INFO": url.path,
+            "PATH_INFO": path,
             "QUERY_STRING": url.query,
             "CONTENT_TYPE": self.headers.get("Content-Type", ""),
             "REMOTE_ADDR": self.client_address[0],
@@ -87,11 +92,18 @@ class GitHandler(BaseHTTPRequestHandler):
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=sys.stderr)
 
         def feed():
+            # The whole body is read even when git stops reading it (an early error answer):
+            # unread bytes would be taken for the next request on this keep-alive connection.
+            sink = proc.stdin
             try:
                 for chunk in self._body_chunks():
-                    proc.stdin.write(chunk)
-            except (BrokenPipeError, ValueError):
-                pass
+                    if sink is not None:
+                        try:
+                            sink.write(chunk)
+                        except (BrokenPipeError, ValueError):
+                            sink = None
+            except (OSError, ValueError):  # cut short or a malformed chunk: where it ends is unknown
+                self.close_connection = True
             finally:
                 try:
                     proc.stdin.close()
@@ -120,8 +132,10 @@ class GitHandler(BaseHTTPRequestHandler):
             data = proc.stdout.read1(65536)
             if not data:
                 break
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-        self.wfile.write(b"0\r\n\r\n")
+            if self.command != "HEAD":
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        if self.command != "HEAD":
+            self.wfile.write(b"0\r\n\r\n")
         feeder.join()
         proc.wait()
 
