@@ -23,7 +23,7 @@ What is read (the contract with the workers):
   (worker.periodic.DriftRecord: ``{object, field, live, declared, manager,
   changed_at, corrected}``) or a change's ``diffs`` list.  For a sync job's
   id instead, the RQ job and the newest history entry with that ``job_id``
-  (``job_sync``).
+  (``webhook.pages.sync_jobs``).
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from redis import Redis
-from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
 
 from pullbridge import keys
 from pullbridge.config import Config, RepoConfig
@@ -55,7 +53,6 @@ _OBJECT_ERROR_RE = re.compile(r"(?P<object>[A-Z][\w.]*/[^\s()/;]+(?:/[^\s()/;]+)
 _MORE_RE = re.compile(r"\s*\(and (?P<more>\d+) more\)\s*$")
 _SOURCE_RE = re.compile(r"^(?P<file>.*), doc (?P<doc>\d+)$")
 _USERINFO_RE = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)[^/@\s]+@")
-_SYNC_JOB_RE = re.compile(r"^sync-(?P<repo>.+)-[0-9a-f]{12}$")  # pullbridge.queueing's job ids
 
 
 @dataclass
@@ -176,50 +173,6 @@ def repo_state(conn: Redis, repo_name: str) -> dict[str, str]:
 def sync_record(conn: Redis, sync_id: str) -> dict | None:
     raw = conn.get(keys.sync_record(sync_id))
     return json.loads(raw) if raw else None
-
-
-@dataclass
-class JobSync:
-    """What a sync job's id stands for on ``/syncs/<id>``.
-
-    The receiver's "pending" status links to the job id (``sync-<repo>-<hex>``,
-    pullbridge.queueing): no sync record exists yet when it is posted.  Once
-    the job ran, ``sync_id`` is its newest record (retries share the job id);
-    a job that found the repo locked ran again as ``next_job_id``; until then
-    ``state`` says where it is (queued, waiting for a retry, running, failed).
-    """
-
-    repo: str
-    job_id: str
-    state: str = ""
-    sync_id: str | None = None
-    next_job_id: str | None = None
-    enqueued_at: float | None = None
-
-
-def job_sync(conn: Redis, config: Config, job_id: str) -> JobSync | None:
-    """The sync job ``job_id`` of a configured repository, or None when unknown (or gone)."""
-    m = _SYNC_JOB_RE.match(job_id)
-    repo = config.repo(m["repo"]) if m else None
-    if repo is None:
-        return None
-    for raw in conn.lrange(keys.history(repo.name), 0, -1):  # newest first
-        entry = json.loads(raw)
-        if entry.get("job_id") == job_id and entry.get("id"):
-            return JobSync(repo.name, job_id, "ran", sync_id=entry["id"])
-    try:
-        job = Job.fetch(job_id, connection=conn)
-    except NoSuchJobError:
-        return None
-    status = job.get_status(refresh=False)
-    if status == JobStatus.FINISHED:
-        result = job.return_value()
-        if isinstance(result, dict) and result.get("result") == "requeued" and result.get("job_id"):
-            return JobSync(repo.name, job_id, "requeued", next_job_id=str(result["job_id"]))
-        return None  # ran, but its record has left the history
-    state = {JobStatus.QUEUED: "queued", JobStatus.DEFERRED: "queued", JobStatus.SCHEDULED: "scheduled",
-             JobStatus.STARTED: "running"}.get(status, "failed")
-    return JobSync(repo.name, job_id, state, enqueued_at=job.enqueued_at.timestamp() if job.enqueued_at else None)
 
 
 # -- git host links ---------------------------------------------------------

@@ -15,7 +15,7 @@ from flask import (Response, abort, current_app, g, make_response, redirect, ren
                    request, url_for)
 from redis.exceptions import RedisError, ResponseError
 
-from webhook.pages import auth, bp, queues
+from webhook.pages import auth, bp, queues, sync_jobs
 from webhook.pages import view_model as vm
 
 PAST_ANY_PAGE = 10**18
@@ -160,7 +160,7 @@ def repo_page(name: str):
 def sync_page(sync_id: str):
     config = _config()
     record = vm.sync_record(_conn(), sync_id)
-    job = vm.job_sync(_conn(), config, sync_id) if record is None else None
+    job = sync_jobs.job_sync(_conn(), config, sync_id) if record is None else None
     if job is not None and (job.sync_id or job.next_job_id):  # a pending status's link: the job's sync
         return redirect(url_for("pages.sync_page", sync_id=job.sync_id or job.next_job_id))
     if job is not None:

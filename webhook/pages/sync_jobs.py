@@ -1,0 +1,67 @@
+"""What a sync job's id stands for on ``/syncs/<id>``: the link of the receiver's "pending".
+
+Why it exists: the receiver's "pending" commit status is posted before its
+sync has a record, so it links to the sync job's id (``sync-<repo>-<hex>``,
+pullbridge.queueing).  That address must lead somewhere true: the sync the
+job recorded once it ran, the job it handed its commits to when it found the
+repository locked, or where the job is until then.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from redis import Redis
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from pullbridge import keys
+from pullbridge.config import Config
+
+_SYNC_JOB_RE = re.compile(r"^sync-(?P<repo>.+)-[0-9a-f]{12}$")  # pullbridge.queueing's job ids
+
+
+@dataclass
+class JobSync:
+    """What a sync job's id stands for on ``/syncs/<id>``.
+
+    The receiver's "pending" status links to the job id (``sync-<repo>-<hex>``,
+    pullbridge.queueing): no sync record exists yet when it is posted.  Once
+    the job ran, ``sync_id`` is its newest record (retries share the job id);
+    a job that found the repo locked ran again as ``next_job_id``; until then
+    ``state`` says where it is (queued, waiting for a retry, running, failed).
+    """
+
+    repo: str
+    job_id: str
+    state: str = ""
+    sync_id: str | None = None
+    next_job_id: str | None = None
+    enqueued_at: float | None = None
+
+
+def job_sync(conn: Redis, config: Config, job_id: str) -> JobSync | None:
+    """The sync job ``job_id`` of a configured repository, or None when unknown (or gone)."""
+    m = _SYNC_JOB_RE.match(job_id)
+    repo = config.repo(m["repo"]) if m else None
+    if repo is None:
+        return None
+    for raw in conn.lrange(keys.history(repo.name), 0, -1):  # newest first
+        entry = json.loads(raw)
+        if entry.get("job_id") == job_id and entry.get("id"):
+            return JobSync(repo.name, job_id, "ran", sync_id=entry["id"])
+    try:
+        job = Job.fetch(job_id, connection=conn)
+    except NoSuchJobError:
+        return None
+    status = job.get_status(refresh=False)
+    if status == JobStatus.FINISHED:
+        result = job.return_value()
+        if isinstance(result, dict) and result.get("result") == "requeued" and result.get("job_id"):
+            return JobSync(repo.name, job_id, "requeued", next_job_id=str(result["job_id"]))
+        return None  # ran, but its record has left the history
+    state = {JobStatus.QUEUED: "queued", JobStatus.DEFERRED: "queued", JobStatus.SCHEDULED: "scheduled",
+             JobStatus.STARTED: "running"}.get(status, "failed")
+    return JobSync(repo.name, job_id, state, enqueued_at=job.enqueued_at.timestamp() if job.enqueued_at else None)
