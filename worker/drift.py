@@ -31,6 +31,11 @@ rejects (an immutable field changed by re-creating the object by hand) is
 still drift: its local differences are reported with the rejection as their
 ``note``, and the object is not re-applied (the apply would be rejected too).
 
+A Secret declared with ``stringData`` is compared as the server stores it
+(``as_stored``: the values base64-encoded into ``data``), since a live Secret
+never shows ``stringData``; its ignore-fields paths under ``stringData`` also
+cover ``data``.
+
 An ignore-fields path that picks an item of a named list by position
 (``containers[0]``) is also matched under the item's name, as the scan walks
 such lists by ``name`` and the apply removes the item at that position.
@@ -38,6 +43,7 @@ such lists by ``name`` and the apply removes the item at that position.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from concurrent.futures import ThreadPoolExecutor
@@ -312,8 +318,30 @@ def resolve(kube: Kube, manifests: list[Manifest], default_namespace: str) -> tu
             continue
         translated = [by_name(p, obj) for p in ignored]
         ignored += [p for p in translated if p not in ignored]
+        if m.kind == "Secret" and m.api_version == "v1" and isinstance(obj.get("stringData"), dict):
+            obj, ignored = as_stored(obj), ignored + [_as_data(p) for p in ignored if p[:1] == (STRING_DATA,)]
         targets.append(Target(m, obj, mapping, ignored))
     return targets, notes
+
+
+STRING_DATA = Tok("key", "stringData")
+
+
+def as_stored(secret: dict) -> dict:
+    """A Secret as the API server stores it: ``stringData`` written into ``data`` (base64; it wins
+    over a ``data`` key of the same name, as on the server).  A live Secret never shows
+    ``stringData``, so a declared one is compared, and dry-run, as ``data``: otherwise a hand
+    edit of such a value would never be drift."""
+    obj = dict(secret)
+    data = dict(obj.get("data") or {})
+    for key, value in obj.pop("stringData").items():
+        data[key] = base64.b64encode(str(value).encode()).decode()
+    obj["data"] = data
+    return obj
+
+
+def _as_data(path: tuple) -> tuple:
+    return (Tok("key", "data"),) + tuple(path[1:])
 
 
 def _parallel(fn, items, concurrency):

@@ -97,3 +97,23 @@ def test_index_paths_on_named_lists_are_translated_to_names():
     assert show_path(by_name(parse_path("spec.rules[0].host"), declared)) == "spec.rules[0].host"  # no names
     assert show_path(by_name(parse_path("spec.containers[5]"), declared)) == "spec.containers[5]"  # no such item
     assert show_path(by_name(parse_path("*.containers[0]"), declared)) == "*.containers[0]"
+
+
+def test_a_string_data_secret_is_compared_as_stored_and_its_ignore_paths_follow():
+    from worker.drift import resolve
+    from worker.kube import Mapping
+    from worker.render import Manifest
+
+    class Mappings:  # only what resolve asks of the API server
+        def mapping(self, api_version, kind):
+            return Mapping("", "v1", kind, "secrets", True)
+
+    secret = {"apiVersion": "v1", "kind": "Secret",
+              "metadata": {"name": "db", "annotations": {"pullbridge.io/ignore-fields": "stringData.token"}},
+              "data": {"user": "YQ==", "password": "b2xk"}, "stringData": {"password": "new", "token": "t"}}
+    [target], notes = resolve(Mappings(), [Manifest(secret, "s.yaml", 1)], "apps")
+    assert notes == [] and "stringData" not in target.obj
+    assert target.obj["data"] == {"user": "YQ==", "password": "bmV3", "token": "dA=="}  # stringData wins
+    assert is_ignored(parse_path("data.token"), target.ignored)
+    assert not is_ignored(parse_path("data.password"), target.ignored)
+    assert secret["stringData"] == {"password": "new", "token": "t"}  # the manifest itself is untouched

@@ -262,3 +262,20 @@ def test_drift_whose_correction_keeps_failing_says_why_and_a_new_error_is_record
     assert [(a["event"], a["sync_id"]) for a in alerts] == [("drift_failed", first["id"]),
                                                             ("drift_failed", changed["id"])]
     assert "exceeded quota" in alerts[1]["summary"]
+
+
+def test_a_secret_declared_with_string_data_drifts_like_any_other(synced_with, stack, namespace):
+    """The API server stores stringData as data and never shows it: compared as declared, a hand
+    edit of such a value went unseen.  It is drift now, corrected, and an untouched one is in sync."""
+    harness = synced_with({"deploy/secret.yaml": SECRET.replace(
+        "data:\n  password: Z2l0LWRlY2xhcmVkLVBX", "stringData:\n  password: git-declared-PW\n  port: '5432'")})
+    assert run_reconcile(harness)["result"] == "in sync"
+    kubectl(stack, "patch", "secret", "db", "-n", namespace, "--type=merge",
+            "-p", json.dumps({"data": {"password": base64.b64encode(b"hand-set-PW").decode()}}))
+    result = run_reconcile(harness)
+    assert result["result"] == "drift corrected" and (result["objects"], result["corrected"]) == (1, 1), result
+    [entry] = history.get_record(harness.conn, result["id"])["drift_entries"]
+    assert (entry["field"], entry["live"]) == ("data.password", "(hidden: Secret data)")
+    live = json.loads(kubectl(stack, "get", "secret", "db", "-n", namespace, "-o", "json"))["data"]
+    assert base64.b64decode(live["password"]) == b"git-declared-PW" and base64.b64decode(live["port"]) == b"5432"
+    assert run_reconcile(harness)["result"] == "in sync"
