@@ -15,7 +15,6 @@ nothing is lost even when the retries run out.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import threading
@@ -35,9 +34,9 @@ from worker.errors import PermanentError, TemporaryError, cancel_retries, stretc
 from worker.fetch import Mirror
 from worker.kube import process_kube
 from worker.lock import LockLost, RepoLock
-from worker.ownership import strip_manifests
+from worker.ownership import stripped_manifests
 from worker.prune import check_allowed, prune
-from worker.render import Manifest, render, uses_kustomize
+from worker.render import render, uses_kustomize
 from worker.status import enqueue_status, mark_taking_commits
 
 log = logging.getLogger("pullbridge.sync")
@@ -187,10 +186,7 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         _status(conn, config, repo, target.sha, "running", "sync running", record.id)
 
         declared = _render(mirror, repo, target.sha)
-        # Fields left to others (pullbridge.io/ignore-fields) go from a copy: the render cache
-        # keeps the declared bodies, whose list positions the drift scan's ignore paths name.
-        manifests = [Manifest(copy.deepcopy(m.obj), m.file, m.doc) for m in declared]
-        strip_manifests(manifests)
+        manifests = stripped_manifests(declared)  # a copy: the render cache keeps the declared bodies
         record.phase("render")
         check_allowed(len(manifests), repo.allow_empty)
         previous = inventory.load(kube, inv_ns, repo.name)

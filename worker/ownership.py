@@ -25,8 +25,9 @@ them) and are never reported or corrected as drift.
 
 from __future__ import annotations
 
+import copy
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from worker.errors import PermanentError
 
@@ -184,13 +185,24 @@ def strip_ignored(obj: dict) -> list[tuple[Tok, ...]]:
     return patterns
 
 
-def strip_manifests(manifests) -> None:
-    """Apply every manifest's ignore-fields annotation to its body (in place).
+def stripped_manifests(manifests) -> list:
+    """The manifests with each ignore-fields annotation applied to a copy of its body.
 
-    A malformed annotation is a permanent error naming the object and file.
+    A manifest without the annotation is passed on as it is: the bodies given
+    are never changed (the render cache keeps the declared ones, whose list
+    positions the drift scan's ignore paths name), and an unchanged Manifest
+    keeps its cached digest.  A malformed annotation is a permanent error
+    naming the object and file.
     """
+    out = []
     for m in manifests:
+        if not ((m.obj.get("metadata") or {}).get("annotations") or {}).get(IGNORE_ANNOTATION):
+            out.append(m)
+            continue
+        obj = copy.deepcopy(m.obj)
         try:
-            strip_ignored(m.obj)
+            strip_ignored(obj)
         except ValueError as exc:
             raise PermanentError(f"{m.ref} ({m.source}): annotation {IGNORE_ANNOTATION}: {exc}") from None
+        out.append(replace(m, obj=obj))
+    return out

@@ -44,8 +44,7 @@ from worker.fetch import FETCH_TIMEOUT, Mirror, git_env
 from worker.jobs import PERMANENT_NOTE, _redis, process_config
 from worker.kube import ApiError, process_kube
 from worker.lock import LockLost, RepoLock
-from worker.ownership import strip_manifests
-from worker.render import Manifest
+from worker.ownership import stripped_manifests
 from worker.rendercache import rendered
 
 log = logging.getLogger("pullbridge.drift")
@@ -279,9 +278,7 @@ def check_drift(conn: Redis, config: Config, repo: RepoConfig, sha: str, lock: R
 def correct(kube, found: drift.ScanResult, record: DriftRecord, default_namespace: str,
             concurrency: int) -> set[str]:
     """Re-apply only the drifted objects (their declared bodies, ignored fields removed)."""
-    manifests = [Manifest(json.loads(json.dumps(t.manifest.obj)), t.manifest.file, t.manifest.doc)
-                 for t in found.drifted]
-    strip_manifests(manifests)
+    manifests = stripped_manifests([t.manifest for t in found.drifted])
     applier = Applier(kube, concurrency=concurrency, default_namespace=default_namespace)
     result = applier.run(manifests)
     record.add(result.changes)
