@@ -354,7 +354,8 @@ class Applier:
                 self._validate_rest(deferred, later, first, crd_kinds, fresh)
             except Exception as exc:  # noqa: BLE001 - re-raised, saying what was undone
                 raise self._undo(first, exc) from None
-        stage_one = [i for i in stage_one if not any(i is f for f in first)]  # the rest of stage one
+        written_first = {id(i) for i in first}
+        stage_one = [i for i in stage_one if id(i) not in written_first]  # the rest of stage one
         self._write(stage_one)
         crds = [i for i in stage_one if i.obj["kind"] == "CustomResourceDefinition"]
         if crds and not self.dry_run_only:

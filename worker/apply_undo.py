@@ -17,7 +17,6 @@ from worker.errors import PermanentError, TemporaryError, cut
 from worker.kube import ApiError, Kube, sync_error
 
 GONE_WAIT = 60.0  # seconds to wait for deleted objects to be gone (a Namespace terminates)
-DELETE_OPTIONS = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
 
 
 def undo(kube: Kube, written: dict, first: list, exc: Exception) -> Exception:
@@ -37,7 +36,7 @@ def undo(kube: Kube, written: dict, first: list, exc: Exception) -> Exception:
             continue
         path = item.mapping.path(None, item.obj["metadata"]["name"])
         try:
-            kube.request("DELETE", path, body=DELETE_OPTIONS)
+            kube.delete(path)
         except Exception as failed:  # noqa: BLE001 - reported in the error, tracked for prune
             if not (isinstance(failed, ApiError) and failed.status == 404):
                 why = f"HTTP {failed.status}: {failed.message}" if isinstance(failed, ApiError) else failed

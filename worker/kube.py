@@ -174,6 +174,11 @@ class Kube:
                 return None
             raise
 
+    def delete(self, path: str) -> None:
+        """DELETE with background propagation (dependents go after the object, as kubectl does)."""
+        self.request("DELETE", path, body={"kind": "DeleteOptions", "apiVersion": "v1",
+                                           "propagationPolicy": "Background"})
+
     # -- RESTMapper -------------------------------------------------------
     def _discover(self, group: str, version: str) -> dict[str, Mapping]:
         path = f"/apis/{group}/{version}" if group else f"/api/{version}"

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from worker.apply import Change
+from worker.apply import Change, crd_kind
 from worker.errors import PermanentError
 from worker.inventory import parse_id
 from worker.kube import ApiError, Kube, sync_error
@@ -94,8 +94,7 @@ def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
                     result.kept[oid] = stale[oid]  # pruned once nothing in it stays
                 continue
             if not dry_run_only:
-                kube.request("DELETE", path, body={"kind": "DeleteOptions", "apiVersion": "v1",
-                                                   "propagationPolicy": "Background"})
+                kube.delete(path)
             result.changes.append(Change(ref, "deleted"))
         except ApiError as exc:
             if exc.status == 404:
@@ -136,8 +135,7 @@ class Staying:
         if (group, kind) == ("", "Namespace"):
             key, index = live["metadata"]["name"], self._by_namespace
         elif (group, kind) == ("apiextensions.k8s.io", "CustomResourceDefinition"):
-            spec = live.get("spec") or {}
-            key, index = (spec.get("group", ""), (spec.get("names") or {}).get("kind")), self._by_kind
+            key, index = crd_kind(live), self._by_kind
         else:
             return None
         if not self._indexed:
