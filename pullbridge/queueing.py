@@ -170,6 +170,20 @@ return redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
 """
 
 
+def requeued(job_id: str) -> dict:
+    """What a sync job returns when it found the repo locked and handed its wanted commits
+    to the fresh job ``job_id`` (``worker.jobs``)."""
+    return {"result": "requeued", "job_id": job_id}
+
+
+def handed_to(result) -> str | None:
+    """The job a finished sync job handed its commits to, from its return value
+    (``requeued``); None for any other result."""
+    if isinstance(result, dict) and result.get("result") == "requeued" and result.get("job_id"):
+        return str(result["job_id"])
+    return None
+
+
 def take_wanted(conn: Redis, repo_name: str, job_id: str) -> list[tuple[str, int]]:
     """Called by the worker once it holds the repo lock.
 

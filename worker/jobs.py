@@ -27,7 +27,7 @@ from rq import get_current_job
 from pullbridge import keys, repostate
 from pullbridge.config import CONFIG_ENV, Config, RepoConfig, load_config
 from pullbridge.redis_url import connect
-from pullbridge.queueing import done_wanted, request_sync, take_wanted
+from pullbridge.queueing import done_wanted, request_sync, requeued, take_wanted
 from worker import alerts, history, inventory, metrics, rendercache
 from worker.apply import Applier
 from worker.errors import PermanentError, TemporaryError, cancel_retries, stretch_next_retry
@@ -140,7 +140,7 @@ def _requeue(conn, config, repo, job_id, reason, delivery, holder) -> dict:
         conn.eval(_FORGET_MARKER, 1, keys.queued(repo.name), job_id)
     queued = request_sync(conn, config, repo, None, reason=reason, delivery=delivery)
     log.info("sync %s: repo locked by %s, re-queued as %s", repo.name, holder, queued.job_id)
-    return {"result": "requeued", "job_id": queued.job_id}
+    return requeued(queued.job_id)
 
 
 def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, job,

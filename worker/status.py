@@ -43,7 +43,7 @@ from rq.job import Job, JobStatus
 from pullbridge import keys
 from pullbridge.config import Config, ConfigError, RepoConfig
 from pullbridge.notify_config import status_api_url, status_context, status_project
-from pullbridge.queueing import retry_intervals
+from pullbridge.queueing import handed_to, retry_intervals
 from worker.githosts import StatusTarget, build_request, interpret
 from worker.outbound import PermanentError, TemporaryError, job_config, run_job, send_json
 
@@ -212,8 +212,7 @@ def sync_waiting(conn: Redis, job_id: str) -> bool:
             return True
         if status == JobStatus.STARTED:
             return job.meta.get(TAKING_COMMITS) != _attempt(job)
-        result = job.return_value() if status == JobStatus.FINISHED else None
-        if not (isinstance(result, dict) and result.get("result") == "requeued" and result.get("job_id")):
+        job_id = handed_to(job.return_value()) if status == JobStatus.FINISHED else None
+        if job_id is None:
             return False
-        job_id = str(result["job_id"])
     return False

@@ -137,6 +137,7 @@ def wait_for_sync(conn, job_id: str, repo_name: str, timeout: float | None, poll
     from rq.exceptions import NoSuchJobError
     from rq.job import Job, JobStatus
 
+    from pullbridge.queueing import handed_to
     from worker import history
 
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -148,8 +149,8 @@ def wait_for_sync(conn, job_id: str, repo_name: str, timeout: float | None, poll
             raise CommandError(f"sync job {job_id} no longer exists (purged?)") from None
         if status == JobStatus.FINISHED:
             value = job.return_value()
-            if isinstance(value, dict) and value.get("result") == "requeued" and value.get("job_id"):
-                job_id = value["job_id"]  # the repo was locked: follow the job it handed over to
+            if (next_job := handed_to(value)) is not None:
+                job_id = next_job  # the repo was locked: follow the job it handed over to
                 continue
             if isinstance(value, dict) and value.get("id"):
                 return history.get_record(conn, value["id"]) or value

@@ -19,6 +19,7 @@ from rq.job import Job, JobStatus
 
 from pullbridge import keys
 from pullbridge.config import Config
+from pullbridge.queueing import handed_to
 
 _SYNC_JOB_RE = re.compile(r"^sync-(?P<repo>.+)-[0-9a-f]{12}$")  # pullbridge.queueing's job ids
 
@@ -58,9 +59,9 @@ def job_sync(conn: Redis, config: Config, job_id: str) -> JobSync | None:
         return None
     status = job.get_status(refresh=False)
     if status == JobStatus.FINISHED:
-        result = job.return_value()
-        if isinstance(result, dict) and result.get("result") == "requeued" and result.get("job_id"):
-            return JobSync(repo.name, job_id, "requeued", next_job_id=str(result["job_id"]))
+        next_job = handed_to(job.return_value())
+        if next_job:
+            return JobSync(repo.name, job_id, "requeued", next_job_id=next_job)
         return None  # ran, but its record has left the history
     state = {JobStatus.QUEUED: "queued", JobStatus.DEFERRED: "queued", JobStatus.SCHEDULED: "scheduled",
              JobStatus.STARTED: "running"}.get(status, "failed")
