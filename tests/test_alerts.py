@@ -80,9 +80,9 @@ def test_first_result_being_a_failure_alerts(setup):
 def test_drift_corrected_alerts_once_per_sync(setup):
     hosts, conn, config, _ = setup
     app = config.repo("app")
-    assert len(alerts.drift_corrected(conn, config, app, "d-1", "Deployment/web replicas 3 -> 1 reverted")) == 1
-    assert alerts.drift_corrected(conn, config, app, "d-1", "again (retried job)") == []
-    assert len(alerts.drift_corrected(conn, config, app, "d-2", "ConfigMap/x reverted")) == 1
+    assert len(alerts.drift_alert(conn, config, app, "drift_corrected", "d-1", "Deployment/web replicas 3 -> 1 reverted")) == 1
+    assert alerts.drift_alert(conn, config, app, "drift_corrected", "d-1", "again (retried job)") == []
+    assert len(alerts.drift_alert(conn, config, app, "drift_corrected", "d-2", "ConfigMap/x reverted")) == 1
     run_status_worker(conn)
     got = delivered(hosts)
     assert [k for k, _ in got] == ["slack", "slack"]  # the webhook does not want drift events
@@ -144,7 +144,7 @@ def test_unknown_result_and_redis_down_never_raise(setup):
     assert alerts.sync_finished(conn, config, config.repo("app"), "exploded", "s", "x") == []
     dead = dead_redis()
     assert alerts.sync_finished(dead, config, config.repo("app"), "failure", "s", "x") == []
-    assert alerts.drift_corrected(dead, config, config.repo("app"), "s", "x") == []
+    assert alerts.drift_alert(dead, config, config.repo("app"), "drift_corrected", "s", "x") == []
 
 
 def test_slack_message_escapes_and_links():

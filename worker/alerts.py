@@ -100,11 +100,6 @@ def sync_finished(conn: Redis, config: Config, repo: RepoConfig, result_state: s
         return []
 
 
-def drift_corrected(conn: Redis, config: Config, repo: RepoConfig, sync_id: str, summary: str) -> list[str]:
-    """Call after drift was found and corrected; alerts once per ``sync_id``.  Never raises."""
-    return drift_alert(conn, config, repo, "drift_corrected", sync_id, summary)
-
-
 def drift_alert(conn: Redis, config: Config, repo: RepoConfig, event: str, sync_id: str,
                 summary: str) -> list[str]:
     """Call after a drift check recorded drift (``event``: drift_corrected, drift_failed or
