@@ -49,8 +49,8 @@ def test_an_overlay_the_rendered_kustomization_does_not_reach_is_ignored(demo, r
     assert bare_git(repo, "show", "main:overlays/prod/kustomization.yaml") == overlay
 
 
-def test_rendered_kustomizations_follow_resources_bases_and_components(tmp_path: Path):
-    from worker.images.kustomize import rendered_kustomizations
+def test_the_kustomizations_the_render_reads_follow_resources_bases_and_components(tmp_path: Path):
+    from worker.images.kustomize import kustomization_builds
 
     def write(path: str, text: str) -> None:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
@@ -63,11 +63,11 @@ def test_rendered_kustomizations_follow_resources_bases_and_components(tmp_path:
     write("deploy/tags/kustomization.yaml", "kind: Component\n")
     write("deploy/staging/kustomization.yaml", "resources: [../base]\n")  # not reached from prod
     write("deploy/broken/kustomization.yaml", "resources: [\n")
-    found = [p.relative_to(tmp_path.resolve()).as_posix() for p in rendered_kustomizations(tmp_path, "deploy/prod")]
+    found = [p.relative_to(tmp_path.resolve()).as_posix() for p in kustomization_builds(tmp_path, "deploy/prod")]
     assert found == ["deploy/base/kustomization.yml", "deploy/legacy/Kustomization",
                      "deploy/prod/kustomization.yaml", "deploy/tags/kustomization.yaml"]
-    assert rendered_kustomizations(tmp_path, "deploy") == []  # plain YAML there: nothing rendered by kustomize
-    assert [p.name for p in rendered_kustomizations(tmp_path, "deploy/broken")] == ["kustomization.yaml"]
+    assert list(kustomization_builds(tmp_path, "deploy")) == []  # plain YAML there: nothing rendered by kustomize
+    assert [p.name for p in kustomization_builds(tmp_path, "deploy/broken")] == ["kustomization.yaml"]
 
 
 def _rendered_flask_images(repo, tmp_path: Path, subdir: str) -> dict[str, str]:

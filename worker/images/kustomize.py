@@ -116,22 +116,16 @@ def _kustomization_in(directory: Path) -> Path | None:
     return next((directory / name for name in KUSTOMIZATION_FILES if (directory / name).is_file()), None)
 
 
-def rendered_kustomizations(root: Path, subdir: str = ".") -> list[Path]:
-    """The kustomization files ``kubectl kustomize`` reads when the sync renders ``root/subdir``.
+def kustomization_builds(root: Path, subdir: str = ".") -> dict[Path, frozenset[Path]]:
+    """Each kustomization file ``kubectl kustomize`` reads when the sync renders ``root/subdir``
+    -> the resource files its ``images:`` entries apply to, as kustomize builds them; sorted by path.
 
-    None when that path is not rendered with kustomize (plain YAML: a
+    Empty when that path is not rendered with kustomize (plain YAML: a
     kustomization lying under it is never applied, so its ``images:`` change
     nothing that is deployed).  Otherwise the path's own kustomization and
     those of every directory its ``resources``, ``bases`` and ``components``
     lead to, transitively, inside the checkout; an unrelated overlay next to
     them is not rendered either.  Remote bases are left out (nothing to edit).
-    """
-    return list(kustomization_builds(root, subdir))
-
-
-def kustomization_builds(root: Path, subdir: str = ".") -> dict[Path, frozenset[Path]]:
-    """Each kustomization file the render of ``root/subdir`` reads (see ``rendered_kustomizations``)
-    -> the resource files its ``images:`` entries apply to, as kustomize builds them; sorted by path.
 
     A kustomization's entries apply to its build: its ``resources`` and
     ``bases`` files and what the kustomizations there build, then what its

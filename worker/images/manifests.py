@@ -97,15 +97,14 @@ def _dig(doc, path):
     return node
 
 
-def yaml_files(root: Path, subdir: str = ".", names: tuple[str, ...] | None = None) -> list[Path]:
-    """Every *.yaml / *.yml (or every file named one of ``names``) under ``root/subdir``,
-    hidden directories skipped, sorted."""
+def yaml_files(root: Path, subdir: str = ".") -> list[Path]:
+    """Every *.yaml / *.yml under ``root/subdir``, hidden directories skipped, sorted."""
     base = (root / subdir).resolve()
     found = []
     for dirpath, dirnames, filenames in os.walk(base):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found.extend(Path(dirpath) / f for f in sorted(filenames)
-                     if (f in names if names is not None else f.endswith(YAML_SUFFIXES)))
+                     if f.endswith(YAML_SUFFIXES))
     return found
 
 
