@@ -37,11 +37,10 @@ class KnownHostsError(Exception):
     """The host cannot be scanned or the file cannot be read or written."""
 
 
-def validate_host(host: str) -> str:
-    """``host``, lowercased: host names are case-insensitive and ssh lowercases them too."""
+def validate_host(host: str) -> None:
+    """KnownHostsError unless ``host`` is a host name or IP address (``host_pattern`` lowercases it)."""
     if not host or host.startswith("-") or not HOST_RE.match(host):
         raise KnownHostsError(f"{host!r} is not a host name or IP address")
-    return host.lower()
 
 
 def host_pattern(host: str, port: int = 22) -> str:

@@ -185,7 +185,8 @@ def _unpack(zip_path: Path, prefix: str, dest: Path) -> None:
 def ensure_go(wanted: str, cache: Path, log=print, env=os.environ) -> Path:
     """The bin directory of a Go at least as new as `wanted`: PATH's, else one fetched into cache."""
     found = shutil.which("go", path=env.get("PATH"))
-    if found and not needs_download(go_version(found), wanted):
+    found_version = go_version(found) if found else None
+    if found and not needs_download(found_version, wanted):
         return Path(found).parent
     arch = goarch()
     home = cache / f"{wanted}.linux-{arch}"
@@ -194,7 +195,7 @@ def ensure_go(wanted: str, cache: Path, log=print, env=os.environ) -> Path:
     proxy = proxy_base(env)
     version = module_version(wanted, arch)
     url = toolchain_url(proxy, wanted, arch)
-    have = f"Go {go_version(found)} at {found}" if found else "no Go on PATH"
+    have = f"Go {found_version} at {found}" if found else "no Go on PATH"
     log(f"{have}; Kubernetes needs {wanted}: downloading {url}")
     cache.mkdir(parents=True, exist_ok=True)
     zip_path = cache / f"{wanted}.linux-{arch}.zip"
