@@ -99,6 +99,25 @@ def _edit(text: str, change: ImageChange) -> str:
     return replace_image(text, change.target, change.new_image)
 
 
+def _edited(root: Path, changes: list[ImageChange], refused: list | None = None) -> dict[str, str]:
+    """Each file ``changes`` edit under ``root`` -> its text with every change made in turn.
+
+    A change whose line cannot be edited raises EditError; given ``refused``,
+    it is recorded there with the reason instead and left out."""
+    texts: dict[str, str] = {}
+    for change in changes:
+        text = texts.get(change.path)
+        if text is None:
+            text = read_text(root / change.path)
+        try:
+            texts[change.path] = _edit(text, change)
+        except EditError as exc:
+            if refused is None:
+                raise
+            refused.append((change, str(exc)))
+    return texts
+
+
 def editable_changes(root: Path, changes: list[ImageChange]
                      ) -> tuple[list[ImageChange], list[tuple[ImageChange, str]]]:
     """Split ``changes`` into those whose line can be edited in place under ``root`` and the
@@ -108,30 +127,15 @@ def editable_changes(root: Path, changes: list[ImageChange]
     never be edited is reported and the others still get committed, and a dry
     run lists only what a write-back would really commit.
     """
-    texts: dict[str, str] = {}
-    editable: list[ImageChange] = []
     refused: list[tuple[ImageChange, str]] = []
-    for change in changes:
-        text = texts.get(change.path)
-        if text is None:
-            text = read_text(root / change.path)
-        try:
-            texts[change.path] = _edit(text, change)
-        except EditError as exc:
-            refused.append((change, str(exc)))
-            continue
-        editable.append(change)
-    return editable, refused
+    _edited(root, changes, refused)
+    left_out = {id(change) for change, _ in refused}
+    return [change for change in changes if id(change) not in left_out], refused
 
 
 def apply_changes(root: Path, changes: list[ImageChange]) -> list[str]:
     """Edit the files under ``root``; returns the paths touched. All or nothing per call."""
-    texts: dict[str, str] = {}
-    for change in changes:
-        text = texts.get(change.path)
-        if text is None:
-            text = read_text(root / change.path)
-        texts[change.path] = _edit(text, change)
+    texts = _edited(root, changes)
     for path, text in texts.items():
         write_text(root / path, text)
     return sorted(texts)
