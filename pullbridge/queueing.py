@@ -273,6 +273,11 @@ def _taken_at(conn: Redis, repo_name: str, job, status) -> float | None:
     return _adrift_since(conn, repo_name, job)
 
 
+def job_attempt(job) -> str:
+    """Which run of ``job`` this is: RQ sets ``enqueued_at`` anew when it queues it again for a retry."""
+    return job.enqueued_at.isoformat() if job.enqueued_at else "-"
+
+
 def _adrift_since(conn: Redis, repo_name: str, job) -> float:
     """When this enqueueing of ``job`` was first seen popped but not taken (epoch seconds).
 
@@ -280,7 +285,7 @@ def _adrift_since(conn: Redis, repo_name: str, job) -> float:
     a retry is popped again later, and must not inherit the earlier time.
     """
     key = keys.queued_adrift(repo_name)
-    enqueueing = f"{job.id} {job.enqueued_at.isoformat() if job.enqueued_at else '-'}"
+    enqueueing = f"{job.id} {job_attempt(job)}"
     seen = conn.get(key)
     if seen:
         seen_enqueueing, _, since = seen.decode().rpartition(" ")

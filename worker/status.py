@@ -43,7 +43,7 @@ from rq.job import Job, JobStatus
 from pullbridge import keys
 from pullbridge.config import Config, ConfigError, RepoConfig
 from pullbridge.notify_config import status_api_url, status_context, status_project
-from pullbridge.queueing import handed_to, retry_intervals
+from pullbridge.queueing import handed_to, job_attempt, retry_intervals
 from worker.githosts import StatusTarget, build_request, interpret
 from worker.outbound import PermanentError, TemporaryError, job_config, run_job, send_json
 
@@ -185,13 +185,8 @@ def mark_taking_commits(job: Job | None) -> None:
     from now on this attempt of its job no longer waits, and a pending naming it is stale
     (``sync_waiting``)."""
     if job is not None:
-        job.meta[TAKING_COMMITS] = _attempt(job)
+        job.meta[TAKING_COMMITS] = job_attempt(job)
         job.save_meta()
-
-
-def _attempt(job: Job) -> str:
-    """Which run of ``job`` this is: RQ sets ``enqueued_at`` anew when it queues a retry."""
-    return job.enqueued_at.isoformat() if job.enqueued_at else "-"
 
 
 def sync_waiting(conn: Redis, job_id: str) -> bool:
@@ -211,7 +206,7 @@ def sync_waiting(conn: Redis, job_id: str) -> bool:
         if status in WAITING:
             return True
         if status == JobStatus.STARTED:
-            return job.meta.get(TAKING_COMMITS) != _attempt(job)
+            return job.meta.get(TAKING_COMMITS) != job_attempt(job)
         job_id = handed_to(job.return_value()) if status == JobStatus.FINISHED else None
         if job_id is None:
             return False
