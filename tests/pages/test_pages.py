@@ -313,12 +313,18 @@ def test_queue_page_shows_a_job_a_real_worker_is_running(client, redis_conn, sta
                                keys.STATUS_QUEUE], env={**os.environ, "PYTHONPATH": os.getcwd()},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        depth = ('id="depth-pullbridge-status"><th>pullbridge-status</th>'
+                 '<td class="num queued">0</td><td class="num">1</td>')
         page = ""
-        while f"<code>{job.id}</code>" not in page and worker.poll() is None:  # until the worker has started it
+        # Until the worker has started it. The page reads the depths before the running jobs, so one
+        # render can list the job as running while its depth row still counts it queued: wait for both.
+        give_up = time.monotonic() + 120  # only so a broken page fails instead of hanging
+        while not (f"<code>{job.id}</code>" in page and depth in page) and worker.poll() is None \
+                and time.monotonic() < give_up:
             time.sleep(0.1)
             page = text(client.get("/queue"))
         assert "status running-test" in page and "No job is running" not in page
-        assert 'id="depth-pullbridge-status"><th>pullbridge-status</th><td class="num queued">0</td><td class="num">1</td>' in page
+        assert depth in page
     finally:
         redis_conn.rpush(release, "go")
         worker.wait()
