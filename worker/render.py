@@ -99,8 +99,12 @@ class Manifest:
     @property
     def ref(self) -> str:
         """``Kind/namespace/name`` or ``Kind/name``, as errors and change sets show it."""
-        ns = self.namespace
-        return f"{self.kind}/{ns}/{self.name}" if ns else f"{self.kind}/{self.name}"
+        return object_ref(self.kind, self.namespace, self.name)
+
+
+def object_ref(kind: str, namespace: str | None, name: str) -> str:
+    """``Kind/namespace/name``, or ``Kind/name`` for a cluster-scoped object."""
+    return f"{kind}/{namespace}/{name}" if namespace else f"{kind}/{name}"
 
 
 def kind_rank(kind: str) -> int:
@@ -255,7 +259,7 @@ def check_duplicates(manifests: list[Manifest], namespaces: list[str | None] | N
         namespace = m.namespace if namespaces is None else namespaces[index]
         key = (m.group, m.kind, namespace, m.name)
         if key in seen:
-            ref = f"{m.kind}/{namespace}/{m.name}" if namespace else f"{m.kind}/{m.name}"
+            ref = object_ref(m.kind, namespace, m.name)
             raise PermanentError(f"{ref} is declared twice: {seen[key].source} and {m.source}")
         seen[key] = m
 
