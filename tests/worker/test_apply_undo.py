@@ -4,20 +4,17 @@ when that delete fails the error says so and the sync keeps it in its inventory 
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
 import yaml
 from kubernetes import client
 
-from tests.kube_support import service_account_kubeconfig, unless_gone
+from tests.kube_support import cluster_role_kubeconfig, unless_gone, wait_allowed
 from tests.worker.sync_manifests import (cm_value, configmap, deployment, in_namespace, inventory_ids, namespace_doc,
                                          namespace_live, read_namespace, widget, widget_crd, widget_group)
 
 pytestmark = pytest.mark.stack
-
-SAFETY_TIMEOUT = 120  # only so a broken cluster cannot hang the suite; not a performance limit
 
 
 def app_in_new_namespace(new_ns: str, replicas: int) -> str:
@@ -79,27 +76,9 @@ def test_invalid_object_of_a_new_crd_leaves_no_crd_behind(harness, git_repo, kub
 
 def kubeconfig_without_namespace_delete(kube, stack, namespace: str, role: str) -> dict:
     """A ServiceAccount that may create and change Namespaces, Deployments and ConfigMaps, not delete Namespaces."""
-    core, rbac = client.CoreV1Api(kube), client.RbacAuthorizationV1Api(kube)
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": "pullbridge"}})
-    rbac.create_cluster_role({"metadata": {"name": role}, "rules": [
+    return cluster_role_kubeconfig(kube, stack, namespace, role, [
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "create", "patch"]},
-        {"apiGroups": ["", "apps"], "resources": ["configmaps", "deployments"], "verbs": ["*"]}]})
-    rbac.create_cluster_role_binding({
-        "metadata": {"name": role},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-        "subjects": [{"kind": "ServiceAccount", "name": "pullbridge", "namespace": namespace}]})
-    return service_account_kubeconfig(kube, stack, namespace)
-
-
-def wait_allowed(restricted, namespace: str) -> None:
-    """Until the API server's RBAC cache has the new binding (it follows its informers)."""
-    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-              "spec": {"resourceAttributes": {"verb": "patch", "resource": "configmaps", "namespace": namespace}}}
-    deadline = time.monotonic() + SAFETY_TIMEOUT
-    while not restricted.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
-                                 body=review)["status"].get("allowed"):
-        assert time.monotonic() < deadline, "the ServiceAccount's ClusterRoleBinding never took effect"
-        time.sleep(0.1)
+        {"apiGroups": ["", "apps"], "resources": ["configmaps", "deployments"], "verbs": ["*"]}])
 
 
 def test_a_namespace_that_cannot_be_removed_again_is_named_and_kept_for_prune(
@@ -115,7 +94,7 @@ def test_a_namespace_that_cannot_be_removed_again_is_named_and_kept_for_prune(
     try:
         kubeconfig.write_text(yaml.safe_dump(kubeconfig_without_namespace_delete(kube, stack, namespace, role)))
         restricted = Kube(load_api_client(str(kubeconfig)))
-        wait_allowed(restricted, namespace)
+        wait_allowed(restricted, "patch", "configmaps", namespace)
         admin = jobs.process_kube()
         monkeypatch.setattr(jobs, "process_kube", lambda: restricted)
         repo = git_repo("stuckns")
