@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
 import urllib3
@@ -28,6 +29,8 @@ FIELD_MANAGER = "pullbridge"
 POOL_SIZE = 64
 REQUEST_TIMEOUT = (10, 60)
 MAX_RETRY_AFTER = 3600  # seconds: a longer Retry-After is taken as this
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1, application/json"
+LIST_PAGE = 500
 
 
 class ApiError(Exception):
@@ -96,6 +99,7 @@ class Mapping:
     kind: str
     resource: str
     namespaced: bool
+    listable: bool = field(default=True, compare=False)
 
     @property
     def api_version(self) -> str:
@@ -131,13 +135,14 @@ class Kube:
     # -- raw requests -----------------------------------------------------
     def request(self, method: str, path: str, body=None, query: dict | None = None,
                 content_type: str = "application/json", decode: bool = True,
-                protobuf: bool = False) -> dict | None:
+                protobuf: bool = False, accept: str | None = None) -> dict | None:
         """Send one request; return the decoded JSON answer or raise ApiError / TemporaryError."""
         url = self.host + path
         if query:
             url += "?" + urlencode(query)
-        accept = "application/vnd.kubernetes.protobuf, application/json" if protobuf and not decode \
-            else "application/json"
+        if accept is None:
+            accept = "application/vnd.kubernetes.protobuf, application/json" if protobuf and not decode \
+                else "application/json"
         headers = {"Accept": accept, "User-Agent": "pullbridge"}
         if body is not None:
             headers["Content-Type"] = content_type
@@ -174,6 +179,19 @@ class Kube:
                 return None
             raise
 
+    def list_metadata(self, collection: str) -> Iterator[dict]:
+        """The metadata of every object in ``collection``, a page at a time (metadata only,
+        so a Namespace full of Secrets or Events costs little to look through)."""
+        query = {"limit": LIST_PAGE}
+        while True:
+            page = self.request("GET", collection, query=query, accept=METADATA_ONLY)
+            for item in page.get("items") or []:
+                yield item.get("metadata") or {}
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return
+            query = {"limit": LIST_PAGE, "continue": token}
+
     def delete(self, path: str) -> None:
         """DELETE with background propagation (dependents go after the object, as kubectl does)."""
         self.request("DELETE", path, body={"kind": "DeleteOptions", "apiVersion": "v1",
@@ -192,8 +210,22 @@ class Kube:
         for res in doc.get("resources", []):
             if "/" in res["name"]:  # subresources
                 continue
-            kinds[res["kind"]] = Mapping(group, version, res["kind"], res["name"], res["namespaced"])
+            kinds[res["kind"]] = Mapping(group, version, res["kind"], res["name"], res["namespaced"],
+                                         "list" in (res.get("verbs") or []))
         return kinds
+
+    def namespaced_kinds(self) -> list[Mapping]:
+        """Every namespaced kind the server serves and can list, discovered afresh (a CRD may
+        have come since), each once: in its group's most preferred version that serves it."""
+        versions = [("", v) for v in self.request("GET", "/api").get("versions") or []]
+        for group in self.request("GET", "/apis").get("groups") or []:
+            versions += [(group["name"], v["version"]) for v in group.get("versions") or []]
+        found: dict[tuple[str, str], Mapping] = {}
+        for group, version in versions:  # the server lists a group's versions most preferred first
+            for m in self._discover(group, version).values():
+                if m.namespaced and m.listable:
+                    found.setdefault((group, m.resource), m)
+        return list(found.values())
 
     def mapping(self, api_version: str, kind: str) -> Mapping | None:
         """The resource of ``kind`` in ``api_version``; None when the server has no such kind."""

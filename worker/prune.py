@@ -11,9 +11,11 @@ repo keeps them), and objects already gone are dropped from the inventory.
 Namespaces and CRDs go last, and not at all while they hold an object that
 stays (deleting a Namespace deletes everything in it, a CRD all its
 objects): one this commit still declares, another repo declares, or one
-annotated as kept.  Such a Namespace or CRD stays in the inventory, to be
-pruned once it is empty, unless an annotated object holds it: Pullbridge
-lets go of both then, as it no longer sees the annotated object.
+annotated as kept, be it one this sync skips or one an earlier sync let go
+of (what the Namespace or CRD holds is looked through, metadata only, when
+nothing the sync knows holds it).  Such a Namespace or CRD stays in the
+inventory, to be pruned once it is empty, unless an annotated object holds
+it: Pullbridge lets go of both then, as it does of the annotated object.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from dataclasses import dataclass, field
 from worker.apply import Change, crd_kind
 from worker.errors import PermanentError
 from worker.inventory import parse_id
-from worker.kube import ApiError, Kube, sync_error
-from worker.render import STAGE_ONE_KINDS, kind_rank
+from worker.kube import ApiError, Kube, Mapping, sync_error
+from worker.render import STAGE_ONE_KINDS, kind_rank, object_ref
 
 PRUNE_ANNOTATION = "pullbridge.io/prune"
 PRUNE_DISABLED = "disabled"
+KEPT = f"{PRUNE_ANNOTATION}: {PRUNE_DISABLED}"  # why an annotated object stays, as changes show it
 
 
 @dataclass
@@ -59,10 +62,10 @@ def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
     stale = stale_entries(previous, desired)
     elsewhere = declared_elsewhere() if stale and declared_elsewhere is not None else {}
     order = sorted(stale, key=lambda oid: (parse_id(oid)[3] in STAGE_ONE_KINDS, -kind_rank(parse_id(oid)[3]), oid))
-    staying = Staying(desired, elsewhere)
+    staying = Staying(kube, desired, elsewhere)
     for oid in order:
         namespace, name, group, kind = parse_id(oid)
-        ref = f"{kind}/{namespace}/{name}" if namespace else f"{kind}/{name}"
+        ref = object_ref(kind, namespace, name)
         if oid in elsewhere:
             result.changes.append(Change(ref, "skipped", detail="still declared by "
                                          + ", ".join(sorted(elsewhere[oid])) + ": left to it"))
@@ -78,10 +81,9 @@ def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
             live = kube.get(path)
             if live is None:
                 continue  # already gone
-            annotations = (live.get("metadata") or {}).get("annotations") or {}
-            if annotations.get(PRUNE_ANNOTATION) == PRUNE_DISABLED:
-                result.changes.append(Change(ref, "skipped", detail=f"{PRUNE_ANNOTATION}: {PRUNE_DISABLED}"))
-                staying.add(oid, f"{PRUNE_ANNOTATION}: {PRUNE_DISABLED}", annotated=True)
+            if kept_by_annotation(live.get("metadata") or {}):
+                result.changes.append(Change(ref, "skipped", detail=KEPT))
+                staying.add(oid, KEPT, annotated=True)
                 continue
             if (live.get("metadata") or {}).get("deletionTimestamp"):
                 result.changes.append(Change(ref, "deleted", detail="already terminating"))
@@ -105,16 +107,36 @@ def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
     return result
 
 
+def kept_by_annotation(metadata: dict) -> bool:
+    return (metadata.get("annotations") or {}).get(PRUNE_ANNOTATION) == PRUNE_DISABLED
+
+
+def custom_objects(crd: dict) -> Mapping | None:
+    """Where the objects of a live CustomResourceDefinition are read; None when it serves no version."""
+    spec = crd.get("spec") or {}
+    served = [v.get("name") for v in spec.get("versions") or [] if v.get("served")]
+    if not served:
+        return None
+    group, kind = crd_kind(crd)
+    return Mapping(group, served[0], kind, (spec.get("names") or {}).get("plural"), spec.get("scope") == "Namespaced")
+
+
 class Staying:
     """What a stale Namespace or CRD would take with it: the objects that stay.
 
-    The ids this commit declares and those other repos declare are read only
-    once a Namespace or CRD is stale; the stale objects prune skips are added
-    as it goes (before any Namespace or CRD: those come last).  An annotated
-    object is named first, as it decides that Pullbridge lets go.
+    First what the sync knows: the ids this commit declares and those other
+    repos declare, read only once a Namespace or CRD is stale, and the stale
+    objects prune skips, added as it goes (before any Namespace or CRD: those
+    come last).  An annotated object is named first, as it decides that
+    Pullbridge lets go.  When none of those holds it, what the Namespace or
+    CRD holds in the cluster is looked through for an annotated object, one
+    an earlier sync let go of: every namespaced kind in the Namespace (kinds
+    discovered once per prune), every object of the CRD.
     """
 
-    def __init__(self, desired: dict[str, dict], elsewhere: dict[str, list[str]]):
+    def __init__(self, kube: Kube, desired: dict[str, dict], elsewhere: dict[str, list[str]]):
+        self._kube = kube
+        self._namespaced_kinds: list[Mapping] | None = None
         self._declared = (desired, elsewhere)
         self._indexed = False
         self._by_namespace: dict[str, tuple[str, str, bool]] = {}
@@ -125,7 +147,7 @@ class Staying:
             namespace, name, group, kind = parse_id(oid)
         except PermanentError:
             return  # an id this version cannot read: it cannot name what holds it either
-        held = (f"{kind}/{namespace}/{name}" if namespace else f"{kind}/{name}", why, annotated)
+        held = (object_ref(kind, namespace, name), why, annotated)
         for index, key in ((self._by_namespace, namespace), (self._by_kind, (group, kind))):
             if key and (key not in index or annotated and not index[key][2]):
                 index[key] = held
@@ -145,4 +167,23 @@ class Staying:
                 self.add(oid, "still declared")
             for oid, repos in elsewhere.items():
                 self.add(oid, "still declared by " + ", ".join(sorted(repos)))
-        return index.get(key)
+        return index.get(key) or self._annotated_in(kind, live)
+
+    def _annotated_in(self, kind: str, live: dict) -> tuple[str, str, bool] | None:
+        """The first object in the Namespace (or of the CRD) ``live`` annotated as kept, or None."""
+        if kind == "Namespace":
+            if self._namespaced_kinds is None:
+                self._namespaced_kinds = self._kube.namespaced_kinds()
+            found = [(m, m.collection(live["metadata"]["name"])) for m in self._namespaced_kinds]
+        else:
+            mapping = custom_objects(live)
+            found = [(mapping, mapping.collection(None))] if mapping else []
+        for mapping, collection in found:
+            try:
+                for meta in self._kube.list_metadata(collection):
+                    if kept_by_annotation(meta):
+                        return object_ref(mapping.kind, meta.get("namespace"), meta.get("name")), KEPT, True
+            except ApiError as exc:
+                if exc.status != 404:  # 404: the kind went away since it was discovered
+                    raise
+        return None

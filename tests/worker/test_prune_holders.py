@@ -9,7 +9,7 @@ import uuid
 import pytest
 from kubernetes import client
 
-from tests.kube_support import unless_gone
+from tests.kube_support import cluster_role_kubeconfig, unless_gone, wait_allowed
 from tests.worker.sync_manifests import (cm_value, configmap, in_namespace, inventory_ids, namespace_doc,
                                          namespace_live, read_namespace, sync_repo, widget, widget_crd, widget_group)
 
@@ -116,3 +116,92 @@ def test_a_crd_whose_kind_is_still_declared_is_not_deleted(harness, git_repo, ku
         with unless_gone():
             extensions.delete_custom_resource_definition(f"widgets.{group}")
 
+
+
+def test_a_namespace_holding_an_annotated_object_let_go_of_earlier_is_not_deleted(
+        harness, git_repo, kube, namespace, new_namespace):
+    from worker.apply import object_id
+
+    repo = git_repo("letgons")
+    harness.configure(repo)
+    assert harness.sync(repo.commit_and_push("v1", {
+        "deploy/ns.yaml": namespace_doc(new_namespace),
+        "deploy/db.yaml": in_namespace(configmap("db", "d", KEEP), new_namespace),
+        "deploy/stays.yaml": configmap("stays", "s")}))["result"] == "success"
+    repo.remove("deploy/db.yaml")
+    let_go = harness.sync(repo.commit_and_push("Git no longer declares db"))
+    assert change(harness, let_go, f"ConfigMap/{new_namespace}/db")["detail"] == "pullbridge.io/prune: disabled"
+    assert object_id("", "ConfigMap", new_namespace, "db") not in inventory_ids(kube, namespace)
+
+    repo.remove("deploy/ns.yaml")
+    done = harness.sync(repo.commit_and_push("drop the namespace"))
+    assert done["result"] == "success", done
+    assert namespace_live(kube, new_namespace) and cm_value(kube, new_namespace, "db") == "d"
+    assert change(harness, done, f"Namespace/{new_namespace}") == {
+        "object": f"Namespace/{new_namespace}", "action": "skipped",
+        "detail": f"holds objects that stay: ConfigMap/{new_namespace}/db (pullbridge.io/prune: disabled)"}
+    assert object_id("", "Namespace", None, new_namespace) not in inventory_ids(kube, namespace)
+
+
+def test_a_crd_whose_annotated_object_was_let_go_of_earlier_is_not_deleted(harness, git_repo, kube, namespace):
+    group = widget_group()
+    repo = git_repo("letgocrd")
+    harness.configure(repo)
+    extensions, custom = client.ApiextensionsV1Api(kube), client.CustomObjectsApi(kube)
+    try:
+        assert harness.sync(repo.commit_and_push("v1", {
+            "crd.yaml": widget_crd(group), "widget.yaml": widget(group, 3).replace("name: w1", "name: w1" + KEEP),
+            "stays.yaml": configmap("stays", "s")}))["result"] == "success"
+        repo.remove("widget.yaml")
+        assert harness.sync(repo.commit_and_push("Git no longer declares w1"))["result"] == "success"
+        repo.remove("crd.yaml")
+        done = harness.sync(repo.commit_and_push("drop the CRD"))
+        assert done["result"] == "success", done
+        assert extensions.read_custom_resource_definition(f"widgets.{group}").metadata.deletion_timestamp is None
+        assert custom.get_namespaced_custom_object(group, "v1", namespace, "widgets", "w1")["spec"]["size"] == 3
+        assert change(harness, done, f"CustomResourceDefinition/widgets.{group}")["detail"] == \
+            f"holds objects that stay: Widget/{namespace}/w1 (pullbridge.io/prune: disabled)"
+    finally:
+        with unless_gone():
+            extensions.delete_custom_resource_definition(f"widgets.{group}")
+
+
+def test_what_a_namespace_holds_is_read_page_by_page(stack, kube, namespace, monkeypatch):
+    from worker import kube as kube_module
+    from worker.kube import process_kube
+
+    for name in ("a", "b", "c"):
+        client.CoreV1Api(kube).create_namespaced_config_map(namespace, {"metadata": {"name": f"page-{name}"}})
+    monkeypatch.setattr(kube_module, "LIST_PAGE", 1)
+    [configmaps] = [m for m in process_kube().namespaced_kinds() if (m.group, m.kind) == ("", "ConfigMap")]
+    names = {meta["name"] for meta in process_kube().list_metadata(configmaps.collection(namespace))}
+    assert {"page-a", "page-b", "page-c"} <= names
+
+
+def test_a_namespace_holding_a_kind_prune_may_not_list_is_not_deleted(stack, kube, namespace, new_namespace,
+                                                                       tmp_path):
+    import yaml
+
+    from worker.apply import object_id
+    from worker.errors import PermanentError
+    from worker.kube import Kube, load_api_client
+    from worker.prune import prune
+
+    client.CoreV1Api(kube).create_namespace({"metadata": {"name": new_namespace}})
+    role = f"pullbridge-test-{uuid.uuid4().hex[:8]}"
+    rbac = client.RbacAuthorizationV1Api(kube)
+    kubeconfig = tmp_path / "kubeconfig"
+    try:
+        kubeconfig.write_text(yaml.safe_dump(cluster_role_kubeconfig(kube, stack, namespace, role, [
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "delete"]}])))
+        restricted = Kube(load_api_client(str(kubeconfig)))
+        wait_allowed(restricted, "delete", "namespaces")
+        # It cannot tell whether the Namespace holds an annotated object: it fails, naming what it may not list.
+        with pytest.raises(PermanentError, match=f"^pruning Namespace/{new_namespace}: HTTP 403: .* cannot list "):
+            prune(restricted, {object_id("", "Namespace", None, new_namespace): {"v": "v1"}}, {})
+        assert namespace_live(kube, new_namespace)
+    finally:
+        with unless_gone():
+            rbac.delete_cluster_role_binding(role)
+        with unless_gone():
+            rbac.delete_cluster_role(role)
