@@ -3,8 +3,8 @@
 Why it exists: this is where Git meets the cluster, and it must be all or
 nothing and cheap when nothing changed.  The flow, after fluxcd/pkg ssa:
 
-1. map every object to its API resource; namespaced objects without a
-   namespace get the repo's default one;
+1. map every object to its API resource; namespaced objects (a new CRD's
+   scope says for its kind) without a namespace get the repo's default one;
 2. read the live objects with one LIST per resource and namespace;
 3. an object whose desired manifest is the one recorded in the inventory at
    its last apply, that pullbridge still manages, and whose desired fields
@@ -119,6 +119,11 @@ def crd_kind(crd: dict) -> tuple[str, str | None]:
     return spec.get("group", ""), (spec.get("names") or {}).get("kind")
 
 
+def crd_namespaced(crd: dict) -> bool | None:
+    """Whether a CustomResourceDefinition's objects are namespaced; None when its scope says neither."""
+    return {"Namespaced": True, "Cluster": False}.get((crd.get("spec") or {}).get("scope"))
+
+
 def digest(obj: dict) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:20]
 
@@ -224,22 +229,22 @@ class Applier:
                                  body=item.obj, query=query, content_type=APPLY_CONTENT_TYPE,
                                  decode=decode, protobuf=not decode)
 
-    def _resolve(self, item: Item, pending_crd_kinds: set) -> bool:
-        """Fill ``item.mapping``; False when the kind comes from a CRD of this commit."""
+    def _resolve(self, item: Item, pending_crd_kinds: dict) -> bool:
+        """Fill ``item.mapping`` and its namespace (or none); False when the kind comes from a CRD of
+        this commit (``pending_crd_kinds``: (group, kind) -> namespaced, None: as written)."""
         m = item.manifest
         mapping = self.kube.mapping(m.api_version, m.kind)
-        if mapping is None:
-            if (m.group, m.kind) in pending_crd_kinds:
-                return False
+        if mapping is None and (m.group, m.kind) not in pending_crd_kinds:
             raise PermanentError(f"{m.ref} ({m.source}): the API server has no kind {m.kind} "
                                  f"in {m.api_version}")
         item.mapping = mapping
+        namespaced = mapping.namespaced if mapping else pending_crd_kinds[(m.group, m.kind)]
         meta = item.obj["metadata"]
-        if mapping.namespaced and not meta.get("namespace"):
+        if namespaced and not meta.get("namespace"):
             meta["namespace"] = self.default_namespace
-        elif not mapping.namespaced and "namespace" in meta:
+        elif namespaced is False and "namespace" in meta:
             del meta["namespace"]
-        return True
+        return mapping is not None
 
     def _list(self, key: tuple[Mapping, str | None]) -> dict[str, dict]:
         mapping, namespace = key
@@ -334,7 +339,8 @@ class Applier:
     def run(self, manifests: list[Manifest]) -> ApplyResult:
         # Only metadata.namespace is ever changed on an item: copy that level, share the rest.
         items = [Item(m, {**m.obj, "metadata": dict(m.obj["metadata"])}) for m in manifests]
-        crd_kinds = {crd_kind(i.obj) for i in items if i.obj["kind"] == "CustomResourceDefinition"}
+        crd_kinds = {crd_kind(i.obj): crd_namespaced(i.obj) for i in items
+                     if i.obj["kind"] == "CustomResourceDefinition"}
         deferred = [i for i in items if not self._resolve(i, crd_kinds)]
         ready = [i for i in items if i.mapping is not None]
         check_duplicates([i.manifest for i in items], [i.obj["metadata"].get("namespace") for i in items])
@@ -371,15 +377,13 @@ class Applier:
                       fresh: set[str]) -> list[Item]:
         """The Namespaces and CRDs that must exist before ``deferred`` and ``later`` can be dry-run."""
         namespaces = {i.obj["metadata"].get("namespace") for i in later + deferred}
-        if any(not i.obj["metadata"].get("namespace") for i in deferred):
-            namespaces.add(self.default_namespace)  # where a namespaced custom object will go
         kinds = {(i.manifest.group, i.manifest.kind) for i in deferred}
         return [i for i in stage_one
                 if (i.obj["kind"] == "Namespace" and i.obj["metadata"]["name"] in namespaces & fresh)
                 or (i.obj["kind"] == "CustomResourceDefinition" and crd_kind(i.obj) in kinds)]
 
     def _validate_rest(self, deferred: list[Item], later: list[Item], first: list[Item],
-                       crd_kinds: set, fresh: set[str]) -> None:
+                       crd_kinds: dict, fresh: set[str]) -> None:
         """Dry-run the objects that needed ``first`` (already written) to exist."""
         crds = [i for i in first if i.obj["kind"] == "CustomResourceDefinition"]
         if crds and not self.dry_run_only:
@@ -391,7 +395,7 @@ class Applier:
                     item.action = "created"  # report mode: its CRD is not there yet
                 continue
             # Discovery serves a new CRD's kind a moment after it is Established.
-            while not self._resolve(item, crd_kinds if time.monotonic() < deadline else set()):
+            while not self._resolve(item, crd_kinds if time.monotonic() < deadline else {}):
                 time.sleep(0.1)
                 self.kube.forget(item.manifest.group)
         rest = [i for i in deferred + later if i.mapping is not None]

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from worker.apply import Change, crd_kind
+from worker.apply import Change, crd_kind, crd_namespaced
 from worker.errors import PermanentError
 from worker.inventory import parse_id
 from worker.kube import ApiError, Kube, Mapping, sync_error
@@ -118,7 +118,7 @@ def custom_objects(crd: dict) -> Mapping | None:
     if not served:
         return None
     group, kind = crd_kind(crd)
-    return Mapping(group, served[0], kind, (spec.get("names") or {}).get("plural"), spec.get("scope") == "Namespaced")
+    return Mapping(group, served[0], kind, (spec.get("names") or {}).get("plural"), crd_namespaced(crd) is True)
 
 
 class Staying:
