@@ -1,6 +1,7 @@
 """gunicorn's gevent worker, taking keep-alive connections in turn, sending
-each answer's header block with its first body bytes, and closing, after a
-linger, a connection whose error answer left the request body unread.
+each answer's header block with its first body bytes, closing a connection
+whose error answer left the request body unread, and lingering before it
+closes any connection whose request body still has bytes to come.
 
 Why it exists: a gevent worker switches greenlets only when one waits.  A
 request that never waits (a 401 for a forged signature, ``/healthz``) goes
@@ -74,21 +75,28 @@ with it or without).
 Closing a socket that still has unread data makes Linux send a reset, and a
 client that sends its whole body before it reads (most HTTP clients,
 GitHub's among them) can lose the answer waiting for it: a trial fix that
-closed at once after any unread body lost even the no-op's 204 (the
-client's first read got ``ECONNRESET``, 4 runs of 4).  So, as nginx's lingering close
-does, once the answer is out the write side is shut (the client sees the
-answer end), and what the client still sends is read and dropped,
-``LINGER_CHUNK`` bytes at a time, until it closes or for ``LINGER_SECONDS``
-at most.  The waits use the socket's own timeout, under gevent a
-cooperative wait: the worker serves its other connections meanwhile, and a
-client that drips bytes forever holds a greenlet ``LINGER_SECONDS``, no
-longer.  (gunicorn's ``util.close_graceful``, which its sync and gthread
-workers use, stops after 64 KiB: a client still sending a 20 MiB body would
-be reset.)  Measured the same way: the 20 MiB client sent its whole body,
-got the 413 with ``Connection: close`` and then the end of the connection
-0.01 s after its first byte, and its next request was not answered; the
-never-ending chunked bodies were given up 2.06 s after the 404 or 413 (41
-chunks).
+closed at once after any unread body lost even the no-op's 204 (the client's
+first read got ``ECONNRESET``, 4 runs of 4).  Not only those errors close
+with the body unread: gunicorn also closes after any answer when the client
+said ``Connection: close`` or spoke HTTP/1.0, or when the worker is to
+restart, and the no-op's 204 or ``/healthz`` do not read a body.  Against the
+Procfile's server, a client sending a 4 MiB body to the no-op with
+``Connection: close`` had its send reset after 64 KiB to 2.7 MB (3 runs of
+3).  So whenever the connection ends while the body has bytes to come
+(``body_left_unread``; a keep-alive answer never looks), as nginx's
+lingering close does, once the answer is out the write side is shut (the
+client sees the answer end), and what the client still sends is read and
+dropped, ``LINGER_CHUNK`` bytes at a time, until it closes or for
+``LINGER_SECONDS`` at most.  The waits use the socket's own timeout, under
+gevent a cooperative wait: the worker serves its other connections
+meanwhile, and a client that drips bytes forever holds a greenlet
+``LINGER_SECONDS``, no longer.  (gunicorn's ``util.close_graceful``, which
+its sync and gthread workers use, stops after 64 KiB: a client still sending
+a 20 MiB body would be reset.)  Measured the same way: the 20 MiB client sent
+its whole body, got the 413 with ``Connection: close`` and then the end of
+the connection 0.01 s after its first byte, and its next request was not
+answered; the never-ending chunked bodies were given up 2.06 s after the 404
+or 413 (41 chunks).
 """
 
 from __future__ import annotations
@@ -122,8 +130,8 @@ def close_after_unread_errors(app):
 
     Decided when the app calls ``start_response``, before gunicorn writes the
     header block: its ``Response`` is told to close (``Connection: close``, no
-    reading of the rest to keep the connection), and the connection, when it
-    is a ``HeldHeaders``, to linger before it goes.  A ``start_response`` that
+    reading of the rest to keep the connection); the worker lingers before it
+    closes (``FairGeventWorker.handle_request``).  A ``start_response`` that
     is not gunicorn's passes through untouched."""
 
     def closing_app(environ, start_response):
@@ -133,8 +141,6 @@ def close_after_unread_errors(app):
             if (isinstance(response, Response) and (response.status_code or 0) >= 400
                     and body_left_unread(response.req)):
                 response.force_close()
-                if isinstance(response.sock, HeldHeaders):
-                    response.sock.linger = True
             return write
 
         return app(environ, answer)
@@ -148,7 +154,7 @@ def linger(sock) -> None:
     until it closes or for ``LINGER_SECONDS`` at most (see the module docstring)."""
     try:
         sock.shutdown(socket.SHUT_WR)
-    except OSError:  # the peer is gone already
+    except OSError:  # the peer is gone already, or gunicorn closed the socket (an app failed mid-answer)
         return
     scratch = bytearray(LINGER_CHUNK)
     deadline = time.monotonic() + LINGER_SECONDS
@@ -164,17 +170,14 @@ def linger(sock) -> None:
 class HeldHeaders:
     """A connection's socket for one answer: the first ``sendall`` (gunicorn's
     header block, or a whole error page) is held and sent with the next one,
-    or by ``flush`` when the answer is over.  Everything else is the socket's.
-    ``linger`` is set when the answer closes the connection on a body left
-    unread: the worker then lingers before gunicorn closes it."""
+    or by ``flush`` when the answer is over.  Everything else is the socket's."""
 
-    __slots__ = ("sock", "held", "started", "linger")
+    __slots__ = ("sock", "held", "started")
 
     def __init__(self, sock):
         self.sock = sock
         self.held: bytes | None = None
         self.started = False
-        self.linger = False
 
     def sendall(self, data) -> None:
         if not self.started:
@@ -195,11 +198,11 @@ class HeldHeaders:
             self.sock.sendall(held)
 
     def shutdown(self, how) -> None:  # gunicorn gives up on the connection: drop what is held
-        self.held, self.linger = None, False
+        self.held = None
         self.sock.shutdown(how)
 
     def close(self) -> None:
-        self.held, self.linger = None, False
+        self.held = None
         self.sock.close()
 
     def __getattr__(self, name):
@@ -226,8 +229,8 @@ class FairGeventWorker(GeventWorker):
         out = HeldHeaders(sock)
         try:
             super().handle_request(listener_name, req, out, addr)
-        except StopIteration:  # gunicorn closes the connection
-            if out.linger:
+        except StopIteration:  # gunicorn closes the connection: linger if the body has more to come
+            if body_left_unread(req):
                 out.flush()
                 with contextlib.suppress(gevent.GreenletExit):  # the worker is stopping: close now
                     linger(sock)

@@ -268,6 +268,19 @@ def test_an_error_that_left_the_body_unread_closes_the_connection_after_the_clie
     assert sent == len(body)
 
 
+@pytest.mark.parametrize("head", [
+    b"POST /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(BODY),
+    b"POST /x HTTP/1.0\r\nContent-Length: %d\r\n\r\n" % len(BODY),
+], ids=["connection-close", "http-1.0"])
+def test_a_success_closed_at_the_clients_word_with_the_body_unread_lingers_too(head):
+    # gunicorn closes after the answer because the client asked: the rest of the body
+    # is read and dropped, not left to reset the connection under the client's send.
+    closed, _, received, sent = exchange(unread_success_app, head, BODY)
+    assert closed
+    assert head_of(received)[0].endswith(b" 204 NO CONTENT")
+    assert sent == len(BODY)
+
+
 def test_a_client_that_never_stops_sending_is_dropped_after_the_linger(monkeypatch):
     monkeypatch.setattr(gunicorn_worker, "LINGER_SECONDS", 0.3)
     head = b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
