@@ -79,24 +79,28 @@ closed at once after any unread body lost even the no-op's 204 (the client's
 first read got ``ECONNRESET``, 4 runs of 4).  Not only those errors close
 with the body unread: gunicorn also closes after any answer when the client
 said ``Connection: close`` or spoke HTTP/1.0, or when the worker is to
-restart, and the no-op's 204 or ``/healthz`` do not read a body.  Against the
-Procfile's server, a client sending a 4 MiB body to the no-op with
-``Connection: close`` had its send reset after 64 KiB to 2.7 MB (3 runs of
-3).  So whenever the connection ends while the body has bytes to come
-(``body_left_unread``; a keep-alive answer never looks), as nginx's
-lingering close does, once the answer is out the write side is shut (the
-client sees the answer end), and what the client still sends is read and
-dropped, ``LINGER_CHUNK`` bytes at a time, until it closes or for
-``LINGER_SECONDS`` at most.  The waits use the socket's own timeout, under
-gevent a cooperative wait: the worker serves its other connections
-meanwhile, and a client that drips bytes forever holds a greenlet
-``LINGER_SECONDS``, no longer.  (gunicorn's ``util.close_graceful``, which
-its sync and gthread workers use, stops after 64 KiB: a client still sending
-a 20 MiB body would be reset.)  Measured the same way: the 20 MiB client sent
-its whole body, got the 413 with ``Connection: close`` and then the end of
-the connection 0.01 s after its first byte, and its next request was not
-answered; the never-ending chunked bodies were given up 2.06 s after the 404
-or 413 (41 chunks).
+restart, and the no-op's 204 or ``/healthz`` do not read a body; and
+gunicorn's own error answers (``handle_error``: a request line or header it
+refuses, 400 or 431, before the app sees it, or the 500 for an app that
+raised) close at once.  Against the Procfile's server, a client sending a 4
+MiB body had its send reset after 64 KiB to 2.9 MB, 3 runs of 3 of each: to
+the no-op with ``Connection: close``, with a malformed request line, with a
+header line without a colon, with a 9,000-byte header.  So whenever the
+connection ends while the body has bytes to come (``body_left_unread``; a
+keep-alive answer never looks), or after gunicorn's own error answer to a
+request it could not parse, as nginx's lingering close does, once the answer
+is out the write side is shut (the client sees the answer end), and what the
+client still sends is read and dropped, ``LINGER_CHUNK`` bytes at a time,
+until it closes or for ``LINGER_SECONDS`` at most.  The waits use the
+socket's own timeout, under gevent a cooperative wait: the worker serves its
+other connections meanwhile, and a client that drips bytes forever holds a
+greenlet ``LINGER_SECONDS``, no longer.  (gunicorn's ``util.close_graceful``,
+which its sync and gthread workers use, stops after 64 KiB: a client still
+sending a 20 MiB body would be reset.)  Measured the same way: the 20 MiB
+client sent its whole body, got the 413 with ``Connection: close`` and then
+the end of the connection 0.01 s after its first byte, and its next request
+was not answered; the never-ending chunked bodies were given up 2.06 s after
+the 404 or 413 (41 chunks).
 """
 
 from __future__ import annotations
@@ -224,6 +228,16 @@ class FairGeventWorker(GeventWorker):
     @wsgi.setter
     def wsgi(self, app) -> None:  # gunicorn's load_wsgi sets it, so does a test: always wrapped
         self._wsgi = None if app is None else close_after_unread_errors(app)
+
+    def handle_error(self, req, client, addr, exc):
+        """gunicorn's own error answer (a request it could not parse, an app that
+        raised), then a linger when the client may still be sending: the request
+        did not parse (``req`` is None: what follows its head is unread) or its
+        body was left unread.  Not for a worker that is stopping (``GreenletExit``)."""
+        super().handle_error(req, client, addr, exc)
+        if isinstance(exc, Exception) and (req is None or body_left_unread(req)):
+            with contextlib.suppress(gevent.GreenletExit):
+                linger(client)
 
     def handle_request(self, listener_name, req, sock, addr):
         out = HeldHeaders(sock)

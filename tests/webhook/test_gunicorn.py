@@ -36,17 +36,20 @@ CAP = 4096
 GENEROUS = 60  # seconds: only so a broken server cannot hang the suite
 
 
-def procfile_web() -> list[str]:
+def procfile_web(app: str | None = None) -> list[str]:
+    """The Procfile's web command; serving ``app`` (a gunicorn app spec) instead of its own, if given."""
     line = next(l for l in (ROOT / "Procfile").read_text().splitlines() if l.startswith("web:"))
     argv = shlex.split(line[len("web:"):])
+    if app is not None:
+        argv[-1] = app
     # the same command, with this interpreter's gunicorn whatever PATH says
     return [sys.executable, "-m", "gunicorn", *argv[1:]] if argv[0] == "gunicorn" else argv
 
 
 @contextlib.contextmanager
-def running_web(tmp: Path, workers: int, extra_env: dict[str, str] | None = None):
+def running_web(tmp: Path, workers: int, extra_env: dict[str, str] | None = None, app: str | None = None):
     """The Procfile's web command with ``workers`` processes, on a free port, with its own Redis
-    (and ``extra_env`` added to its environment)."""
+    (and ``extra_env`` added to its environment; serving ``app`` instead of the receiver, if given)."""
     from tests.webhook.conftest import RedisServer
 
     redis_server = RedisServer()
@@ -61,7 +64,7 @@ def running_web(tmp: Path, workers: int, extra_env: dict[str, str] | None = None
            "REDIS_URL": redis_server.url, "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": "2",
            "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"), **(extra_env or {})}
     log = open(tmp / "web.log", "w")
-    proc = subprocess.Popen(procfile_web(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(procfile_web(app), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -5,9 +5,10 @@ Closing a socket with unread data makes the kernel reset the connection: a
 client that sends its whole body before it reads (GitHub's, most HTTP
 clients) gets ``ECONNRESET`` on its send, and loses the answer.  The worker
 lingers (``webhook.gunicorn_worker``) on every such close, not only after the
-receiver's own 404 and 413 (``test_gunicorn``): also after an answer that
-closes because the client asked for it (``Connection: close``, HTTP/1.0)
-before reading the body.
+receiver's own 404 and 413 (``test_gunicorn``): after gunicorn's own error
+answers (a request line or header it rejects, an app that raised) and after
+an answer that closes because the client asked for it (``Connection: close``,
+HTTP/1.0) before reading the body.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ PIECE = b"x" * 65536
 def receiver(tmp_path_factory):
     with running_web(tmp_path_factory.mktemp("web"), workers=1,
                      extra_env={"PULLBRIDGE_BENCH_NOOP": "1"}) as (_, port, log):
+        yield port, log
+
+
+@pytest.fixture(scope="module")
+def failing(tmp_path_factory):
+    with running_web(tmp_path_factory.mktemp("failing"), workers=1,
+                     app="tests.webhook.failing_app:app") as (_, port, log):
         yield port, log
 
 
@@ -56,6 +64,23 @@ def assert_answered_in_full(data: bytes, ended: str, sent: int, status: bytes) -
 
 
 LENGTH = b"Content-Length: %d\r\n\r\n" % BODY_BYTES
+
+
+@pytest.mark.parametrize("head, status", [
+    (b"POST /hooks/gh\x01 HTTP/1.1\r\nHost: x\r\n" + LENGTH, b"HTTP/1.1 400"),
+    (b"POST /hooks/gh HTTP/1.1\r\nHost: x\r\nX-Gitlab-Token no-colon\r\n" + LENGTH, b"HTTP/1.1 400"),
+    (b"POST /hooks/gh HTTP/1.1\r\nHost: x\r\nX-Large: " + b"a" * 9000 + b"\r\n" + LENGTH, b"HTTP/1.1 431"),
+], ids=["malformed-request-line", "malformed-header", "header-too-large"])
+def test_gunicorns_own_refusal_lets_the_client_send_its_body_and_read_the_answer(receiver, head, status):
+    port, _ = receiver
+    data, ended, sent = send_body_then_read(port, head)
+    assert_answered_in_full(data, ended, sent, status)
+
+
+def test_gunicorns_500_for_an_app_that_raised_lets_the_client_send_its_body_and_read_it(failing):
+    port, _ = failing
+    data, ended, sent = send_body_then_read(port, b"POST /fail HTTP/1.1\r\nHost: x\r\n" + LENGTH)
+    assert_answered_in_full(data, ended, sent, b"HTTP/1.1 500")
 
 
 @pytest.mark.parametrize("head, status", [

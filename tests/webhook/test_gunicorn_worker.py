@@ -1,5 +1,6 @@
-"""``webhook.gunicorn_worker``: each answer leaves in one send, and an error
-answer that left the body unread closes the connection after a linger.
+"""``webhook.gunicorn_worker``: each answer leaves in one send, an error answer
+that left the body unread closes the connection, and a connection closed with
+body still to come (or after gunicorn's own error answer) closes after a linger.
 
 The worker's ``handle_request`` is driven as gunicorn drives it: a request
 written into a real socket pair, parsed by gunicorn's own parser, answered by
@@ -24,6 +25,7 @@ import pytest
 from gunicorn import http
 from gunicorn.config import Config
 from gunicorn.glogging import Logger
+from gunicorn.http.errors import InvalidRequestLine
 
 from webhook import gunicorn_worker
 from webhook.gunicorn_worker import FairGeventWorker, HeldHeaders
@@ -80,6 +82,7 @@ def serve_one(app, request: bytes = b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Len
     server, client = socket.socketpair()
     with server, client:
         client.sendall(request)
+        client.shutdown(socket.SHUT_WR)  # all it sends: a server lingering on an unread body sees the end
         recording = Recording(server)
         req = next(http.get_parser(cfg, server, ("127.0.0.1", 1)))
         try:
@@ -342,3 +345,17 @@ def test_answers_that_succeed_or_read_their_body_keep_the_connection(app, status
     assert not closed
     assert head_of(received)[0] == status
     assert b"Connection: keep-alive" in head_of(received)
+
+
+def test_gunicorns_own_error_answer_lingers_unless_the_worker_is_stopping(monkeypatch):
+    # A request gunicorn could not parse: what follows its head is unread, so the worker
+    # lingers.  A worker that is stopping (GreenletExit in the waiting greenlet) closes at once.
+    lingered = []
+    monkeypatch.setattr(gunicorn_worker, "linger", lingered.append)
+    worker = make_worker(empty_app)
+    server, client = socket.socketpair()
+    with server, client:
+        worker.handle_error(None, server, ("127.0.0.1", 1), InvalidRequestLine("GET /\x01 HTTP/1.1"))
+        assert lingered == [server]
+        worker.handle_error(None, server, ("127.0.0.1", 1), gevent.GreenletExit())
+        assert lingered == [server]
