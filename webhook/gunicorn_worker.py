@@ -114,6 +114,8 @@ from gunicorn.http.body import ChunkedReader, LengthReader
 from gunicorn.http.wsgi import Response
 from gunicorn.workers.ggevent import GeventWorker
 
+from webhook.gunicorn_errors import answer_error
+
 TURN_BUDGET = 0.001  # seconds a worker may go on answering before it polls its sockets again
 LINGER_SECONDS = 2.0  # at most this long reading what a refused client still sends, before closing
 LINGER_CHUNK = 65536  # bytes read (and dropped) at a time while lingering
@@ -231,10 +233,12 @@ class FairGeventWorker(GeventWorker):
 
     def handle_error(self, req, client, addr, exc):
         """gunicorn's own error answer (a request it could not parse, an app that
-        raised), then a linger when the client may still be sending: the request
-        did not parse (``req`` is None: what follows its head is unread) or its
-        body was left unread.  Not for a worker that is stopping (``GreenletExit``)."""
-        super().handle_error(req, client, addr, exc)
+        raised), in JSON and logged without quoting the client
+        (``webhook.gunicorn_errors``), then a linger when the client may still be
+        sending: the request did not parse (``req`` is None: what follows its
+        head is unread) or its body was left unread.  Not for a worker that is
+        stopping (``GreenletExit``)."""
+        answer_error(self, req, client, addr, exc)
         if isinstance(exc, Exception) and (req is None or body_left_unread(req)):
             with contextlib.suppress(gevent.GreenletExit):
                 linger(client)

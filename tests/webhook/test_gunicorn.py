@@ -47,7 +47,8 @@ def procfile_web(app: str | None = None) -> list[str]:
 
 
 @contextlib.contextmanager
-def running_web(tmp: Path, workers: int, extra_env: dict[str, str] | None = None, app: str | None = None):
+def running_web(tmp: Path, workers: int, extra_env: dict[str, str] | None = None,
+                app: str | None = None):
     """The Procfile's web command with ``workers`` processes, on a free port, with its own Redis
     (and ``extra_env`` added to its environment; serving ``app`` instead of the receiver, if given)."""
     from tests.webhook.conftest import RedisServer

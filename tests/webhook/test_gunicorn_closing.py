@@ -8,11 +8,14 @@ lingers (``webhook.gunicorn_worker``) on every such close, not only after the
 receiver's own 404 and 413 (``test_gunicorn``): after gunicorn's own error
 answers (a request line or header it rejects, an app that raised) and after
 an answer that closes because the client asked for it (``Connection: close``,
-HTTP/1.0) before reading the body.
+HTTP/1.0) before reading the body.  (What gunicorn's own refusals say and log
+is ``test_gunicorn_malformed``'s; the 500's is checked here, where a test app
+raises.)
 """
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
@@ -78,9 +81,17 @@ def test_gunicorns_own_refusal_lets_the_client_send_its_body_and_read_the_answer
 
 
 def test_gunicorns_500_for_an_app_that_raised_lets_the_client_send_its_body_and_read_it(failing):
-    port, _ = failing
-    data, ended, sent = send_body_then_read(port, b"POST /fail HTTP/1.1\r\nHost: x\r\n" + LENGTH)
-    assert_answered_in_full(data, ended, sent, b"HTTP/1.1 500")
+    port, log = failing
+    token = "tok-3f9a1c7e"  # a registry hook's token in the query (Docker Hub's way)
+    request = f"POST /fail?token={token} HTTP/1.1\r\nHost: x\r\n".encode() + LENGTH
+    data, ended, sent = send_body_then_read(port, request)
+    head = assert_answered_in_full(data, ended, sent, b"HTTP/1.1 500")
+    # the answer is the receiver's JSON 500; the log has the traceback and the path, not the query
+    assert b"Content-Type: application/json" in head, head
+    assert json.loads(data.split(b"\r\n\r\n", 1)[1])["error"] == "internal"
+    text = log.read_text()
+    assert "Error handling request POST /fail\n" in text, text[-2000:]
+    assert "RuntimeError: failed before reading the body" in text and token not in text, text[-2000:]
 
 
 @pytest.mark.parametrize("head, status", [

@@ -1,11 +1,16 @@
-"""Malformed chunked bodies against the Procfile's real ``web`` server.
+"""Malformed requests against the Procfile's real ``web`` server.
 
-Only gunicorn's own chunked reader shows this: it raises from
+Chunked bodies: only gunicorn's own chunked reader shows this: it raises from
 ``wsgi.input.read()`` (InvalidChunkSize, ChunkMissingTerminator,
 NoMoreData), before the signature could be checked, so any sender could
 turn it into a 500 and an ERROR traceback in the log.  Bad input is never a
 5xx: the answer is a 400 naming the body, and the connection closes (the
 rest of the body was never read, so the next request on it is not taken).
+
+Request lines and headers gunicorn refuses itself, before the app sees them
+(``webhook.gunicorn_errors``): the answer is JSON like the receiver's, with
+gunicorn's status, and neither it nor the log quotes what was sent (a token
+in the query or in a header line).
 """
 
 from __future__ import annotations
@@ -91,3 +96,42 @@ def test_any_servers_unreadable_body_is_bad_payload_naming_the_body(failure):
         read_body({"wsgi.input": Stream(), "wsgi.input_terminated": True}, 4096, None)
     assert refused.value.status == 400 and refused.value.details == {"field": "body"}
     assert str(failure) not in refused.value.message
+
+
+TOKEN = "tok-3f9a1c7e"  # a secret the client put where gunicorn cannot parse it
+
+
+def request(line: str, *headers: str) -> bytes:
+    return "\r\n".join([line, "Host: x", *headers, "", ""]).encode()
+
+
+REFUSED = {  # request, status, error, what gunicorn raised
+    # a registry hook's token in the query (Docker Hub's way), on a line with a control character
+    "request-line": (request(f"POST /hooks/registry/hub?token={TOKEN}\x01 HTTP/1.1"),
+                     400, "bad_request", "InvalidRequestLine"),
+    "request-line-too-long": (request(f"POST /hooks/registry/hub?token={TOKEN}&pad={'p' * 5000} HTTP/1.1"),
+                              414, "uri_too_long", "LimitRequestLine"),
+    "header-without-colon": (request("POST /hooks/gl HTTP/1.1", f"X-Gitlab-Token {TOKEN}"),
+                             400, "bad_request", "InvalidHeader"),
+    "header-too-large": (request("POST /hooks/gl HTTP/1.1", f"X-Gitlab-Token: {TOKEN}{'t' * 9000}"),
+                         431, "request_header_fields_too_large", "LimitRequestHeaders"),
+    "transfer-coding": (request("POST /hooks/gl HTTP/1.1", f"Transfer-Encoding: {TOKEN}, chunked"),
+                        501, "not_implemented", "UnsupportedTransferCoding"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_a_request_gunicorn_refuses_itself_gets_json_and_is_logged_without_what_it_sent(web, case):
+    sending, status, error, kind = REFUSED[case]
+    with socket.create_connection(("127.0.0.1", web["port"]), timeout=GENEROUS) as sock:
+        sock.sendall(sending)
+        data, ended = _read_until_closed(sock)
+    head = _head(data)
+    assert head[0].startswith(b"HTTP/1.1 %d " % status), data[:300]
+    assert b"Connection: close" in head and b"Content-Type: application/json" in head, head
+    answer = json.loads(data.split(b"\r\n\r\n", 1)[1])
+    assert answer["error"] == error and answer["message"], answer
+    assert TOKEN.encode() not in data
+    text = web["log"].read_text()  # the line is written before the answer
+    assert f"Invalid request from ip=127.0.0.1: {status}, {answer['message']} ({kind})" in text, text[-2000:]
+    assert TOKEN not in text and "Traceback" not in text, text[-2000:]
