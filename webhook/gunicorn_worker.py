@@ -1,7 +1,8 @@
 """gunicorn's gevent worker, taking keep-alive connections in turn, sending
 each answer's header block with its first body bytes, closing a connection
-whose error answer left the request body unread, and lingering before it
-closes any connection whose request body still has bytes to come.
+whose error answer left the request body unread, lingering before it closes
+any connection whose request body still has bytes to come, and answering
+gunicorn's own errors in JSON (``webhook.gunicorn_errors``).
 
 Why it exists: a gevent worker switches greenlets only when one waits.  A
 request that never waits (a 401 for a forged signature, ``/healthz``) goes
@@ -81,11 +82,11 @@ with the body unread: gunicorn also closes after any answer when the client
 said ``Connection: close`` or spoke HTTP/1.0, or when the worker is to
 restart, and the no-op's 204 or ``/healthz`` do not read a body; and
 gunicorn's own error answers (``handle_error``: a request line or header it
-refuses, 400 or 431, before the app sees it, or the 500 for an app that
-raised) close at once.  Against the Procfile's server, a client sending a 4
-MiB body had its send reset after 64 KiB to 2.9 MB, 3 runs of 3 of each: to
-the no-op with ``Connection: close``, with a malformed request line, with a
-header line without a colon, with a 9,000-byte header.  So whenever the
+refuses, 400, 414, 431 or 501, before the app sees it, or the 500 for an app
+that raised) close at once.  Against the Procfile's server, a client sending
+a 4 MiB body had its send reset after 64 KiB to 2.9 MB, 3 runs of 3 of each:
+to the no-op with ``Connection: close``, with a malformed request line, with
+a header line without a colon, with a 9,000-byte header.  So whenever the
 connection ends while the body has bytes to come (``body_left_unread``; a
 keep-alive answer never looks), or after gunicorn's own error answer to a
 request it could not parse, as nginx's lingering close does, once the answer
@@ -100,7 +101,8 @@ sending a 20 MiB body would be reset.)  Measured the same way: the 20 MiB
 client sent its whole body, got the 413 with ``Connection: close`` and then
 the end of the connection 0.01 s after its first byte, and its next request
 was not answered; the never-ending chunked bodies were given up 2.06 s after
-the 404 or 413 (41 chunks).
+the 404 or 413 (41 chunks); each 4 MiB client above sent its whole body and
+read its whole answer (3 runs of 3 of each).
 """
 
 from __future__ import annotations
@@ -217,8 +219,9 @@ class HeldHeaders:
 
 class FairGeventWorker(GeventWorker):
     """``GeventWorker`` whose connections take turns, whose answers leave in
-    one send, and whose error answers that left the body unread close the
-    connection after a linger (see the module docstring)."""
+    one send, whose error answers that left the body unread close the
+    connection, which lingers before closing a connection whose body has more
+    to come, and whose own error answers are JSON (see the module docstring)."""
 
     _turn = (-1, 0.0)  # (the loop's turn, when this worker first answered in it)
     _wsgi = None
