@@ -4,9 +4,9 @@ Why it exists: Git is the source of truth even when someone runs
 ``kubectl scale`` or ``kubectl edit``.  A scan compares, for every object the
 last applied commit declares, each *declared* field with the live value at
 the same path (maps by key, lists of named items by ``name``, other lists by
-position).  Fields the object excludes with ``pullbridge.io/ignore-fields``
-are skipped; fields nobody declared (defaults, other controllers' additions)
-are never drift.  The declared manifest is the reference rather than
+position: ``worker.drift_compare``).  Fields the object excludes with
+``pullbridge.io/ignore-fields`` are skipped; fields nobody declared (defaults,
+other controllers' additions) are never drift.  The declared manifest is the reference rather than
 Pullbridge's managedFields because a hand edit takes a field's ownership
 away from Pullbridge: ``kubectl scale`` leaves the ``kubectl`` manager owning
 ``spec.replicas``.
@@ -35,10 +35,6 @@ A Secret declared with ``stringData`` is compared as the server stores it
 (``as_stored``: the values base64-encoded into ``data``), since a live Secret
 never shows ``stringData``; its ignore-fields paths under ``stringData`` also
 cover ``data``.
-
-An ignore-fields path that picks an item of a named list by position
-(``containers[0]``) is also matched under the item's name, as the scan walks
-such lists by ``name`` and the apply removes the item at that position.
 """
 
 from __future__ import annotations
@@ -51,13 +47,12 @@ from dataclasses import dataclass, field
 
 from worker.apply import APPLY_CONTENT_TYPE
 from worker.errors import cut
+from worker.drift_compare import by_name, changed_by, differences, fields_cover, value_at
 from worker.kube import FIELD_MANAGER, ApiError, Kube, Mapping, sync_error
-from worker.ownership import Tok, ignored_paths, is_ignored, show_path
+from worker.ownership import Tok, ignored_paths, show_path
 from worker.render import Manifest
 
 MAX_VALUE_CHARS = 200
-SKIPPED_TOP = ("apiVersion", "kind", "status")
-SKIPPED_METADATA = ("name", "namespace")
 HIDDEN = "(hidden: Secret data)"
 IDENTITY_KEYS = ("object", "field", "live", "declared", "note", "corrected")
 
@@ -136,149 +131,6 @@ class ScanResult:
     checked: int = 0
     candidates: int = 0
     notes: list[str] = field(default_factory=list)
-
-
-# -- comparison ---------------------------------------------------------------
-
-def _same_scalar(a, b) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    return a == b
-
-
-def _named(items) -> bool:
-    return all(isinstance(x, dict) and isinstance(x.get("name"), str) for x in items)
-
-
-def differences(declared, live, path=(), ignored=()):
-    """Yield ``(path tokens, declared value, live value)`` for every declared field that differs."""
-    if isinstance(declared, dict):
-        if not isinstance(live, dict):
-            if declared or live is not None:
-                yield path, declared, live
-            return
-        for key, value in declared.items():
-            step = path + (Tok("key", key),)
-            if is_ignored(step, ignored):
-                continue
-            if not path and key in SKIPPED_TOP:
-                continue
-            if path == (Tok("key", "metadata"),) and key in SKIPPED_METADATA:
-                continue
-            if key not in live or live[key] is None:
-                if value not in (None, {}, []):
-                    yield step, value, None
-                continue
-            yield from differences(value, live[key], step, ignored)
-    elif isinstance(declared, list):
-        if not isinstance(live, list):
-            if declared or live is not None:
-                yield path, declared, live
-            return
-        if declared and _named(declared) and _named(live):
-            by_name = {x["name"]: x for x in live}
-            for item in declared:
-                step = path + (Tok("name", item["name"]),)
-                if is_ignored(step, ignored):
-                    continue
-                if item["name"] not in by_name:
-                    yield step, item, None
-                else:
-                    yield from differences(item, by_name[item["name"]], step, ignored)
-        elif len(declared) != len(live):
-            yield path, declared, live
-        else:
-            for i, (d, l) in enumerate(zip(declared, live)):
-                yield from differences(d, l, path + (Tok("index", i),), ignored)
-    elif declared is not None and not _same_scalar(declared, live):
-        yield path, declared, live
-
-
-def value_at(obj, tokens):
-    node = obj
-    for tok in tokens:
-        if isinstance(node, dict) and tok.kind == "key":
-            node = node.get(tok.value)
-        elif isinstance(node, list) and tok.kind == "name":
-            node = next((x for x in node if isinstance(x, dict) and x.get("name") == tok.value), None)
-        elif isinstance(node, list) and tok.kind == "index" and tok.value < len(node):
-            node = node[tok.value]
-        else:
-            return None
-    return node
-
-
-# -- who changed it -------------------------------------------------------------
-
-def _fields_cover(fields, tokens, live) -> bool:
-    """True when a managedFields ``fieldsV1`` set owns the field at ``tokens`` (or a parent of it)."""
-    node, live_node = fields, live
-    for tok in tokens:
-        if not isinstance(node, dict):
-            return False
-        if not node and node is not fields:
-            return True  # owns the whole (atomic) value above this step
-        if tok.kind == "key":
-            node = node.get(f"f:{tok.value}")
-            live_node = live_node.get(tok.value) if isinstance(live_node, dict) else None
-        elif tok.kind == "name":
-            item = value_at(live_node, (tok,)) if isinstance(live_node, list) else None
-            live_node = item
-            node = _match_item(node, item, tok.value)
-        elif tok.kind == "index":
-            node = node.get(f"i:{tok.value}")
-            live_node = live_node[tok.value] if isinstance(live_node, list) and tok.value < len(live_node) else None
-        else:
-            return False
-        if node is None:
-            return False
-    return True
-
-
-def _match_item(node: dict, item, name) -> dict | None:
-    for key, sub in node.items():
-        if not key.startswith("k:"):
-            continue
-        try:
-            ident = json.loads(key[2:])
-        except ValueError:
-            continue
-        if isinstance(item, dict) and isinstance(ident, dict) and ident and \
-                all(item.get(k) == v for k, v in ident.items()):
-            return sub
-        if item is None and ident == {"name": name}:
-            return sub
-    return None
-
-
-def changed_by(live: dict, tokens) -> dict | None:
-    """The newest managedFields entry other than Pullbridge's own apply that owns ``tokens``."""
-    best = None
-    for mf in (live.get("metadata") or {}).get("managedFields") or []:
-        if mf.get("manager") == FIELD_MANAGER and mf.get("operation") == "Apply":
-            continue
-        if _fields_cover(mf.get("fieldsV1") or {}, tokens, live):
-            if best is None or (mf.get("time") or "") > (best.get("time") or ""):
-                best = mf
-    return best
-
-
-def by_name(pattern: tuple, declared) -> tuple:
-    """``pattern`` with each ``[i]`` on a list of named items turned into ``[name=<declared[i].name>]``.
-
-    The apply removes ``containers[0]`` by position from the declared body; the scan
-    walks named lists by name, so it must skip the same item under its name.  Steps
-    after a ``*`` are left as written.
-    """
-    out, node = [], declared
-    for i, tok in enumerate(pattern):
-        if tok.kind == "any":
-            return tuple(out) + tuple(pattern[i:])
-        if tok.kind == "index" and isinstance(node, list) and node and _named(node) and tok.value < len(node):
-            tok = Tok("name", node[tok.value]["name"])
-        out.append(tok)
-        node = value_at(node, (tok,)) if node is not None else None
-    return tuple(out)
 
 
 def _entry(t: Target, tokens, live_value, declared, live: dict | None = None, note: str = "") -> DriftEntry:
@@ -402,7 +254,7 @@ def scan(kube: Kube, manifests: list[Manifest], *, default_namespace: str, concu
         # apply, any other writer that changes a value takes its ownership.  Such a difference
         # is the server's normalisation (0.1 CPU stored as 100m) and needs no dry-run.
         diffs = [d for d in differences(t.obj, live, (), t.ignored)
-                 if not any(_fields_cover(f, d[0], live) for f in ours)]
+                 if not any(fields_cover(f, d[0], live) for f in ours)]
         if diffs:
             candidates.append((t, live, diffs))
     result.candidates = len(candidates)

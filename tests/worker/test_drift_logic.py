@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.drift import changed_by, differences, value_at
+from worker.drift_compare import changed_by, differences, value_at
 from worker.ownership import Tok, is_ignored, parse_path, show_path, strip_ignored
 
 
@@ -90,7 +90,7 @@ def test_changed_by_names_the_newest_other_manager():
 
 
 def test_index_paths_on_named_lists_are_translated_to_names():
-    from worker.drift import by_name
+    from worker.drift_compare import by_name
     declared = {"spec": {"containers": [{"name": "web", "image": "a"}, {"name": "side"}],
                          "rules": [{"host": "x"}]}}
     assert show_path(by_name(parse_path("spec.containers[1].image"), declared)) == "spec.containers[name=side].image"
