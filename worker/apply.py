@@ -246,21 +246,11 @@ class Applier:
             del meta["namespace"]
         return mapping is not None
 
-    def _list(self, key: tuple[Mapping, str | None]) -> dict[str, dict]:
-        mapping, namespace = key
-        doc = self.kube.request("GET", mapping.collection(namespace))
-        found = {}
-        for obj in doc.get("items", []):
-            obj.setdefault("apiVersion", mapping.api_version)
-            obj.setdefault("kind", mapping.kind)
-            found[obj["metadata"]["name"]] = obj
-        return found
-
     def _load_live(self, items: list[Item], fresh_namespaces: set[str]) -> None:
         """Fill ``item.live`` with one LIST per resource and namespace."""
         wanted = {(i.mapping, i.obj["metadata"].get("namespace")) for i in items}
         wanted = [k for k in wanted if k[1] not in fresh_namespaces and k not in self._live_cache]
-        for key, result in zip(wanted, self._parallel(self._list, wanted)):
+        for key, result in zip(wanted, self._parallel(lambda k: self.kube.list_by_name(*k), wanted)):
             if isinstance(result, Exception):
                 raise sync_error(result, f"listing {key[0].resource}")
             self._live_cache[key] = result

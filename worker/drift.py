@@ -211,14 +211,8 @@ def _parallel(fn, items, concurrency):
 def list_live(kube: Kube, targets: list[Target], concurrency: int = 8) -> dict:
     """One LIST per resource and namespace: {(mapping, namespace): {name: object}}."""
     wanted = sorted({(t.mapping, t.namespace) for t in targets}, key=lambda k: (k[0].resource, k[1] or ""))
-
-    def fetch(key):
-        mapping, namespace = key
-        doc = kube.request("GET", mapping.collection(namespace))
-        return {o["metadata"]["name"]: o for o in doc.get("items", [])}
-
     live = {}
-    for key, result in zip(wanted, _parallel(fetch, wanted, concurrency)):
+    for key, result in zip(wanted, _parallel(lambda k: kube.list_by_name(*k), wanted, concurrency)):
         if isinstance(result, Exception):
             raise sync_error(result, f"listing {key[0].resource}")
         live[key] = result

@@ -192,6 +192,16 @@ class Kube:
                 return
             query = {"limit": LIST_PAGE, "continue": token}
 
+    def list_by_name(self, mapping: Mapping, namespace: str | None) -> dict[str, dict]:
+        """One LIST of ``mapping``'s objects (in ``namespace``): {name: object}, each object with its
+        ``apiVersion`` and ``kind`` (a LIST's items carry neither)."""
+        found = {}
+        for obj in self.request("GET", mapping.collection(namespace)).get("items", []):
+            obj.setdefault("apiVersion", mapping.api_version)
+            obj.setdefault("kind", mapping.kind)
+            found[obj["metadata"]["name"]] = obj
+        return found
+
     def delete(self, path: str) -> None:
         """DELETE with background propagation (dependents go after the object, as kubectl does)."""
         self.request("DELETE", path, body={"kind": "DeleteOptions", "apiVersion": "v1",
