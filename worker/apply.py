@@ -227,7 +227,7 @@ class Applier:
         decode = dry_run and item.live is not None
         return self.kube.request("PATCH", item.mapping.path(meta.get("namespace"), meta["name"]),
                                  body=item.obj, query=query, content_type=APPLY_CONTENT_TYPE,
-                                 decode=decode, protobuf=not decode)
+                                 decode=decode, protobuf=not decode, live=item.live)
 
     def _resolve(self, item: Item, pending_crd_kinds: dict) -> bool:
         """Fill ``item.mapping`` and its namespace (or none); False when the kind comes from a CRD of

@@ -30,6 +30,8 @@ value is new drift rather than "unchanged".  A candidate whose dry-run the API s
 rejects (an immutable field changed by re-creating the object by hand) is
 still drift: its local differences are reported with the rejection as their
 ``note``, and the object is not re-applied (the apply would be rejected too).
+The rejection of a Secret hides the declared and live values it quotes
+(``worker.secretmask``: the dry-run passes the live object along).
 
 A Secret declared with ``stringData`` is compared as the server stores it
 (``as_stored``: the values base64-encoded into ``data``), since a live Secret
@@ -51,9 +53,9 @@ from worker.drift_compare import by_name, changed_by, differences, fields_cover,
 from worker.kube import FIELD_MANAGER, ApiError, Kube, Mapping, sync_error
 from worker.ownership import Tok, ignored_paths, show_path
 from worker.render import Manifest
+from worker.secretmask import HIDDEN
 
 MAX_VALUE_CHARS = 200
-HIDDEN = "(hidden: Secret data)"
 IDENTITY_KEYS = ("object", "field", "live", "declared", "note", "corrected")
 
 
@@ -219,10 +221,11 @@ def list_live(kube: Kube, targets: list[Target], concurrency: int = 8) -> dict:
     return live
 
 
-def dry_run(kube: Kube, target: Target) -> dict:
+def dry_run(kube: Kube, target: Target, live: dict) -> dict:
+    """Server-side dry-run of the declared object; a rejection hides ``live``'s Secret values too."""
     return kube.request("PATCH", target.mapping.path(target.namespace, target.name), body=target.obj,
                         query={"fieldManager": FIELD_MANAGER, "force": "true", "dryRun": "All"},
-                        content_type=APPLY_CONTENT_TYPE)
+                        content_type=APPLY_CONTENT_TYPE, live=live)
 
 
 def scan(kube: Kube, manifests: list[Manifest], *, default_namespace: str, concurrency: int = 8) -> ScanResult:
@@ -252,7 +255,7 @@ def scan(kube: Kube, manifests: list[Manifest], *, default_namespace: str, concu
         if diffs:
             candidates.append((t, live, diffs))
     result.candidates = len(candidates)
-    answers = _parallel(lambda c: dry_run(kube, c[0]), candidates, concurrency)
+    answers = _parallel(lambda c: dry_run(kube, c[0], c[1]), candidates, concurrency)
     for (t, live, diffs), answer in zip(candidates, answers):
         if isinstance(answer, Exception):
             if isinstance(answer, ApiError) and not answer.temporary:

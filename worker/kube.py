@@ -24,6 +24,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from worker.errors import PermanentError, TemporaryError, cut
+from worker.secretmask import SecretMask, secret_mask
 
 FIELD_MANAGER = "pullbridge"
 POOL_SIZE = 64
@@ -34,9 +35,10 @@ LIST_PAGE = 500
 
 
 class ApiError(Exception):
-    """A non-2xx answer from the API server."""
+    """A non-2xx answer from the API server; ``mask`` hides the Secret values it may quote."""
 
-    def __init__(self, status: int, body: bytes, method: str, path: str, retry_after: str | None = None):
+    def __init__(self, status: int, body: bytes, method: str, path: str, retry_after: str | None = None,
+                 mask: SecretMask | None = None):
         self.status = status
         self.method = method
         self.path = path
@@ -44,7 +46,12 @@ class ApiError(Exception):
             decoded = json.loads(body)
         except ValueError:
             decoded = None
-        self.body = decoded if isinstance(decoded, dict) else {"message": cut(body)}
+        if not isinstance(decoded, dict):
+            text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+            decoded = {"message": cut(mask.hide(text) if mask else text)}
+        elif mask:
+            decoded = mask.hide_in(decoded)
+        self.body = decoded
         self.retry_after = _seconds(retry_after, self.body)
         super().__init__(f"{method} {path}: HTTP {status}: {cut(self.message)}")
 
@@ -135,8 +142,12 @@ class Kube:
     # -- raw requests -----------------------------------------------------
     def request(self, method: str, path: str, body=None, query: dict | None = None,
                 content_type: str = "application/json", decode: bool = True,
-                protobuf: bool = False, accept: str | None = None) -> dict | None:
-        """Send one request; return the decoded JSON answer or raise ApiError / TemporaryError."""
+                protobuf: bool = False, accept: str | None = None, live: dict | None = None) -> dict | None:
+        """Send one request; return the decoded JSON answer or raise ApiError / TemporaryError.
+
+        The ApiError hides the values of a Secret the request sent (``body``) or is about
+        (``live``: the object as the caller read it), as the server may quote either.
+        """
         url = self.host + path
         if query:
             url += "?" + urlencode(query)
@@ -144,6 +155,7 @@ class Kube:
             accept = "application/vnd.kubernetes.protobuf, application/json" if protobuf and not decode \
                 else "application/json"
         headers = {"Accept": accept, "User-Agent": "pullbridge"}
+        sent = body
         if body is not None:
             headers["Content-Type"] = content_type
             if not isinstance(body, (bytes, str)):
@@ -163,9 +175,10 @@ class Kube:
             data = resp.data
             if "protobuf" in (resp.headers.get("Content-Type") or ""):
                 if query and query.get("dryRun"):  # no side effect: ask again for a readable error
-                    return self.request(method, path, body, query, content_type, decode=True)
+                    return self.request(method, path, sent, query, content_type, decode=True, live=live)
                 data = _printable(data)
-            raise ApiError(resp.status, data, method, path, resp.headers.get("Retry-After"))
+            raise ApiError(resp.status, data, method, path, resp.headers.get("Retry-After"),
+                           mask=secret_mask(sent, live))
         if not decode:
             return None
         return json.loads(resp.data) if resp.data else {}
@@ -202,10 +215,11 @@ class Kube:
             found[obj["metadata"]["name"]] = obj
         return found
 
-    def delete(self, path: str) -> None:
-        """DELETE with background propagation (dependents go after the object, as kubectl does)."""
+    def delete(self, path: str, live: dict | None = None) -> None:
+        """DELETE with background propagation (dependents go after the object, as kubectl does);
+        ``live``: the object as read, whose Secret values an error must not show."""
         self.request("DELETE", path, body={"kind": "DeleteOptions", "apiVersion": "v1",
-                                           "propagationPolicy": "Background"})
+                                           "propagationPolicy": "Background"}, live=live)
 
     # -- RESTMapper -------------------------------------------------------
     def _discover(self, group: str, version: str) -> dict[str, Mapping]:

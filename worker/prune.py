@@ -96,7 +96,7 @@ def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
                     result.kept[oid] = stale[oid]  # pruned once nothing in it stays
                 continue
             if not dry_run_only:
-                kube.delete(path)
+                kube.delete(path, live=live)
             result.changes.append(Change(ref, "deleted"))
         except ApiError as exc:
             if exc.status == 404:
