@@ -176,6 +176,8 @@ def describe_api_error(item: Item, exc: ApiError) -> str:
     if exc.status == 422 and causes:
         message = ", ".join(f"{c['field']}: {c.get('message', '')}" if c.get("field") else c.get("message", "")
                             for c in causes)
+    elif exc.typed_patch_failed:  # "failed to create typed patch object (ns/name; /v1, Kind=X): .data.a: ..."
+        message = message.split("): ", 1)[-1]
     elif " is invalid: " in message:
         message = message.split(" is invalid: ", 1)[1]
     elif exc.status == 403:

@@ -32,6 +32,7 @@ REQUEST_TIMEOUT = (10, 60)
 MAX_RETRY_AFTER = 3600  # seconds: a longer Retry-After is taken as this
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1, application/json"
 LIST_PAGE = 500
+TYPED_PATCH_FAILED = "failed to create typed patch object"  # SSA's 500 for a body off the schema
 
 
 class ApiError(Exception):
@@ -64,8 +65,14 @@ class ApiError(Exception):
         return str(self.body.get("reason") or "")
 
     @property
+    def typed_patch_failed(self) -> bool:
+        """The body does not fit the object's schema (a ConfigMap value that is a YAML number):
+        server-side apply answers 500 for it, yet the same body fails the same way every time."""
+        return self.status == 500 and self.message.startswith(TYPED_PATCH_FAILED)
+
+    @property
     def temporary(self) -> bool:
-        return self.status in (409, 429) or self.status >= 500
+        return self.status in (409, 429) or (self.status >= 500 and not self.typed_patch_failed)
 
 
 def _seconds(header: str | None, body: dict) -> float | None:

@@ -250,3 +250,21 @@ def test_kustomize_overlay_is_synced(harness, git_repo, kube, namespace):
     done = harness.sync(repo.commit_and_push("kustomize", files))
     assert done["result"] == "success", done
     assert cm_value(kube, namespace, "prod-conf") == "base"
+
+
+def test_a_value_of_the_wrong_type_fails_for_good_naming_the_object(harness, git_repo, kube, namespace):
+    """The API server answers 500 to a server-side apply whose body does not fit the schema (a
+    ConfigMap value that is a YAML number): retrying cannot help, so the sync fails at once, by name."""
+    repo = git_repo("typed")
+    harness.configure(repo)
+    files = app_files("1.0")
+    files["deploy/port.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: port\ndata:\n  port: 8080\n"
+    bad_sha = repo.commit_and_push("v1", files)
+    queued = harness.request(bad_sha)
+    harness.work()
+    record = harness.history()[0]
+    assert record["result"] == "failure" and record["sha"] == bad_sha
+    assert f"ConfigMap/{namespace}/port (deploy/port.yaml, doc 1)" in record["error"]
+    assert ".data.port: expected string" in record["error"]
+    assert Job.fetch(queued.job_id, connection=harness.conn).get_status() == "failed"
+    assert not Queue(keys.SYNC_QUEUE, connection=harness.conn).scheduled_job_registry.get_job_ids()
