@@ -177,7 +177,8 @@ def describe_api_error(item: Item, exc: ApiError) -> str:
         message = ", ".join(f"{c['field']}: {c.get('message', '')}" if c.get("field") else c.get("message", "")
                             for c in causes)
     elif exc.typed_patch_failed:  # "failed to create typed patch object (ns/name; /v1, Kind=X): .data.a: ..."
-        message = message.split("): ", 1)[-1]
+        message = message.split("): ", 1)[-1].removeprefix("errors:")  # several: "errors:\n  .a: ...\n  .b: ..."
+        message = ", ".join(line.strip() for line in message.splitlines() if line.strip())
     elif " is invalid: " in message:
         message = message.split(" is invalid: ", 1)[1]
     elif exc.status == 403:
