@@ -23,11 +23,14 @@ def undo(kube: Kube, written: dict, first: list, exc: Exception) -> Exception:
     """Delete again, newest first, what ``first`` created; ``exc`` retold with what was undone.
 
     ``written`` is the applier's record of what it wrote (inventory id ->
-    entry); a deleted object leaves it.  Waits (up to GONE_WAIT) until the
+    entry); a deleted object leaves it, and a deleted CRD's group is dropped
+    from the worker's discovery cache, whose kinds would otherwise outlive it
+    (the next commit declaring it again would list a kind that is no longer
+    served instead of creating the CRD first).  Waits (up to GONE_WAIT) until the
     deleted objects are gone, so that the next sync finds the cluster as it
     was and not a terminating Namespace.
     """
-    from worker.apply import invalid
+    from worker.apply import crd_kind, invalid
 
     removed, gone, left = [], [], []
     for item in reversed([i for i in first if i.inventory_id in written]):
@@ -46,6 +49,8 @@ def undo(kube: Kube, written: dict, first: list, exc: Exception) -> Exception:
         del written[item.inventory_id]
         removed.append(item.ref)
         gone.append(path)
+        if item.obj["kind"] == "CustomResourceDefinition":  # discovery served its kind: no more
+            kube.forget(crd_kind(item.obj)[0])
     if not removed and not left:
         return exc
     deadline = time.monotonic() + GONE_WAIT

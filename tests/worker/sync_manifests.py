@@ -130,6 +130,12 @@ def widget(group: str, size: int) -> str:
     return f"apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: {size}\n"
 
 
+def widget_specs(kube, group: str, namespace: str, version: str = "v1") -> dict[str, dict]:
+    """Each Widget's spec by name, as served in ``version``."""
+    found = client.CustomObjectsApi(kube).list_namespaced_custom_object(group, version, namespace, "widgets")
+    return {w["metadata"]["name"]: w["spec"] for w in found["items"]}
+
+
 def sync_repo(harness, index: int, sha: str) -> dict:
     """Push-sync the ``index``-th of the harness's configured repos; its newest summary, a success."""
     from pullbridge.queueing import request_sync

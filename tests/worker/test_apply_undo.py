@@ -12,7 +12,8 @@ from kubernetes import client
 
 from tests.kube_support import cluster_role_kubeconfig, unless_gone, wait_allowed
 from tests.worker.sync_manifests import (cm_value, configmap, deployment, in_namespace, inventory_ids, namespace_doc,
-                                         namespace_live, read_namespace, widget, widget_crd, widget_group)
+                                         namespace_live, read_namespace, widget, widget_crd, widget_group,
+                                         widget_specs)
 
 pytestmark = pytest.mark.stack
 
@@ -69,6 +70,11 @@ def test_invalid_object_of_a_new_crd_leaves_no_crd_behind(harness, git_repo, kub
         assert failed["error"].startswith(
             f"validation failed, nothing applied (created CustomResourceDefinition/widgets.{group} removed "
             f"again): Widget/{namespace}/w1 (widget.yaml, doc 1): spec.size: Invalid value"), failed
+
+        # The worker's discovery no longer serves the deleted CRD's kind: the fixed commit creates it again.
+        fixed = harness.sync(repo.commit_and_push("fixed", {"widget.yaml": widget(group, 1)}))
+        assert fixed["result"] == "success", fixed
+        assert widget_specs(kube, group, namespace) == {"w1": {"size": 1}}
     finally:
         with unless_gone():
             extensions.delete_custom_resource_definition(f"widgets.{group}")
