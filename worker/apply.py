@@ -18,11 +18,12 @@ nothing and cheap when nothing changed.  The flow, after fluxcd/pkg ssa:
    Established), then the rest, kind by kind in a stable order, each kind
    concurrently.
 
-Objects in a Namespace or of a CRD that the commit creates cannot be
-dry-run before it exists: only those Namespaces and CRDs are written before
-the rest is validated (a change to an existing Namespace waits), and when
-the rest fails, what was created is deleted again (``worker.apply_undo``)
-so that "nothing applied" holds.
+Objects in a Namespace or of a CRD that the commit creates, or of a version
+an existing CRD gains in it, cannot be dry-run before that is written: only
+those Namespaces and CRDs are written before the rest is validated (a change
+to an existing Namespace waits), and when the rest fails, what was created
+is deleted again and what was changed put back as it was
+(``worker.apply_undo``), so that "nothing applied" holds.
 """
 
 from __future__ import annotations
@@ -67,8 +68,9 @@ class Item:
     manifest: Manifest
     obj: dict
     mapping: Mapping | None = None
-    live: dict | None = None
+    live: dict | None = None  # as read before this sync wrote it
     action: str | None = None  # decided action
+    applied: dict | None = None  # the API server's answer to a write made only to validate the rest
 
     @property
     def ref(self) -> str:
@@ -171,19 +173,7 @@ def managed_by_us(live: dict, desired: dict | None = None) -> bool:
 
 
 def describe_api_error(item: Item, exc: ApiError) -> str:
-    message = exc.message
-    causes = (exc.body.get("details") or {}).get("causes") or []
-    if exc.status == 422 and causes:
-        message = ", ".join(f"{c['field']}: {c.get('message', '')}" if c.get("field") else c.get("message", "")
-                            for c in causes)
-    elif exc.typed_patch_failed:  # "failed to create typed patch object (ns/name; /v1, Kind=X): .data.a: ..."
-        message = message.split("): ", 1)[-1].removeprefix("errors:")  # several: "errors:\n  .a: ...\n  .b: ..."
-        message = ", ".join(line.strip() for line in message.splitlines() if line.strip())
-    elif " is invalid: " in message:
-        message = message.split(" is invalid: ", 1)[1]
-    elif exc.status == 403:
-        message = "forbidden: " + message.rsplit(": ", 1)[-1]
-    return f"{item.ref} ({item.manifest.source}): {cut(message)}"
+    return f"{item.ref} ({item.manifest.source}): {cut(exc.detail)}"
 
 
 class Applier:
@@ -212,14 +202,13 @@ class Applier:
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
             return list(pool.map(guarded, items))
 
-    def _apply_request(self, item: Item, dry_run: bool) -> dict | None:
-        """Server-side apply ``item``.
+    def _apply_request(self, item: Item, dry_run: bool, read_answer: bool) -> dict | None:
+        """Server-side apply ``item``; the object the API server answers when ``read_answer``.
 
-        The dry-run validates strictly (unknown fields are errors) and its
-        answer is read only when there is a live object to compare it with.
-        The real apply of an object that passed its dry-run skips field
-        validation.  Answers that are not read are asked for in protobuf
-        where the server has it, which is cheaper for it to encode.
+        The dry-run validates strictly (unknown fields are errors).  The real
+        apply of an object that passed its dry-run skips field validation.
+        Answers that are not read are asked for in protobuf where the server
+        has it, which is cheaper for it to encode.
         """
         query = {"fieldManager": FIELD_MANAGER, "force": "true"}
         if dry_run:
@@ -227,10 +216,9 @@ class Applier:
         else:
             query["fieldValidation"] = "Ignore"
         meta = item.obj["metadata"]
-        decode = dry_run and item.live is not None
         return self.kube.request("PATCH", item.mapping.path(meta.get("namespace"), meta["name"]),
                                  body=item.obj, query=query, content_type=APPLY_CONTENT_TYPE,
-                                 decode=decode, protobuf=not decode, live=item.live)
+                                 decode=read_answer, protobuf=not read_answer, live=item.live)
 
     def _resolve(self, item: Item, pending_crd_kinds: dict) -> bool:
         """Fill ``item.mapping`` and its namespace (or none); False when the kind comes from a CRD of
@@ -272,7 +260,8 @@ class Applier:
                 item.action = "unchanged"
             else:
                 to_check.append(item)
-        results = self._parallel(lambda i: self._apply_request(i, dry_run=True), to_check)
+        # The answer is read only when there is a live object to compare it with.
+        results = self._parallel(lambda i: self._apply_request(i, True, i.live is not None), to_check)
         errors, temporary = [], None
         for item, result in zip(to_check, results):
             if isinstance(result, ApiError):
@@ -295,19 +284,21 @@ class Applier:
         if temporary is not None:
             raise sync_error(temporary, "dry-run")
 
-    def _write(self, items: list[Item]) -> None:
+    def _write(self, items: list[Item], read_answers: bool = False) -> None:
         """Apply the items that need it concurrently, started in their (stable) order.
 
         As in Flux's staged apply, only Namespaces and CRDs form a stage of
-        their own; everything else is one batch.
+        their own; everything else is one batch.  With ``read_answers`` each
+        written item keeps the API server's answer in ``applied``.
         """
         todo = [i for i in items if i.action in ("created", "configured")]
         if self.dry_run_only or not todo:
             return
-        results = self._parallel(lambda i: self._apply_request(i, False), todo)
+        results = self._parallel(lambda i: self._apply_request(i, False, read_answers), todo)
         for item, result in zip(todo, results):  # every success is recorded, even when one failed
             if not isinstance(result, Exception):
                 self.written[item.inventory_id] = {"v": item.obj["apiVersion"], "h": item.digest}
+                item.applied = result
         for item, result in zip(todo, results):
             if isinstance(result, ApiError) and not result.temporary:
                 raise PermanentError(f"applying {describe_api_error(item, result)}")
@@ -349,7 +340,7 @@ class Applier:
         first = self._needed_first(stage_one, deferred, later, fresh)
         if deferred or later:
             try:
-                self._write(first)
+                self._write(first, read_answers=True)  # what undo puts back a changed one over
                 self._validate_rest(deferred, later, first, crd_kinds, fresh)
             except Exception as exc:  # noqa: BLE001 - re-raised, saying what was undone
                 raise self._undo(first, exc) from None
@@ -400,7 +391,7 @@ class Applier:
             self._validate(rest)
 
     def _undo(self, first: list[Item], exc: Exception) -> Exception:
-        """Delete again what ``first`` created (``worker.apply_undo``); ``exc`` retold with what was undone."""
+        """Undo what ``first`` wrote (``worker.apply_undo``); ``exc`` retold with what was undone."""
         from worker.apply_undo import undo
 
         return undo(self.kube, self.written, first, exc)

@@ -71,6 +71,24 @@ class ApiError(Exception):
         return self.status == 500 and self.message.startswith(TYPED_PATCH_FAILED)
 
     @property
+    def detail(self) -> str:
+        """What the refusal says about the object: a 422's field causes, else the message without
+        the object's name (which the caller states)."""
+        message = self.message
+        causes = (self.body.get("details") or {}).get("causes") or []
+        if self.status == 422 and causes:
+            return ", ".join(f"{c['field']}: {c.get('message', '')}" if c.get("field") else c.get("message", "")
+                             for c in causes)
+        if self.typed_patch_failed:  # "failed to create typed patch object (ns/name; /v1, Kind=X): .data.a: ..."
+            message = message.split("): ", 1)[-1].removeprefix("errors:")  # several: "errors:\n  .a: ...\n  .b: ..."
+            return ", ".join(line.strip() for line in message.splitlines() if line.strip())
+        if " is invalid: " in message:
+            return message.split(" is invalid: ", 1)[1]
+        if self.status == 403:
+            return "forbidden: " + message.rsplit(": ", 1)[-1]
+        return message
+
+    @property
     def temporary(self) -> bool:
         return self.status in (409, 429) or (self.status >= 500 and not self.typed_patch_failed)
 

@@ -47,8 +47,8 @@ def diff_applier(**kwargs):
             super().__init__(**kw, dry_run_only=True)
             self.dry_runs: dict[str, tuple[dict | None, dict | None]] = {}
 
-        def _apply_request(self, item, dry_run: bool):
-            result = super()._apply_request(item, dry_run)
+        def _apply_request(self, item, dry_run: bool, read_answer: bool):
+            result = super()._apply_request(item, dry_run, read_answer)
             if dry_run:
                 self.dry_runs[item.ref] = (item.live, result)
             return result

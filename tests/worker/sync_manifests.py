@@ -83,16 +83,21 @@ def namespace_live(kube, name: str) -> bool:
     return ns is not None and ns.metadata.deletion_timestamp is None
 
 
-def inventory_ids(kube, namespace: str) -> set[str]:
-    """The object ids in repo "app"'s inventory (kept in ``namespace``); none before its first save."""
+def inventory_entries(kube, namespace: str) -> dict[str, dict]:
+    """Repo "app"'s inventory (kept in ``namespace``) by object id; empty before its first save."""
     from worker import inventory
     try:
         cm = client.CoreV1Api(kube).read_namespaced_config_map(inventory.configmap_name("app"), namespace)
     except client.ApiException as exc:
         if exc.status == 404:
-            return set()
+            return {}
         raise
-    return set(json.loads(cm.data[inventory.DATA_KEY]))
+    return json.loads(cm.data[inventory.DATA_KEY])
+
+
+def inventory_ids(kube, namespace: str) -> set[str]:
+    """The object ids in repo "app"'s inventory (kept in ``namespace``); none before its first save."""
+    return set(inventory_entries(kube, namespace))
 
 
 def widget_group() -> str:
@@ -100,34 +105,25 @@ def widget_group() -> str:
     return f"t{uuid.uuid4().hex[:8]}.pullbridge.test"
 
 
-def widget_crd(group: str, minimum: int | None = None) -> str:
-    """The CRD widgets.<group>: namespaced Widgets whose ``spec.size`` is an integer (at least ``minimum``)."""
-    size = "{type: integer}" if minimum is None else f"{{type: integer, minimum: {minimum}}}"
-    return f"""apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: widgets.{group}
-spec:
-  group: {group}
-  scope: Namespaced
-  names: {{plural: widgets, singular: widget, kind: Widget}}
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema:
-          type: object
-          properties:
-            spec:
-              type: object
-              properties:
-                size: {size}
-"""
+def widget_crd(group: str, minimum: int | None = None, versions: tuple[str, ...] = ("v1",), storage: str = "v1",
+               labels: dict | None = None) -> str:
+    """The CRD widgets.<group>: namespaced Widgets whose ``spec.size`` is an integer (at least ``minimum``),
+    served in each of ``versions``, stored in ``storage``."""
+    size = {"type": "integer", **({"minimum": minimum} if minimum is not None else {})}
+    schema = json.dumps({"openAPIV3Schema": {"type": "object", "properties": {
+        "spec": {"type": "object", "properties": {"size": size}}}}})
+    return yaml.safe_dump({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}", **({"labels": labels} if labels else {})},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                 "versions": [{"name": v, "served": True, "storage": v == storage,
+                               "schema": json.loads(schema)}  # a copy each: no YAML aliases
+                              for v in versions]}})
 
 
-def widget(group: str, size: int) -> str:
-    return f"apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: {size}\n"
+def widget(group: str, size: int, version: str = "v1") -> str:
+    return f"apiVersion: {group}/{version}\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: {size}\n"
 
 
 def widget_specs(kube, group: str, namespace: str, version: str = "v1") -> dict[str, dict]:

@@ -1,9 +1,11 @@
-"""A commit that creates a Namespace or CRD and is invalid in what that holds leaves the cluster
-as it was: the Namespace or CRD, written only so the rest could be dry-run, is deleted again, and
-when that delete fails the error says so and the sync keeps it in its inventory for prune."""
+"""A commit that creates a Namespace or CRD, or gives an existing CRD a version, and is invalid in
+what that holds leaves the cluster as it was: the Namespace or CRD, written only so the rest could
+be dry-run, is deleted again or put back, and when that fails the error says so and the sync keeps
+it in its inventory for prune."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -11,9 +13,9 @@ import yaml
 from kubernetes import client
 
 from tests.kube_support import cluster_role_kubeconfig, unless_gone, wait_allowed
-from tests.worker.sync_manifests import (cm_value, configmap, deployment, in_namespace, inventory_ids, namespace_doc,
-                                         namespace_live, read_namespace, widget, widget_crd, widget_group,
-                                         widget_specs)
+from tests.worker.sync_manifests import (cm_value, configmap, deployment, in_namespace, inventory_entries, inventory_ids,
+                                         namespace_doc, namespace_live, read_namespace, widget, widget_crd,
+                                         widget_group, widget_specs)
 
 pytestmark = pytest.mark.stack
 
@@ -78,6 +80,122 @@ def test_invalid_object_of_a_new_crd_leaves_no_crd_behind(harness, git_repo, kub
     finally:
         with unless_gone():
             extensions.delete_custom_resource_definition(f"widgets.{group}")
+
+
+def crd_as_it_is(extensions, name: str) -> dict:
+    """What putting a CRD back must restore: its labels, annotations and spec, and which field manager
+    owns which of its fields (the API server's own status entry aside)."""
+    crd = json.loads(extensions.read_custom_resource_definition(name, _preload_content=False).data)
+    owners = sorted((m["manager"], m["operation"], json.dumps(m.get("fieldsV1"), sort_keys=True))
+                    for m in crd["metadata"]["managedFields"] if not m.get("subresource"))
+    return {"labels": crd["metadata"].get("labels"), "annotations": crd["metadata"].get("annotations"),
+            "spec": crd["spec"], "owners": owners}
+
+
+def served_versions(extensions, name: str) -> list[str]:
+    return [v.name for v in extensions.read_custom_resource_definition(name).spec.versions if v.served]
+
+
+@pytest.fixture
+def widgets_v1(harness, git_repo, kube, namespace):
+    """A repo whose first commit applied the CRD widgets.<group> (v1 only, labelled stage: v1) and a Widget;
+    yields (repo, group).  The CRD is deleted afterwards."""
+    group = widget_group()
+    repo = git_repo("changedcrd")
+    harness.configure(repo)
+    done = harness.sync(repo.commit_and_push("v1", {"crd.yaml": widget_crd(group, labels={"stage": "v1"}),
+                                                    "widget.yaml": widget(group, 1)}))
+    assert done["result"] == "success", done
+    yield repo, group
+    with unless_gone():
+        client.ApiextensionsV1Api(kube).delete_custom_resource_definition(f"widgets.{group}")
+
+
+def test_invalid_object_of_a_version_an_existing_crd_gains_leaves_the_crd_as_it_was(
+        harness, widgets_v1, kube, namespace):
+    """The CRD, changed only so that the rest could be dry-run, is put back: its spec, the label the commit
+    dropped, the label another field manager had set and the commit took over, and who owns each field."""
+    repo, group = widgets_v1
+    name = f"widgets.{group}"
+    extensions = client.ApiextensionsV1Api(kube)
+    extensions.patch_custom_resource_definition(name, {"metadata": {"labels": {"team": "a"}}},
+                                                field_manager="kubectl-edit")
+    before, inventory_before = crd_as_it_is(extensions, name), inventory_entries(kube, namespace)
+    assert before["labels"] == {"stage": "v1", "team": "a"}
+    assert {owner[:2] for owner in before["owners"]} == {("pullbridge", "Apply"), ("kubectl-edit", "Update")}
+
+    failed = harness.sync(repo.commit_and_push("v2", {
+        "crd.yaml": widget_crd(group, minimum=0, versions=("v1", "v2"), labels={"team": "b"}),
+        "widget.yaml": widget(group, -1, version="v2")}))
+    assert failed["result"] == "failure", failed
+    assert failed["error"].startswith(
+        f"validation failed, nothing applied (configured CustomResourceDefinition/{name} restored): "
+        f"Widget/{namespace}/w1 (widget.yaml, doc 1): spec.size: Invalid value"), failed
+    assert crd_as_it_is(extensions, name) == before
+    assert served_versions(extensions, name) == ["v1"]
+    assert inventory_entries(kube, namespace) == inventory_before
+
+    fixed = harness.sync(repo.commit_and_push("v2 fixed", {"widget.yaml": widget(group, 2, version="v2")}))
+    assert fixed["result"] == "success", fixed
+    assert widget_specs(kube, group, namespace, "v2") == {"w1": {"size": 2}}
+    assert crd_as_it_is(extensions, name)["labels"] == {"team": "b"}
+
+
+def test_a_crd_whose_new_storage_version_cannot_go_again_is_named_and_kept_in_the_inventory(
+        harness, widgets_v1, kube, namespace):
+    """Once the API server recorded the new storage version in status.storedVersions, the spec cannot drop
+    it (objects may be stored in it): the error names the CRD and why, the inventory holds it as written."""
+    from worker.apply import object_id
+
+    repo, group = widgets_v1
+    name = f"widgets.{group}"
+    crd_id = object_id("apiextensions.k8s.io", "CustomResourceDefinition", None, name)
+    inventory_before = inventory_entries(kube, namespace)
+
+    failed = harness.sync(repo.commit_and_push("v2", {
+        "crd.yaml": widget_crd(group, minimum=0, versions=("v1", "v2"), storage="v2"),
+        "widget.yaml": widget(group, -1, version="v2")}))
+    assert failed["result"] == "failure", failed
+    assert failed["error"].startswith(
+        f"validation failed, nothing applied but CustomResourceDefinition/{name} (configured to validate what "
+        "uses it; restoring it failed: HTTP 422: status.storedVersions[1]: Invalid value: \"v2\": "), failed
+    assert f"): Widget/{namespace}/w1 (widget.yaml, doc 1): spec.size: Invalid value" in failed["error"], failed
+    assert served_versions(client.ApiextensionsV1Api(kube), name) == ["v1", "v2"]
+    inventory_after = inventory_entries(kube, namespace)
+    assert inventory_after.keys() == inventory_before.keys()
+    assert inventory_after[crd_id] != inventory_before[crd_id]
+
+    fixed = harness.sync(repo.commit_and_push("v2 fixed", {"widget.yaml": widget(group, 2, version="v2")}))
+    assert fixed["result"] == "success", fixed
+    assert widget_specs(kube, group, namespace, "v2") == {"w1": {"size": 2}}
+
+
+def test_a_crd_another_writer_changed_meanwhile_is_left_to_it_and_named(
+        harness, widgets_v1, kube, namespace, monkeypatch):
+    """Putting the CRD back would undo another writer's change made after the sync wrote it: the sync leaves
+    it as it is and says so."""
+    from worker.apply import Applier
+
+    repo, group = widgets_v1
+    name = f"widgets.{group}"
+    extensions = client.ApiextensionsV1Api(kube)
+    validate_rest = Applier._validate_rest
+
+    def edited_meanwhile(applier, *args):
+        extensions.patch_custom_resource_definition(name, {"metadata": {"annotations": {"edited": "meanwhile"}}},
+                                                    field_manager="kubectl-edit")
+        return validate_rest(applier, *args)
+
+    monkeypatch.setattr(Applier, "_validate_rest", edited_meanwhile)
+    failed = harness.sync(repo.commit_and_push("v2", {
+        "crd.yaml": widget_crd(group, minimum=0, versions=("v1", "v2")),
+        "widget.yaml": widget(group, -1, version="v2")}))
+    assert failed["result"] == "failure", failed
+    assert failed["error"].startswith(
+        f"validation failed, nothing applied but CustomResourceDefinition/{name} (configured to validate what "
+        "uses it; restoring it failed: changed by another writer meanwhile): "), failed
+    assert crd_as_it_is(extensions, name)["annotations"] == {"edited": "meanwhile"}
+    assert served_versions(extensions, name) == ["v1", "v2"]
 
 
 def kubeconfig_without_namespace_delete(kube, stack, namespace: str, role: str) -> dict:
