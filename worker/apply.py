@@ -8,7 +8,8 @@ nothing and cheap when nothing changed.  The flow, after fluxcd/pkg ssa:
 2. read the live objects with one LIST per resource and namespace;
 3. an object whose desired manifest is the one recorded in the inventory at
    its last apply, that pullbridge still manages, and whose desired fields
-   all still hold live, is unchanged: no request at all;
+   all still hold live, is unchanged: no request at all (these comparisons
+   are ``worker.apply_diff``'s);
 4. every other object is server-side dry-run applied (field manager
    ``pullbridge``, force).  If any is rejected nothing is written and the
    error names each object and file.  A dry-run result equal to the live
@@ -28,12 +29,11 @@ is deleted again and what was changed put back as it was
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from worker.apply_diff import digest, unchanged_as_recorded, unchanged_by_apply
 from worker.errors import PermanentError, TemporaryError, cut
 from worker.kube import FIELD_MANAGER, ApiError, Kube, Mapping, sync_error
 from worker.render import STAGE_ONE_KINDS, Manifest, check_duplicates
@@ -41,8 +41,6 @@ from worker.render import STAGE_ONE_KINDS, Manifest, check_duplicates
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 CRD_WAIT = 60.0
 MAX_ERRORS_SHOWN = 10
-IGNORED_METADATA = ("managedFields", "resourceVersion", "generation", "creationTimestamp",
-                    "selfLink", "uid")
 
 
 @dataclass
@@ -124,52 +122,6 @@ def crd_kind(crd: dict) -> tuple[str, str | None]:
 def crd_namespaced(crd: dict) -> bool | None:
     """Whether a CustomResourceDefinition's objects are namespaced; None when its scope says neither."""
     return {"Namespaced": True, "Cluster": False}.get((crd.get("spec") or {}).get("scope"))
-
-
-def digest(obj: dict) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:20]
-
-
-def normalized(obj: dict) -> dict:
-    """``obj`` without what the server changes on its own (status, bookkeeping metadata)."""
-    out = {k: v for k, v in obj.items() if k != "status"}
-    meta = dict(out.get("metadata") or {})
-    for key in IGNORED_METADATA:
-        meta.pop(key, None)
-    out["metadata"] = meta
-    return out
-
-
-def is_subset(desired, live) -> bool:
-    """True when every field set in ``desired`` has the same value in ``live``."""
-    if desired is None or desired == {} or desired == []:
-        return live in (None, {}, []) or live == desired
-    if isinstance(desired, dict):
-        if not isinstance(live, dict):
-            return False
-        return all(is_subset(v, live.get(k)) if v in (None, {}, []) else (k in live and is_subset(v, live[k]))
-                   for k, v in desired.items())
-    if isinstance(desired, list):
-        return isinstance(live, list) and len(desired) == len(live) and \
-            all(is_subset(d, l) for d, l in zip(desired, live))
-    if isinstance(desired, bool) or isinstance(live, bool):
-        return desired is live
-    return desired == live
-
-
-def declares_fields(obj: dict) -> bool:
-    """False for an object that sets nothing but its name (the server then records no owner)."""
-    meta = obj.get("metadata") or {}
-    return any(k not in ("apiVersion", "kind", "metadata") for k in obj) or \
-        any(k not in ("name", "namespace") and v not in (None, {}, []) for k, v in meta.items())
-
-
-def managed_by_us(live: dict, desired: dict | None = None) -> bool:
-    """True when pullbridge applied ``live`` (or ``desired`` declares no field to own)."""
-    if desired is not None and not declares_fields(desired):
-        return True
-    return any(mf.get("manager") == FIELD_MANAGER and mf.get("operation") == "Apply"
-               for mf in (live.get("metadata") or {}).get("managedFields") or [])
 
 
 def describe_api_error(item: Item, exc: ApiError) -> str:
@@ -254,9 +206,7 @@ class Applier:
         """Decide each item's action; dry-run those that may differ.  Raise if any is invalid."""
         to_check = []
         for item in items:
-            prev = self.previous.get(item.inventory_id)
-            if item.live is not None and prev and prev.get("h") == item.digest \
-                    and managed_by_us(item.live, item.obj) and is_subset(item.obj, item.live):
+            if unchanged_as_recorded(item.obj, item.live, self.previous.get(item.inventory_id), item.digest):
                 item.action = "unchanged"
             else:
                 to_check.append(item)
@@ -273,7 +223,7 @@ class Applier:
                 temporary = temporary or result
             elif item.live is None:
                 item.action = "created"
-            elif managed_by_us(item.live, item.obj) and normalized(result) == normalized(item.live):
+            elif unchanged_by_apply(item.obj, item.live, result):
                 item.action = "unchanged"
             else:
                 item.action = "configured"

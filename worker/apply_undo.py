@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 
+from worker.apply_diff import normalized
 from worker.errors import PermanentError, TemporaryError, cut
 from worker.kube import FIELD_MANAGER, ApiError, Kube, sync_error
 
@@ -103,8 +104,6 @@ def _restore(kube: Kube, path: str, before: dict, written: dict) -> None:
 
 def _replace(kube: Kube, path: str, body: dict, expected: dict) -> None:
     """PUT ``body`` at ``path`` while the object there is still ``expected`` (status and bookkeeping aside)."""
-    from worker.apply import normalized
-
     for attempt in range(RESTORE_CONFLICTS):
         current = kube.get(path)
         if current is None:

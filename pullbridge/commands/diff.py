@@ -87,7 +87,7 @@ def field_diff(live: dict | None, after: dict | None) -> list[str]:
     A Secret shows only which fields change: its values (and annotations
     that may copy them) never reach the terminal or a CI log.
     """
-    from worker.apply import normalized
+    from worker.apply_diff import normalized
 
     if not live or not after:
         return []

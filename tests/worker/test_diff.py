@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from worker.apply import (Item, declares_fields, describe_api_error, digest, is_subset,
-                          managed_by_us, normalized, object_id)
+from worker.apply import Item, describe_api_error, object_id
+from worker.apply_diff import (declares_fields, digest, is_subset, managed_by_us, normalized, unchanged_as_recorded,
+                               unchanged_by_apply)
 from worker.kube import ApiError
 from worker.render import Manifest
 
@@ -71,6 +72,27 @@ def test_ownership():
     bare_ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}
     assert not declares_fields(bare_ns) and managed_by_us({"metadata": {}}, bare_ns)
     assert declares_fields({**bare_ns, "metadata": {"name": "x", "labels": {"a": "b"}}})
+
+
+THEIRS = {**LIVE, "metadata": {**LIVE["metadata"], "managedFields": [{"manager": "kubectl", "operation": "Apply"}]}}
+SCALED = {**LIVE, "spec": {**LIVE["spec"], "replicas": 5}}
+
+
+def test_unchanged_as_recorded_needs_the_recorded_manifest_our_ownership_and_every_field_live():
+    recorded = {"v": "apps/v1", "h": digest(DESIRED)}
+    assert unchanged_as_recorded(DESIRED, LIVE, recorded, digest(DESIRED))
+    assert not unchanged_as_recorded(DESIRED, None, recorded, digest(DESIRED))
+    assert not unchanged_as_recorded(DESIRED, LIVE, None, digest(DESIRED))
+    assert not unchanged_as_recorded(DESIRED, LIVE, {"v": "apps/v1", "h": "older"}, digest(DESIRED))
+    assert not unchanged_as_recorded(DESIRED, THEIRS, recorded, digest(DESIRED))
+    assert not unchanged_as_recorded(DESIRED, SCALED, recorded, digest(DESIRED))
+
+
+def test_unchanged_by_apply_when_the_dry_run_changes_only_bookkeeping_of_an_object_we_manage():
+    answer = {**LIVE, "metadata": {**LIVE["metadata"], "resourceVersion": "43"}}
+    assert unchanged_by_apply(DESIRED, LIVE, answer)
+    assert not unchanged_by_apply(DESIRED, SCALED, answer)
+    assert not unchanged_by_apply(DESIRED, THEIRS, {**answer, "metadata": THEIRS["metadata"]})
 
 
 def test_inventory_id():
