@@ -63,7 +63,7 @@ class ContainerImage:
     container: str
     init: bool
     image: str
-    line: int           # 0-based line of the image scalar
+    line: int           # 0-based line of the image scalar (-1: a rendered object's, in no file)
     column: int         # 0-based column where the scalar (or its quote) starts
     policy: WorkloadPolicy
     filter: TagFilter | None  # None when the annotation could not be parsed
@@ -113,39 +113,53 @@ def containers_in_text(text: str, path: str, default_namespace: str = "default")
     without ``metadata.namespace`` is named in ``default_namespace``, where the sync puts it."""
     out: list[ContainerImage] = []
     for doc in round_trip_yaml().load_all(text):
-        if not hasattr(doc, "get") or doc.get("kind") not in POD_SPEC_PATHS:
-            continue
-        meta = doc.get("metadata") or {}
-        if not hasattr(meta, "get"):
-            continue
-        workload = f"{meta.get('namespace') or default_namespace}:{doc['kind'].lower()}/{meta.get('name')}"
-        policy = workload_policy(dict(meta.get("annotations") or {}))
-        pod = _dig(doc, POD_SPEC_PATHS[doc["kind"]])
-        if not hasattr(pod, "get"):
-            continue
-        for field, init in (("initContainers", True), ("containers", False)):
-            for container in pod.get(field) or []:
-                if not hasattr(container, "get") or not isinstance(container.get("image"), str):
-                    continue
-                name = str(container.get("name"))
-                line, column = container.lc.value("image")
-                try:
-                    tag_filter, error = policy.filter_for(name), None
-                except PolicyError as exc:
-                    tag_filter, error = None, str(exc)
-                out.append(ContainerImage(path=path, workload=workload, container=name, init=init,
-                                          image=str(container["image"]), line=line, column=column,
-                                          policy=policy, filter=tag_filter, filter_error=error,
-                                          default_namespace=default_namespace))
+        out.extend(containers_in_doc(doc, path, default_namespace))
+    return out
+
+
+def containers_in_doc(doc, path: str, default_namespace: str = "default") -> list[ContainerImage]:
+    """The containers of one document: read round-trip, each with the line and column of its
+    image; a plain ``dict`` (a rendered object, in no file) gives line and column -1."""
+    if not hasattr(doc, "get") or doc.get("kind") not in POD_SPEC_PATHS:
+        return []
+    meta = doc.get("metadata") or {}
+    if not hasattr(meta, "get"):
+        return []
+    workload = f"{meta.get('namespace') or default_namespace}:{doc['kind'].lower()}/{meta.get('name')}"
+    policy = workload_policy(dict(meta.get("annotations") or {}))
+    pod = _dig(doc, POD_SPEC_PATHS[doc["kind"]])
+    if not hasattr(pod, "get"):
+        return []
+    out: list[ContainerImage] = []
+    for field, init in (("initContainers", True), ("containers", False)):
+        for container in pod.get(field) or []:
+            if not hasattr(container, "get") or not isinstance(container.get("image"), str):
+                continue
+            name = str(container.get("name"))
+            line, column = container.lc.value("image") if hasattr(container, "lc") else (-1, -1)
+            try:
+                tag_filter, error = policy.filter_for(name), None
+            except PolicyError as exc:
+                tag_filter, error = None, str(exc)
+            out.append(ContainerImage(path=path, workload=workload, container=name, init=init,
+                                      image=str(container["image"]), line=line, column=column,
+                                      policy=policy, filter=tag_filter, filter_error=error,
+                                      default_namespace=default_namespace))
     return out
 
 
 def find_containers(root: Path, subdir: str = ".", default_namespace: str = "default"
                     ) -> tuple[list[ContainerImage], ScanProblems]:
     """All workload containers under ``root/subdir``; unreadable files are listed, not fatal."""
+    return containers_in_files(root, yaml_files(root, subdir), default_namespace)
+
+
+def containers_in_files(root: Path, files: list[Path], default_namespace: str = "default"
+                        ) -> tuple[list[ContainerImage], ScanProblems]:
+    """All workload containers of ``files`` (under ``root``); unreadable files are listed, not fatal."""
     problems = ScanProblems(files=[])
     found: list[ContainerImage] = []
-    for file in yaml_files(root, subdir):
+    for file in files:
         rel = file.relative_to(root.resolve()).as_posix()
         try:
             found.extend(containers_in_text(read_text(file), rel, default_namespace))
