@@ -1,8 +1,9 @@
-"""Which containers a kustomization's ``images:`` entry sets, checked against the real
-``kubectl kustomize`` the sync renders with: an entry applies to what its kustomization
-builds (a base's entry to the base's resources, a parent's to its bases' too), a
-component's to what its parent holds when the component is reached, never a shared base's
-entry to the overlay that includes it."""
+"""Which value in Git sets the tag of each container a sync deploys, checked against the
+real ``kubectl kustomize`` the sync renders with: an image line or an ``images:`` entry,
+whichever kustomize applies last (a patch over the line it patches, an entry over the
+patches of its kustomization, an outer entry over an inner one, a parent's over its
+components', a later component's over an earlier one's), following renames; no source
+when an inline patch sets it; a file no kustomization builds is not deployed at all."""
 
 from __future__ import annotations
 
@@ -10,44 +11,74 @@ from pathlib import Path
 
 import pytest
 
-from worker.images.kustomize import kustomization_builds, kustomize_tag_overrides, real_path
-from worker.images.manifests import find_containers
+from worker.images.deployed import deployed_containers
+from worker.images.kustomize import TagOverride, build_inputs
 from worker.render import render
 
-# one image name per kustomization that has an entry, so that at most one entry sets each container
-NAMES = ("shared", "base", "mid", "top", "first", "second")
 COMPONENT = "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n"
 
 
-def deployment(name: str) -> str:
-    containers = "".join(f"      - {{name: {n}, image: reg.example/{n}:v0}}\n" for n in NAMES)
+def workload(name: str, **images: str) -> str:
+    """Deployment ``name`` with these container images: a resource, or a strategic merge patch of one."""
+    lines = "".join(f"      - {{name: {c}, image: '{i}'}}\n" for c, i in images.items())
     return (f"apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\n"
-            f"spec:\n  template:\n    spec:\n      containers:\n{containers}")
+            f"spec:\n  template:\n    spec:\n      containers:\n{lines}")
 
 
-def entry(name: str, tag: str) -> str:
-    return f"images:\n  - name: reg.example/{name}\n    newTag: {tag}\n"
+def deployment(name: str, *containers: str) -> str:
+    return workload(name, **{c: f"reg.example/{c}:v0" for c in containers})
+
+
+def images(*entries: str) -> str:
+    return "images:\n" + "".join(f"  - {{{e}}}\n" for e in entries)
 
 
 LAYOUT = {
-    # the review's layout: a shared base outside the repository path, used by staging too
-    "shared/kustomization.yaml": "resources: [worker.yaml]\n" + entry("shared", "S"),
-    "shared/worker.yaml": deployment("shared-worker"),
+    # top -> mid -> base, two components on top; each level sets some of the same images
+    "base/kustomization.yaml": "resources: [base.yaml]\n" + images(
+        "name: reg.example/nested, newTag: B", "name: reg.example/old, newName: reg.example/renamed, newTag: B"),
+    "base/base.yaml": deployment("base-app", "nested", "patched", "patchset", "old", "inline"),
+    "mid/kustomization.yaml": (
+        "resources: [mid.yaml, ../base]\npatches:\n  - path: patch.yaml\n"
+        "  - patch: |-\n      apiVersion: apps/v1\n      kind: Deployment\n      metadata: {name: base-app}\n"
+        "      spec: {template: {spec: {containers: [{name: inline, image: reg.example/inline:I}]}}}\n"
+        + images("name: reg.example/nested, newTag: M", "name: reg.example/patchset, newTag: M")),
+    "mid/patch.yaml": workload("base-app", patched="reg.example/patched:P", patchset="reg.example/patchset:P"),
+    "mid/mid.yaml": deployment("mid-app", "nested", "smp"),
+    "top/kustomization.yaml": (
+        "resources: [top.yaml, ../mid]\ncomponents: [../first, ../second]\npatchesStrategicMerge: [smp.yaml]\n"
+        + images("name: reg.example/nested, newTag: T", "name: reg.example/comp, newTag: T",
+                 "name: reg.example/old, newTag: T")),
+    "top/smp.yaml": workload("mid-app", smp="reg.example/smp:S"),
+    "top/top.yaml": deployment("top-app", "nested", "comp", "second"),
+    "top/unused.yaml": deployment("unused-app", "nested"),  # under the path, built by nothing
+    "first/kustomization.yaml": COMPONENT + images("name: reg.example/comp, newTag: F",
+                                                   "name: reg.example/second, newTag: F"),
+    "second/kustomization.yaml": COMPONENT + images("name: reg.example/second, newTag: C"),
+    # a shared base outside the path: its entry sets its own workload only
+    "shared/kustomization.yaml": "resources: [worker.yaml]\n" + images("name: reg.example/shared, newTag: S"),
+    "shared/worker.yaml": deployment("shared-worker", "shared"),
     "apps/prod/kustomization.yaml": "resources: [deployment.yaml, ../../shared]\n",
-    "apps/prod/deployment.yaml": deployment("prod-app"),
-    "apps/staging/kustomization.yaml": "resources: [../../shared]\n",
-    # an overlay chain top -> mid -> base, with two components in order
-    "base/kustomization.yaml": "resources: [base.yaml]\n" + entry("base", "B"),
-    "base/base.yaml": deployment("base-app"),
-    "mid/kustomization.yaml": "resources: [mid.yaml, ../base]\n" + entry("mid", "M"),
-    "mid/mid.yaml": deployment("mid-app"),
-    "top/kustomization.yaml": ("resources: [top.yaml, ../mid]\ncomponents: [../first, ../second]\n"
-                               + entry("top", "T")),
-    "top/top.yaml": deployment("top-app"),
-    "first/kustomization.yaml": COMPONENT + "resources: [first.yaml]\n" + entry("first", "F"),
-    "first/first.yaml": deployment("first-app"),
-    "second/kustomization.yaml": COMPONENT + "resources: [second.yaml]\n" + entry("second", "C"),
-    "second/second.yaml": deployment("second-app"),
+    "apps/prod/deployment.yaml": deployment("prod-app", "shared"),
+}
+
+EXPECTED = {
+    "top": {
+        ("base-app", "nested"): "top/kustomization.yaml images: reg.example/nested",  # outermost entry
+        ("base-app", "patched"): "mid/patch.yaml",                                    # the patch, not base.yaml
+        ("base-app", "patchset"): "mid/kustomization.yaml images: reg.example/patchset",  # entry after patch
+        ("base-app", "old"): "base/kustomization.yaml images: reg.example/old",       # renamed: top's misses
+        ("base-app", "inline"): None,                                                 # an inline patch
+        ("mid-app", "nested"): "top/kustomization.yaml images: reg.example/nested",
+        ("mid-app", "smp"): "top/smp.yaml",
+        ("top-app", "nested"): "top/kustomization.yaml images: reg.example/nested",
+        ("top-app", "comp"): "top/kustomization.yaml images: reg.example/comp",       # parent after component
+        ("top-app", "second"): "second/kustomization.yaml images: reg.example/second",  # later component
+    },
+    "apps/prod": {
+        ("prod-app", "shared"): "apps/prod/deployment.yaml",
+        ("shared-worker", "shared"): "shared/kustomization.yaml images: reg.example/shared",
+    },
 }
 
 
@@ -59,64 +90,77 @@ def checkout(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def predicted_and_rendered(checkout: Path, subdir: str) -> tuple[dict, dict]:
-    """(name, container) -> image, as the entries that set it predict and as kubectl renders it."""
-    overrides = kustomize_tag_overrides(checkout, subdir)
-    predicted = {}
-    for c in find_containers(checkout, ".")[0]:  # every file of the checkout, not only the path's
-        setting = [o for o in overrides if o.sets_tag_of(real_path(checkout, c.path), c.image)]
-        assert len(setting) <= 1, (c.label, setting)
-        predicted[(c.workload.rpartition("/")[2], c.container)] = setting[0].deployed if setting else c.image
+def _where(source) -> str | None:
+    if isinstance(source, TagOverride):
+        return f"{source.path} images: {source.name}"
+    return None if source is None else source.path
+
+
+@pytest.mark.parametrize("subdir", sorted(EXPECTED))
+def test_each_deployed_tag_comes_from_the_value_kubectl_kustomize_applies_last(checkout, subdir):
+    deployed, problems = deployed_containers(checkout, subdir)
+
+    assert problems.files == []
     rendered = {(m.name, c["name"]): c["image"] for m in render(checkout, subdir)
                 for c in m.obj["spec"]["template"]["spec"]["containers"]}
-    return {key: predicted[key] for key in rendered}, rendered
+    key = {id(d): (d.container.workload.rpartition("/")[2], d.container.container) for d in deployed}
+    assert {key[id(d)]: d.container.image for d in deployed} == rendered
+    assert {key[id(d)]: _where(d.source) for d in deployed} == EXPECTED[subdir]
+    assert all((checkout / path).read_text() == text for path, text in LAYOUT.items())  # only a copy was marked
 
 
-@pytest.mark.parametrize("subdir", ["apps/prod", "apps/staging", "shared", "base", "mid", "top"])
-def test_the_containers_an_entry_sets_are_those_kubectl_kustomize_changes(checkout, subdir):
-    predicted, rendered = predicted_and_rendered(checkout, subdir)
-    assert predicted == rendered
+def test_a_source_value_is_the_deployed_one(checkout):
+    deployed, _ = deployed_containers(checkout, "top")
+    by_key = {(d.container.workload.rpartition("/")[2], d.container.container): d for d in deployed}
+    assert by_key[("base-app", "old")].container.image == "reg.example/renamed:B"
+    assert by_key[("base-app", "old")].source.raw == "B"
+    assert by_key[("base-app", "patched")].source.image == "reg.example/patched:P"
 
 
-def test_a_shared_base_entry_sets_only_the_base_own_workloads(checkout):
-    _, rendered = predicted_and_rendered(checkout, "apps/prod")
-    assert rendered[("prod-app", "shared")] == "reg.example/shared:v0"
-    assert rendered[("shared-worker", "shared")] == "reg.example/shared:S"
-    (shared,) = kustomize_tag_overrides(checkout, "apps/prod")
-    assert shared.path == "shared/kustomization.yaml" and shared.builds == {"shared/worker.yaml"}
-    assert not shared.sets_tag_of("apps/prod/deployment.yaml", "reg.example/shared:v0")
+def test_a_plain_yaml_path_deploys_every_file_as_written(checkout):
+    (checkout / "plain").mkdir()
+    (checkout / "plain" / "app.yaml").write_text(deployment("plain-app", "nested"))
+    (checkout / "plain" / "other").mkdir()
+    (checkout / "plain" / "other" / "kustomization.yaml").write_text(
+        "resources: [../app.yaml]\n" + images("name: reg.example/nested, newTag: K"))
+    (deployed,), problems = deployed_containers(checkout, "plain")
+    assert problems.files == [] and deployed.source is deployed.container
+    assert (deployed.container.path, deployed.container.image) == ("plain/app.yaml", "reg.example/nested:v0")
 
 
-def test_entries_of_an_overlay_chain_and_of_components(checkout):
-    _, rendered = predicted_and_rendered(checkout, "top")
-    # a parent's entry sets its bases' workloads; a base's entry its own
-    assert rendered[("base-app", "mid")] == "reg.example/mid:M" and rendered[("top-app", "mid")] == "reg.example/mid:v0"
-    assert rendered[("base-app", "base")] == "reg.example/base:B"
-    assert rendered[("mid-app", "base")] == "reg.example/base:v0"
-    # a component's entry sets what its parent holds when it is reached, not what a later component adds
-    assert rendered[("top-app", "first")] == rendered[("base-app", "first")] == "reg.example/first:F"
-    assert rendered[("second-app", "first")] == "reg.example/first:v0"
-    assert rendered[("first-app", "second")] == rendered[("top-app", "second")] == "reg.example/second:C"
-    builds = {file.relative_to(checkout.resolve()).as_posix(): {f.name for f in files}
-              for file, files in kustomization_builds(checkout, "top").items()}
-    assert builds == {
-        "base/kustomization.yaml": {"base.yaml"},
-        "mid/kustomization.yaml": {"mid.yaml", "base.yaml"},
-        "top/kustomization.yaml": {"top.yaml", "mid.yaml", "base.yaml", "first.yaml", "second.yaml"},
-        "first/kustomization.yaml": {"top.yaml", "mid.yaml", "base.yaml", "first.yaml"},
-        "second/kustomization.yaml": {"top.yaml", "mid.yaml", "base.yaml", "first.yaml", "second.yaml"},
-    }
+def test_a_path_that_does_not_render_is_reported_and_deploys_nothing(checkout):
+    (checkout / "top" / "kustomization.yaml").write_text("resources: [missing.yaml]\n")
+    deployed, problems = deployed_containers(checkout, "top")
+    assert deployed == []
+    ((path, why),) = problems.files
+    assert path == "top" and why.startswith("no image is changed while the path does not render: "
+                                            "top/kustomization.yaml: kustomize failed: ")
+    assert str(checkout) not in why
 
 
-def test_a_component_two_kustomizations_include_sets_what_each_parent_holds(checkout):
-    files = {"tags/kustomization.yaml": COMPONENT + entry("first", "F2"),
-             "left/kustomization.yaml": "resources: [../base]\ncomponents: [../tags]\n",
-             "right/kustomization.yaml": "resources: [right.yaml]\ncomponents: [../tags]\n",
-             "right/right.yaml": deployment("right-app"),
-             "both/kustomization.yaml": "resources: [../left, ../right]\n"}
-    for path, text in files.items():
-        (checkout / path).parent.mkdir(exist_ok=True)
-        (checkout / path).write_text(text)
-    predicted, rendered = predicted_and_rendered(checkout, "both")
-    assert predicted == rendered
-    assert rendered[("base-app", "first")] == rendered[("right-app", "first")] == "reg.example/first:F2"
+def test_the_files_the_render_reads_follow_resources_bases_components_and_patches(tmp_path: Path):
+    def write(path: str, text: str = "") -> None:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+
+    write("deploy/prod/kustomization.yaml",
+          "resources: [../base, app.yaml, https://example.com/x.yaml]\nbases: [../legacy]\ncomponents: [../tags]\n"
+          "patchesStrategicMerge: [smp.yaml, \"kind: Deployment\\nmetadata: {name: x}\\n\"]\n"
+          "patches: [{path: patch.yaml}, {patch: 'kind: Deployment'}]\n")
+    for name in ("app.yaml", "smp.yaml", "patch.yaml", "unused.yaml"):
+        write(f"deploy/prod/{name}")
+    write("deploy/base/kustomization.yml", "resources: [../prod, ../../outside-not-a-dir]\n")  # a cycle
+    write("deploy/legacy/Kustomization", "resources: []\n")
+    write("deploy/tags/kustomization.yaml", "kind: Component\n")
+    write("deploy/staging/kustomization.yaml", "resources: [../base]\n")  # not reached from prod
+    write("deploy/broken/kustomization.yaml", "resources: [\n")
+
+    def rel(paths: list[Path]) -> list[str]:
+        return [p.relative_to(tmp_path.resolve()).as_posix() for p in paths]
+
+    kustomizations, files = build_inputs(tmp_path, "deploy/prod")
+    assert rel(kustomizations) == ["deploy/base/kustomization.yml", "deploy/legacy/Kustomization",
+                                   "deploy/prod/kustomization.yaml", "deploy/tags/kustomization.yaml"]
+    assert rel(files) == ["deploy/prod/app.yaml", "deploy/prod/patch.yaml", "deploy/prod/smp.yaml"]
+    assert build_inputs(tmp_path, "deploy") == ([], [])  # plain YAML there: nothing rendered by kustomize
+    assert rel(build_inputs(tmp_path, "deploy/broken")[0]) == ["deploy/broken/kustomization.yaml"]

@@ -1,6 +1,9 @@
-"""Only kustomizations the sync's render reads move a tag: a kustomization lying in a
+"""A scan moves the one value the sync's render deploys (real registry, bare repo, Redis,
+and kubectl kustomize on the branch before and after): a kustomization lying in a
 plain-YAML repository, or an overlay the rendered one does not lead to, is never
-rendered, so the workload's own image line moves (real registry, bare repo, Redis)."""
+rendered, so the workload's own image line moves; in a kustomize path the patch or the
+outermost ``images:`` entry kustomize applies last moves, and a file no kustomization
+builds is left alone."""
 
 from __future__ import annotations
 
@@ -49,27 +52,6 @@ def test_an_overlay_the_rendered_kustomization_does_not_reach_is_ignored(demo, r
     assert bare_git(repo, "show", "main:overlays/prod/kustomization.yaml") == overlay
 
 
-def test_the_kustomizations_the_render_reads_follow_resources_bases_and_components(tmp_path: Path):
-    from worker.images.kustomize import kustomization_builds
-
-    def write(path: str, text: str) -> None:
-        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / path).write_text(text)
-
-    write("deploy/prod/kustomization.yaml", "resources: [../base, app.yaml, https://example.com/x.yaml]\n"
-                                             "bases: [../legacy]\ncomponents: [../tags]\n")
-    write("deploy/base/kustomization.yml", "resources: [../prod, ../../outside-not-a-dir]\n")  # a cycle
-    write("deploy/legacy/Kustomization", "resources: []\n")
-    write("deploy/tags/kustomization.yaml", "kind: Component\n")
-    write("deploy/staging/kustomization.yaml", "resources: [../base]\n")  # not reached from prod
-    write("deploy/broken/kustomization.yaml", "resources: [\n")
-    found = [p.relative_to(tmp_path.resolve()).as_posix() for p in kustomization_builds(tmp_path, "deploy/prod")]
-    assert found == ["deploy/base/kustomization.yml", "deploy/legacy/Kustomization",
-                     "deploy/prod/kustomization.yaml", "deploy/tags/kustomization.yaml"]
-    assert list(kustomization_builds(tmp_path, "deploy")) == []  # plain YAML there: nothing rendered by kustomize
-    assert [p.name for p in kustomization_builds(tmp_path, "deploy/broken")] == ["kustomization.yaml"]
-
-
 def _rendered_flask_images(repo, tmp_path: Path, subdir: str) -> dict[str, str]:
     """Deployment name -> flask image, as ``kubectl kustomize`` renders the branch's head."""
     tree = tmp_path / "rendered"
@@ -108,6 +90,8 @@ def test_a_shared_base_entry_outside_the_path_does_not_take_the_overlay_update(d
 
 
 COMPONENT = "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n"
+PATCH = ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: fluxdemo, namespace: my-demo}}\n"
+         "spec:\n  template:\n    spec:\n      containers:\n        - name: flask\n          image: {image}:{old}\n")
 
 
 @pytest.mark.parametrize("layout, moved", [
@@ -131,6 +115,34 @@ COMPONENT = "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n"
       "tags/kustomization.yaml": COMPONENT + "images:\n  - name: {image}\n    newTag: {old}\n",
       "late/kustomization.yaml": COMPONENT + "resources: [late.yaml]\n", "late/late.yaml": None},
      ["late/late.yaml", "tags/kustomization.yaml"]),
+    # of nested entries for one image, the outer one is applied last: it moves, the inner one is not deployed
+    ({"kustomization.yaml": "resources: [namespace.yaml, nginx-conf.yaml, app]\n"
+                            "images:\n  - name: {image}\n    newTag: {old}\n",
+      "app/kustomization.yaml": "resources: [fluxdemo.yaml]\nimages:\n  - name: {image}\n    newTag: v0-inner\n"},
+     ["kustomization.yaml"]),
+    # a parent's entry is applied after its components'
+    ({"kustomization.yaml": "resources: [namespace.yaml, nginx-conf.yaml, app]\ncomponents: [tags]\n"
+                            "images:\n  - name: {image}\n    newTag: {old}\n",
+      "app/kustomization.yaml": "resources: [fluxdemo.yaml]\n",
+      "tags/kustomization.yaml": COMPONENT + "images:\n  - name: {image}\n    newTag: v0-tags\n"},
+     ["kustomization.yaml"]),
+    # a later component's entry is applied after an earlier one's
+    ({"kustomization.yaml": "resources: [namespace.yaml, nginx-conf.yaml, app]\ncomponents: [first, second]\n",
+      "app/kustomization.yaml": "resources: [fluxdemo.yaml]\n",
+      "first/kustomization.yaml": COMPONENT + "images:\n  - name: {image}\n    newTag: v0-first\n",
+      "second/kustomization.yaml": COMPONENT + "images:\n  - name: {image}\n    newTag: {old}\n"},
+     ["second/kustomization.yaml"]),
+    # a patch's image replaces the workload's: the patch moves (the workload's annotations still apply)
+    ({"kustomization.yaml": "resources: [namespace.yaml, nginx-conf.yaml, app]\npatches:\n  - path: patch.yaml\n",
+      "app/kustomization.yaml": "resources: [fluxdemo.yaml]\n", "patch.yaml": PATCH},
+     ["patch.yaml"]),
+    ({"kustomization.yaml": "resources: [namespace.yaml, nginx-conf.yaml, app]\npatchesStrategicMerge: [patch.yaml]\n",
+      "app/kustomization.yaml": "resources: [fluxdemo.yaml]\n", "patch.yaml": PATCH},
+     ["patch.yaml"]),
+    # a workload file under the path that no kustomization builds is never deployed: left alone
+    ({"kustomization.yaml": "resources: [namespace.yaml, nginx-conf.yaml, app]\n",
+      "app/kustomization.yaml": "resources: [fluxdemo.yaml]\n", "app/retired.yaml": None},
+     ["app/fluxdemo.yaml"]),
 ])
 def test_the_entry_of_the_kustomization_that_builds_the_workload_moves(demo, registry, image_name, redis_conn,
                                                                        tmp_path, layout, moved):
@@ -150,3 +162,51 @@ def test_the_entry_of_the_kustomization_that_builds_the_workload_moves(demo, reg
     assert result.skipped == [] and result.errors == []
     assert bare_git(repo, "diff", "--name-only", before, result.sha).split() == moved
     assert _rendered_flask_images(repo, tmp_path / "after", ".") == {name: f"{image}:{NEW}" for name in rendered}
+
+
+@pytest.mark.parametrize("overlay_entry", [True, False])
+def test_a_base_outside_the_path_takes_updates_through_the_overlay_entry_only(demo, registry, image_name, redis_conn,
+                                                                              tmp_path, overlay_entry):
+    # a base is built by other paths too: its files are never edited for this one
+    repo, image, files = demo
+    overlay = "resources: [../../base]\n" + (f"images:\n  - name: {image}\n    newTag: {OLD}\n" if overlay_entry else "")
+    repo.commit_and_push("an overlay of a base", {
+        "base/kustomization.yaml": "resources: [fluxdemo.yaml]\n", "base/fluxdemo.yaml": files["fluxdemo.yaml"],
+        "clusters/prod/kustomization.yaml": overlay})
+    registry.push_image(image_name, NEW, day(5))
+    config = make_config(repo, registry)
+    prod = config.repos[0].model_copy(update={"path": "clusters/prod"})
+    before = bare_git(repo, "rev-parse", "main").strip()
+
+    result = scan(redis_conn, config, prod)
+
+    assert result.errors == []
+    if overlay_entry:
+        assert result.skipped == []
+        assert bare_git(repo, "diff", "--name-only", before, result.sha).split() == ["clusters/prod/kustomization.yaml"]
+        assert _rendered_flask_images(repo, tmp_path, "clusters/prod") == {"fluxdemo": f"{image}:{NEW}"}
+        return
+    line = files["fluxdemo.yaml"].splitlines().index(f"          image: {image}:{OLD}") + 1
+    assert result.sha is None and result.skipped == [
+        f"my-demo:deployment/fluxdemo container flask: its tag is set by base/fluxdemo.yaml line {line} ({image}:{OLD}); "
+        f"{NEW} is wanted, but that file is outside the repository path clusters/prod, and other paths may build it too"]
+    assert bare_git(repo, "rev-parse", "main").strip() == before
+
+
+def test_a_tag_set_by_an_inline_patch_is_reported(demo, registry, image_name, redis_conn):
+    repo, image, files = demo
+    inline = PATCH.format(image=image, old=OLD).replace("\n", "\n      ")
+    repo.commit_and_push("an inline patch", {"kustomization.yaml": (
+        f"resources: [namespace.yaml, nginx-conf.yaml, fluxdemo.yaml]\npatches:\n  - patch: |-\n      {inline}\n")})
+    registry.push_image(image_name, NEW, day(5))
+    config = make_config(repo, registry)
+    before = bare_git(repo, "rev-parse", "main").strip()
+
+    result = scan(redis_conn, config, config.repos[0])
+
+    assert result.errors == [] and result.sha is None
+    assert result.skipped == [
+        f"my-demo:deployment/fluxdemo container flask: {NEW} is wanted, but its tag is set by nothing the automation "
+        "can change "
+        "(an inline or JSON patch, a replacement, a remote base or a value spread over lines)"]
+    assert bare_git(repo, "rev-parse", "main").strip() == before

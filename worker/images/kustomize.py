@@ -1,27 +1,21 @@
-"""Image tags set by a kustomization's ``images:`` entries, found and moved in place.
+"""Kustomization ``images:`` entries found and moved in place, and the files a build reads.
 
 Why it exists: kustomize applies ``images: [{name, newName, newTag, digest}]``
 after it has read the workloads, so for an image such an entry covers, the
-tag written in the Deployment is never deployed: the entry's ``newTag`` is.
-Automation must move that ``newTag`` instead (as ``kustomize edit set image``
-would), and leave alone what it cannot move safely: a digest pin, or an entry
-several kustomizations set.  Only the kustomizations the sync's render reads
-count: one that is never rendered changes nothing deployed, and taking the
-update there would leave the deployed tag old.  And an entry sets the tag of
-a container only if the container's file is in what its kustomization builds
-(its resources, and what the kustomizations they lead to build), as kustomize
-applies it: a shared base's entry never changes the overlay's own workloads,
-so moving it would change other overlays and leave this one's tag old.  A
-component's entry applies to what its parent has built when the component
-is reached.  The edit follows ``worker.images.manifests``: only the
-characters of the one scalar change, and the result is re-read before it is
-kept.
+tag written in the Deployment may never be deployed: the entry's ``newTag``
+is.  Automation must then move that ``newTag`` instead (as ``kustomize edit
+set image`` would).  Which value a deployed container really takes is asked
+of kustomize itself (``worker.images.deployed``); this module lists what it
+can ask about: the entries of one kustomization file, and the local files
+the render of a path reads (kustomizations, resources, patches).  The edit
+follows ``worker.images.manifests``: only the characters of the one scalar
+change, and the result is re-read before it is kept.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from ruamel.yaml import YAML
@@ -38,31 +32,16 @@ class TagOverride:
     """A kustomization's ``images:`` entry that sets the tag (or digest) of an image name."""
 
     path: str               # the kustomization file, relative to the checkout
-    name: str               # ``images[].name``: matched as kustomize does, against the reference before its tag
+    name: str               # ``images[].name``: the image name it applies to
     key: str                # "newTag" or "digest"
     raw: str                # the value as written, without its quotes
     new_name: str | None    # ``images[].newName``: the image that is deployed instead, if any
-    line: int               # 0-based line of the value's scalar
+    line: int               # 0-based line of the value's scalar (-1: not a one-line value)
     column: int             # 0-based column where the scalar (or its quote) starts
-    # the files (relative to the checkout, symlinks resolved) whose workloads the entry changes
-    builds: frozenset[str] = field(default=frozenset(), compare=False)
 
     @property
     def value(self) -> str:
         return f"{self.key}: {self.raw}"
-
-    @property
-    def deployed(self) -> str:
-        """The image reference kustomize writes into the workload."""
-        separator = ":" if self.key == "newTag" else "@"
-        return f"{self.new_name or self.name}{separator}{self.raw}"
-
-    def covers(self, image: str) -> bool:
-        return image == self.name or image.startswith((self.name + ":", self.name + "@"))
-
-    def sets_tag_of(self, file: str, image: str) -> bool:
-        """Whether kustomize applies this entry to ``image`` declared in ``file`` (a ``real_path``)."""
-        return file in self.builds and self.covers(image)
 
 
 def overrides_in_text(text: str, path: str) -> list[TagOverride]:
@@ -88,109 +67,61 @@ def overrides_in_text(text: str, path: str) -> list[TagOverride]:
     return found
 
 
-def kustomize_tag_overrides(root: Path, subdir: str = ".") -> list[TagOverride]:
-    """The ``images:`` entries with ``newTag`` or ``digest`` of the kustomizations the render of
-    ``root/subdir`` reads (none when that path is not rendered with kustomize), each with the
-    files whose workloads it changes (``builds``)."""
-    found: list[TagOverride] = []
-    checkout = root.resolve()
-    for file, builds in kustomization_builds(root, subdir).items():
-        path = file.relative_to(checkout).as_posix()
-        try:
-            overrides = overrides_in_text(read_text(file), path)
-        except (YAMLError, UnicodeDecodeError, ValueError):
-            continue  # the render reports a broken kustomization; nothing to match here
-        files = frozenset(f.relative_to(checkout).as_posix() for f in builds)
-        found.extend(replace(o, builds=files) for o in overrides)
-    return found
-
-
-def real_path(root: Path, path: str) -> str:
-    """``path`` (relative to the checkout) with symlinks resolved, as ``TagOverride.builds`` holds files."""
-    checkout = root.resolve()
-    real = (checkout / path).resolve()
-    return real.relative_to(checkout).as_posix() if real.is_relative_to(checkout) else path
-
-
 def _kustomization_in(directory: Path) -> Path | None:
     return next((directory / name for name in KUSTOMIZATION_FILES if (directory / name).is_file()), None)
 
 
-def kustomization_builds(root: Path, subdir: str = ".") -> dict[Path, frozenset[Path]]:
-    """Each kustomization file ``kubectl kustomize`` reads when the sync renders ``root/subdir``
-    -> the resource files its ``images:`` entries apply to, as kustomize builds them; sorted by path.
+def build_inputs(root: Path, subdir: str = ".") -> tuple[list[Path], list[Path]]:
+    """The local files ``kubectl kustomize`` reads when the sync renders ``root/subdir``:
+    (the kustomization files, the resource and patch files they name), real paths, sorted.
 
-    Empty when that path is not rendered with kustomize (plain YAML: a
-    kustomization lying under it is never applied, so its ``images:`` change
-    nothing that is deployed).  Otherwise the path's own kustomization and
-    those of every directory its ``resources``, ``bases`` and ``components``
-    lead to, transitively, inside the checkout; an unrelated overlay next to
-    them is not rendered either.  Remote bases are left out (nothing to edit).
-
-    A kustomization's entries apply to its build: its ``resources`` and
-    ``bases`` files and what the kustomizations there build, then what its
-    components add.  A component is built onto its parent's resources: its
-    entries apply to what the parent holds when the component is reached
-    (not to what a later component adds), and to its own resources.  Files
-    and directories outside the checkout and remote bases are never followed.
+    Both empty when that path is not rendered with kustomize (plain YAML: a
+    kustomization lying under it is never applied).  Otherwise the path's
+    own kustomization and those of every directory its ``resources``,
+    ``bases`` and ``components`` lead to, transitively, with the files they
+    and their ``patchesStrategicMerge`` and ``patches`` name; an overlay
+    nothing there leads to is not read.  Files and directories outside the
+    checkout, remote bases and inline patches are never followed.
     """
     checkout = root.resolve()
     if not uses_kustomize(checkout, subdir):
-        return {}
-    walk = _BuildWalk(checkout)
-    walk.build((checkout / subdir).resolve(), None)
-    return {file: frozenset(walk.applies_to[file])
-            for file in sorted(walk.applies_to, key=lambda f: f.relative_to(checkout).as_posix())}
-
-
-class _BuildWalk:
-    """Builds kustomizations the way ``kubectl kustomize`` accumulates resources, files only."""
-
-    def __init__(self, checkout: Path):
-        self.checkout = checkout
-        self.applies_to: dict[Path, set[Path]] = {}    # kustomization file -> what its images: change
-        self.built: dict[Path, frozenset[Path]] = {}   # a kustomization built on its own -> its files
-        self.open: set[Path] = set()                   # being built: a cycle (kustomize refuses it) stops
-
-    def build(self, directory: Path, parent: frozenset[Path] | None) -> frozenset[Path]:
-        """The files the kustomization in ``directory`` outputs; ``parent``: for a component, what
-        its parent holds so far (None for a kustomization built on its own)."""
-        start = parent or frozenset()
-        file = _kustomization_in(directory)
-        if file is None or file in self.open:
-            return start
-        if parent is None and file in self.built:
-            return self.built[file]
-        self.open.add(file)
-        files = set(start)
+        return [], []
+    kustomizations: set[Path] = set()
+    files: set[Path] = set()
+    pending = [(checkout / subdir).resolve()]
+    while pending:
+        directory = pending.pop()
+        kustomization = _kustomization_in(directory)
+        real = kustomization.resolve() if kustomization is not None else None
+        if real is None or real in kustomizations or not real.is_relative_to(checkout):
+            continue
+        kustomizations.add(real)
         try:
-            doc = YAML(typ="safe", pure=True).load(read_text(file))
+            doc = YAML(typ="safe", pure=True).load(read_text(kustomization))
         except (YAMLError, UnicodeDecodeError, ValueError):
-            doc = None  # the render reports it; the file is still listed as read
-        for entry in _local_entries(doc, "resources") + _local_entries(doc, "bases"):
+            continue  # the render reports it
+        for entry in _file_entries(doc):
             target = (directory / entry).resolve()
-            if not target.is_relative_to(self.checkout):
+            if not target.is_relative_to(checkout):
                 continue
             if target.is_dir():
-                files |= self.build(target, None)
+                pending.append(target)
             elif target.is_file():
                 files.add(target)
-        for entry in _local_entries(doc, "components"):
-            target = (directory / entry).resolve()
-            if target.is_dir() and target.is_relative_to(self.checkout):
-                files = set(self.build(target, frozenset(files)))
-        self.open.discard(file)
-        self.applies_to.setdefault(file, set()).update(files)
-        if parent is None:
-            self.built[file] = frozenset(files)
-        return frozenset(files)
+    return sorted(kustomizations), sorted(files)
 
 
-def _local_entries(doc, key: str) -> list[str]:
-    """The entries of ``doc[key]`` that name a path in the checkout (not a URL or remote base)."""
-    entries = doc.get(key) if isinstance(doc, dict) else None
-    return [entry for entry in entries if isinstance(entry, str) and "://" not in entry
-            and not entry.startswith(("git@", "github.com/"))] if isinstance(entries, list) else []
+def _file_entries(doc) -> list[str]:
+    """What a kustomization names in the checkout: its ``resources``, ``bases``, ``components``,
+    ``patchesStrategicMerge`` and ``patches[].path`` (not a URL, a remote base or an inline patch)."""
+    def listed(key: str) -> list:
+        value = doc.get(key) if isinstance(doc, dict) else None
+        return value if isinstance(value, list) else []
+
+    entries = [entry for key in ("resources", "bases", "components", "patchesStrategicMerge") for entry in listed(key)]
+    entries += [patch.get("path") for patch in listed("patches") if isinstance(patch, dict)]
+    return [entry for entry in entries if isinstance(entry, str) and "://" not in entry and "\n" not in entry
+            and not entry.startswith(("git@", "github.com/"))]
 
 
 def _scalar_at(line: str, column: int) -> str | None:

@@ -2,11 +2,12 @@
 
 Why it exists: this is the loop that makes a new registry tag reach the
 cluster through Git.  For one repository it reads the tracked branch, finds
-every automated container (Flux v1 annotations), asks the registries (through
-the Redis cache) which tag each policy wants, commits the changed image lines
-and pushes them, then calls ``request_sync`` so the ordinary sync path
-deploys the new commit.  A locked or ignored workload is never touched; a
-suspended repository is not scanned; a dry run only reports.
+every automated container the sync deploys (Flux v1 annotations) and the one
+value in Git that sets its tag (``worker.images.deployed``), asks the
+registries (through the Redis cache) which tag each policy wants, commits the
+changed values and pushes them, then calls ``request_sync`` so the ordinary
+sync path deploys the new commit.  A locked or ignored workload is never
+touched; a suspended repository is not scanned; a dry run only reports.
 
 ``scan_repo(repo_name)`` is the RQ job (the scheduler runs it every
 ``images.interval``; a registry webhook queues it at once through
@@ -29,8 +30,9 @@ from pullbridge import keys, repostate
 from pullbridge.config import Config, RepoConfig, load_config
 from pullbridge.queueing import request_sync
 from worker.images.cache import CachedRegistries
-from worker.images.kustomize import TagOverride, kustomize_tag_overrides, real_path
-from worker.images.manifests import ContainerImage, find_containers
+from worker.images.deployed import Source, deployed_containers
+from worker.images.kustomize import TagOverride
+from worker.images.manifests import ContainerImage
 from worker.images.policy import pick_tag
 from worker.images.registry import ImageRef, RegistryError
 from worker.images.writeback import ImageChange, WriteBack, WriteBackError, editable_changes
@@ -40,6 +42,8 @@ log = logging.getLogger("pullbridge.images")
 SCAN_QUEUE = keys.IMAGES_QUEUE
 SCAN_MARKER_TTL = 3600
 WAITING = ("queued", "deferred", "scheduled")
+UNEDITABLE = ("its tag is set by nothing the automation can change (an inline or JSON patch, a replacement, "
+              "a remote base or a value spread over lines)")
 
 
 def default_git_env(repo: RepoConfig, config: Config) -> dict[str, str]:
@@ -81,45 +85,21 @@ def make_plan(repo: RepoConfig, registries: CachedRegistries, result: ScanResult
     def plan(root: Path) -> list[ImageChange]:
         result.skipped.clear()
         result.errors.clear()
-        containers, problems = find_containers(root, repo.path, default_namespace)
+        deployed, problems = deployed_containers(root, repo.path, default_namespace)
         result.skipped.extend(f"{path}: {why}" for path, why in problems.files)
-        overrides = kustomize_tag_overrides(root, repo.path)
+        setters: dict[int, tuple[Source | None, list[ContainerImage]]] = {}  # the source -> the containers it sets
+        for d in deployed:
+            setters.setdefault(id(d) if d.source is None else id(d.source), (d.source, []))[1].append(d.container)
+        inside = (root / repo.path).resolve()
         changes: list[ImageChange] = []
-        pinned: dict[TagOverride, list[ContainerImage]] = {}  # entry -> every container whose tag it sets
-        for c in containers:
-            where = c.label
-            file = real_path(root, c.path)  # an entry sets only the tags of the files its kustomization builds
-            covering = [o for o in overrides if o.sets_tag_of(file, c.image)]
-            if len(covering) == 1:
-                pinned.setdefault(covering[0], []).append(c)
-                continue
-            if not c.policy.automated:
-                continue
-            if c.policy.frozen:
-                result.skipped.append(f"{where}: locked")
-                continue
-            if covering:
-                result.skipped.append(f"{where}: its tag is set by several kustomizations ("
-                                      + ", ".join(f"{o.path} {o.value}" for o in covering) + ")")
-                continue
-            if c.filter is None:
-                result.skipped.append(f"{where}: bad tag filter: {c.filter_error}")
-                continue
-            try:
-                ref = ImageRef.parse(c.image)
-            except ValueError as exc:
-                result.skipped.append(f"{where}: {exc}")
-                continue
-            if ref.digest:
-                result.skipped.append(f"{where}: pinned by digest")
-                continue
-            best = _best_tag(registries, ref, c.filter, where, result)
-            if best is not None and best != ref.tag:
-                changes.append(ImageChange(path=c.path, workload=c.workload, container=c.container,
-                                           old_image=c.image, new_image=ref.with_tag(best),
-                                           old_tag=ref.tag, new_tag=best, target=c))
-        for override, covered in pinned.items():
-            change = _kustomize_change(override, covered, registries, result)
+        for source, covered in setters.values():
+            if source is None:
+                refuse = UNEDITABLE
+            elif not (root / source.path).resolve().is_relative_to(inside):
+                refuse = f"that file is outside the repository path {repo.path}, and other paths may build it too"
+            else:
+                refuse = None
+            change = _change(source, covered, registries, result, refuse)
             if change is not None:
                 changes.append(change)
         changes, refused = editable_changes(root, changes)
@@ -143,51 +123,63 @@ def _best_tag(registries: CachedRegistries, ref: ImageRef, tag_filter, where: st
     return best.tag
 
 
-def _kustomize_change(override: TagOverride, covered: list[ContainerImage], registries: CachedRegistries,
-                      result: ScanResult) -> ImageChange | None:
-    """Move the ``newTag`` of a kustomization entry, when every container it sets agrees.
+def _change(source: Source | None, covered: list[ContainerImage], registries: CachedRegistries,
+            result: ScanResult, refuse: str | None) -> ImageChange | None:
+    """Move the value ``source`` (an image line or an ``images:`` entry's newTag) that sets the
+    tag of every container in ``covered``, as deployed, when they all agree.
 
-    The entry sets the tag of each container whose image it names, so it moves
-    only when all of them are automated, none is locked, and their policies
-    pick the same tag; otherwise each automated one is reported, not changed.
+    It moves only when all of them are automated, none is locked, and their
+    policies pick the same tag; otherwise each automated one is reported,
+    not changed.  ``refuse``: why ``source`` must not be edited (there is
+    none, or it lies outside the repository path), reported when a new tag
+    is wanted.
     """
     locked = [c for c in covered if c.policy.automated and c.policy.frozen]
     result.skipped.extend(f"{c.label}: locked" for c in locked)
     automated = [c for c in covered if c.policy.automated and not c.policy.frozen]
     if not automated:
         return None
-    entry = f"{override.path} (images: {override.name}, {override.value})"
-    wheres = [c.label for c in automated]
+    if isinstance(source, TagOverride):
+        setter = f"its tag is set by {source.path} (images: {source.name}, {source.value}); "
+    elif source is not None and covered != [source]:
+        setter = f"its tag is set by {source.path} line {source.line + 1} ({source.image}); "
+    else:
+        setter = ""
 
     def skip(why: str) -> None:
-        result.skipped.extend(f"{where}: its tag is set by {entry}; {why}" for where in wheres)
+        result.skipped.extend(f"{c.label}: {setter}{why}" for c in automated)
 
-    if override.key != "newTag":
-        return skip("pinned by digest")
     held = [c for c in covered if c not in automated]
     if held:
         return skip("it also sets the tag of " + ", ".join(c.label for c in held)
                     + ", which is locked or not automated")
     if any(c.filter is None for c in automated):
         return skip("bad tag filter: " + next(c.filter_error for c in automated if c.filter is None))
-    if override.line < 0:
-        return skip("its newTag is not a one-line value that can be changed in place")
     try:
-        ref = ImageRef.parse(override.deployed)
+        refs = [ImageRef.parse(c.image) for c in automated]
+        line = ImageRef.parse(source.image) if isinstance(source, ContainerImage) else None
     except ValueError as exc:
         return skip(str(exc))
-    picks = {_best_tag(registries, ref, c.filter, where, result) for c, where in zip(automated, wheres)}
+    if any(ref.digest for ref in refs):
+        return skip("pinned by digest")
+    picks = {_best_tag(registries, ref, c.filter, c.label, result) for ref, c in zip(refs, automated)}
     if None in picks:
         return None  # the reason is recorded
     if len(picks) > 1:
         return skip("the policies of the containers it sets pick different tags (" + ", ".join(sorted(picks)) + ")")
     (best,) = picks
-    if best == override.raw:
+    first, ref = automated[0], refs[0]
+    if best == ref.tag:
         return None
-    first = automated[0]
-    return ImageChange(path=override.path, workload=first.workload, container=first.container,
-                       old_image=override.deployed, new_image=ref.with_tag(best),
-                       old_tag=override.raw, new_tag=best, target=override)
+    if refuse is not None:
+        return skip(f"{best} is wanted, but {refuse}")
+    if line is not None:
+        return ImageChange(path=source.path, workload=first.workload, container=first.container,
+                           old_image=source.image, new_image=line.with_tag(best), old_tag=line.tag, new_tag=best,
+                           target=source)
+    return ImageChange(path=source.path, workload=first.workload, container=first.container,
+                       old_image=first.image, new_image=ref.with_tag(best), old_tag=ref.tag, new_tag=best,
+                       target=source)
 
 
 def scan(conn: Redis | None, config: Config, repo: RepoConfig, *,
