@@ -5,12 +5,12 @@ Why it exists: GitHub, GitLab, Gitea, Bitbucket Server and the generic
 format all say the same few things (which ref moved, from which sha to which,
 in which repository, touching which files) in different words.  The
 receiver's decisions (tracked branch? tag? deletion? path filter?) are made
-once, here, on ``PushEvent``, not five times in five dialects.
+once, on ``PushEvent``, not five times in five dialects; the path filter's
+matching is ``pullbridge.pathfilter``, which the worker shares.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from dataclasses import dataclass
 
@@ -197,22 +197,6 @@ def header(headers, name: str) -> str | None:
 
 
 # --- filters --------------------------------------------------------------------
-
-def path_matches(path: str, pattern: str) -> bool:
-    """``pattern`` is a glob (``*`` also crosses ``/``) or a folder whose contents match."""
-    pattern = pattern.strip()
-    if not pattern:
-        return False
-    folder = pattern.rstrip("/")
-    return fnmatch.fnmatchcase(path, pattern) or path == folder or path.startswith(folder + "/")
-
-
-def touches(paths: frozenset[str] | None, patterns: list[str]) -> bool:
-    """Whether a push touching ``paths`` concerns a repo filtered on ``patterns``."""
-    if not patterns or paths is None:
-        return True
-    return any(path_matches(p, pat) for p in paths for pat in patterns)
-
 
 def same_repository(payload_name: str | None, configured: str | None) -> bool:
     """Git hosts treat owner/name case-insensitively; so do we."""

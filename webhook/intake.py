@@ -38,9 +38,10 @@ from redis.exceptions import RedisError
 from pullbridge import keys
 from pullbridge.config import Config, ConfigError, RepoConfig
 from pullbridge.groupcommit import GroupCommit
+from pullbridge.pathfilter import touches
 from pullbridge.queueing import request_sync
 from webhook import errors
-from webhook.events import DELIVERY_RE, PayloadError, PushEvent, same_repository, touches
+from webhook.events import DELIVERY_RE, PayloadError, PushEvent, same_repository
 from webhook.metrics import observe_batch
 from webhook.providers import provider as provider_module
 

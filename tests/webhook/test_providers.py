@@ -11,7 +11,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from tests.webhook import payloads as P
-from webhook.events import PayloadError, path_matches, touches
+from webhook.events import PayloadError
 from webhook.providers import PROVIDERS, bitbucket_server, generic, gitea, github, gitlab
 
 GITHUB_VECTOR_SECRET = b"It's a Secret to Everybody"
@@ -242,26 +242,6 @@ def test_parse_names_the_bad_field(module, headers, payload, field):
     with pytest.raises(PayloadError) as info:
         module.parse(headers, payload, branch="main")
     assert info.value.field == field
-
-
-@pytest.mark.parametrize("path,pattern,expected", [
-    ("deploy/app.yaml", "deploy/", True),
-    ("deploy/app.yaml", "deploy", True),
-    ("deployment/app.yaml", "deploy", False),
-    ("deploy/a/b.yaml", "deploy/*.yaml", True),
-    ("src/main.py", "deploy/", False),
-    ("base/kustomization.yaml", "*/kustomization.yaml", True),
-    ("x", "", False),
-])
-def test_path_matches(path, pattern, expected):
-    assert path_matches(path, pattern) is expected
-
-
-def test_touches_lets_unknown_paths_through():
-    assert touches(None, ["deploy/"])
-    assert touches(frozenset({"src/x"}), [])
-    assert not touches(frozenset({"src/x"}), ["deploy/"])
-    assert not touches(frozenset(), ["deploy/"])
 
 
 def test_wsgi_headers_read_the_environ_as_werkzeug_does():
