@@ -133,9 +133,13 @@ def commits_push(provider: str, delivery: str | None, payload: dict, *, reposito
     ``after`` and ``commits[]`` with added/modified/removed paths.
 
     The changed paths are only trusted (``paths`` set) when the payload lists
-    every commit: not for a new branch (zero ``before``), a forced push, or a
+    every commit: not for a new branch (zero ``before``), a forced push, a
     list the host cut short (``total_key`` larger than the list, or
-    ``max_commits`` reached); then path filters let the push through.
+    ``max_commits`` reached), or a branch that moved with no commit listed
+    (GitLab and Gitea send no ``forced`` flag: their force push back to an
+    older commit lists nothing); then path filters let the push through.
+    A GitLab or Gitea force push that rewrites history lists only its new
+    commits, not what it reverted: the periodic reconcile catches that one.
     """
     after = sha_field(payload, "after")
     before = sha_field(payload, "before", required=False)
@@ -145,6 +149,7 @@ def commits_push(provider: str, delivery: str | None, payload: dict, *, reposito
     paths = commit_paths(commits) if with_paths else set()
     total = payload.get(total_key) if total_key else None
     complete = not (is_zero_sha(before) or payload.get("forced") is True
+                    or (not commits and before != after)
                     or (isinstance(total, int) and total > len(commits))
                     or (max_commits is not None and len(commits) >= max_commits))
     return PushEvent(

@@ -118,6 +118,32 @@ def test_path_filter_lets_matching_and_unknown_pushes_through(client, redis_conn
     assert forced.status_code == 202  # a force push does not list every changed file
 
 
+def _rolled_back(payload: dict, total_key: str | None) -> dict:
+    """``payload`` as a force push of the branch back to an older commit: no commit listed."""
+    payload["before"], payload["after"] = P.sha("newer head"), P.sha("older commit")
+    payload["commits"] = []
+    if "head_commit" in payload:  # GitHub's and Gitea's
+        payload["head_commit"] = None
+    if total_key:
+        payload[total_key] = 0
+    return payload
+
+
+@pytest.mark.parametrize("name,provider,secret_env,payload,total_key", [
+    ("gl-paths", "gitlab", "PB_TEST_GITLAB_TOKEN", P.gitlab_push(), "total_commits_count"),
+    ("gitea-paths", "gitea", "PB_TEST_GITEA_SECRET", P.gitea_push(), "total_commits"),
+    ("gh-paths", "github", "PB_TEST_GITHUB_SECRET", P.github_push(), None),
+])
+def test_path_filter_lets_a_branch_moved_without_listed_commits_through(client, redis_conn, name, provider,
+                                                                       secret_env, payload, total_key):
+    # GitLab and Gitea send no `forced` flag: a force push back to an older commit lists no commit,
+    # so which files it changed is unknown, and the push is not filtered out.
+    response = post(client, name, _rolled_back(payload, total_key), provider=provider, secret_env=secret_env)
+    assert response.status_code == 202, response.json
+    assert response.json["sha"] == P.sha("older commit")
+    assert len(sync_jobs(redis_conn)) == 1
+
+
 @pytest.mark.parametrize("name,payload,field", [
     ("gh", {"ref": "refs/heads/main", "repository": {"full_name": "octo-org/deploy"}}, "after"),
     ("gh", {**P.github_push(), "after": "not-a-sha"}, "after"),
