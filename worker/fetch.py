@@ -1,8 +1,9 @@
 """Fetch the wanted commit: a bare mirror per repo, and the choice of what to apply.
 
 Why it exists: a sync must apply exactly the commit a push announced, or a
-newer one on the same branch, never an older one and never one from
-elsewhere.  The worker keeps a bare mirror per repository under a cache dir
+newer one on the same branch, never an older one (unless a force push took
+the applied commit off the branch) and never one from elsewhere.  The worker
+keeps a bare mirror per repository under a cache dir
 ($PULLBRIDGE_CACHE_DIR, default ~/.cache/pullbridge/mirrors) and fetches
 into it only the tracked branch from only the configured URL.  Wanted shas
 are ordered with git ancestry, not with webhook arrival order.  A checkout
@@ -83,6 +84,7 @@ class Target:
     unreachable: list[str] = field(default_factory=list)  # not on the tracked branch
     older_than_applied: list[str] = field(default_factory=list)
     reason: str = ""
+    off_branch: str | None = None  # the applied commit, when a force push took it off the branch
 
 
 class Mirror:
@@ -177,7 +179,10 @@ class Mirror:
         """Pick the newest wanted sha reachable from ``head`` (head when none is wanted).
 
         Forward-only: a target older than ``applied`` is not applied unless
-        ``rollback`` (the wanted sha is applied as asked) or ``held`` (a pinned sha).
+        ``rollback`` (the wanted sha is applied as asked) or ``held`` (a pinned sha),
+        as long as ``applied`` is on the branch: a late webhook for an older commit
+        never undoes a newer one.  Once a force push took ``applied`` off the
+        branch, the branch head is applied instead.
         """
         if held:
             if not self.has_commit(held) or not self.is_ancestor(held, head):
@@ -196,12 +201,16 @@ class Mirror:
         else:
             candidate = newest(reachable, self.is_ancestor) or head
             reason = "wanted" if candidate in reachable else "branch head (wanted commits diverge)"
-        superseded = [s for s in reachable if s != candidate]
+        off_branch = None
         if applied and not rollback and candidate != applied and self.has_commit(applied) \
                 and self.is_ancestor(candidate, applied):
-            return Target(None, superseded=superseded, unreachable=unreachable,
-                          older_than_applied=[candidate], reason=f"older than applied {applied[:12]}")
-        return Target(candidate, superseded=superseded, unreachable=unreachable, reason=reason)
+            if self.is_ancestor(applied, head):
+                return Target(None, superseded=[s for s in reachable if s != candidate], unreachable=unreachable,
+                              older_than_applied=[candidate], reason=f"older than applied {applied[:12]}")
+            candidate, reason, off_branch = head, "branch head (the applied commit left the branch)", applied
+        superseded = [s for s in reachable if s != candidate]
+        return Target(candidate, superseded=superseded, unreachable=unreachable, reason=reason,
+                      off_branch=off_branch)
 
     def checkout(self, sha: str) -> Path:
         """The tree of ``sha`` as plain files, byte for byte (cached per sha, a few kept)."""

@@ -180,6 +180,9 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         record.sha = target.sha
         if target.reason == "held":  # say it in the history: pushes do not move a held repo
             record.notes.append(f"held at {target.sha[:12]} by a rollback until `pullbridge resume {repo.name}`")
+        if target.off_branch:  # say why this sync goes back to an older commit
+            record.notes.append(f"applied commit {target.off_branch[:12]} is no longer on branch {repo.branch} "
+                                f"(force push): the branch head is applied")
         for sha in target.superseded:
             _status(conn, config, repo, sha, "success", f"not applied: held at {target.sha[:12]} by a rollback"
                     if target.reason == "held" else f"superseded by {target.sha[:12]}", record.id)

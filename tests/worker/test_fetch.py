@@ -22,6 +22,11 @@ class Upstream:
         git("init", "-q", "--bare", "-b", "main", str(self.bare))
         git("init", "-q", "-b", "main", str(self.work))
 
+    def force_push(self, sha: str, branch: str = "main") -> None:
+        """Move ``branch`` to ``sha``, as ``git push --force`` does; later commits build on it."""
+        git("reset", "-q", "--hard", sha, cwd=self.work)
+        git("push", "-q", "--force", str(self.bare), f"{sha}:refs/heads/{branch}", cwd=self.work)
+
     def commit(self, name: str, branch: str = "main") -> str:
         (self.work / f"{name}.yaml").write_text(f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n")
         git("add", "-A", cwd=self.work)
@@ -72,6 +77,40 @@ def test_forward_only_unless_rollback(upstream, mirror):
     assert mirror.choose(head, [c1], applied=c2, rollback=True).sha == c1
     assert mirror.choose(head, [c2], applied=c2).sha == c2  # the same commit again: reconcile drift
     assert mirror.choose(head, [], applied=c1).sha == c2  # nothing wanted: branch head
+
+
+def test_a_force_push_back_to_an_older_commit_is_applied(upstream, mirror):
+    c1, c2 = upstream.commit("a"), upstream.commit("b")
+    mirror.fetch()
+    upstream.force_push(c1)  # c2, the applied commit, is no longer on the branch
+    head = mirror.fetch()
+    assert head == c1
+    target = mirror.choose(head, [c1], applied=c2)
+    assert (target.sha, target.older_than_applied) == (c1, [])
+    assert target.off_branch == c2  # the sync's record says why it goes back
+
+
+def test_once_the_applied_commit_left_the_branch_the_head_wins(upstream, mirror):
+    c1, c2 = upstream.commit("a"), upstream.commit("b")
+    mirror.fetch()
+    upstream.force_push(c1)
+    c3 = upstream.commit("c")  # main is now c1 - c3; c2 is gone
+    head = mirror.fetch()
+    # The webhook of the force push (c1) is taken after c3 was pushed: c3, the head, is applied.
+    target = mirror.choose(head, [c1], applied=c2)
+    assert (target.sha, target.superseded) == (c3, [c1])
+    assert target.off_branch == c2
+
+
+def test_a_late_webhook_never_undoes_a_newer_commit_still_on_the_branch(upstream, mirror):
+    c1, c2 = upstream.commit("a"), upstream.commit("b")
+    mirror.fetch()
+    upstream.force_push(c2)  # a force push that keeps the applied commit (a no-op rewrite)
+    c3 = upstream.commit("c")
+    head = mirror.fetch()
+    target = mirror.choose(head, [c1], applied=c2)  # c1's webhook, redelivered late
+    assert (target.sha, target.older_than_applied) == (None, [c1])
+    assert mirror.choose(head, [c1, c3], applied=c2).sha == c3
 
 
 def test_held_commit_pins(upstream, mirror):
