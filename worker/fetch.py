@@ -174,6 +174,12 @@ class Mirror:
                 return False
             raise
 
+    def changed_paths(self, older: str, newer: str) -> set[str]:
+        """Every file whose content differs between the two commits' trees (both names of a
+        rename), whatever their ancestry: after a force push, what it reverted counts too."""
+        out = self._open().git.diff("--name-only", "--no-renames", "-z", older, newer, "--")
+        return {path for path in out.split("\0") if path}
+
     def choose(self, head: str, wanted: list[str], applied: str | None, *,
                held: str | None = None, rollback: bool = False) -> Target:
         """Pick the newest wanted sha reachable from ``head`` (head when none is wanted).

@@ -12,7 +12,12 @@ from Git for longer than one interval.  Each run:
    whose newest sync (drift records skipped) failed on a temporary error is
    queued again, so an outage longer than the retries heals by itself; one
    that failed for good (``worker.jobs.PERMANENT_NOTE``) waits for a push, and
-   the run's check result says so;
+   the run's check result says so.  For a repo with ``paths:`` the head is
+   synced only when ``git diff`` between the applied commit and it (in the
+   mirror, fetched under the lock) changes a file the filter matches
+   (``pullbridge.pathfilter``, as the receiver decides): a push the filter
+   ignored is not synced here either, and a force push that reverted a
+   filtered file (GitLab and Gitea list only its new commits) is;
 4. otherwise, under the repo lock, scans the applied commit's objects for
    drift (worker.drift), re-applies only the drifted objects unless the repo
    is in ``report`` mode (which compares with the branch head, as a report-mode
@@ -36,6 +41,7 @@ from rq import get_current_job
 
 from pullbridge import keys, repostate
 from pullbridge.config import Config, RepoConfig
+from pullbridge.pathfilter import touches
 from pullbridge.queueing import release_dead_marker, request_sync
 from worker import alerts, drift, history, metrics
 from worker.apply import Applier
@@ -48,6 +54,9 @@ from worker.ownership import stripped_manifests
 from worker.rendercache import rendered
 
 log = logging.getLogger("pullbridge.drift")
+# State hash field: the applied commit, branch head and paths: of the last head found to change no
+# filtered file (outside_paths_marker); while they stay the same the head is not compared again.
+OUTSIDE_PATHS = "outside_paths"
 
 def guard_ms(interval: float) -> int:
     """How long one run holds its interval: most of it, so the next tick is never blocked."""
@@ -148,7 +157,8 @@ def reconcile(repo_name: str) -> dict:
     except TemporaryError as exc:
         head = None
         log.warning("periodic %s: %s (checking drift only)", repo.name, exc)
-    waiting = ""  # the head failed for good: said in every result of this run
+    about_head = ""  # what became of a head other than the applied commit: said in every result of this run
+    compare_paths = False  # decided under the lock, with a git diff in the mirror
     if repo.mode == "report":
         # A report-mode sync changes nothing, so a missed push needs no sync: drift is
         # reported against what Git declares now (the branch head), else the last applied commit.
@@ -156,21 +166,20 @@ def reconcile(repo_name: str) -> dict:
     elif head and head != applied and not state.get("held_sha"):
         failed = failed_sync(conn, repo.name, head)
         if failed is not None and PERMANENT_NOTE in (failed.get("notes") or []):
-            waiting = f"head {head[:12]} failed to sync; waiting for a new push"
+            about_head = f"head {head[:12]} failed to sync; waiting for a new push"
+        elif repo.paths and applied and failed is None:
+            compare_paths = True
         else:
-            queued = request_sync(conn, config, repo, head, reason="periodic")
-            what = (f"head {head[:12]} failed ({cut(failed.get('error') or 'temporary error', 200)}); sync "
-                    f"{queued.job_id} queued again") if failed is not None else \
-                f"missed push: {head[:12]} not applied, sync {queued.job_id} queued"
-            record_check(conn, repo.name, what)
-            return {"result": "sync queued", "sha": head, "job_id": queued.job_id}
+            return queue_head(conn, config, repo, head, failed)
     if not applied:
-        record_check(conn, repo.name, _also("nothing applied yet", waiting))
+        record_check(conn, repo.name, _also("nothing applied yet", about_head))
         return {"result": "nothing applied"}
     job = get_current_job()
     lock = RepoLock(conn, repo.name, ttl=config.worker.lock_ttl, owner=(job.id if job else "periodic"))
     if not lock.acquire(min(config.worker.lock_wait, 2.0)):
-        record_check(conn, repo.name, _also(f"busy: {lock.holder()} holds the repo; drift not checked", waiting))
+        unchecked = f"; head {head[:12]} not compared with paths yet" if compare_paths else ""
+        record_check(conn, repo.name, _also(f"busy: {lock.holder()} holds the repo; drift not checked{unchecked}",
+                                            about_head))
         return {"result": "busy"}
     try:
         # A sync may have finished between the first look and the lock: never scan (and
@@ -180,9 +189,75 @@ def reconcile(repo_name: str) -> dict:
             return {"result": "suspended"}
         if repo.mode == "apply":
             applied = history.repo_state(conn, repo.name).get("applied_sha") or applied
-        return check_drift(conn, config, repo, applied, lock, job.id if job else None, also=waiting)
+        if compare_paths:
+            queued, about_head = sync_if_paths_changed(conn, config, repo, applied, head)
+            if queued:
+                return queued
+        return check_drift(conn, config, repo, applied, lock, job.id if job else None, also=about_head)
     finally:
         lock.release()
+
+
+def queue_head(conn: Redis, config: Config, repo: RepoConfig, head: str, failed: dict | None,
+               why: str = "") -> dict:
+    """Queue a sync of the branch head (reason ``periodic``) and say why in the check result."""
+    queued = request_sync(conn, config, repo, head, reason="periodic")
+    if failed is not None:
+        what = (f"head {head[:12]} failed ({cut(failed.get('error') or 'temporary error', 200)}); "
+                f"sync {queued.job_id} queued again")
+    else:
+        what = f"missed push: {head[:12]} not applied{f' ({why})' if why else ''}, sync {queued.job_id} queued"
+    record_check(conn, repo.name, what)
+    return {"result": "sync queued", "sha": head, "job_id": queued.job_id}
+
+
+def sync_if_paths_changed(conn: Redis, config: Config, repo: RepoConfig, applied: str,
+                          head: str) -> tuple[dict | None, str]:
+    """Under the repo lock, for a repo with ``paths:``: queue a sync of the branch head when a
+    file the filter matches differs between ``applied`` and it; (the queued result, "") then.
+    Otherwise remember that (``OUTSIDE_PATHS``) and return (None, the note saying so).
+    """
+    if head == applied:  # applied by a sync that finished before the lock was taken
+        return None, ""
+    if history.repo_state(conn, repo.name).get(OUTSIDE_PATHS) == outside_paths_marker(repo, applied, head):
+        return None, outside_paths_note(applied, head)  # an earlier run compared them
+    head, changed = fetched_changes(config, repo, applied, head)
+    if head == applied:  # the branch went back to the applied commit meanwhile
+        return None, ""
+    if touches(changed, repo.paths):
+        why = f"a file matching paths changed since {applied[:12]}" if changed is not None \
+            else "its files could not be compared with paths"
+        return queue_head(conn, config, repo, head, None, why), ""
+    conn.hset(keys.state(repo.name), OUTSIDE_PATHS, outside_paths_marker(repo, applied, head))
+    return None, outside_paths_note(applied, head)
+
+
+def fetched_changes(config: Config, repo: RepoConfig, applied: str, head: str) -> tuple[str, set[str] | None]:
+    """Fetch the branch into the mirror: its head, and the files whose content differs between
+    ``applied`` and it (a content diff, so the files a force push reverted count too).
+
+    None for the files when they cannot be told (the fetch failed, the applied commit is
+    not in the mirror): as for a webhook that cannot list them, the head is then synced.
+    """
+    mirror = Mirror(repo, config=config)
+    try:
+        head = mirror.fetch()
+        return head, mirror.changed_paths(applied, head) if mirror.has_commit(applied) else None
+    except (PermanentError, TemporaryError) as exc:
+        log.warning("periodic %s: head %s not compared with paths: %s", repo.name, head[:12], exc)
+        return head, None
+    finally:
+        mirror.close()
+
+
+def outside_paths_marker(repo: RepoConfig, applied: str, head: str) -> str:
+    """What the state keeps (``OUTSIDE_PATHS``) once ``head`` was found to change no file matching
+    ``paths:`` since ``applied``: the next runs skip the fetch and the diff while all three stay."""
+    return json.dumps([applied, head, repo.paths])
+
+
+def outside_paths_note(applied: str, head: str) -> str:
+    return f"head {head[:12]} changes no file matching paths since applied {applied[:12]}: not synced"
 
 
 def failed_sync(conn: Redis, repo_name: str, sha: str) -> dict | None:

@@ -113,6 +113,19 @@ def test_a_late_webhook_never_undoes_a_newer_commit_still_on_the_branch(upstream
     assert mirror.choose(head, [c1, c3], applied=c2).sha == c3
 
 
+def test_changed_paths_is_the_content_diff_with_both_names_of_a_rename(upstream, mirror):
+    c1 = upstream.commit("a")
+    git("mv", "a.yaml", "moved.yaml", cwd=upstream.work)
+    c2 = upstream.commit("b")  # a.yaml renamed, b.yaml added
+    mirror.fetch()
+    assert mirror.changed_paths(c1, c2) == {"a.yaml", "moved.yaml", "b.yaml"}
+    upstream.force_push(c1)
+    c3 = upstream.commit("c")  # c2 is gone: its files count as changed back
+    mirror.fetch()
+    assert mirror.changed_paths(c2, c3) == {"a.yaml", "moved.yaml", "b.yaml", "c.yaml"}
+    assert mirror.changed_paths(c3, c3) == set()
+
+
 def test_held_commit_pins(upstream, mirror):
     c1, _ = upstream.commit("a"), upstream.commit("b")
     head = mirror.fetch()
