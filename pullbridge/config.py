@@ -23,13 +23,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from pullbridge.config_types import NAME_RE, ConfigError, Secret, StrictModel, lowercase_name, parse_duration
 from pullbridge.image_config import ImagesSettings, RepoImages
 from pullbridge.notify_config import AlertTarget, StatusSettings, check_status
+from pullbridge.repo_url import PAYLOAD_NAMES, URL_FORMS, hosted_name
 
 CONFIG_ENV = "PULLBRIDGE_CONFIG"
 DEFAULT_MAX_BODY = 3 * 1024 * 1024
@@ -63,7 +64,9 @@ class RepoConfig(StrictModel):
     path: str = "."
     provider: Literal["github", "gitlab", "gitea", "bitbucket-server", "generic"]
     repository: str | None = Field(
-        None, description="owner/name as the git host names it; checked against the payload")
+        None, validate_default=True,
+        description="owner/name as the git host names it; checked against the payload. Default: derived "
+                    "from url for the providers whose payload names the repository")
     secret_env: str | None = None
     secret_file: str | None = None
     events: list[str] = Field(default_factory=lambda: ["push"])
@@ -99,6 +102,18 @@ class RepoConfig(StrictModel):
         if not re.match(r"^(https?|ssh|file)://", v) and not re.match(r"^[\w.-]+@[\w.-]+:", v):
             raise ValueError("must be an https://, http://, ssh://, file:// or user@host:path URL")
         return v
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, v: str | None, info: ValidationInfo) -> str | None:
+        provider, url = info.data.get("provider"), info.data.get("url")
+        if v is not None or provider not in PAYLOAD_NAMES or url is None:
+            return v  # given, not checked (generic), or url/provider already wrong
+        derived = hosted_name(provider, url)
+        if derived is None:
+            raise ValueError(f"required: cannot be derived from url (for {provider}, a URL like "
+                             f"{URL_FORMS[provider]}); set it to the payload's {PAYLOAD_NAMES[provider]}")
+        return derived
 
     @field_validator("branch")
     @classmethod

@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import re
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
 from pullbridge.config_types import Secret, StrictModel, parse_duration
+from pullbridge.repo_url import host_and_path
 
 STATUS_PROVIDERS = ("github", "gitlab", "gitea")
 ALERT_EVENTS = ("sync_failed", "sync_recovered", "drift_corrected", "drift_failed", "drift_found")
 CONTEXT_MAX = 255  # GitLab's `name` and a sane bound for GitHub's `context`
-SCP_URL_RE = re.compile(r"^(?:[\w.-]+@)?([\w.-]+):(.+)$")
 
 
 def _durations(v):
@@ -118,24 +117,11 @@ class AlertTarget(StrictModel):
 
 # --- defaults that depend on the repository --------------------------------------------------
 
-def _host_and_path(url: str) -> tuple[str, str, str]:
-    """(scheme for the API, host[:port], path) of a clone URL, http(s), ssh or scp-like."""
-    if re.match(r"^[a-z][a-z0-9+.-]*://", url):
-        parts = urlsplit(url)
-        if parts.scheme in ("http", "https"):
-            return parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path
-        return "https", parts.hostname or "", parts.path  # ssh:// port is not the API's
-    m = SCP_URL_RE.match(url)
-    if m:
-        return "https", m.group(1), "/" + m.group(2)
-    return "https", "", ""
-
-
 def status_api_url(repo) -> str:
     """The API base URL statuses are posted under (no trailing slash)."""
     if repo.status and repo.status.api_url:
         return repo.status.api_url
-    scheme, host, _ = _host_and_path(repo.url)
+    scheme, host, _ = host_and_path(repo.url)
     if not host:
         raise ValueError("status.api_url is required: no host in the repository URL")
     if repo.provider == "github":
@@ -148,12 +134,9 @@ def status_api_url(repo) -> str:
 
 
 def status_project(repo) -> str:
-    """owner/name, or for GitLab the project path or numeric id."""
-    project = (repo.status.project if repo.status else None) or repo.repository
-    if not project:
-        _, _, path = _host_and_path(repo.url)
-        project = path.strip("/").removesuffix(".git")
-    project = project.strip("/")
+    """owner/name, or for GitLab the project path or numeric id: ``status.project``, else
+    ``repository`` (which the configuration derives from ``url`` when it is not given)."""
+    project = ((repo.status.project if repo.status else None) or repo.repository).strip("/")
     if repo.provider == "gitlab":
         if not (project.isdigit() or re.fullmatch(r"[\w.-]+(/[\w.-]+)+", project)):
             raise ValueError(f"status.project {project!r} is not a GitLab project path or numeric id")

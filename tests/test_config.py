@@ -6,7 +6,7 @@ from pullbridge.cli import main
 from pullbridge.config import ConfigError, parse_config, parse_duration
 
 GOOD = {"repos": [{"name": "demo", "url": "file:///srv/git/demo.git", "provider": "github",
-                   "secret_env": "DEMO_SECRET", "interval": "10s", "retries": 5}]}
+                   "repository": "acme/demo", "secret_env": "DEMO_SECRET", "interval": "10s", "retries": 5}]}
 
 
 def test_valid_config_and_per_repo_job_settings():
@@ -63,12 +63,14 @@ def test_durations(text, seconds):
 
 def test_config_check_command(tmp_path, capsys, monkeypatch):
     path = tmp_path / "c.yaml"
-    path.write_text("repos:\n- name: demo\n  url: file:///x\n  provider: gitlab\n  secret_env: S\n  colour: red\n")
+    path.write_text("repos:\n- name: demo\n  url: file:///x\n  provider: gitlab\n  repository: g/demo\n"
+                    "  secret_env: S\n  colour: red\n")
     assert main(["config", "check", str(path)]) == 2
     out, err = capsys.readouterr()  # errors go to stderr, like every verb's
     assert out == "" and f"pullbridge: {path}: repos[0].colour: unknown key" in err
 
-    path.write_text("repos:\n- name: demo\n  url: file:///x\n  provider: gitlab\n  secret_env: S\n")
+    path.write_text("repos:\n- name: demo\n  url: file:///x\n  provider: gitlab\n  repository: g/demo\n"
+                    "  secret_env: S\n")
     monkeypatch.delenv("S", raising=False)
     assert main(["config", "check", str(path)]) == 2
     out, err = capsys.readouterr()

@@ -8,7 +8,7 @@ import yaml
 from pullbridge.config import ConfigError, parse_config, parse_duration
 from pullbridge.config_types import MAX_DURATION
 
-REPO = {"name": "demo", "url": "file:///x", "provider": "gitlab", "secret_env": "S"}
+REPO = {"name": "demo", "url": "file:///x", "provider": "gitlab", "repository": "g/demo", "secret_env": "S"}
 
 
 @pytest.mark.parametrize("text, message", [(".nan", "finite"), (".inf", "finite"), ("-.inf", "finite"),

@@ -60,7 +60,7 @@ def test_status_settings_are_strict(status, expected):
 
 def test_unsupported_provider_and_bad_project_are_errors():
     with pytest.raises(ConfigError, match="supported for github, gitlab, gitea"):
-        one(provider="bitbucket-server")
+        one(provider="bitbucket-server", repository="ACME/app")
     with pytest.raises(ConfigError, match="must be owner/name"):
         one(status={"token_env": "T", "project": "just-a-name"})
 

@@ -204,7 +204,11 @@ def header(headers, name: str) -> str | None:
 # --- filters --------------------------------------------------------------------
 
 def same_repository(payload_name: str | None, configured: str | None) -> bool:
-    """Git hosts treat owner/name case-insensitively; so do we."""
+    """Whether a payload naming ``payload_name`` is about the repository configured as
+    ``configured``.  Compared case-insensitively: GitHub, GitLab and Gitea resolve owner/name
+    in any case, and Bitbucket Server's clone URLs spell the project key in lowercase.
+    ``configured`` is None only for a ``generic`` repository without ``repository:``, whose
+    payloads are then not checked (the configuration derives it for every other provider)."""
     if configured is None:
         return True
     return payload_name is not None and payload_name.casefold() == configured.casefold()

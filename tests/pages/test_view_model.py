@@ -10,7 +10,7 @@ from webhook.pages import view_model as vm
 
 
 def repo(url: str, provider: str):
-    return parse_config({"repos": [{"name": "r", "url": url, "provider": provider,
+    return parse_config({"repos": [{"name": "r", "url": url, "provider": provider, "repository": "acme/shop",
                                     "secret_env": "X"}]}).repos[0]
 
 

@@ -102,8 +102,9 @@ CONFIG = {
     "server": {"max_body_bytes": 64 * 1024, "dedup_ttl": "1h", "signature_tolerance": "5m"},
     "repos": [
         repo("gh", "github", "PB_TEST_GITHUB_SECRET", repository="octo-org/deploy"),
-        repo("gh-open", "github", "PB_TEST_GITHUB_SECRET"),
-        repo("gh-paths", "github", "PB_TEST_GITHUB_SECRET", paths=["deploy/", "*.kustomization"]),
+        repo("gh-from-url", "github", "PB_TEST_GITHUB_SECRET", url="https://github.com/octo-org/deploy.git"),
+        repo("gh-paths", "github", "PB_TEST_GITHUB_SECRET", repository="octo-org/deploy",
+             paths=["deploy/", "*.kustomization"]),
         repo("gh-status", "github", "PB_TEST_GITHUB_SECRET", repository="octo-org/deploy",
              status={"api_url": "https://api.github.com", "token_env": "PB_TEST_STATUS_TOKEN"}),
         repo("gl", "gitlab", "PB_TEST_GITLAB_TOKEN", repository="group/deploy"),

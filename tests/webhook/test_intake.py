@@ -179,15 +179,19 @@ def test_a_signed_gitlab_delivery_replayed_under_another_idempotency_key_is_a_du
     assert len(sync_jobs(redis_conn)) == 1
 
 
-def test_repository_must_match_configuration(client, redis_conn):
+def test_repository_must_match_configuration(client, config, redis_conn):
     response = post(client, "gh", P.github_push(full_name="evil/other"))
     assert response.status_code == 403 and response.json["error"] == "repository_mismatch"
     same_but_case = post(client, "gh", P.github_push(full_name="Octo-Org/Deploy"))
     assert same_but_case.status_code == 202
     response = post(client, "gl", P.gitlab_push(path="other/project"))
     assert response.status_code == 403
-    # no repository configured: anything goes
-    assert post(client, "gh-open", P.github_push(full_name="any/thing"), provider="github",
+    # no repository configured: the one the URL names (github.com/octo-org/deploy.git), checked all the same
+    assert config.repo("gh-from-url").repository == "octo-org/deploy"
+    response = post(client, "gh-from-url", P.github_push(full_name="any/thing"), provider="github",
+                    secret_env="PB_TEST_GITHUB_SECRET")
+    assert response.status_code == 403 and response.json["error"] == "repository_mismatch"
+    assert post(client, "gh-from-url", P.github_push(full_name="Octo-Org/deploy"), provider="github",
                 secret_env="PB_TEST_GITHUB_SECRET").status_code == 202
 
 

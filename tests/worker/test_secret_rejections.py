@@ -136,8 +136,8 @@ def test_a_policy_quoting_both_values_of_a_drifted_secret_reaches_no_note_log_al
 def test_a_policy_quoting_both_values_of_a_changed_secret_reaches_no_sync_error_or_status(
         harness, git_repo, stack, namespace, secret_policy, caplog):
     repo = git_repo("secret-sync")
-    harness.configure(repo, provider="gitea", status={"token_env": "PB_TEST_SECRET", "project": "o/r",
-                                                      "api_url": "http://127.0.0.1:9/api/v1"})
+    harness.configure(repo, provider="gitea", repository="o/r",  # the stack's git URL names no owner
+                      status={"token_env": "PB_TEST_SECRET", "project": "o/r", "api_url": "http://127.0.0.1:9/api/v1"})
     assert harness.sync(repo.commit_and_push("v1", {**app_files("1.0"), "deploy/secret.yaml": SECRET}))[
         "result"] == "success"
     secret_policy(["UPDATE"], QUOTING, PROBE_UPDATE)

@@ -201,8 +201,8 @@ def test_report_mode_changes_nothing_but_records_what_would_change(harness, git_
 
 def test_commit_statuses_are_queued_running_then_final(harness, git_repo, redis_conn):
     repo = git_repo("status")
-    harness.configure(repo, provider="gitea", status={"token_env": "PB_TEST_SECRET", "project": "o/r",
-                                                      "api_url": "http://127.0.0.1:9/api/v1"})
+    harness.configure(repo, provider="gitea", repository="o/r",  # the stack's git URL names no owner
+                      status={"token_env": "PB_TEST_SECRET", "project": "o/r", "api_url": "http://127.0.0.1:9/api/v1"})
     good = repo.commit_and_push("v1", app_files("1.0"))
     harness.sync(good)
     bad = repo.commit_and_push("bad", app_files("2.0", replicas=-1))

@@ -1,0 +1,74 @@
+"""`config check` on what webhook intake relies on: a mistake there is reported, with the key
+to fix, before deliveries are quietly ignored, refused or accepted when they should not be."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pullbridge.cli import main
+from pullbridge.config import parse_config
+
+
+def repo(**fields):
+    return {"name": "app", "url": "https://github.com/acme/app.git", "provider": "github",
+            "secret_env": "PB_CFG_SECRET", **fields}
+
+
+def check(tmp_path, capsys, data: dict) -> tuple[int, str, str]:
+    """Run `pullbridge config check` on ``data`` written as a file (JSON is YAML)."""
+    path = tmp_path / "pullbridge.yaml"
+    path.write_text(json.dumps(data))
+    code = main(["config", "check", str(path)])
+    out, err = capsys.readouterr()
+    return code, out, err.replace(f"pullbridge: {path}: ", "")
+
+
+@pytest.mark.parametrize("provider, url, name", [
+    ("github", "https://github.com/acme/app.git", "acme/app"),
+    ("github", "https://x:token@github.example.com/acme/app/", "acme/app"),
+    ("github", "git@github.com:acme/app.git", "acme/app"),
+    ("github", "ssh://git@github.com/acme/app.git", "acme/app"),
+    ("gitea", "http://127.0.0.1:3000/acme/app.git", "acme/app"),
+    ("gitlab", "https://gitlab.example.com/group/sub/app.git", "group/sub/app"),
+    ("gitlab", "git@gitlab.example.com:group/app.git", "group/app"),
+    ("gitlab", "ssh://git@gitlab.example.com:2222/group/sub/deeper/app.git", "group/sub/deeper/app"),
+    ("bitbucket-server", "https://bb.example.com/scm/PROJ/app.git", "PROJ/app"),
+    ("bitbucket-server", "https://bb.example.com/bitbucket/scm/proj/app.git", "proj/app"),
+    ("bitbucket-server", "ssh://git@bb.example.com:7999/proj/app.git", "proj/app"),
+])
+def test_repository_is_derived_from_the_url_when_not_given(provider, url, name):
+    assert parse_config({"repos": [repo(provider=provider, url=url)]}).repos[0].repository == name
+
+
+def test_a_given_repository_wins_and_generic_payloads_need_none():
+    given = parse_config({"repos": [repo(repository="acme/renamed")]}).repos[0]
+    assert given.repository == "acme/renamed"
+    generic = parse_config({"repos": [repo(provider="generic", url="file:///srv/git/app.git")]}).repos[0]
+    assert generic.repository is None
+
+
+@pytest.mark.parametrize("provider, url", [
+    ("github", "file:///srv/git/app.git"),
+    ("github", "https://git.example.com/app.git"),           # no owner
+    ("github", "https://git.example.com/a/b/app.git"),       # owner/name is two parts
+    ("gitea", "http://127.0.0.1:18480/app.git"),
+    ("gitlab", "https://gitlab.example.com/app.git"),        # a project lives in a group
+    ("bitbucket-server", "https://bb.example.com/projects/PROJ/repos/app"),  # not a clone URL
+    ("bitbucket-server", "ssh://git@bb.example.com:7999/app.git"),
+])
+def test_config_check_requires_a_repository_the_url_does_not_give(tmp_path, capsys, monkeypatch,
+                                                                   provider, url):
+    monkeypatch.setenv("PB_CFG_SECRET", "s")
+    code, out, err = check(tmp_path, capsys, {"repos": [repo(provider=provider, url=url)]})
+    assert code == 2 and out == ""
+    assert err.startswith("repos[0].repository: required: cannot be derived from url")
+    code, out, _ = check(tmp_path, capsys, {"repos": [repo(provider=provider, url=url, repository="acme/app")]})
+    assert code == 0 and "ok (1 repositories: app)" in out
+
+
+def test_the_url_in_the_message_is_never_quoted(tmp_path, capsys):
+    code, _, err = check(tmp_path, capsys, {"repos": [repo(url="https://x:hunter2@git.example.com/app.git")]})
+    assert code == 2 and "repos[0].repository: " in err and "hunter2" not in err
+
