@@ -35,6 +35,9 @@ from pullbridge.repo_url import PAYLOAD_NAMES, URL_FORMS, hosted_name
 CONFIG_ENV = "PULLBRIDGE_CONFIG"
 DEFAULT_MAX_BODY = 3 * 1024 * 1024
 PROVIDERS = ("github", "gitlab", "gitea", "bitbucket-server", "generic")
+# What `events:` may list: the providers' push events all arrive as `push` (``webhook.events``);
+# a ping is always answered and no other event ever syncs.
+REPO_EVENTS = ("push",)
 
 
 class JobSettings(StrictModel):
@@ -69,7 +72,7 @@ class RepoConfig(StrictModel):
                     "from url for the providers whose payload names the repository")
     secret_env: str | None = None
     secret_file: str | None = None
-    events: list[str] = Field(default_factory=lambda: ["push"])
+    events: list[Literal[REPO_EVENTS]] = Field(default_factory=lambda: list(REPO_EVENTS))
     paths: list[str] = Field(default_factory=list, description="only pushes touching these globs sync")
     interval: float = 300.0
     mode: Literal["apply", "report"] = "apply"

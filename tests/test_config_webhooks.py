@@ -72,3 +72,12 @@ def test_the_url_in_the_message_is_never_quoted(tmp_path, capsys):
     code, _, err = check(tmp_path, capsys, {"repos": [repo(url="https://x:hunter2@git.example.com/app.git")]})
     assert code == 2 and "repos[0].repository: " in err and "hunter2" not in err
 
+
+def test_config_check_rejects_events_that_never_sync(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PB_CFG_SECRET", "s")
+    code, out, err = check(tmp_path, capsys, {"repos": [repo(provider="gitlab", url="https://gl.example/g/app.git",
+                                                             events=["push", "Push Hook"])]})
+    assert code == 2 and out == ""
+    assert err == "repos[0].events[1]: Input should be 'push'\n"
+    assert check(tmp_path, capsys, {"repos": [repo(events=["push"])]})[0] == 0
+
