@@ -27,7 +27,8 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from pullbridge.config_types import NAME_RE, ConfigError, Secret, StrictModel, lowercase_name, parse_duration
+from pullbridge.config_types import (NAME_RE, ConfigError, KeyProblem, Secret, StrictModel, lowercase_name,
+                                     parse_duration)
 from pullbridge.image_config import ImagesSettings, RepoImages
 from pullbridge.notify_config import AlertTarget, StatusSettings, check_status
 from pullbridge.repo_url import PAYLOAD_NAMES, URL_FORMS, hosted_name
@@ -263,15 +264,16 @@ class Config(StrictModel):
 
     @model_validator(mode="after")
     def _unique(self):
-        seen: dict[str, RepoConfig] = {}
-        for repo in self.repos:
+        seen: dict[str, int] = {}
+        for i, repo in enumerate(self.repos):
             if repo.name in seen:
-                raise ValueError(f"repository name {repo.name!r} is used twice")
-            seen[repo.name] = repo
+                raise KeyProblem(f"repos[{i}].name",
+                                 f"repository name {repo.name!r} is already used by repos[{seen[repo.name]}]")
+            seen[repo.name] = i
         for i, target in enumerate(self.alerts):
             unknown = [name for name in target.repos if name not in seen]
             if unknown:
-                raise ValueError(f"alerts[{i}].repos: unknown repository {unknown[0]!r}")
+                raise KeyProblem(f"alerts[{i}].repos", f"unknown repository {unknown[0]!r}")
         return self
 
     @cached_property
@@ -312,10 +314,13 @@ def parse_config(data, source: str = "") -> Config:
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False, include_input=False):
-            msg = err["msg"].removeprefix("Value error, ")
+            loc, msg = _loc(err["loc"]), err["msg"].removeprefix("Value error, ")
+            cause = err.get("ctx", {}).get("error")
+            if isinstance(cause, KeyProblem):
+                loc = f"{loc}.{cause.key}" if loc else cause.key
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
-            problems.append((_loc(err["loc"]), msg))
+            problems.append((loc, msg))
         raise ConfigError(problems, source) from None
 
 
@@ -339,11 +344,7 @@ def check_secrets(config: Config) -> list[tuple[str, str]]:
     """Problems with secrets that cannot be read now (values are never shown)."""
     problems = []
     for i, repo in enumerate(config.repos):
-        try:
-            if not repo.secret.value():
-                problems.append((f"repos[{i}].secret", f"{repo.secret.describe()} is empty"))
-        except ConfigError as exc:
-            problems.append((f"repos[{i}].secret", exc.problems[0][1]))
+        problems += _unreadable(f"repos[{i}].secret", repo.secret)
         if repo.status is not None:
             problems += _unreadable(f"repos[{i}].status.token", repo.status.token())
     for i, target in enumerate(config.alerts):
@@ -358,7 +359,9 @@ def check_secrets(config: Config) -> list[tuple[str, str]]:
     return problems
 
 
-def _unreadable(path: str, secret: Secret) -> list[tuple[str, str]]:
+def _unreadable(prefix: str, secret: Secret) -> list[tuple[str, str]]:
+    """The problem, if any, of the secret named by ``<prefix>_env`` or ``<prefix>_file``, at that key."""
+    path = f"{prefix}_env" if secret.env else f"{prefix}_file"
     try:
         return [] if secret.value() else [(path, f"{secret.describe()} is empty")]
     except ConfigError as exc:

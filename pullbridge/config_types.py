@@ -38,6 +38,16 @@ class ConfigError(Exception):
         super().__init__(prefix + "; ".join(lines))
 
 
+class KeyProblem(ValueError):
+    """A validator's error about a key below the model it checks: ``key`` is that key's path
+    relative to the model (``repos[1].name`` from the top level), so the error names the key
+    to fix, not the block holding it."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
 def lowercase_name(value: str) -> str:
     """``value`` when it can name a repository or hook (a DNS label), else ValueError."""
     if not NAME_RE.match(value):

@@ -43,8 +43,9 @@ def test_secret_source_is_required_exactly_once():
 def test_unknown_top_level_key_and_duplicate_names():
     with pytest.raises(ConfigError, match="reposs: unknown key"):
         parse_config({"reposs": []})
-    with pytest.raises(ConfigError, match="used twice"):
+    with pytest.raises(ConfigError) as err:
         parse_config({"repos": GOOD["repos"] * 2})
+    assert err.value.problems == [("repos[1].name", "repository name 'demo' is already used by repos[0]")]
 
 
 def test_repo_finds_each_repository_by_name_and_nothing_else():
@@ -74,7 +75,7 @@ def test_config_check_command(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("S", raising=False)
     assert main(["config", "check", str(path)]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and err.startswith("pullbridge: ") and "S is not set" in err
+    assert out == "" and err == f"pullbridge: {path}: repos[0].secret_env: environment variable S is not set\n"
     assert main(["config", "check", str(tmp_path / "missing.yaml")]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.startswith(f"pullbridge: {tmp_path / 'missing.yaml'}: ")

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from pullbridge.cli import main
-from pullbridge.config import parse_config
+from pullbridge.config import check_secrets, parse_config
 
 
 def repo(**fields):
@@ -81,3 +81,17 @@ def test_config_check_rejects_events_that_never_sync(tmp_path, capsys, monkeypat
     assert err == "repos[0].events[1]: Input should be 'push'\n"
     assert check(tmp_path, capsys, {"repos": [repo(events=["push"])]})[0] == 0
 
+
+def test_secret_problems_name_the_key_that_names_the_secret(tmp_path, monkeypatch):
+    monkeypatch.delenv("PB_CFG_SECRET", raising=False)
+    monkeypatch.setenv("PB_CFG_EMPTY", "")
+    missing = tmp_path / "missing"
+    config = parse_config({"repos": [repo(), {**repo(name="b", secret_file=str(missing)), "secret_env": None},
+                                     repo(name="c", secret_env="PB_CFG_EMPTY")]})
+    assert [path for path, _ in check_secrets(config)] == ["repos[0].secret_env", "repos[1].secret_file",
+                                                           "repos[2].secret_env"]
+
+
+def test_duplicate_names_are_reported_at_the_second_name(tmp_path, capsys):
+    code, _, err = check(tmp_path, capsys, {"repos": [repo(), repo(url="https://github.com/acme/y.git")]})
+    assert code == 2 and err == "repos[1].name: repository name 'app' is already used by repos[0]\n"

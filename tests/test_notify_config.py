@@ -89,5 +89,5 @@ def test_check_secrets_names_tokens_and_alert_urls_without_values(monkeypatch):
     monkeypatch.setenv("SLACK_URL", "")
     config = parse_config({"repos": [repo()], "alerts": [{"kind": "slack", "url_env": "SLACK_URL"}]})
     problems = dict(check_secrets(config))
-    assert problems["repos[0].status.token"] == "environment variable T is not set"
-    assert problems["alerts[0].url"] == "env:SLACK_URL is empty"
+    assert problems["repos[0].status.token_env"] == "environment variable T is not set"
+    assert problems["alerts[0].url_env"] == "env:SLACK_URL is empty"

@@ -53,4 +53,4 @@ def test_check_secrets_covers_hooks_and_registry_credentials(monkeypatch):
     config = parse_config({"repos": [REPO], "images": {
         "hooks": [{"name": "h", "secret_env": "PB_NO_SUCH_VAR"}],
         "registries": [{"host": "r.io", "username_env": "X", "password_env": "PB_NO_SUCH_VAR"}]}})
-    assert [p for p, _ in check_secrets(config)] == ["images.hooks[0].secret", "images.registries[0]"]
+    assert [p for p, _ in check_secrets(config)] == ["images.hooks[0].secret_env", "images.registries[0]"]
