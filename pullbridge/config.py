@@ -27,8 +27,8 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from pullbridge.config_types import (NAME_RE, ConfigError, KeyProblem, Secret, StrictModel, lowercase_name,
-                                     parse_duration)
+from pullbridge.config_types import (NAME_RE, SIGNING_SECRET_PREFIX, ConfigError, KeyProblem, Secret, StrictModel,
+                                     lowercase_name, parse_duration, signing_key)
 from pullbridge.image_config import ImagesSettings, RepoImages
 from pullbridge.notify_config import AlertTarget, StatusSettings, check_status
 from pullbridge.repo_url import PAYLOAD_NAMES, URL_FORMS, hosted_name
@@ -163,6 +163,14 @@ class RepoConfig(StrictModel):
     @property
     def secret(self) -> Secret:
         return Secret(env=self.secret_env, file=self.secret_file)
+
+    def secret_problem(self, value: bytes) -> str | None:
+        """Why the webhook secret ``value`` (read, not empty) cannot verify this provider's
+        deliveries (``is ...``, never quoting it), or None.  `config check` reports it and the
+        receiver answers 500 misconfigured, not a 401 per delivery."""
+        if self.provider == "gitlab" and value.startswith(SIGNING_SECRET_PREFIX) and signing_key(value) is None:
+            return "is a GitLab signing secret (whsec_...) whose key is not valid base64"
+        return None
 
     def jobs(self, defaults: JobSettings) -> JobSettings:
         """This repo's job settings: its own values over the global ones."""
@@ -344,7 +352,7 @@ def check_secrets(config: Config) -> list[tuple[str, str]]:
     """Problems with secrets that cannot be read now (values are never shown)."""
     problems = []
     for i, repo in enumerate(config.repos):
-        problems += _unreadable(f"repos[{i}].secret", repo.secret)
+        problems += _unreadable(f"repos[{i}].secret", repo.secret, repo.secret_problem)
         if repo.status is not None:
             problems += _unreadable(f"repos[{i}].status.token", repo.status.token())
     for i, target in enumerate(config.alerts):
@@ -359,10 +367,15 @@ def check_secrets(config: Config) -> list[tuple[str, str]]:
     return problems
 
 
-def _unreadable(prefix: str, secret: Secret) -> list[tuple[str, str]]:
-    """The problem, if any, of the secret named by ``<prefix>_env`` or ``<prefix>_file``, at that key."""
+def _unreadable(prefix: str, secret: Secret, problem_of=None) -> list[tuple[str, str]]:
+    """The problem, if any, of the secret named by ``<prefix>_env`` or ``<prefix>_file``, at that
+    key: it cannot be read, it is empty, or ``problem_of(value)`` says what else is wrong."""
     path = f"{prefix}_env" if secret.env else f"{prefix}_file"
     try:
-        return [] if secret.value() else [(path, f"{secret.describe()} is empty")]
+        value = secret.value()
     except ConfigError as exc:
         return [(path, exc.problems[0][1])]
+    if not value:
+        return [(path, f"{secret.describe()} is empty")]
+    problem = problem_of(value) if problem_of else None
+    return [(path, f"{secret.describe()} {problem}")] if problem else []

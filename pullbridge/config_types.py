@@ -9,6 +9,8 @@ modules has to import another lazily to avoid an import cycle.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import os
 import re
@@ -127,6 +129,20 @@ class Secret:
         return f"Secret({self.describe()})"
 
     __str__ = __repr__
+
+
+SIGNING_SECRET_PREFIX = b"whsec_"
+
+
+def signing_key(secret: bytes) -> bytes | None:
+    """The HMAC key of a Standard Webhooks signing secret (``whsec_<base64>``, as GitLab's
+    signed webhooks use), or None when what follows the prefix is not base64 or decodes to
+    nothing; padding may be left out."""
+    raw = secret[len(SIGNING_SECRET_PREFIX):].strip()
+    try:
+        return base64.b64decode(raw + b"=" * (-len(raw) % 4), validate=True) or None
+    except (binascii.Error, ValueError):
+        return None
 
 
 class StrictModel(BaseModel):

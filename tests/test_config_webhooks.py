@@ -82,6 +82,35 @@ def test_config_check_rejects_events_that_never_sync(tmp_path, capsys, monkeypat
     assert check(tmp_path, capsys, {"repos": [repo(events=["push"])]})[0] == 0
 
 
+BAD_SIGNING_SECRET = "whsec_not!base64"
+
+
+@pytest.mark.parametrize("where", ["env", "file"])
+def test_config_check_decodes_a_gitlab_signing_secret(tmp_path, capsys, monkeypatch, where):
+    gitlab = {"provider": "gitlab", "url": "https://gl.example/g/app.git"}
+    if where == "env":
+        monkeypatch.setenv("PB_CFG_SECRET", BAD_SIGNING_SECRET)
+        entry, key, shown = repo(**gitlab), "secret_env", "env:PB_CFG_SECRET"
+    else:
+        secret_file = tmp_path / "signing"
+        secret_file.write_text(BAD_SIGNING_SECRET + "\n")
+        entry = {**repo(**gitlab, secret_file=str(secret_file)), "secret_env": None}
+        key, shown = "secret_file", f"file:{secret_file}"
+    code, out, err = check(tmp_path, capsys, {"repos": [entry]})
+    assert code == 2 and out == ""
+    assert err == (f"repos[0].{key}: {shown} is a GitLab signing secret (whsec_...) whose key "
+                   "is not valid base64\n")
+    assert "not!base64" not in err
+
+
+def test_a_signing_secret_that_decodes_passes_and_other_providers_take_any_secret(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PB_CFG_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    monkeypatch.setenv("PB_CFG_OTHER", BAD_SIGNING_SECRET)  # an HMAC key like any other for GitHub
+    config = parse_config({"repos": [repo(provider="gitlab", url="https://gl.example/g/app.git"),
+                                     repo(name="gh", secret_env="PB_CFG_OTHER")]})
+    assert check_secrets(config) == []
+
+
 def test_secret_problems_name_the_key_that_names_the_secret(tmp_path, monkeypatch):
     monkeypatch.delenv("PB_CFG_SECRET", raising=False)
     monkeypatch.setenv("PB_CFG_EMPTY", "")

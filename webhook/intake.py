@@ -158,6 +158,9 @@ class Intake:
                 f"the webhook secret of {repo.name} cannot be read ({repo.secret.describe()})") from exc
         if not value:
             raise errors.Misconfigured(f"the webhook secret of {repo.name} is empty")
+        problem = repo.secret_problem(value)
+        if problem:
+            raise errors.Misconfigured(f"the webhook secret of {repo.name} {problem}")
         with self._lock:
             self._secrets[repo.name] = (value, now)
         return value

@@ -179,6 +179,18 @@ def test_a_signed_gitlab_delivery_replayed_under_another_idempotency_key_is_a_du
     assert len(sync_jobs(redis_conn)) == 1
 
 
+def test_a_gitlab_signing_secret_whose_key_is_not_base64_is_misconfigured(client, monkeypatch):
+    """Not a 401 per delivery, although GitLab signs each correctly: the key is ours to fix, so
+    the answer is 500 misconfigured (GitLab retries later), naming neither secret nor key."""
+    body = json.dumps(P.gitlab_push()).encode()
+    headers = P.signed_headers("gitlab", secret("PB_TEST_GITLAB_SIGNING"), body)
+    monkeypatch.setenv("PB_TEST_GITLAB_SIGNING", "whsec_not!base64")
+    response = client.post("/hooks/gl-signed", data=body, headers=headers)
+    assert response.status_code == 500 and response.json["error"] == "misconfigured"
+    assert response.json["message"] == ("the webhook secret of gl-signed is a GitLab signing secret (whsec_...) "
+                                        "whose key is not valid base64")
+
+
 def test_repository_must_match_configuration(client, config, redis_conn):
     response = post(client, "gh", P.github_push(full_name="evil/other"))
     assert response.status_code == 403 and response.json["error"] == "repository_mismatch"

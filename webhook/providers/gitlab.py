@@ -8,6 +8,9 @@ Which one is decided by the configured secret:
   (several space-separated signatures are allowed, as during a key
   rotation), and the timestamp must be within ``tolerance`` seconds of now
   (replay protection; ``server.signature_tolerance`` in the configuration);
+  the key is decoded by ``pullbridge.config_types.signing_key``, which
+  ``config check`` and the receiver (500 misconfigured) use to refuse a key
+  that is not base64;
 - any other secret is compared, in constant time, with ``X-Gitlab-Token``.
 
 The ``standardwebhooks`` package implements the same scheme but is not used
@@ -31,6 +34,7 @@ import hashlib
 import hmac
 import time
 
+from pullbridge.config_types import SIGNING_SECRET_PREFIX, signing_key
 from webhook import decoding
 from webhook.events import PayloadError, PushEvent, commits_push, field, header
 
@@ -38,7 +42,6 @@ NAME = "gitlab"
 decode = decoding.commits_push  # the body's JSON, as much of it as parse reads
 TOKEN_HEADER = "X-Gitlab-Token"
 EVENT_HEADER = "X-Gitlab-Event"
-SIGNED_PREFIX = b"whsec_"
 MAX_SIGNATURE_HEADER = 4096
 EVENTS = {"push hook": "push", "tag push hook": "push", "system hook": "system"}
 
@@ -46,7 +49,7 @@ EVENTS = {"push hook": "push", "tag push hook": "push", "system hook": "system"}
 def verify(headers, body: bytes, secret: bytes, *, tolerance: float = 300.0, now: float | None = None) -> bool:
     if not secret:
         return False
-    if secret.startswith(SIGNED_PREFIX):
+    if secret.startswith(SIGNING_SECRET_PREFIX):
         return verify_signed(headers, body, secret, tolerance=tolerance, now=now)
     token = header(headers, TOKEN_HEADER)
     if token is None:
@@ -57,17 +60,9 @@ def verify(headers, body: bytes, secret: bytes, *, tolerance: float = 300.0, now
         return False
 
 
-def _signing_key(secret: bytes) -> bytes | None:
-    raw = secret[len(SIGNED_PREFIX):].strip()
-    try:
-        return base64.b64decode(raw + b"=" * (-len(raw) % 4), validate=True) or None
-    except (binascii.Error, ValueError):
-        return None
-
-
 def sign(secret: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` value for a delivery (used by tests and the bench)."""
-    key = _signing_key(secret)
+    key = signing_key(secret)
     if key is None:
         raise ValueError("a signing secret looks like whsec_<base64>")
     digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
@@ -87,7 +82,7 @@ def verify_signed(headers, body: bytes, secret: bytes, *, tolerance: float = 300
     now = time.time() if now is None else now
     if abs(now - int(stamp)) > tolerance:
         return False
-    key = _signing_key(secret)
+    key = signing_key(secret)
     if key is None:
         return False
     try:
