@@ -192,6 +192,17 @@ class ServerSettings(StrictModel):
     def _durations(cls, v):
         return parse_duration(v)
 
+    @model_validator(mode="after")
+    def _replays_stay_duplicates(self):
+        # A Standard Webhooks timestamp is accepted up to signature_tolerance ahead of or behind
+        # the clock, so a signed delivery can be replayed up to twice that after it first came.
+        if self.dedup_ttl <= 2 * self.signature_tolerance:
+            raise KeyProblem("dedup_ttl", (
+                f"must be longer than twice server.signature_tolerance ({self.signature_tolerance:g}s), "
+                f"got {self.dedup_ttl:g}s: a signed delivery replayed after its id expired would be "
+                "taken as new"))
+        return self
+
 
 IDENTITY_ENV = "PULLBRIDGE_IDENTITY"
 KNOWN_HOSTS_ENV = "PULLBRIDGE_KNOWN_HOSTS"

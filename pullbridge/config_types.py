@@ -42,8 +42,8 @@ class ConfigError(Exception):
 
 class KeyProblem(ValueError):
     """A validator's error about a key below the model it checks: ``key`` is that key's path
-    relative to the model (``repos[1].name`` from the top level), so the error names the key
-    to fix, not the block holding it."""
+    relative to the model (``repos[1].name`` from the top level, ``dedup_ttl`` from
+    ``server``), so the error names the key to fix, not the block holding it."""
 
     def __init__(self, key: str, message: str):
         super().__init__(message)

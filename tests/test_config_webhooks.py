@@ -8,7 +8,7 @@ import json
 import pytest
 
 from pullbridge.cli import main
-from pullbridge.config import check_secrets, parse_config
+from pullbridge.config import ConfigError, check_secrets, parse_config
 
 
 def repo(**fields):
@@ -124,3 +124,13 @@ def test_secret_problems_name_the_key_that_names_the_secret(tmp_path, monkeypatc
 def test_duplicate_names_are_reported_at_the_second_name(tmp_path, capsys):
     code, _, err = check(tmp_path, capsys, {"repos": [repo(), repo(url="https://github.com/acme/y.git")]})
     assert code == 2 and err == "repos[1].name: repository name 'app' is already used by repos[0]\n"
+
+
+def test_dedup_ttl_must_outlast_a_replay_the_signature_tolerance_admits():
+    with pytest.raises(ConfigError) as err:
+        parse_config({"server": {"signature_tolerance": "5m", "dedup_ttl": "10m"}})
+    [(path, message)] = err.value.problems
+    assert path == "server.dedup_ttl" and "server.signature_tolerance" in message
+    with pytest.raises(ConfigError, match="server.dedup_ttl: .*twice server.signature_tolerance"):
+        parse_config({"server": {"signature_tolerance": "13h"}})  # against the default dedup_ttl, 24h
+    assert parse_config({"server": {"signature_tolerance": "5m", "dedup_ttl": "11m"}}).server.dedup_ttl == 660
