@@ -30,12 +30,11 @@ is deleted again and what was changed put back as it was
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from worker.apply_diff import digest, unchanged_as_recorded, unchanged_by_apply
 from worker.errors import PermanentError, TemporaryError, cut
-from worker.kube import FIELD_MANAGER, ApiError, Kube, Mapping, sync_error
+from worker.kube import FIELD_MANAGER, ApiError, Kube, Mapping, parallel, sync_error
 from worker.render import STAGE_ONE_KINDS, Manifest, check_duplicates
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
@@ -142,18 +141,6 @@ class Applier:
         self.written: dict[str, dict] = {}  # inventory entries of what this run wrote (and kept)
 
     # -- helpers ----------------------------------------------------------
-    def _parallel(self, fn, items: list) -> list:
-        """Run ``fn`` over ``items`` with bounded concurrency; return exceptions in place of results."""
-        def guarded(x):
-            try:
-                return fn(x)
-            except Exception as exc:  # noqa: BLE001 - sorted out by the caller
-                return exc
-        if len(items) <= 1 or self.concurrency <= 1:
-            return [guarded(x) for x in items]
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
-            return list(pool.map(guarded, items))
-
     def _apply_request(self, item: Item, dry_run: bool, read_answer: bool) -> dict | None:
         """Server-side apply ``item``; the object the API server answers when ``read_answer``.
 
@@ -193,7 +180,7 @@ class Applier:
         """Fill ``item.live`` with one LIST per resource and namespace."""
         wanted = {(i.mapping, i.obj["metadata"].get("namespace")) for i in items}
         wanted = [k for k in wanted if k[1] not in fresh_namespaces and k not in self._live_cache]
-        for key, result in zip(wanted, self._parallel(lambda k: self.kube.list_by_name(*k), wanted)):
+        for key, result in zip(wanted, parallel(lambda k: self.kube.list_by_name(*k), wanted, self.concurrency)):
             if isinstance(result, Exception):
                 raise sync_error(result, f"listing {key[0].resource}")
             self._live_cache[key] = result
@@ -211,7 +198,8 @@ class Applier:
             else:
                 to_check.append(item)
         # The answer is read only when there is a live object to compare it with.
-        results = self._parallel(lambda i: self._apply_request(i, True, i.live is not None), to_check)
+        results = parallel(lambda i: self._apply_request(i, True, i.live is not None), to_check,
+                           self.concurrency)
         errors, temporary = [], None
         for item, result in zip(to_check, results):
             if isinstance(result, ApiError):
@@ -244,7 +232,7 @@ class Applier:
         todo = [i for i in items if i.action in ("created", "configured")]
         if self.dry_run_only or not todo:
             return
-        results = self._parallel(lambda i: self._apply_request(i, False, read_answers), todo)
+        results = parallel(lambda i: self._apply_request(i, False, read_answers), todo, self.concurrency)
         for item, result in zip(todo, results):  # every success is recorded, even when one failed
             if not isinstance(result, Exception):
                 self.written[item.inventory_id] = {"v": item.obj["apiVersion"], "h": item.digest}

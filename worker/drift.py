@@ -44,13 +44,12 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from worker.apply import APPLY_CONTENT_TYPE
 from worker.errors import cut
 from worker.drift_compare import by_name, changed_by, differences, fields_cover, value_at
-from worker.kube import FIELD_MANAGER, ApiError, Kube, Mapping, sync_error
+from worker.kube import FIELD_MANAGER, ApiError, Kube, Mapping, parallel, sync_error
 from worker.ownership import Tok, ignored_paths, show_path
 from worker.render import Manifest
 from worker.secretmask import HIDDEN
@@ -198,23 +197,11 @@ def _as_data(path: tuple) -> tuple:
     return (Tok("key", "data"),) + tuple(path[1:])
 
 
-def _parallel(fn, items, concurrency):
-    def guarded(x):
-        try:
-            return fn(x)
-        except Exception as exc:  # noqa: BLE001 - sorted out by the caller
-            return exc
-    if len(items) <= 1 or concurrency <= 1:
-        return [guarded(x) for x in items]
-    with ThreadPoolExecutor(max_workers=min(concurrency, len(items))) as pool:
-        return list(pool.map(guarded, items))
-
-
 def list_live(kube: Kube, targets: list[Target], concurrency: int = 8) -> dict:
     """One LIST per resource and namespace: {(mapping, namespace): {name: object}}."""
     wanted = sorted({(t.mapping, t.namespace) for t in targets}, key=lambda k: (k[0].resource, k[1] or ""))
     live = {}
-    for key, result in zip(wanted, _parallel(lambda k: kube.list_by_name(*k), wanted, concurrency)):
+    for key, result in zip(wanted, parallel(lambda k: kube.list_by_name(*k), wanted, concurrency)):
         if isinstance(result, Exception):
             raise sync_error(result, f"listing {key[0].resource}")
         live[key] = result
@@ -255,7 +242,7 @@ def scan(kube: Kube, manifests: list[Manifest], *, default_namespace: str, concu
         if diffs:
             candidates.append((t, live, diffs))
     result.candidates = len(candidates)
-    answers = _parallel(lambda c: dry_run(kube, c[0], c[1]), candidates, concurrency)
+    answers = parallel(lambda c: dry_run(kube, c[0], c[1]), candidates, concurrency)
     for (t, live, diffs), answer in zip(candidates, answers):
         if isinstance(answer, Exception):
             if isinstance(answer, ApiError) and not answer.temporary:

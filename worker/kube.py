@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
@@ -113,6 +114,20 @@ def sync_error(exc: Exception, what: str) -> Exception:
         asked = f" (the API server asked to retry after {exc.retry_after:g}s)" if exc.retry_after else ""
         return TemporaryError(f"{what}: HTTP {exc.status}: {cut(exc.message)}{asked}", exc.retry_after)
     return TemporaryError(f"{what}: {cut(exc)}")
+
+
+def parallel(fn: Callable, items: list, concurrency: int) -> list:
+    """``fn`` over ``items``, at most ``concurrency`` at a time (the requests share the pool): the
+    results in order, an exception in place of the result of each call that raised one."""
+    def guarded(x):
+        try:
+            return fn(x)
+        except Exception as exc:  # noqa: BLE001 - sorted out by the caller
+            return exc
+    if len(items) <= 1 or concurrency <= 1:
+        return [guarded(x) for x in items]
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(items))) as pool:
+        return list(pool.map(guarded, items))
 
 
 def _printable(data: bytes) -> bytes:
