@@ -38,6 +38,7 @@ from redis import Redis
 
 from pullbridge import keys
 from pullbridge.config import Config, RepoConfig
+from worker.secretmask import HIDDEN
 
 TRUE = ("1", "true", "yes", "on")
 ACTION_ORDER = ("created", "configured", "deleted", "skipped", "unchanged")
@@ -292,8 +293,8 @@ def drift_rows(record: dict) -> list[dict]:
         field_path = str(diff.get("field", ""))
         hidden = kind == "Secret" and not field_path.startswith("metadata")
         rows.append({"object": obj, "kind": kind, "namespace": namespace, "name": name, "field": field_path,
-                     "live": "(hidden: Secret data)" if hidden else show_value(diff.get("live")),
-                     "declared": "(hidden: Secret data)" if hidden else show_value(diff.get("declared")),
+                     "live": HIDDEN if hidden else show_value(diff.get("live")),
+                     "declared": HIDDEN if hidden else show_value(diff.get("declared")),
                      "manager": diff.get("manager") or "", "changed_at": diff.get("changed_at") or diff.get("time"),
                      "corrected": diff.get("corrected")})
     return rows
