@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from worker.apply_diff import digest, unchanged_as_recorded, unchanged_by_apply
 from worker.errors import PermanentError, TemporaryError, cut
-from worker.kube import FIELD_MANAGER, ApiError, Kube, Mapping, parallel, sync_error
+from worker.kube import FIELD_MANAGER, ApiError, KindGone, Kube, Mapping, parallel, sync_error
 from worker.render import STAGE_ONE_KINDS, Manifest, check_duplicates
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
@@ -180,10 +180,7 @@ class Applier:
         """Fill ``item.live`` with one LIST per resource and namespace."""
         wanted = {(i.mapping, i.obj["metadata"].get("namespace")) for i in items}
         wanted = [k for k in wanted if k[1] not in fresh_namespaces and k not in self._live_cache]
-        for key, result in zip(wanted, parallel(lambda k: self.kube.list_by_name(*k), wanted, self.concurrency)):
-            if isinstance(result, Exception):
-                raise sync_error(result, f"listing {key[0].resource}")
-            self._live_cache[key] = result
+        self._live_cache.update(self.kube.list_each(wanted, self.concurrency))
         for i in items:
             ns = i.obj["metadata"].get("namespace")
             i.live = self._live_cache.get((i.mapping, ns), {}).get(i.obj["metadata"]["name"])
@@ -202,13 +199,10 @@ class Applier:
                            self.concurrency)
         errors, temporary = [], None
         for item, result in zip(to_check, results):
-            if isinstance(result, ApiError):
-                if result.temporary:
-                    temporary = temporary or result
-                else:
-                    errors.append(describe_api_error(item, result))
+            if isinstance(result, ApiError) and not result.temporary:
+                errors.append(describe_api_error(item, result))
             elif isinstance(result, Exception):
-                temporary = temporary or result
+                temporary = temporary or sync_error(result, f"dry-run of {item.ref}")
             elif item.live is None:
                 item.action = "created"
             elif unchanged_by_apply(item.obj, item.live, result):
@@ -220,7 +214,7 @@ class Applier:
             more = f" (and {len(errors) - MAX_ERRORS_SHOWN} more)" if len(errors) > MAX_ERRORS_SHOWN else ""
             raise invalid(f"{shown}{more}")
         if temporary is not None:
-            raise sync_error(temporary, "dry-run")
+            raise temporary
 
     def _write(self, items: list[Item], read_answers: bool = False) -> None:
         """Apply the items that need it concurrently, started in their (stable) order.
@@ -263,16 +257,10 @@ class Applier:
         items = [Item(m, {**m.obj, "metadata": dict(m.obj["metadata"])}) for m in manifests]
         crd_kinds = {crd_kind(i.obj): crd_namespaced(i.obj) for i in items
                      if i.obj["kind"] == "CustomResourceDefinition"}
-        deferred = [i for i in items if not self._resolve(i, crd_kinds)]
-        ready = [i for i in items if i.mapping is not None]
-        check_duplicates([i.manifest for i in items], [i.obj["metadata"].get("namespace") for i in items])
-        declared = {i.obj["metadata"]["name"] for i in ready
-                    if i.obj["kind"] == "Namespace" and i.manifest.group == ""}
-        fresh = {name for name in declared if not self._namespace_exists(name)}
-        # Objects in namespaces this commit creates cannot be dry-run before those exist.
-        later = [i for i in ready if i.obj["metadata"].get("namespace") in fresh]
-        now = [i for i in ready if i.obj["metadata"].get("namespace") not in fresh]
-        self._load_live(now, fresh)
+        try:
+            deferred, later, now, fresh = self._plan(items, crd_kinds)
+        except KindGone:  # discovery was stale (a CRD deleted since); the Kube forgot that group
+            deferred, later, now, fresh = self._plan(items, crd_kinds)
         self._validate(now)
         stage_one = [i for i in now if i.obj["kind"] in STAGE_ONE_KINDS]
         first = self._needed_first(stage_one, deferred, later, fresh)
@@ -294,6 +282,23 @@ class Applier:
             result.changes.append(Change(item.ref, item.action or "skipped", item.manifest.source))
             result.entries[item.inventory_id] = {"v": item.obj["apiVersion"], "h": item.digest}
         return result
+
+    def _plan(self, items: list[Item], crd_kinds: dict) -> tuple[list[Item], list[Item], list[Item], set[str]]:
+        """Resolve every item and read the live objects of those that can be dry-run now:
+        (deferred: of a CRD this commit creates, later: in a Namespace it creates, now, those
+        Namespaces).  KindGone: a kind discovery served is gone; planning again resolves it afresh
+        (it may come from this commit's own CRD now, or be no kind at all)."""
+        deferred = [i for i in items if not self._resolve(i, crd_kinds)]
+        ready = [i for i in items if i.mapping is not None]
+        check_duplicates([i.manifest for i in items], [i.obj["metadata"].get("namespace") for i in items])
+        declared = {i.obj["metadata"]["name"] for i in ready
+                    if i.obj["kind"] == "Namespace" and i.manifest.group == ""}
+        fresh = {name for name in declared if not self._namespace_exists(name)}
+        # Objects in namespaces this commit creates cannot be dry-run before those exist.
+        later = [i for i in ready if i.obj["metadata"].get("namespace") in fresh]
+        now = [i for i in ready if i.obj["metadata"].get("namespace") not in fresh]
+        self._load_live(now, fresh)
+        return deferred, later, now, fresh
 
     def _needed_first(self, stage_one: list[Item], deferred: list[Item], later: list[Item],
                       fresh: set[str]) -> list[Item]:

@@ -17,9 +17,12 @@ normalisation (``cpu: 0.5`` is stored as ``500m``): with server-side apply
 anyone else who changes a value takes its ownership.  The remaining
 *candidates* get one server-side dry-run each, which confirms the
 difference survives normalisation and defaulting; otherwise it is not drift.  A declared object missing
-from its LIST is drift (deleted).  Each entry names the field, the live and
-declared values, and who changed it when managedFields tell: the manager
-that now owns the field, its operation, subresource and time.
+from its LIST is drift (deleted); a LIST that finds its kind no longer served
+(a CRD deleted since the worker discovered it) resolves the objects again:
+that kind is then not checked, and its CRD, when declared, is drift.  Each
+entry names the field, the live and declared values, and who changed it when
+managedFields tell: the manager that now owns the field, its operation,
+subresource and time.
 
 A Secret's values (any field outside ``metadata``) are replaced with
 ``(hidden: Secret data)`` when an entry is made, so the log, the alerts and the
@@ -49,7 +52,7 @@ from dataclasses import dataclass, field
 from worker.apply import APPLY_CONTENT_TYPE
 from worker.errors import cut
 from worker.drift_compare import by_name, changed_by, differences, fields_cover, value_at
-from worker.kube import FIELD_MANAGER, ApiError, Kube, Mapping, parallel, sync_error
+from worker.kube import FIELD_MANAGER, ApiError, KindGone, Kube, Mapping, parallel, sync_error
 from worker.ownership import Tok, ignored_paths, show_path
 from worker.render import Manifest
 from worker.secretmask import HIDDEN
@@ -200,12 +203,7 @@ def _as_data(path: tuple) -> tuple:
 def list_live(kube: Kube, targets: list[Target], concurrency: int = 8) -> dict:
     """One LIST per resource and namespace: {(mapping, namespace): {name: object}}."""
     wanted = sorted({(t.mapping, t.namespace) for t in targets}, key=lambda k: (k[0].resource, k[1] or ""))
-    live = {}
-    for key, result in zip(wanted, parallel(lambda k: kube.list_by_name(*k), wanted, concurrency)):
-        if isinstance(result, Exception):
-            raise sync_error(result, f"listing {key[0].resource}")
-        live[key] = result
-    return live
+    return kube.list_each(wanted, concurrency)
 
 
 def dry_run(kube: Kube, target: Target, live: dict) -> dict:
@@ -219,7 +217,11 @@ def scan(kube: Kube, manifests: list[Manifest], *, default_namespace: str, concu
     """Compare live objects with ``manifests`` (the applied commit, ignore-fields still annotated)."""
     result = ScanResult()
     targets, result.notes = resolve(kube, manifests, default_namespace)
-    live_by_key = list_live(kube, targets, concurrency)
+    try:
+        live_by_key = list_live(kube, targets, concurrency)
+    except KindGone:  # discovery was stale (a CRD deleted since): resolved afresh, such a kind is not checked
+        targets, result.notes = resolve(kube, manifests, default_namespace)
+        live_by_key = list_live(kube, targets, concurrency)
     candidates: list[tuple[Target, dict, list]] = []
     for t in targets:
         result.checked += 1

@@ -7,7 +7,10 @@ through its pooled urllib3 manager with raw JSON bodies: the generated
 models and the dynamic client cost more CPU than a sync of a thousand
 objects can afford.  The RESTMapper discovers a group/version only when an
 object of it is first seen, and forgets it when a kind is unknown (a CRD
-that was just created).
+that was just created) or no longer served: a request under a group that the
+API server answers with a 404 about the kind itself, not about one object (a
+CRD deleted since it was discovered, by prune, by hand, by another worker),
+drops that group's discovery, so that the next use asks again.
 """
 
 from __future__ import annotations
@@ -90,8 +93,17 @@ class ApiError(Exception):
         return message
 
     @property
+    def not_served(self) -> bool:
+        """A 404 about the kind, not about one object (whose name the answer gives): the API
+        server does not serve it, as after its CustomResourceDefinition was deleted."""
+        return self.status == 404 and not (self.body.get("details") or {}).get("name")
+
+    @property
     def temporary(self) -> bool:
-        return self.status in (409, 429) or (self.status >= 500 and not self.typed_patch_failed)
+        """Retrying may help: a conflict, throttling, a server error, or a kind not served that
+        discovery had served (``Kube`` forgot it: the retry looks the kind up again)."""
+        return self.status in (409, 429) or (self.status >= 500 and not self.typed_patch_failed) \
+            or self.not_served
 
 
 def _seconds(header: str | None, body: dict) -> float | None:
@@ -112,6 +124,8 @@ def sync_error(exc: Exception, what: str) -> Exception:
         return PermanentError(f"{what}: HTTP {exc.status}: {cut(exc.message)}")
     if isinstance(exc, ApiError):  # retried; when the server said how long to wait, not sooner
         asked = f" (the API server asked to retry after {exc.retry_after:g}s)" if exc.retry_after else ""
+        if exc.not_served:
+            asked = " (the kind is no longer served; it is looked up again on retry)"
         return TemporaryError(f"{what}: HTTP {exc.status}: {cut(exc.message)}{asked}", exc.retry_after)
     return TemporaryError(f"{what}: {cut(exc)}")
 
@@ -128,6 +142,17 @@ def parallel(fn: Callable, items: list, concurrency: int) -> list:
         return [guarded(x) for x in items]
     with ThreadPoolExecutor(max_workers=min(concurrency, len(items))) as pool:
         return list(pool.map(guarded, items))
+
+
+def _resource_group(path: str) -> str | None:
+    """The API group of a path below one of its versions ('' for the core group); None for
+    discovery's own paths (``/apis/<group>/<version>``)."""
+    parts = path.strip("/").split("/")
+    if parts[0] == "api" and len(parts) > 2:
+        return ""
+    if parts[0] == "apis" and len(parts) > 3:
+        return parts[1]
+    return None
 
 
 def _printable(data: bytes) -> bytes:
@@ -165,6 +190,17 @@ class Mapping:
 def split_api_version(api_version: str) -> tuple[str, str]:
     group, _, version = api_version.rpartition("/")
     return group, version
+
+
+class KindGone(TemporaryError):
+    """A LIST found its kind no longer served, though discovery had served it (its
+    CustomResourceDefinition deleted since): the Kube has forgotten the kind's group, so
+    resolving the kind again says whether, and where, it is served now."""
+
+    def __init__(self, mapping: Mapping, namespace: str | None):
+        where = f" in {namespace}" if namespace else ""
+        super().__init__(f"listing {mapping.resource}{where}: HTTP 404: kind {mapping.kind} in "
+                         f"{mapping.api_version} is no longer served")
 
 
 class Kube:
@@ -217,8 +253,12 @@ class Kube:
                 if query and query.get("dryRun"):  # no side effect: ask again for a readable error
                     return self.request(method, path, sent, query, content_type, decode=True, live=live)
                 data = _printable(data)
-            raise ApiError(resp.status, data, method, path, resp.headers.get("Retry-After"),
-                           mask=secret_mask(sent, live))
+            error = ApiError(resp.status, data, method, path, resp.headers.get("Retry-After"),
+                             mask=secret_mask(sent, live))
+            group = _resource_group(path)
+            if error.not_served and group is not None:
+                self.forget(group)  # what discovery said of it is stale
+            raise error
         if not decode:
             return None
         return json.loads(resp.data) if resp.data else {}
@@ -253,6 +293,19 @@ class Kube:
             obj.setdefault("apiVersion", mapping.api_version)
             obj.setdefault("kind", mapping.kind)
             found[obj["metadata"]["name"]] = obj
+        return found
+
+    def list_each(self, wanted: list[tuple[Mapping, str | None]], concurrency: int) -> dict:
+        """One LIST per (mapping, namespace) in ``wanted``, ``concurrency`` at a time:
+        {(mapping, namespace): {name: object}}.  Raises KindGone when one finds its kind no
+        longer served, else the sync error of the first LIST that failed."""
+        found = {}
+        for key, result in zip(wanted, parallel(lambda k: self.list_by_name(*k), wanted, concurrency)):
+            if isinstance(result, ApiError) and result.not_served:
+                raise KindGone(*key)
+            if isinstance(result, Exception):
+                raise sync_error(result, f"listing {key[0].resource}")
+            found[key] = result
         return found
 
     def delete(self, path: str, live: dict | None = None) -> None:

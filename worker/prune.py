@@ -15,7 +15,9 @@ annotated as kept, be it one this sync skips or one an earlier sync let go
 of (what the Namespace or CRD holds is looked through, metadata only, when
 nothing the sync knows holds it).  Such a Namespace or CRD stays in the
 inventory, to be pruned once it is empty, unless an annotated object holds
-it: Pullbridge lets go of both then, as it does of the annotated object.
+it: Pullbridge lets go of both then, as it does of the annotated object.  A
+deleted CRD's group leaves the worker's discovery cache, so that a later
+commit declaring the CRD again creates it before its objects.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from worker.render import STAGE_ONE_KINDS, kind_rank, object_ref
 PRUNE_ANNOTATION = "pullbridge.io/prune"
 PRUNE_DISABLED = "disabled"
 KEPT = f"{PRUNE_ANNOTATION}: {PRUNE_DISABLED}"  # why an annotated object stays, as changes show it
+CRD = ("apiextensions.k8s.io", "CustomResourceDefinition")
 
 
 @dataclass
@@ -97,6 +100,8 @@ def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
                 continue
             if not dry_run_only:
                 kube.delete(path, live=live)
+                if (group, kind) == CRD:  # its kind goes with it: the worker's discovery must not keep it
+                    kube.forget(crd_kind(live)[0])
             result.changes.append(Change(ref, "deleted"))
         except ApiError as exc:
             if exc.status == 404:
@@ -156,7 +161,7 @@ class Staying:
         """(ref, why it stays, annotated) of one object that keeps this one, or None."""
         if (group, kind) == ("", "Namespace"):
             key, index = live["metadata"]["name"], self._by_namespace
-        elif (group, kind) == ("apiextensions.k8s.io", "CustomResourceDefinition"):
+        elif (group, kind) == CRD:
             key, index = crd_kind(live), self._by_kind
         else:
             return None
