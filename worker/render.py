@@ -12,12 +12,14 @@ prune) must name where an object came from.  Two inputs are supported:
 
 A path or symlink leading out of the checkout is a permanent error, as is
 bad YAML, a malformed manifest (a tag YAML does not know included) or the
-same object declared twice.
+same object declared twice.  Errors name files relative to the repository,
+kustomize's too: it names what it visits by absolute path.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,6 +270,16 @@ def kubectl_binary() -> str:
     return os.environ.get(KUBECTL_ENV) or "kubectl"
 
 
+_NAME_CHAR = r"[\w.@+~-]"  # what continues a file name after a path (not a quote, a colon, a space)
+
+
+def repo_relative(text: str, root: Path) -> str:
+    """``text`` with each path in the checkout ``root`` shown relative to it, ``root`` itself as
+    '.': errors must not show where a checkout (or a copy of one) lies on the worker."""
+    in_root = re.compile(re.escape(str(root)) + rf"(?:(?P<inside>/)(?={_NAME_CHAR})|/?(?!{_NAME_CHAR}))")
+    return in_root.sub(lambda match: "" if match["inside"] else ".", text)
+
+
 def kustomize(root: Path, base: Path) -> list[Manifest]:
     """Run ``kubectl kustomize`` on ``base``; objects are attributed to its kustomization file."""
     kfile = next(base / n for n in KUSTOMIZATION_FILES if (base / n).is_file())
@@ -282,6 +294,6 @@ def kustomize(root: Path, base: Path) -> list[Manifest]:
     except subprocess.TimeoutExpired:
         raise TemporaryError(f"kubectl kustomize took longer than {KUSTOMIZE_TIMEOUT}s") from None
     if proc.returncode != 0:
-        message = proc.stderr.decode("utf-8", "replace").replace(str(root) + "/", "")
+        message = repo_relative(proc.stderr.decode("utf-8", "replace"), root)
         raise PermanentError(f"{rel}: kustomize failed: {cut(message, 400)}")
     return parse_documents(proc.stdout.decode("utf-8"), rel, strict=True)

@@ -138,6 +138,14 @@ def test_a_path_that_does_not_render_is_reported_and_deploys_nothing(checkout):
     assert str(checkout) not in why
 
 
+def test_a_path_that_does_not_render_is_reported_with_the_paths_of_the_repository_not_of_a_copy(checkout):
+    (checkout / "top" / "kustomization.yaml").write_text("resources: [..]\n")
+    deployed, problems = deployed_containers(checkout, "top")
+    assert deployed == []
+    ((path, why),) = problems.files
+    assert why.endswith("cycle detected: candidate root '.' contains visited root 'top'"), why
+
+
 def test_the_files_the_render_reads_follow_resources_bases_components_and_patches(tmp_path: Path):
     def write(path: str, text: str = "") -> None:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)

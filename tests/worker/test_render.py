@@ -168,3 +168,15 @@ def test_kustomize_error_is_permanent_without_machine_paths(tmp_path, stack):
         render(tmp_path, "k")
     assert "k/kustomization.yaml: kustomize failed" in str(info.value)
     assert str(tmp_path) not in str(info.value)
+
+
+def test_a_kustomize_error_names_the_checkout_itself_as_the_repository_root(tmp_path, stack):
+    """kustomize names the directories it visits by their absolute paths, the checkout's own too
+    (not followed by "/"): each shows relative to the repository, the checkout as '.'."""
+    write(tmp_path, {"overlay/kustomization.yaml": "resources: [..]\n"})
+    with pytest.raises(PermanentError) as info:
+        render(tmp_path, "overlay")
+    message = str(info.value)
+    assert message == ("overlay/kustomization.yaml: kustomize failed: error: accumulating resources: accumulation "
+                       "err='accumulating resources from '..': '.' must resolve to a file': cycle detected: "
+                       "candidate root '.' contains visited root 'overlay'"), message
