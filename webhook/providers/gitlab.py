@@ -22,8 +22,9 @@ Events: ``X-Gitlab-Event: Push Hook`` / ``Tag Push Hook``; the payload has
 ``object_kind``, ``ref``, ``before``, ``after``, ``checkout_sha`` (null when a
 branch is deleted), ``commits[]`` (at most 20, with ``added``/``modified``/
 ``removed``), ``total_commits_count`` and ``project.path_with_namespace``.
-Delivery id: ``Idempotency-Key`` (stable across retries), else ``webhook-id``,
-else ``X-Gitlab-Event-UUID``.
+Delivery id: ``webhook-id`` (the one a signed webhook's signature covers), else
+``Idempotency-Key`` (stable across retries), else ``X-Gitlab-Event-UUID``; see
+``delivery_id`` for why in that order.
 """
 
 from __future__ import annotations
