@@ -70,19 +70,21 @@ class Answer:
 def declared_length(environ, cap: int) -> int | None:
     """The body's ``Content-Length``, None when the request gives none (chunked, or no body).
 
-    Over ``cap`` is PayloadTooLarge (413) and a value that is not a number is
-    BadPayload (400), both before a byte of the body is read."""
+    Over ``cap`` is PayloadTooLarge (413) and a value that is not a number
+    (ASCII digits only) is BadPayload (400), both before a byte of the body
+    is read.  A number of more digits than the cap has is over it without
+    being converted: ``int()`` refuses strings of more than 4300 digits."""
     raw = environ.get("CONTENT_LENGTH")
-    if not raw or not raw.isdecimal():
+    if not raw or not (raw.isascii() and raw.isdecimal()):
         raw = (raw or "").strip()
         if not raw:
             return None
-        if not raw.isdecimal():
+        if not (raw.isascii() and raw.isdecimal()):
             raise errors.BadPayload("Content-Length is not a number", field="Content-Length")
-    length = int(raw)
-    if length > cap:
+    digits = raw.lstrip("0") or "0"
+    if len(digits) > len(str(cap)) or int(digits) > cap:
         raise errors.PayloadTooLarge(f"body is over the {cap} byte limit", limit=cap)
-    return length
+    return int(digits)
 
 
 def read_body(environ, cap: int, length: int | None) -> bytes:

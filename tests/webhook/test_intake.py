@@ -417,7 +417,8 @@ def test_a_body_shorter_than_its_content_length_is_what_arrived():
 
 
 @pytest.mark.parametrize("raw, expected", [(None, None), ("", None), ("  ", None), ("12", 12),
-                                           (" 12 ", 12), ("4096", 4096)])
+                                           (" 12 ", 12), ("4096", 4096), ("0" * 5000 + "12", 12),
+                                           ("0", 0)])
 def test_declared_length(raw, expected):
     from webhook.intake import declared_length
 
@@ -425,12 +426,20 @@ def test_declared_length(raw, expected):
     assert declared_length(environ, 4096) == expected
 
 
-@pytest.mark.parametrize("raw, error", [("4097", "PayloadTooLarge"), ("-1", "BadPayload"),
+@pytest.mark.parametrize("raw, error", [("4097", "PayloadTooLarge"), ("9" * 5000, "PayloadTooLarge"),
+                                        ("10000", "PayloadTooLarge"), ("-1", "BadPayload"),
                                         ("12abc", "BadPayload"), ("1e3", "BadPayload"),
-                                        ("\u00b2", "BadPayload")])
+                                        ("\u00b2", "BadPayload"), ("\u0663", "BadPayload")])
 def test_declared_length_refuses_before_reading(raw, error):
     from webhook import errors
     from webhook.intake import declared_length
 
     with pytest.raises(getattr(errors, error)):
         declared_length({"CONTENT_LENGTH": raw}, 4096)
+
+
+def test_a_content_length_of_thousands_of_digits_is_413_not_500(client, config):
+    """int() refuses more than 4300 digits (a ValueError, so a 500) when no server in front
+    refused the header first."""
+    response = client.post("/hooks/gh", data=b"{}", environ_overrides={"CONTENT_LENGTH": "9" * 5000})
+    assert response.status_code == 413 and response.json["limit"] == config.server.max_body_bytes
