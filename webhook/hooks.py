@@ -7,7 +7,9 @@ unreadable secret must reach the operator).  Unauthenticated noise, every
 other answer given before the signature was checked (401, 404, an oversized
 or malformed body), is logged at most once a second per repository name, the
 line saying how many were left out since: a flood of forged requests must not
-flood the logs or slow the receiver down by writing them.  A delivery is past
+flood the logs or slow the receiver down by writing them.  Such a line names
+the delivery id the request claims (``claimed_delivery``), to find it in the
+host's delivery log.  A delivery is past
 the check once ``Intake.receive`` put its ``delivery`` in the line's fields.
 """
 
@@ -69,8 +71,7 @@ def receive(name: str):
             _log_delivery(intake, log, outcome, status, elapsed)
         elif (left_out := _noise_to_log(name)) is not None:
             log["left_out"] = left_out
-            if status == 401:
-                log["delivery"] = claimed_delivery(log["provider"], headers)
+            log["delivery"] = claimed_delivery(log["provider"], headers)
             _log_delivery(intake, log, outcome, status, elapsed)
 
 

@@ -3,10 +3,11 @@
 Why it exists: this is the receiver's one hot path, and its order is the
 security and durability argument, so it reads top to bottom:
 
-1. a ``Content-Length`` over ``server.max_body_bytes`` is answered 413
+1. the repository is looked up by the name in the URL (404), so every
+   later answer is counted and logged under its provider;
+2. a ``Content-Length`` over ``server.max_body_bytes`` is answered 413
    (one that is not a number, 400) before reading anything; a body
    without one (chunked) is read only up to the cap plus one byte;
-2. the repository is looked up by the name in the URL (404);
 3. the signature or token is checked on the raw bytes (401: no JSON
    parsing, no Redis call);
 4. only then is the JSON parsed and turned into a ``PushEvent`` (400 naming
@@ -43,7 +44,7 @@ from pullbridge.queueing import request_sync
 from webhook import errors
 from webhook.events import DELIVERY_RE, PayloadError, PushEvent, same_repository
 from webhook.metrics import observe_batch
-from webhook.providers import provider as provider_module
+from webhook.providers import PROVIDERS, provider as provider_module
 
 SECRET_CACHE_SECONDS = 30.0  # a rotated secret_file is picked up within this
 READ_CHUNK = 64 * 1024
@@ -128,13 +129,17 @@ def _read_body(stream, environ, cap: int, length: int | None) -> bytes:
 def claimed_delivery(provider: str, headers) -> str | None:
     """The delivery id an unverified request claims, when well-formed (for its log line only).
 
-    Looked up only for the 401 lines that are written: most of a flood of
-    forged requests is counted, not logged (``webhook.hooks``)."""
-    try:
-        claimed = provider_module(provider).delivery_id(headers)
-    except KeyError:  # the repo was unknown: no provider
-        return None
-    return claimed if claimed and DELIVERY_RE.match(claimed) else None
+    For a repository name nobody configured (provider ``unknown``), the id
+    of the first provider whose header the request carries: a hook pointed
+    at a misspelt URL is then found in the host's delivery log.  Looked up
+    only for the lines that are written: most of a flood of unauthenticated
+    requests is counted, not logged (``webhook.hooks``)."""
+    hosts = [PROVIDERS[provider]] if provider in PROVIDERS else PROVIDERS.values()
+    for host in hosts:
+        claimed = host.delivery_id(headers)
+        if claimed:
+            return claimed if DELIVERY_RE.match(claimed) else None
+    return None
 
 
 class Intake:
@@ -168,14 +173,13 @@ class Intake:
         return value
 
     def receive(self, name: str, environ, headers, log: dict) -> Answer:
-        cap = self.config.server.max_body_bytes
-        length = declared_length(environ, cap)
         repo = self.config.repo(name)
         if repo is None:
             raise errors.UnknownRepo(f"no repository named {name!r} is configured")
         log["repo"] = repo.name
         log["provider"] = repo.provider
-        body = read_body(environ, cap, length)
+        cap = self.config.server.max_body_bytes
+        body = read_body(environ, cap, declared_length(environ, cap))
         host = provider_module(repo.provider)
         if not host.verify(headers, body, self.secret(repo),
                            tolerance=self.config.server.signature_tolerance):

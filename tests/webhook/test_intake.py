@@ -349,7 +349,29 @@ def test_answers_given_before_the_signature_check_are_noise_too(client, capfd):
     lines = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
     assert [(l["status"], l["left_out"]) for l in lines if "status" in l] == [(413, 0)]
     text = client.get("/metrics").get_data(as_text=True)
-    assert 'outcome="bad_payload",provider="unknown"}' in text  # every one is still counted
+    assert 'outcome="bad_payload",provider="github"}' in text  # every one is still counted
+
+
+def test_a_413_is_counted_and_logged_under_its_provider_however_the_body_came(app, config, capfd):
+    """Announced by Content-Length (refused before reading) or chunked (refused at the cap),
+    a 413 is the repository's provider's, and its line names the delivery the request claims."""
+    import webhook.hooks
+    from webhook import metrics
+
+    cap = config.server.max_body_bytes
+    before = metrics.DELIVERIES.labels("github", "payload_too_large")._value.get()
+    headers = {"X-GitHub-Event": "push"}
+    announced = {"CONTENT_LENGTH": str(cap + 1)}
+    chunked = {"wsgi.input": io.BytesIO(b"x" * (cap + 10)), "wsgi.input_terminated": True, "CONTENT_LENGTH": ""}
+    for n, environ in enumerate((announced, chunked)):
+        webhook.hooks._noise.clear()  # each line is the first for the name: it is written
+        capfd.readouterr()
+        response = app.test_client().post("/hooks/gh", data=b"{}", environ_overrides=environ,
+                                          headers={**headers, "X-GitHub-Delivery": f"big-{n}"})
+        assert response.status_code == 413
+        [line] = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
+        assert (line["provider"], line["delivery"]) == ("github", f"big-{n}")
+    assert metrics.DELIVERIES.labels("github", "payload_too_large")._value.get() == before + 2
 
 
 def test_an_error_on_our_side_is_logged_every_time_even_before_the_signature_check(client, capfd,
@@ -366,7 +388,7 @@ def test_an_error_on_our_side_is_logged_every_time_even_before_the_signature_che
     assert [(l["status"], l["outcome"]) for l in lines if "status" in l] == [(500, "misconfigured")] * 3
 
 
-def test_a_logged_401_line_names_the_claimed_delivery_only_when_well_formed(client, capfd):
+def test_a_logged_401_or_404_line_names_the_claimed_delivery_only_when_well_formed(client, capfd):
     import webhook.hooks
 
     body = json.dumps(P.github_push()).encode()
@@ -380,7 +402,11 @@ def test_a_logged_401_line_names_the_claimed_delivery_only_when_well_formed(clie
         [line] = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
         assert line["status"] == 401 and line.get("delivery") == expected
     webhook.hooks._noise.clear()
-    client.post("/hooks/nope", data=body, headers=forged)  # unknown repo: no provider to ask
+    client.post("/hooks/nope", data=body, headers=forged)  # unknown repo: any provider's header
+    [line] = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
+    assert line["status"] == 404 and line["delivery"] == forged["X-GitHub-Delivery"]
+    webhook.hooks._noise.clear()
+    client.post("/hooks/nope", data=body)  # no delivery header at all
     [line] = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
     assert line["status"] == 404 and "delivery" not in line
 
