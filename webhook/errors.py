@@ -18,13 +18,18 @@ from flask import Response
 
 
 class HookError(Exception):
+    """``message`` and ``details`` go to the sender; ``log_detail``, when given, only to the
+    delivery's log line (its ``error`` field), for what the operator needs and a caller must
+    not learn (where a secret is kept)."""
+
     status = 500
     code = "error"
     headers: dict[str, str] = {}
 
-    def __init__(self, message: str, **details):
+    def __init__(self, message: str, *, log_detail: str | None = None, **details):
         super().__init__(message)
         self.message = message
+        self.log_detail = log_detail
         self.details = details
 
     def body(self) -> dict:

@@ -63,6 +63,8 @@ def receive(name: str):
         return Response(json_bytes(answer.body), answer.status, mimetype="application/json")
     except errors.HookError as exc:
         outcome, status = exc.code, exc.status
+        if exc.log_detail:
+            log["error"] = exc.log_detail
         return errors.error_response(exc)
     finally:
         elapsed = time.perf_counter() - started

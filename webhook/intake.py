@@ -160,11 +160,12 @@ class Intake:
             return cached[0]
         try:
             value = repo.secret.value()
-        except ConfigError as exc:
-            raise errors.Misconfigured(
-                f"the webhook secret of {repo.name} cannot be read ({repo.secret.describe()})") from exc
+        except ConfigError as exc:  # where the secret lives is for the log, not for any caller
+            raise errors.Misconfigured(f"the webhook secret of {repo.name} cannot be read; "
+                                       "the receiver's log says why", log_detail=str(exc)) from exc
         if not value:
-            raise errors.Misconfigured(f"the webhook secret of {repo.name} is empty")
+            raise errors.Misconfigured(f"the webhook secret of {repo.name} is empty",
+                                       log_detail=f"secret {repo.secret.describe()} is empty")
         problem = repo.secret_problem(value)
         if problem:
             raise errors.Misconfigured(f"the webhook secret of {repo.name} {problem}")

@@ -388,6 +388,35 @@ def test_an_error_on_our_side_is_logged_every_time_even_before_the_signature_che
     assert [(l["status"], l["outcome"]) for l in lines if "status" in l] == [(500, "misconfigured")] * 3
 
 
+@pytest.mark.parametrize("where", ["file", "env"])
+def test_an_unreadable_secret_is_named_in_the_log_but_never_to_the_caller(config, redis_conn, tmp_path, capfd,
+                                                                         monkeypatch, where):
+    """Anyone can make the receiver read a repository's secret (an unsigned request does):
+    the 500 names the repository, and only the log says where its secret is kept."""
+    from pullbridge.config import parse_config
+    from tests.webhook.conftest import CONFIG, repo
+    from webhook import create_app
+
+    missing = tmp_path / "secrets" / "hook.token"
+    entry = repo("gh-hidden", "github", "PB_TEST_HIDDEN_SECRET", repository="octo-org/deploy")
+    if where == "file":
+        del entry["secret_env"]
+        entry["secret_file"] = str(missing)
+    monkeypatch.delenv("PB_TEST_HIDDEN_SECRET", raising=False)
+    kwargs = redis_conn.connection_pool.connection_kwargs
+    app = create_app(parse_config({**CONFIG, "repos": [entry]}),
+                     redis_url=f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs['db']}")
+    capfd.readouterr()
+    response = app.test_client().post("/hooks/gh-hidden", data=b"{}", headers={"X-GitHub-Event": "push"})
+    assert response.status_code == 500 and response.json["error"] == "misconfigured"
+    assert "gh-hidden" in response.json["message"]
+    answer = response.get_data(as_text=True)
+    location = str(missing) if where == "file" else "PB_TEST_HIDDEN_SECRET"
+    assert location not in answer and "secrets" not in answer and "PB_TEST" not in answer
+    [line] = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
+    assert line["status"] == 500 and location in line["error"]
+
+
 def test_a_logged_401_or_404_line_names_the_claimed_delivery_only_when_well_formed(client, capfd):
     import webhook.hooks
 
