@@ -19,15 +19,52 @@ again in full, and ``parse`` names the culprit as before.
 
 Every decoder raises ``ValueError`` for a body that is not JSON or not
 UTF-8, and may raise ``RecursionError`` for absurd nesting.
+
+GitHub and Gitea/Forgejo can also send a push as a form
+(``application/x-www-form-urlencoded``: ``payload=<URL-encoded JSON>``;
+GitHub's API creates hooks that way unless told otherwise): ``form_payload``
+takes the JSON out of it, which then goes to the decoders above.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import msgspec
 import orjson
 from msgspec import UNSET, Struct, UnsetType
+
+from webhook.events import PayloadError
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+FORM_FIELD = "payload"
+
+
+def is_form(content_type: str | None) -> bool:
+    """Whether a ``Content-Type`` header says the body is a URL-encoded form (parameters ignored)."""
+    return bool(content_type) and content_type.partition(";")[0].strip().lower() == FORM_CONTENT_TYPE
+
+
+def _form_unquote(text: bytes) -> bytes:
+    return unquote_to_bytes(text.replace(b"+", b" "))
+
+
+def form_payload(body: bytes) -> bytes:
+    """The ``payload`` field of a form-encoded body, decoded to the exact bytes the host sent.
+
+    PayloadError naming the field when the form has none, or more than one
+    (which one the host signed would be a guess)."""
+    found = None
+    for pair in body.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        if _form_unquote(name) == FORM_FIELD.encode():
+            if found is not None:
+                raise PayloadError(FORM_FIELD, "form field is given more than once")
+            found = value
+    if found is None:
+        raise PayloadError(FORM_FIELD, "form field is missing (Content-Type says the body is a form)")
+    return _form_unquote(found)
 
 
 def full(body: bytes, *, with_paths: bool = True) -> Any:

@@ -9,9 +9,13 @@ security and durability argument, so it reads top to bottom:
    (one that is not a number, 400) before reading anything; a body
    without one (chunked) is read only up to the cap plus one byte;
 3. the signature or token is checked on the raw bytes (401: no JSON
-   parsing, no Redis call);
-4. only then is the JSON parsed and turned into a ``PushEvent`` (400 naming
-   the field);
+   parsing, no Redis call).  A form delivery (GitHub's and Gitea's ``form``
+   content type, ``payload=<JSON>``) is checked as its host signs it:
+   GitHub's on the form as sent, Gitea's on the JSON in ``payload``, which
+   is therefore taken out of the form first (400 naming the field when
+   there is none);
+4. only then is the JSON parsed (out of a GitHub form, first) and turned
+   into a ``PushEvent`` (400 naming the field);
 5. ping, untracked events, tags, branch deletions, other branches and pushes
    that touch no filtered path are answered 200 with the reason;
 6. the delivery id is claimed and the sha recorded and the sync queued in
@@ -42,6 +46,7 @@ from pullbridge.groupcommit import GroupCommit
 from pullbridge.pathfilter import touches
 from pullbridge.queueing import request_sync
 from webhook import errors
+from webhook.decoding import form_payload, is_form
 from webhook.events import DELIVERY_RE, PayloadError, PushEvent, same_repository
 from webhook.metrics import observe_batch
 from webhook.providers import PROVIDERS, provider as provider_module
@@ -126,6 +131,14 @@ def _read_body(stream, environ, cap: int, length: int | None) -> bytes:
     return b"".join(chunks)
 
 
+def form_json(body: bytes) -> bytes:
+    """The JSON a form delivery carries in its ``payload`` field; BadPayload naming it otherwise."""
+    try:
+        return form_payload(body)
+    except PayloadError as exc:
+        raise errors.BadPayload(str(exc), field=exc.field) from None
+
+
 def claimed_delivery(provider: str, headers) -> str | None:
     """The delivery id an unverified request claims, when well-formed (for its log line only).
 
@@ -182,11 +195,14 @@ class Intake:
         cap = self.config.server.max_body_bytes
         body = read_body(environ, cap, declared_length(environ, cap))
         host = provider_module(repo.provider)
-        if not host.verify(headers, body, self.secret(repo),
+        form = host.FORM if is_form(headers.get("Content-Type")) else None
+        signed = form_json(body) if form == "payload" else body
+        if not host.verify(headers, signed, self.secret(repo),
                            tolerance=self.config.server.signature_tolerance):
             raise errors.Unauthorized("signature or token missing or wrong")
         try:
-            event = self._parse(host, headers, body, repo)
+            document = form_json(body) if form == "body" else signed
+            event = self._parse(host, headers, document, repo)
             delivery = self._delivery(event, body)
         except errors.BadPayload:  # verified, so its line names the delivery when the id is well-formed
             log["delivery"] = claimed_delivery(repo.provider, headers)

@@ -10,6 +10,11 @@ Every provider module offers the same pure functions (no Flask, no Redis):
 - ``decode(body, *, with_paths=True) -> payload``: the verified body's
   JSON, with at least the fields ``parse`` reads given the same
   ``with_paths`` (``webhook.decoding``); ValueError if not JSON;
+- ``FORM``: how a delivery sent as a form (``payload=<JSON>``, Content-Type
+  ``application/x-www-form-urlencoded``) is signed: ``"body"`` (the form
+  as sent: GitHub), ``"payload"`` (the JSON in the field: Gitea/Forgejo,
+  so the field is taken out before the signature is checked), or None
+  (the host sends JSON only; the Content-Type is not looked at);
 - ``parse(headers, payload, *, branch=None, with_paths=True) -> PushEvent``:
   the decoded payload in provider-neutral words; raises
   ``PayloadError`` naming the missing or malformed field.  ``branch`` picks

@@ -17,6 +17,7 @@ from webhook.providers._signing import hex_signature_ok
 
 NAME = "bitbucket-server"
 decode = decoding.full  # the body's JSON, as much of it as parse reads
+FORM = None  # JSON only: the body is JSON whatever its Content-Type says
 SIGNATURE_HEADER = "X-Hub-Signature"
 EVENT_HEADER = "X-Event-Key"
 DELIVERY_HEADER = "X-Request-Id"

@@ -20,6 +20,7 @@ from webhook.providers._signing import hex_signature_ok
 
 NAME = "generic"
 decode = decoding.full  # the body's JSON, as much of it as parse reads
+FORM = None  # JSON only (curl -d sends a form Content-Type): the body is JSON
 SIGNATURE_HEADER = "X-Signature"
 EVENT_HEADER = "X-Event"
 DELIVERY_HEADERS = ("X-Delivery", "Idempotency-Key")

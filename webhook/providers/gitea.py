@@ -15,6 +15,7 @@ from webhook.providers._signing import hex_signature_ok
 
 NAME = "gitea"
 decode = decoding.commits_push  # the body's JSON, as much of it as parse reads
+FORM = "payload"  # a form delivery's signature covers the JSON in its payload field
 SIGNATURE_HEADERS = ("X-Gitea-Signature", "X-Forgejo-Signature")
 EVENT_HEADERS = ("X-Gitea-Event", "X-Forgejo-Event", "X-Gogs-Event")
 DELIVERY_HEADERS = ("X-Gitea-Delivery", "X-Forgejo-Delivery", "X-Gogs-Delivery")

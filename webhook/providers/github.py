@@ -15,6 +15,7 @@ from webhook.providers._signing import hex_signature_ok
 
 NAME = "github"
 decode = decoding.commits_push  # the body's JSON, as much of it as parse reads
+FORM = "body"  # a form delivery's signature covers the form as sent
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 EVENT_HEADER = "X-GitHub-Event"
 DELIVERY_HEADER = "X-GitHub-Delivery"

@@ -41,6 +41,7 @@ from webhook.events import PayloadError, PushEvent, commits_push, field, header
 
 NAME = "gitlab"
 decode = decoding.commits_push  # the body's JSON, as much of it as parse reads
+FORM = None  # JSON only: the body is JSON whatever its Content-Type says
 TOKEN_HEADER = "X-Gitlab-Token"
 EVENT_HEADER = "X-Gitlab-Event"
 MAX_SIGNATURE_HEADER = 4096
