@@ -14,6 +14,9 @@ QUEUES = {"sync": SYNC_QUEUE, "status": STATUS_QUEUE, "images": IMAGES_QUEUE}
 
 SYNC_JOB = "worker.jobs.sync"
 
+# STRING with a 60 s expiry: the web receiver's /readyz writes it, to know Redis takes writes.
+READYZ = "pb:web:readyz"
+
 
 def wanted(repo: str) -> str:
     """ZSET of commit shas a webhook asked for, scored by first-seen time (ms)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from rq import Queue
 
 from pullbridge import keys
@@ -145,3 +146,30 @@ def test_concurrent_redeliveries_and_pushes_stay_one_job(app, redis_conn):
     assert len({a.json["job_id"] for a in answers}) == 1
     assert sync_jobs(redis_conn) == [answers[0].json["job_id"]]
     assert {m.decode() for m in redis_conn.zrange(keys.wanted("gh"), 0, -1)} == set(shas)
+
+
+@pytest.mark.parametrize("refusal, error", [
+    (("REPLICAOF", "127.0.0.1", "1"), "ReadOnlyError"),  # demoted: a replica (of nothing here)
+    (("CONFIG", "SET", "min-replicas-to-write", "1"), "ResponseError"),  # NOREPLICAS
+])
+def test_readyz_is_503_while_redis_answers_but_refuses_writes(config, throwaway_redis, refusal, error):
+    """A Redis that answers PING but takes no write makes every push a 503: not ready."""
+    from redis import Redis
+
+    from webhook import create_app
+
+    app = create_app(config, redis_url=throwaway_redis.url)
+    client = app.test_client()
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json == {"status": "ok", "redis": "ok"}
+    admin = Redis.from_url(throwaway_redis.url)
+    admin.execute_command(*refusal)
+    assert admin.ping()  # it still answers
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json == {"status": "unavailable", "redis": error}
+    assert int(ready.headers["Retry-After"]) > 0
+    body = json.dumps(P.github_push()).encode()
+    push = client.post("/hooks/gh", data=body, headers=P.signed_headers(
+        "github", secret("PB_TEST_GITHUB_SECRET"), body))
+    assert push.status_code == 503  # what readiness now predicts
+
