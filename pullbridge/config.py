@@ -184,10 +184,12 @@ class ServerSettings(StrictModel):
     public_url: str = "http://127.0.0.1:8080"
     signature_tolerance: float = 300.0
     dedup_ttl: float = 86400.0
+    # How long a push may wait for Redis before its 503: under the 10 s GitHub and GitLab wait.
+    queue_timeout: float = Field(5.0, lt=10.0)
     operator_token_env: str | None = None
     protect_pages: bool = False
 
-    @field_validator("signature_tolerance", "dedup_ttl", mode="before")
+    @field_validator("signature_tolerance", "dedup_ttl", "queue_timeout", mode="before")
     @classmethod
     def _durations(cls, v):
         return parse_duration(v)

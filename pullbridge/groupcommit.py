@@ -21,24 +21,33 @@ the durability argument of ``pullbridge.queueing`` is unchanged.  A failed
 round trip fails every caller of that batch (they answer 503 and the host
 retries; a command Redis ran before the connection broke is found again by
 the delivery key).
+
+Every call has a deadline (``pullbridge.deadline``: the web receiver's
+``server.queue_timeout`` after the push arrived): a caller waiting for its
+batch gives up at its own, and the leader waits for Redis no longer than
+until its own (it arrived first, so it has the least time left): its
+connection's timeouts are set to what is left before each round trip.  A
+call that gave up before it was sent never reaches Redis; one that gave up
+in a batch in flight may have run (its caller answered 503, and the host's
+redelivery is then a duplicate).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import threading
+import time
 from collections import deque
 
 from redis import Redis
 from redis.exceptions import ConnectionError, NoScriptError, RedisError, ResponseError
 
+from pullbridge.deadline import DeadlineExceeded, remaining
+
 MAX_BATCH = 128  # commands per round trip; more wait for the next one
 _PENDING = object()  # a call's reply before Redis answered it
-
-
-class GroupCommitTimeout(RedisError):
-    """No answer within the wait limit (the leader's round trip is stuck)."""
 
 
 def _bulk(part) -> bytes:
@@ -52,10 +61,10 @@ def pack(*parts) -> bytes:
 
 
 class _Call:
-    __slots__ = ("script", "keys", "args", "reply", "error", "lead", "_gate")
+    __slots__ = ("script", "keys", "args", "deadline", "reply", "error", "lead", "_gate")
 
-    def __init__(self, script: "Script", keys, args):
-        self.script, self.keys, self.args = script, keys, args
+    def __init__(self, script: "Script", keys, args, deadline: float):
+        self.script, self.keys, self.args, self.deadline = script, keys, args, deadline
         self.reply, self.error = _PENDING, None
         self.lead = False
         self._gate = threading.Lock()
@@ -64,8 +73,9 @@ class _Call:
     def wake(self) -> None:
         self._gate.release()
 
-    def wait(self, timeout: float) -> bool:
-        return self._gate.acquire(timeout=timeout)
+    def wait(self) -> bool:
+        """Woken (True) or the deadline passed (False)."""
+        return self._gate.acquire(timeout=max(0.0, self.deadline - time.monotonic()))
 
     def command(self, use_sha: bool) -> bytes:
         head = ("EVALSHA", self.script.sha) if use_sha else ("EVAL", self.script.text)
@@ -85,7 +95,7 @@ class GroupCommit:
 
     def __init__(self, conn: Redis, wait_limit: float = 30.0, on_batch=None):
         self.conn = conn
-        self.wait_limit = wait_limit
+        self.wait_limit = wait_limit  # a call's deadline when its caller gives none
         self.on_batch = on_batch  # called with each round trip's size (metrics)
         self._lock = threading.Lock()
         self._queue: deque[_Call] = deque()
@@ -93,12 +103,19 @@ class GroupCommit:
         self._pid = os.getpid()
         self._connection = None
         self._connection_pid = None
+        self._timeouts: tuple[float, float] = (math.inf, math.inf)  # the client's own: socket, connect
         self.batches = 0  # round trips made; with ``calls``, shows how much was shared
         self.calls = 0
 
-    def run(self, script: Script, keys: list, args: list):
-        """``EVALSHA script`` with these keys and args; its reply, or the RedisError."""
-        call = _Call(script, keys, args)
+    def run(self, script: Script, keys: list, args: list, deadline: float | None = None):
+        """``EVALSHA script`` with these keys and args; its reply, or the RedisError.
+
+        ``deadline`` (``time.monotonic()``; default ``wait_limit`` from now):
+        the reply by then, or DeadlineExceeded, or the leader's redis-py
+        TimeoutError (``pullbridge.deadline``)."""
+        if deadline is None:
+            deadline = time.monotonic() + self.wait_limit
+        call = _Call(script, keys, args, deadline)
         with self._lock:
             if self._pid != os.getpid():  # forked: the parent's queue means nothing here
                 self._queue, self._busy, self._pid = deque(), False, os.getpid()
@@ -106,11 +123,11 @@ class GroupCommit:
             lead = not self._busy
             self._busy = True
         if not lead:
-            if not call.wait(self.wait_limit) and not self._give_up(call):
-                raise GroupCommitTimeout("no answer from Redis in time")
+            if not call.wait() and not self._give_up(call):
+                raise DeadlineExceeded("no answer from Redis in time (waiting for a shared round trip)")
             lead = call.lead
         if lead:
-            self._lead()
+            self._lead(call.deadline)
         if call.error is not None:
             raise call.error
         return call.reply
@@ -126,12 +143,12 @@ class GroupCommit:
                 pass  # in a batch in flight: its reply, when it comes, is dropped
             return False
 
-    def _lead(self) -> None:
+    def _lead(self, deadline: float) -> None:
         with self._lock:
             batch = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH))]
         failure: BaseException | None = None
         try:
-            self._round_trip(batch)
+            self._round_trip(batch, deadline)
         except Exception as exc:  # noqa: BLE001 -- every caller of the batch gets it
             failure = exc
         finally:
@@ -159,31 +176,47 @@ class GroupCommit:
             if nxt is not None:
                 nxt.wake()
 
-    def _round_trip(self, batch: list[_Call]) -> None:
+    def _round_trip(self, batch: list[_Call], deadline: float) -> None:
         # Only the leader talks to Redis, so one connection of its own is enough
         # (made by the client's pool, so a Sentinel URL finds the master as usual).
         if self._connection is None or self._connection_pid != os.getpid():
             self._connection = self.conn.connection_pool.make_connection()
             self._connection_pid = os.getpid()
+            self._timeouts = (self._connection.socket_timeout or math.inf,
+                              self._connection.socket_connect_timeout or math.inf)
         connection = self._connection
         try:
             try:
-                missing = self._send(connection, batch, use_sha=True)
+                missing = self._send(connection, batch, use_sha=True, deadline=deadline)
             except ConnectionError:
                 if any(call.reply is not _PENDING or call.error is not None for call in batch):
                     raise
                 # Nothing answered: most likely a connection that Redis closed (restart,
                 # idle timeout).  Once more on a fresh one, as redis-py's retry would.
                 connection.disconnect()
-                missing = self._send(connection, batch, use_sha=True)
+                missing = self._send(connection, batch, use_sha=True, deadline=deadline)
             if missing:  # Redis restarted or SCRIPT FLUSH: send those again with the text
-                self._send(connection, missing, use_sha=False)
+                self._send(connection, missing, use_sha=False, deadline=deadline)
         except BaseException:
             connection.disconnect()
             raise
 
-    @staticmethod
-    def _send(connection, batch: list[_Call], use_sha: bool) -> list[_Call]:
+    def _wait_no_longer_than(self, connection, deadline: float) -> None:
+        """Let the next send and reads on ``connection`` (and a connect, if it needs one)
+        wait at most until ``deadline``, and no longer than the client's own timeouts;
+        DeadlineExceeded, with nothing sent, when it has passed."""
+        socket_timeout, connect_timeout = self._timeouts
+        timeout = min(remaining(deadline), socket_timeout)
+        # What the next (re)connect gives its new socket, so its handshake waits no longer either.
+        connection.socket_timeout = timeout
+        connection.socket_connect_timeout = min(timeout, connect_timeout)
+        if connection._sock is not None:
+            # A socket already open keeps the timeout it was given: redis-py has no per-call
+            # timeout for sends and reads (read_response(timeout=) only from 8.0), so set it there.
+            connection._sock.settimeout(timeout)
+
+    def _send(self, connection, batch: list[_Call], use_sha: bool, deadline: float) -> list[_Call]:
+        self._wait_no_longer_than(connection, deadline)
         connection.send_packed_command([b"".join(call.command(use_sha) for call in batch)])
         missing = []
         for call in batch:

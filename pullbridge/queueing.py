@@ -28,6 +28,7 @@ from rq import Queue, Retry
 
 from pullbridge import keys
 from pullbridge.config import Config, RepoConfig
+from pullbridge.deadline import remaining, within
 from pullbridge.groupcommit import GroupCommit, Script
 
 
@@ -80,7 +81,8 @@ _coalesce_script = Script(_COALESCE)
 
 
 def _coalesce(conn: Redis, committer: GroupCommit | None, wanted_key: str, queued_key: str,
-              dedup_key: str | None, sha: str | None, dedup_ms: int) -> SyncRequest | None:
+              dedup_key: str | None, sha: str | None, dedup_ms: int,
+              deadline: float | None = None) -> SyncRequest | None:
     keys_ = [wanted_key, queued_key] + ([dedup_key] if dedup_key else [])
     args = [sha or "", int(time.time() * 1000), dedup_ms]
     if committer is None:
@@ -89,7 +91,7 @@ def _coalesce(conn: Redis, committer: GroupCommit | None, wanted_key: str, queue
         except NoScriptError:  # first use since Redis started: send the text
             answer = conn.eval(_COALESCE, len(keys_), *keys_, *args)
     else:
-        answer = committer.run(_coalesce_script, keys_, args)
+        answer = committer.run(_coalesce_script, keys_, args, deadline=deadline)
     if answer[0] == 1:
         return SyncRequest(answer[1].decode(), False, duplicate=True)
     if answer[0] == 2:
@@ -99,7 +101,8 @@ def _coalesce(conn: Redis, committer: GroupCommit | None, wanted_key: str, queue
 
 def request_sync(conn: Redis, config: Config, repo: RepoConfig, sha: str | None, *,
                  reason: str, delivery: str | None = None, dedup_key: str | None = None,
-                 dedup_ttl: float = 86400.0, committer: GroupCommit | None = None) -> SyncRequest:
+                 dedup_ttl: float = 86400.0, committer: GroupCommit | None = None,
+                 deadline: float | None = None) -> SyncRequest:
     """Record ``sha`` as wanted (None: the branch head) and make sure a sync job is queued.
 
     With ``dedup_key``: if that key exists, nothing is recorded and the
@@ -109,20 +112,37 @@ def request_sync(conn: Redis, config: Config, repo: RepoConfig, sha: str | None,
 
     ``committer`` (the web receiver's): the common case -- a sync already
     queued -- shares its round trip with other threads' (``pullbridge.groupcommit``).
+    ``deadline`` (the web receiver's, with its committer; ``time.monotonic()``):
+    the answer by then or DeadlineExceeded (``pullbridge.deadline``); the
+    transaction that queues a new job then runs on a helper thread, starts
+    nothing after the deadline and sends no write after it.
 
     Raises redis.exceptions.ConnectionError (and friends) when Redis cannot
     take the request durably; callers must then not acknowledge anything.
+    A TimeoutError (DeadlineExceeded among them) leaves it unknown whether
+    the request was recorded: a retry with the same ``dedup_key`` finds out.
     """
-    wanted_key, queued_key = keys.wanted(repo.name), keys.queued(repo.name)
-    watched = (queued_key, dedup_key) if dedup_key else (queued_key,)
     dedup_ms = max(1, int(dedup_ttl * 1000))
-    coalesced = _coalesce(conn, committer, wanted_key, queued_key, dedup_key, sha, dedup_ms)
+    coalesced = _coalesce(conn, committer, keys.wanted(repo.name), keys.queued(repo.name), dedup_key, sha,
+                          dedup_ms, deadline)
     if coalesced is not None:
         return coalesced
+    if deadline is None:
+        return _enqueue(conn, config, repo, sha, reason, delivery, dedup_key, dedup_ms, None)
+    return within(deadline, _enqueue, conn, config, repo, sha, reason, delivery, dedup_key, dedup_ms, deadline)
+
+
+def _enqueue(conn: Redis, config: Config, repo: RepoConfig, sha: str | None, reason: str,
+             delivery: str | None, dedup_key: str | None, dedup_ms: int, deadline: float | None) -> SyncRequest:
+    """``request_sync`` when no sync was queued: WATCH the marker, queue a job in one MULTI."""
+    wanted_key, queued_key = keys.wanted(repo.name), keys.queued(repo.name)
+    watched = (queued_key, dedup_key) if dedup_key else (queued_key,)
     queue, jobs = sync_queue(conn), config.repo_jobs(repo)
     with conn.pipeline() as pipe:
         while True:
             try:
+                if deadline is not None:
+                    remaining(deadline)  # the caller has answered: try no more
                 pipe.watch(*watched)
                 current, seen = (pipe.mget(watched) + [None])[:2]
                 if seen:
@@ -132,33 +152,33 @@ def request_sync(conn: Redis, config: Config, repo: RepoConfig, sha: str | None,
                 if sha:
                     pipe.zadd(wanted_key, {sha: int(time.time() * 1000)}, nx=True)
                 if current:
-                    if dedup_key:
-                        pipe.set(dedup_key, current, px=dedup_ms)
-                    pipe.execute()
-                    return SyncRequest(current.decode(), False)
-                job_id = f"sync-{repo.name}-{uuid.uuid4().hex[:12]}"
-                queue.enqueue_call(
-                    keys.SYNC_JOB,
-                    args=(repo.name,),
-                    kwargs={"reason": reason, "delivery": delivery},
-                    job_id=job_id,
-                    timeout=int(jobs.job_timeout),
-                    retry=_retry(config, repo),
-                    description=f"sync {repo.name} ({reason})",
-                    meta={"repo": repo.name, "reason": reason, "sha": sha, "delivery": delivery},
-                    failure_ttl=7 * 86400,
-                    result_ttl=86400,
-                    pipeline=pipe,
-                )
-                # No expiry: however long the job waits (workers down for hours), later
-                # pushes coalesce into it.  The job clears the marker (take_wanted), or the
-                # periodic job does once its job finished, failed, vanished or died
-                # (release_dead_marker); an expiry would queue a second sync each time.
-                pipe.set(queued_key, job_id)
+                    job_id, new_job = current.decode(), False
+                else:
+                    job_id, new_job = f"sync-{repo.name}-{uuid.uuid4().hex[:12]}", True
+                    queue.enqueue_call(
+                        keys.SYNC_JOB,
+                        args=(repo.name,),
+                        kwargs={"reason": reason, "delivery": delivery},
+                        job_id=job_id,
+                        timeout=int(jobs.job_timeout),
+                        retry=_retry(config, repo),
+                        description=f"sync {repo.name} ({reason})",
+                        meta={"repo": repo.name, "reason": reason, "sha": sha, "delivery": delivery},
+                        failure_ttl=7 * 86400,
+                        result_ttl=86400,
+                        pipeline=pipe,
+                    )
+                    # No expiry: however long the job waits (workers down for hours), later
+                    # pushes coalesce into it.  The job clears the marker (take_wanted), or the
+                    # periodic job does once its job finished, failed, vanished or died
+                    # (release_dead_marker); an expiry would queue a second sync each time.
+                    pipe.set(queued_key, job_id)
                 if dedup_key:
                     pipe.set(dedup_key, job_id, px=dedup_ms)
+                if deadline is not None:
+                    remaining(deadline)  # the caller answered 503 already: record nothing it was not told of
                 pipe.execute()
-                return SyncRequest(job_id, True)
+                return SyncRequest(job_id, new_job)
             except WatchError:
                 continue
 

@@ -26,3 +26,12 @@ def test_the_bound_applies_to_every_duration():
     with pytest.raises(ConfigError) as err:
         parse_config({"worker": {"lock_ttl": float("inf")}, "repos": [REPO]})
     assert "worker.lock_ttl: " in str(err.value)
+
+
+def test_queue_timeout_is_a_duration_under_the_10s_git_hosts_wait():
+    assert parse_config({"repos": [REPO]}).server.queue_timeout == 5.0
+    assert parse_config({"server": {"queue_timeout": "9s"}, "repos": [REPO]}).server.queue_timeout == 9.0
+    for value, message in (("10s", "less than 10"), ("1m", "less than 10"), (0, "positive")):
+        with pytest.raises(ConfigError) as err:
+            parse_config({"server": {"queue_timeout": value}, "repos": [REPO]})
+        assert "server.queue_timeout: " in str(err.value) and message in str(err.value)

@@ -12,9 +12,10 @@ import time
 
 import pytest
 from redis import Redis
-from redis.exceptions import ConnectionError, ResponseError
+from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
-from pullbridge.groupcommit import GroupCommit, GroupCommitTimeout, Script
+from pullbridge.deadline import DeadlineExceeded
+from pullbridge.groupcommit import GroupCommit, Script
 
 COUNT = Script("""
 if ARGV[1] == 'bad' then return redis.error_reply('bad argument') end
@@ -33,16 +34,28 @@ def wait_until(check, seconds=10.0):
 
 
 class Caller(threading.Thread):
-    def __init__(self, committer: GroupCommit, arg: str):
+    def __init__(self, committer: GroupCommit, arg: str, deadline: float | None = None):
         super().__init__(daemon=True)
-        self.committer, self.arg = committer, arg
+        self.committer, self.arg, self.deadline = committer, arg, deadline
         self.reply = self.error = None
 
     def run(self):
         try:
-            self.reply = self.committer.run(COUNT, ["gc:n"], [self.arg])
+            self.reply = self.committer.run(COUNT, ["gc:n"], [self.arg], deadline=self.deadline)
         except Exception as exc:  # noqa: BLE001
             self.error = exc
+
+
+@pytest.fixture
+def private_redis(stack):
+    """A redis-server of this test's own, to hold still without holding the shared one."""
+    from tests.webhook.conftest import RedisServer
+
+    server = RedisServer()
+    conn = Redis.from_url(server.url)
+    yield conn
+    conn.close()
+    server.stop()
 
 
 @pytest.fixture
@@ -128,19 +141,47 @@ def test_unreachable_redis_fails_every_caller_and_the_next_call_tries_again(stac
 
 
 def test_a_caller_that_gives_up_is_never_sent_and_nothing_stalls(redis_conn, paused):
-    committer = GroupCommit(redis_conn, wait_limit=0.3)
+    committer = GroupCommit(redis_conn, wait_limit=0.3)  # the quitter's deadline
     unpause = paused()
-    first = Caller(committer, "first")
+    first = Caller(committer, "first", deadline=time.monotonic() + 60)
     first.start()
     assert wait_until(lambda: committer._busy)
     quitter = Caller(committer, "quitter")
     quitter.start()
     quitter.join(10)
-    assert isinstance(quitter.error, GroupCommitTimeout) and not committer._queue
+    assert isinstance(quitter.error, DeadlineExceeded) and not committer._queue
     unpause()
     first.join(30)
     assert first.reply == [b"first", 1]
     assert committer.run(COUNT, ["gc:n"], ["later"]) == [b"later", 2]  # the quitter's INCR never ran
+
+
+def test_a_leader_stops_waiting_for_redis_at_its_deadline_and_so_does_its_batch(private_redis):
+    """Redis held (writes paused for a minute): the leader's round trip ends at the leader's
+    deadline, long before Redis would answer, and fails its whole batch; a follower with
+    less time than that gives up on its own.  Once Redis answers again, so does the next call."""
+    committer = GroupCommit(private_redis)
+    private_redis.execute_command("CLIENT", "PAUSE", 60000, "WRITE")
+    now = time.monotonic()
+    leader = Caller(committer, "leader", deadline=now + 0.5)
+    leader.start()
+    assert wait_until(lambda: committer._busy)
+    follower = Caller(committer, "follower", deadline=now + 1)  # sent in the leader's next batch
+    follower.start()
+    leader.join(30)
+    follower.join(30)
+    assert isinstance(leader.error, TimeoutError) and isinstance(follower.error, TimeoutError)
+    assert private_redis.get("gc:n") is None  # ...while Redis is still held: nothing ran yet
+    private_redis.execute_command("CLIENT", "UNPAUSE")
+    assert committer.run(COUNT, ["gc:n"], ["after"], deadline=time.monotonic() + 30)[0] == b"after"
+
+
+def test_a_call_whose_deadline_passed_before_it_was_sent_never_reaches_redis(redis_conn):
+    committer = GroupCommit(redis_conn)
+    with pytest.raises(DeadlineExceeded):
+        committer.run(COUNT, ["gc:n"], ["late"], deadline=time.monotonic() - 1)
+    assert redis_conn.get("gc:n") is None and not committer._busy and not committer._queue
+    assert committer.run(COUNT, ["gc:n"], ["next"])[1] == 1
 
 
 @pytest.mark.parametrize("shared", [False, True])

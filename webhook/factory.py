@@ -21,6 +21,7 @@ from redis import Redis
 
 from pullbridge.redis_url import connect
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError
 from redis.retry import Retry
 from werkzeug.exceptions import HTTPException
 
@@ -33,13 +34,18 @@ BENCH_NOOP_ENV = "PULLBRIDGE_BENCH_NOOP"
 
 
 def make_redis(url: str) -> Redis:
-    """A pooled, thread-safe client that fails fast: a webhook must not hang on a dead Redis."""
+    """A pooled, thread-safe client that fails fast: a webhook must not hang on a dead Redis.
+
+    A command is retried once on a fresh connection when its connection broke
+    (Redis restarted, or closed an idle one), never when Redis was too slow
+    to answer: that retry would double the wait on a slow Redis and could run
+    a write twice."""
     return connect(
         url,
         socket_connect_timeout=2,
         socket_timeout=5,
         health_check_interval=30,
-        retry=Retry(NoBackoff(), 1),
+        retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
     )
 
 

@@ -26,6 +26,13 @@ security and durability argument, so it reads top to bottom:
    best-effort step: the sync is already durable, so a failure there is
    logged and reported in the answer (``"status": "not queued"``) but never
    turns the 202 into an error that would make the host redeliver.
+
+Every wait on Redis in 6 and 7 ends by one deadline, ``server.queue_timeout``
+after the request came (``pullbridge.deadline``), so the host has its answer
+before it stops waiting (10 s at GitHub and GitLab): past it, a push not
+known to be queued is answered 503 with Retry-After (if it was queued after
+all, the host's redelivery is answered ``duplicate``), and a pending status
+not yet confirmed is reported so (``"not confirmed in time"``).
 """
 
 from __future__ import annotations
@@ -39,9 +46,11 @@ from dataclasses import dataclass, field
 from gunicorn.http.errors import ParseException
 from redis import Redis
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pullbridge import keys
 from pullbridge.config import Config, ConfigError, RepoConfig
+from pullbridge.deadline import DeadlineExceeded, within
 from pullbridge.groupcommit import GroupCommit
 from pullbridge.pathfilter import touches
 from pullbridge.queueing import request_sync
@@ -187,6 +196,7 @@ class Intake:
         return value
 
     def receive(self, name: str, environ, headers, log: dict) -> Answer:
+        deadline = time.monotonic() + self.config.server.queue_timeout
         repo = self.config.repo(name)
         if repo is None:
             raise errors.UnknownRepo(f"no repository named {name!r} is configured")
@@ -217,8 +227,15 @@ class Intake:
         try:
             request = request_sync(self.conn, self.config, repo, event.after, reason="push",
                                    delivery=delivery, dedup_key=keys.delivery(repo.name, delivery),
-                                   dedup_ttl=self.config.server.dedup_ttl, committer=self.committer)
+                                   dedup_ttl=self.config.server.dedup_ttl, committer=self.committer,
+                                   deadline=deadline)
+        except RedisTimeoutError as exc:
+            log["error"] = type(exc).__name__
+            raise errors.Unavailable(
+                f"the queue did not answer within {self.config.server.queue_timeout:g}s; retry later "
+                "(if it took this delivery after all, the retry is answered duplicate)", retry_after=5) from exc
         except RedisError as exc:
+            log["error"] = type(exc).__name__
             raise errors.Unavailable("the queue is unreachable; nothing was accepted, retry later",
                                      retry_after=5) from exc
         log["job_id"] = request.job_id
@@ -228,7 +245,7 @@ class Intake:
             return Answer(200, {"status": "duplicate", **body_out}, "duplicate")
         body_out["status"] = "queued"
         body_out["coalesced"] = not request.new_job
-        body_out["commit_status"] = self._pending_status(repo, event.after, request.job_id, log)
+        body_out["commit_status"] = self._pending_status(repo, event.after, request.job_id, log, deadline)
         return Answer(202, body_out, "coalesced" if not request.new_job else "queued")
 
     def _parse(self, host, headers, body: bytes, repo: RepoConfig) -> PushEvent:
@@ -272,15 +289,19 @@ class Intake:
             return "ignored", "no changed file matches the repository's path filters"
         return None
 
-    def _pending_status(self, repo: RepoConfig, sha: str, job_id: str, log: dict) -> str:
-        if not repo.status:
+    def _pending_status(self, repo: RepoConfig, sha: str, job_id: str, log: dict, deadline: float) -> str:
+        if not repo.status or not repo.status.enabled:
             return "not configured"
         from worker.status import enqueue_status  # the worker package is optional at import time
         try:
-            enqueue_status(self.conn, self.config, repo, sha, "pending", "sync queued", sync_id=job_id,
-                           sync_job=job_id)
-            return "pending queued"
+            queued = within(deadline, enqueue_status, self.conn, self.config, repo, sha, "pending",
+                            "sync queued", sync_id=job_id, sync_job=job_id)
+        except DeadlineExceeded:  # the answer is due; the status may still be queued after it
+            self.logger.warning("pending commit status not confirmed in time", extra={
+                **log, "error": "DeadlineExceeded"})
+            return "not confirmed in time"
         except Exception as exc:  # the sync is durable; never turn that into a retry
             self.logger.warning("pending commit status not queued", extra={
                 **log, "error": type(exc).__name__})
             return "not queued"
+        return "pending queued" if queued else "not queued"  # None: Redis refused it (logged there)

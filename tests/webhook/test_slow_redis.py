@@ -1,0 +1,203 @@
+"""A slow Redis: every push is answered within ``server.queue_timeout``, before the git
+host stops waiting (10 s at GitHub and GitLab), and no answer claims what Redis did not do.
+
+Redis is made slow for real: a private redis-server told ``DEBUG SLEEP`` (it stops
+answering anyone for that long).  Each test shows its answer came while Redis was still
+asleep (the ``DEBUG SLEEP`` call had not returned), and what Redis did once it woke up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+from redis import Redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from pullbridge import keys
+from pullbridge.config import parse_config
+from tests.webhook import payloads as P
+from tests.webhook.conftest import CONFIG, SECRETS, RedisServer, free_port, secret
+from tests.webhook.helpers import sync_jobs
+
+BUDGET = "1s"  # server.queue_timeout here; Redis sleeps far longer
+SLEEP = 4  # longer than the budget, shorter than the 5 s socket timeout a push used to wait
+GENEROUS = 60  # seconds: only so a broken receiver cannot hang the suite
+
+
+@pytest.fixture
+def slow_redis():
+    server = RedisServer(extra=("--enable-debug-command", "local"))
+    yield server
+    server.stop()
+
+
+class Sleeper(threading.Thread):
+    """``DEBUG SLEEP`` on its own connection; ``asleep()`` while it has not returned."""
+
+    def __init__(self, url: str, seconds: int = SLEEP):
+        super().__init__(daemon=True)
+        self.url, self.seconds = url, seconds
+
+    def run(self):
+        Redis.from_url(self.url, socket_timeout=self.seconds + GENEROUS).execute_command(
+            "DEBUG", "SLEEP", self.seconds)
+
+    def fall_asleep(self) -> "Sleeper":
+        self.start()
+        probe = Redis.from_url(self.url, socket_timeout=0.2)
+        for _ in range(200):  # until a PING goes unanswered: Redis is asleep
+            try:
+                probe.ping()
+            except RedisTimeoutError:
+                break
+            time.sleep(0.01)
+        probe.close()
+        return self
+
+    def asleep(self) -> bool:
+        return self.is_alive()
+
+    def wake(self) -> None:
+        self.join(GENEROUS)
+
+
+def push(client, after: str, delivery: str, name: str = "gh-status"):
+    body = json.dumps(P.github_push(after=after)).encode()
+    return client.post(f"/hooks/{name}", data=body, headers=P.signed_headers(
+        "github", secret("PB_TEST_GITHUB_SECRET"), body, delivery=delivery))
+
+
+@pytest.fixture
+def client(slow_redis):
+    from webhook import create_app
+
+    app = create_app(parse_config({**CONFIG, "server": {**CONFIG["server"], "queue_timeout": BUDGET}}),
+                     redis_url=slow_redis.url)
+    yield app.test_client()
+    app.extensions["pullbridge"].conn.close()
+
+
+def test_a_push_waiting_behind_a_sleeping_redis_is_503_in_time_and_its_retry_is_one_job(client, slow_redis):
+    """The common case (a sync already queued, so the group commit's script): the answer
+    comes at the budget; the script, already sent, may run once Redis wakes, and then the
+    host's redelivery is a duplicate: one job, one recorded sha, whichever happened."""
+    conn = Redis.from_url(slow_redis.url)
+    first = push(client, P.sha(1), "before-sleep")
+    assert first.status_code == 202
+    sleeper = Sleeper(slow_redis.url).fall_asleep()
+    late = push(client, P.sha(2), "while-asleep")
+    assert sleeper.asleep()  # answered before Redis answered anything
+    assert late.status_code == 503 and int(late.headers["Retry-After"]) > 0
+    assert late.json["error"] == "unavailable" and "did not answer within 1s" in late.json["message"]
+    sleeper.wake()
+    again = push(client, P.sha(2), "while-asleep")
+    assert again.status_code in (200, 202), again.json
+    assert again.json["job_id"] == first.json["job_id"] and sync_jobs(conn) == [first.json["job_id"]]
+    assert conn.zscore(keys.wanted("gh-status"), P.sha(2)) is not None
+
+
+def test_a_push_that_must_queue_a_new_job_is_503_in_time_and_queues_nothing_after(client, slow_redis,
+                                                                                  monkeypatch):
+    """No sync queued yet: Redis falls asleep between the coalescing script and the
+    transaction that queues a job.  The answer still comes at the budget, and the
+    transaction, left running on its helper thread, sends no write after it: nothing is
+    recorded, so the retry is taken as new."""
+    from pullbridge import queueing
+
+    conn = Redis.from_url(slow_redis.url)
+    coalesce, enqueue = queueing._coalesce, queueing._enqueue
+    sleeper = Sleeper(slow_redis.url)
+    finished = threading.Event()
+
+    def coalesce_then_sleep(*args, **kwargs):
+        answer = coalesce(*args, **kwargs)
+        sleeper.fall_asleep()
+        return answer
+
+    def enqueue_and_tell(*args, **kwargs):
+        try:
+            return enqueue(*args, **kwargs)
+        finally:
+            finished.set()
+
+    monkeypatch.setattr(queueing, "_coalesce", coalesce_then_sleep)
+    monkeypatch.setattr(queueing, "_enqueue", enqueue_and_tell)
+    late = push(client, P.sha(3), "new-job")
+    assert sleeper.asleep()
+    assert late.status_code == 503 and int(late.headers["Retry-After"]) > 0
+    sleeper.wake()
+    assert finished.wait(GENEROUS)  # the transaction gave up once Redis answered its WATCH
+    assert sync_jobs(conn) == [] and not conn.exists(keys.delivery("gh-status", "new-job"))
+    monkeypatch.setattr(queueing, "_coalesce", coalesce)
+    retried = push(client, P.sha(3), "new-job")
+    assert retried.status_code == 202 and sync_jobs(conn) == [retried.json["job_id"]]
+
+
+def test_a_queued_push_whose_pending_status_is_stuck_is_202_in_time(client, slow_redis, monkeypatch):
+    """The sync is durable; Redis falls asleep before the pending commit status is queued.
+    The push is still answered 202 at the budget, saying the status was not confirmed."""
+    from webhook import intake
+
+    conn = Redis.from_url(slow_redis.url)
+    request_sync = intake.request_sync
+    sleeper = Sleeper(slow_redis.url)
+
+    def queue_then_sleep(*args, **kwargs):
+        answer = request_sync(*args, **kwargs)
+        sleeper.fall_asleep()
+        return answer
+
+    monkeypatch.setattr(intake, "request_sync", queue_then_sleep)
+    response = push(client, P.sha(4), "status-stuck")
+    assert sleeper.asleep()
+    assert response.status_code == 202 and response.json["commit_status"] == "not confirmed in time"
+    sleeper.wake()
+    assert sync_jobs(conn) == [response.json["job_id"]]
+
+
+def test_under_gunicorns_gevent_worker_a_push_is_answered_in_time_too(tmp_path, slow_redis):
+    """The Procfile's web process (gevent, where the helper threads are greenlets), not the
+    test client: a push to a Redis that sleeps is 503 before Redis wakes."""
+    from tests.webhook.test_gunicorn import procfile_web
+
+    config = tmp_path / "pullbridge.yaml"
+    config.write_text(f"server: {{queue_timeout: {BUDGET}}}\n"
+                      "repos:\n"
+                      "  - {name: gh, url: 'https://github.com/octo-org/deploy.git', provider: github,\n"
+                      "     secret_env: PB_TEST_GITHUB_SECRET}\n")
+    port = free_port()
+    env = {**os.environ, **SECRETS, "PORT": str(port), "WEB_HOST": "127.0.0.1", "PULLBRIDGE_CONFIG": str(config),
+           "REDIS_URL": slow_redis.url, "WEB_CONCURRENCY": "1", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")}
+    base = f"http://127.0.0.1:{port}"
+    with open(tmp_path / "web.log", "w") as log:
+        proc = subprocess.Popen(procfile_web(), env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with requests.Session() as http:
+            http.headers["Connection"] = "close"  # no keep-alive connection for the server's shutdown to wait out
+            for _ in range(600):
+                try:
+                    if http.get(base + "/readyz", timeout=2).status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    time.sleep(0.1)
+            assert signed_post(http, base, P.sha(5)).status_code == 202
+            sleeper = Sleeper(slow_redis.url).fall_asleep()
+            late = signed_post(http, base, P.sha(6))
+            assert sleeper.asleep()
+            assert late.status_code == 503 and late.headers["Retry-After"]
+            sleeper.wake()
+    finally:
+        proc.terminate()
+        proc.wait(GENEROUS)
+
+
+def signed_post(http: requests.Session, base: str, after: str) -> requests.Response:
+    body = json.dumps(P.github_push(after=after)).encode()
+    headers = P.signed_headers("github", secret("PB_TEST_GITHUB_SECRET"), body)
+    return http.post(base + "/hooks/gh", data=body, headers=headers, timeout=GENEROUS)
