@@ -20,8 +20,9 @@ a header the app set that HTTP forbids, a ``SCRIPT_NAME`` the path does not
 start with), and the answer is the receiver's JSON error, ``{"error": ...,
 "message": ...}`` with ``Connection: close``, saying which part of the
 request is wrong without quoting it.  A refusal is logged as a warning with
-the client's address, the status, that message and the exception's class;
-our fault as an error with its traceback, the method and the path (not the
+the client's address, the status, that message and the exception's class,
+at most once a second for each class (``webhook.noise``: anyone can send
+them); our fault as an error with its traceback, the method and the path (not the
 query).  The access log, when one is configured, gets its line as from
 gunicorn.  None of it runs for a request the app answers.
 """
@@ -36,6 +37,8 @@ from ssl import SSLError
 from gunicorn import util
 from gunicorn.http import errors
 from gunicorn.http.wsgi import Response, default_environ
+
+from webhook.noise import noise_to_log
 
 OUR_FAULT = (errors.InvalidResponseHeader, errors.InvalidResponseHeaderName, errors.ConfigurationProblem)
 # What gunicorn refuses a request for, its status, the answer's error and message; the first match
@@ -73,8 +76,10 @@ def answer_error(worker, req, client, addr, exc: BaseException) -> None:
     refused = refusal(exc)
     if refused is not None:
         status, error, message = refused
-        worker.log.warning("Invalid request from ip=%s: %d, %s (%s)", addr[0], status, message,
-                           type(exc).__name__)
+        left_out = noise_to_log(f"gunicorn refused: {type(exc).__name__}")  # anyone can send these
+        if left_out is not None:
+            worker.log.warning("Invalid request from ip=%s: %d, %s (%s); %d like it left out since the last line",
+                               addr[0], status, message, type(exc).__name__, left_out)
     else:
         status, error, message = INTERNAL
         if req is None:

@@ -5,9 +5,8 @@ Every delivery is counted in the metrics.  Every delivery that got past the
 signature check is logged, and so is every error on our side (5xx: an
 unreadable secret must reach the operator).  Unauthenticated noise, every
 other answer given before the signature was checked (401, 404, an oversized
-or malformed body), is logged at most once a second per repository name, the
-line saying how many were left out since: a flood of forged requests must not
-flood the logs or slow the receiver down by writing them.  Such a line names
+or malformed body), is logged at most once a second per repository name (``webhook.noise``), the
+line saying how many were left out since.  Such a line names
 the delivery id the request claims (``claimed_delivery``), to find it in the
 host's delivery log.  A delivery is past
 the check once ``Intake.receive`` put its ``delivery`` in the line's fields.
@@ -16,7 +15,6 @@ the check once ``Intake.receive`` put its ``delivery`` in the line's fields.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from flask import Blueprint, Response, current_app, request
@@ -27,27 +25,9 @@ from webhook.events import WsgiHeaders
 from webhook.intake import claimed_delivery
 from webhook.logs import log_fields
 from webhook.metrics import observe
+from webhook.noise import noise_to_log
 
 bp = Blueprint("hooks", __name__)
-
-NOISE_LOG_INTERVAL = 1.0
-_noise_lock = threading.Lock()
-_noise: dict[str, list] = {}  # repo name -> [last logged at, lines left out since]
-
-
-def _noise_to_log(name: str) -> int | None:
-    """None: leave this line out; else the number of lines left out before it."""
-    now = time.monotonic()
-    with _noise_lock:
-        entry = _noise.get(name)
-        if entry is not None and now - entry[0] < NOISE_LOG_INTERVAL:
-            entry[1] += 1
-            return None
-        if entry is None and len(_noise) > 10000:  # names come from URLs: bound the memory they can take
-            _noise.clear()
-        _noise[name] = [now, 0]
-        return entry[1] if entry is not None else 0
-
 
 @bp.post("/hooks/<name>")
 def receive(name: str):
@@ -71,7 +51,7 @@ def receive(name: str):
         observe(log["provider"], outcome, elapsed)
         if "delivery" in log or status >= 500:  # verified, or our fault: every line is written
             _log_delivery(intake, log, outcome, status, elapsed)
-        elif (left_out := _noise_to_log(name)) is not None:
+        elif (left_out := noise_to_log(name)) is not None:
             log["left_out"] = left_out
             log["delivery"] = claimed_delivery(log["provider"], headers)
             _log_delivery(intake, log, outcome, status, elapsed)

@@ -133,5 +133,21 @@ def test_a_request_gunicorn_refuses_itself_gets_json_and_is_logged_without_what_
     assert answer["error"] == error and answer["message"], answer
     assert TOKEN.encode() not in data
     text = web["log"].read_text()  # the line is written before the answer
-    assert f"Invalid request from ip=127.0.0.1: {status}, {answer['message']} ({kind})" in text, text[-2000:]
+    assert f"Invalid request from ip=127.0.0.1: {status}, {answer['message']} ({kind}); 0 like it left out" in text, \
+        text[-2000:]
     assert TOKEN not in text and "Traceback" not in text, text[-2000:]
+
+
+def test_a_flood_of_requests_gunicorn_refuses_is_logged_about_once_a_second(web):
+    """Anyone can send malformed requests: each is answered, but their log lines are rate-limited."""
+    sent, started = 40, time.monotonic()
+    for _ in range(sent):
+        with socket.create_connection(("127.0.0.1", web["port"]), timeout=GENEROUS) as sock:
+            sock.sendall(request("POST /hooks/gl HTTP/1.1", "Transfer-Encoding: bogus, chunked"))
+            data, _ = _read_until_closed(sock)
+        assert data.startswith(b"HTTP/1.1 501 "), data[:200]
+    seconds = time.monotonic() - started
+    time.sleep(0.2)  # the lines are written by the log writer
+    lines = [line for line in web["log"].read_text().splitlines() if "(UnsupportedTransferCoding)" in line]
+    # the parametrized case above may have written one line for this class before
+    assert 1 <= len(lines) <= 2 + int(seconds), (seconds, lines)

@@ -47,16 +47,15 @@ def test_chunked_body_over_the_cap_is_413_without_reading_the_rest(app, config):
 
 
 def test_unauthenticated_noise_is_logged_at_most_once_a_second(client, capfd):
-    import webhook.hooks
+    import webhook.noise
 
-    webhook.hooks._noise.clear()
+    webhook.noise.forget()
     capfd.readouterr()
     for _ in range(5):
         assert client.post("/hooks/gh", data=b"{}").status_code == 401
     lines = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
     assert [l["left_out"] for l in lines if l.get("status") == 401] == [0]
-    last, left_out = webhook.hooks._noise["gh"]
-    webhook.hooks._noise["gh"] = [last - 2 * webhook.hooks.NOISE_LOG_INTERVAL, left_out]  # a while later
+    webhook.noise.seen_long_ago("gh")  # a while later
     assert client.post("/hooks/gh", data=b"{}").status_code == 401
     lines = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
     assert [l["left_out"] for l in lines if l.get("status") == 401] == [4]
@@ -67,9 +66,9 @@ def test_unauthenticated_noise_is_logged_at_most_once_a_second(client, capfd):
 def test_answers_given_before_the_signature_check_are_noise_too(client, capfd):
     """An oversized or malformed body is refused before the signature is checked, so anyone
     can send a flood of them: logged at most once a second, like forged signatures."""
-    import webhook.hooks
+    import webhook.noise
 
-    webhook.hooks._noise.clear()
+    webhook.noise.forget()
     capfd.readouterr()
     for raw, status in (("99999999999", 413), ("12a", 400)) * 3:
         response = client.post("/hooks/gh", data=b"{}", environ_overrides={"CONTENT_LENGTH": raw})
@@ -83,7 +82,7 @@ def test_answers_given_before_the_signature_check_are_noise_too(client, capfd):
 def test_a_413_is_counted_and_logged_under_its_provider_however_the_body_came(app, config, capfd):
     """Announced by Content-Length (refused before reading) or chunked (refused at the cap),
     a 413 is the repository's provider's, and its line names the delivery the request claims."""
-    import webhook.hooks
+    import webhook.noise
     from webhook import metrics
 
     cap = config.server.max_body_bytes
@@ -92,7 +91,7 @@ def test_a_413_is_counted_and_logged_under_its_provider_however_the_body_came(ap
     announced = {"CONTENT_LENGTH": str(cap + 1)}
     chunked = {"wsgi.input": io.BytesIO(b"x" * (cap + 10)), "wsgi.input_terminated": True, "CONTENT_LENGTH": ""}
     for n, environ in enumerate((announced, chunked)):
-        webhook.hooks._noise.clear()  # each line is the first for the name: it is written
+        webhook.noise.forget()  # each line is the first for the name: it is written
         capfd.readouterr()
         response = app.test_client().post("/hooks/gh", data=b"{}", environ_overrides=environ,
                                           headers={**headers, "X-GitHub-Delivery": f"big-{n}"})
@@ -105,10 +104,10 @@ def test_a_413_is_counted_and_logged_under_its_provider_however_the_body_came(ap
 def test_an_error_on_our_side_is_logged_every_time_even_before_the_signature_check(client, capfd,
                                                                                   monkeypatch):
     """An unreadable webhook secret is the operator's to fix: not rate-limited with the noise."""
-    import webhook.hooks
+    import webhook.noise
 
     monkeypatch.delenv("PB_TEST_GITHUB_SECRET")
-    webhook.hooks._noise.clear()
+    webhook.noise.forget()
     capfd.readouterr()
     for _ in range(3):
         assert client.post("/hooks/gh", data=b"{}").status_code == 500
@@ -146,23 +145,23 @@ def test_an_unreadable_secret_is_named_in_the_log_but_never_to_the_caller(config
 
 
 def test_a_logged_401_or_404_line_names_the_claimed_delivery_only_when_well_formed(client, capfd):
-    import webhook.hooks
+    import webhook.noise
 
     body = json.dumps(P.github_push()).encode()
     forged = P.signed_headers("github", b"not-the-secret", body)
     for delivery, expected in ((forged["X-GitHub-Delivery"], forged["X-GitHub-Delivery"]),
                                ("bad id with spaces", None)):
-        webhook.hooks._noise.clear()  # this line is the first for the name: it is written
+        webhook.noise.forget()  # this line is the first for the name: it is written
         capfd.readouterr()
         response = client.post("/hooks/gh", data=body, headers={**forged, "X-GitHub-Delivery": delivery})
         assert response.status_code == 401
         [line] = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
         assert line["status"] == 401 and line.get("delivery") == expected
-    webhook.hooks._noise.clear()
+    webhook.noise.forget()
     client.post("/hooks/nope", data=body, headers=forged)  # unknown repo: any provider's header
     [line] = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
     assert line["status"] == 404 and line["delivery"] == forged["X-GitHub-Delivery"]
-    webhook.hooks._noise.clear()
+    webhook.noise.forget()
     client.post("/hooks/nope", data=body)  # no delivery header at all
     [line] = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
     assert line["status"] == 404 and "delivery" not in line
