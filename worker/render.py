@@ -8,7 +8,9 @@ prune) must name where an object came from.  Two inputs are supported:
   (no document with ``apiVersion`` and ``kind``) and hidden folders are ignored,
   even YAML using tags of other tools (``!Ref``, ``!!python/name:``);
 * kustomize, when the path holds a ``kustomization.yaml``: rendered by a real
-  ``kubectl kustomize`` ($PULLBRIDGE_KUBECTL, else ``kubectl`` on PATH).
+  ``kubectl kustomize`` ($PULLBRIDGE_KUBECTL, else ``kubectl`` on PATH), once
+  ``worker.kustomization`` has checked that the build reads nothing outside the
+  checkout and nothing remote.
 
 A path or symlink leading out of the checkout is a permanent error, as is
 bad YAML, a malformed manifest (a tag YAML does not know included) or the
@@ -27,9 +29,9 @@ from pathlib import Path
 import yaml
 
 from worker.errors import PermanentError, TemporaryError, cut
+from worker.kustomization import check_build, kustomization_in
 
 KUBECTL_ENV = "PULLBRIDGE_KUBECTL"
-KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 KUSTOMIZE_TIMEOUT = 120
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -141,7 +143,7 @@ def render(checkout: Path, path: str = ".") -> list[Manifest]:
         raise PermanentError(f"path {path!r} does not exist in the repository")
     if base.is_file():
         manifests = parse_file(base, _rel(root, base))
-    elif any((base / name).is_file() for name in KUSTOMIZATION_FILES):
+    elif kustomization_in(base) is not None:
         manifests = kustomize(root, base)
     else:
         manifests = []
@@ -153,7 +155,7 @@ def render(checkout: Path, path: str = ".") -> list[Manifest]:
 
 def uses_kustomize(checkout: Path, path: str = ".") -> bool:
     base = Path(checkout) / path
-    return base.is_dir() and any((base / name).is_file() for name in KUSTOMIZATION_FILES)
+    return base.is_dir() and kustomization_in(base) is not None
 
 
 def _rel(root: Path, file: Path) -> str:
@@ -281,11 +283,10 @@ def repo_relative(text: str, root: Path) -> str:
 
 
 def kustomize(root: Path, base: Path) -> list[Manifest]:
-    """Run ``kubectl kustomize`` on ``base``; objects are attributed to its kustomization file."""
-    kfile = next(base / n for n in KUSTOMIZATION_FILES if (base / n).is_file())
-    rel = _rel(root, kfile)
-    if not _inside(root, kfile):
-        raise PermanentError(f"{rel}: symlink leads outside the repository")
+    """Run ``kubectl kustomize`` on ``base``, once all it would read is known to be in the checkout
+    (``worker.kustomization``); objects are attributed to its kustomization file."""
+    rel = _rel(root, kustomization_in(base))
+    check_build(root, base)
     try:
         proc = subprocess.run([kubectl_binary(), "kustomize", str(base)], capture_output=True,
                               timeout=KUSTOMIZE_TIMEOUT, cwd=root, env={**os.environ, "HOME": str(root)})

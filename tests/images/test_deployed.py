@@ -146,6 +146,19 @@ def test_a_path_that_does_not_render_is_reported_with_the_paths_of_the_repositor
     assert why.endswith("cycle detected: candidate root '.' contains visited root 'top'"), why
 
 
+def test_a_base_outside_the_repository_is_reported_and_neither_read_nor_deployed(checkout, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("other-tenant")
+    (outside / "kustomization.yaml").write_text("resources: [app.yaml]\n")
+    (outside / "app.yaml").write_text(deployment("other-app", "nested"))
+    (checkout / "top" / "other").symlink_to(outside)
+    (checkout / "top" / "kustomization.yaml").write_text("resources: [top.yaml, other]\n")
+    assert [p.name for p in build_inputs(checkout, "top")[1]] == ["top.yaml"]
+    deployed, problems = deployed_containers(checkout, "top")
+    assert deployed == []
+    assert problems.files == [("top", "no image is changed while the path does not render: "
+                                      "top/kustomization.yaml: resources entry 'other' leads outside the repository")]
+
+
 def test_the_files_the_render_reads_follow_resources_bases_components_and_patches(tmp_path: Path):
     def write(path: str, text: str = "") -> None:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)

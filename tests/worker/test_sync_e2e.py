@@ -252,6 +252,27 @@ def test_kustomize_overlay_is_synced(harness, git_repo, kube, namespace):
     assert cm_value(kube, namespace, "prod-conf") == "base"
 
 
+def test_a_kustomization_building_another_repositorys_checkout_fails_for_good(harness, git_repo, kube, namespace):
+    """Every repository's checkout lies in the worker's one cache directory: a kustomization
+    naming another's as its base must not build that tenant's objects into its own sync."""
+    app, tenant = git_repo("app"), git_repo("tenant")
+    harness.configure_repos([harness.repo_entry("app", app, path="deploy"),
+                             harness.repo_entry("other", tenant, path="deploy")])
+    tenant_sha = tenant.commit_and_push("v1", {"deploy/kustomization.yaml": "resources: [cm.yaml]\n",
+                                               "deploy/cm.yaml": configmap("tenant-only", "t")})
+    sync_repo(harness, 1, tenant_sha)
+    reach = f"../../../other.checkouts/{tenant_sha}/deploy"
+    bad_sha = app.commit_and_push("reach", {"deploy/kustomization.yaml": f"resources: [{reach}]\nnamePrefix: app-\n"})
+    queued = harness.request(bad_sha)
+    harness.work()
+    record = harness.history()[0]
+    assert record["result"] == "failure" and record["sha"] == bad_sha
+    assert record["error"] == f"deploy/kustomization.yaml: resources entry '{reach}' leads outside the repository"
+    assert cm_value(kube, namespace, "app-tenant-only") is None
+    assert Job.fetch(queued.job_id, connection=harness.conn).get_status() == "failed"
+    assert not Queue(keys.SYNC_QUEUE, connection=harness.conn).scheduled_job_registry.get_job_ids()
+
+
 def test_a_value_of_the_wrong_type_fails_for_good_naming_the_object(harness, git_repo, kube, namespace):
     """The API server answers 500 to a server-side apply whose body does not fit the schema (a
     ConfigMap value that is a YAML number): retrying cannot help, so the sync fails at once, by name."""

@@ -21,8 +21,9 @@ from pathlib import Path
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from worker.images.manifests import EditError, only_line_changed, read_text, round_trip_yaml, split_lines
-from worker.render import KUSTOMIZATION_FILES, uses_kustomize
+from worker.images.manifests import EditError, only_line_changed, round_trip_yaml, split_lines
+from worker.kustomization import walk
+from worker.render import uses_kustomize
 
 _PLAIN_TAG = re.compile(r"[^\s,\]\}#'\"]+")  # a plain scalar, block or flow style
 
@@ -67,8 +68,8 @@ def overrides_in_text(text: str, path: str) -> list[TagOverride]:
     return found
 
 
-def _kustomization_in(directory: Path) -> Path | None:
-    return next((directory / name for name in KUSTOMIZATION_FILES if (directory / name).is_file()), None)
+# The entries whose files may hold workloads or patches of them (not data, CRDs, JSON patches).
+WORKLOAD_FIELDS = ("resources", "bases", "components", "patchesStrategicMerge", "patches[].path")
 
 
 def build_inputs(root: Path, subdir: str = ".") -> tuple[list[Path], list[Path]]:
@@ -78,50 +79,18 @@ def build_inputs(root: Path, subdir: str = ".") -> tuple[list[Path], list[Path]]
     Both empty when that path is not rendered with kustomize (plain YAML: a
     kustomization lying under it is never applied).  Otherwise the path's
     own kustomization and those of every directory its ``resources``,
-    ``bases`` and ``components`` lead to, transitively, with the files they
-    and their ``patchesStrategicMerge`` and ``patches`` name; an overlay
-    nothing there leads to is not read.  Files and directories outside the
-    checkout, remote bases and inline patches are never followed.
+    ``bases`` and ``components`` lead to, transitively (``worker.kustomization``'s
+    walk), with the files they and their ``patchesStrategicMerge`` and
+    ``patches`` name; an overlay nothing there leads to is not read.  Files and
+    directories outside the checkout and remote bases are never followed (the
+    render refuses them), nor inline patches.
     """
     checkout = root.resolve()
     if not uses_kustomize(checkout, subdir):
         return [], []
-    kustomizations: set[Path] = set()
-    files: set[Path] = set()
-    pending = [(checkout / subdir).resolve()]
-    while pending:
-        directory = pending.pop()
-        kustomization = _kustomization_in(directory)
-        real = kustomization.resolve() if kustomization is not None else None
-        if real is None or real in kustomizations or not real.is_relative_to(checkout):
-            continue
-        kustomizations.add(real)
-        try:
-            doc = YAML(typ="safe", pure=True).load(read_text(kustomization))
-        except (YAMLError, UnicodeDecodeError, ValueError):
-            continue  # the render reports it
-        for entry in _file_entries(doc):
-            target = (directory / entry).resolve()
-            if not target.is_relative_to(checkout):
-                continue
-            if target.is_dir():
-                pending.append(target)
-            elif target.is_file():
-                files.add(target)
-    return sorted(kustomizations), sorted(files)
-
-
-def _file_entries(doc) -> list[str]:
-    """What a kustomization names in the checkout: its ``resources``, ``bases``, ``components``,
-    ``patchesStrategicMerge`` and ``patches[].path`` (not a URL, a remote base or an inline patch)."""
-    def listed(key: str) -> list:
-        value = doc.get(key) if isinstance(doc, dict) else None
-        return value if isinstance(value, list) else []
-
-    entries = [entry for key in ("resources", "bases", "components", "patchesStrategicMerge") for entry in listed(key)]
-    entries += [patch.get("path") for patch in listed("patches") if isinstance(patch, dict)]
-    return [entry for entry in entries if isinstance(entry, str) and "://" not in entry and "\n" not in entry
-            and not entry.startswith(("git@", "github.com/"))]
+    build = walk(checkout, checkout / subdir)
+    files = {entry.target for entry in build.entries if entry.field in WORKLOAD_FIELDS and entry.target.is_file()}
+    return sorted(build.kustomizations), sorted(files)
 
 
 def _scalar_at(line: str, column: int) -> str | None:
