@@ -82,7 +82,7 @@ def _status(conn, config, repo, sha, state, description, sync_id) -> None:
 
 def _render(mirror: Mirror, repo: RepoConfig, sha: str) -> list:
     """Render ``sha``.  Plain YAML of a commit rendered before comes from the render cache (a
-    commit never changes); a kustomization is rendered afresh (it may pull remote bases)."""
+    commit never changes); a kustomization is rendered afresh by ``kubectl kustomize``."""
     checkout = mirror.checkout(sha)
     if uses_kustomize(checkout, repo.path):
         return render(checkout, repo.path)

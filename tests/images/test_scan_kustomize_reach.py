@@ -208,5 +208,5 @@ def test_a_tag_set_by_an_inline_patch_is_reported(demo, registry, image_name, re
     assert result.skipped == [
         f"my-demo:deployment/fluxdemo container flask: {NEW} is wanted, but its tag is set by nothing the automation "
         "can change "
-        "(an inline or JSON patch, a replacement, a remote base or a value spread over lines)"]
+        "(an inline or JSON patch, a replacement or a value spread over lines)"]
     assert bare_git(repo, "rev-parse", "main").strip() == before

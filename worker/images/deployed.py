@@ -19,7 +19,7 @@ replaced by a marker of its own; the copy is rendered by the same ``kubectl
 kustomize`` as the sync; the marker in each rendered container's image names
 the one value that reaches it.  A container showing no marker takes its tag
 from nothing the automation can edit (an inline or JSON patch, a
-replacement, a remote base, a value spread over lines) and gets no source.
+replacement, a value spread over lines) and gets no source.
 """
 
 from __future__ import annotations

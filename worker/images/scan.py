@@ -42,8 +42,8 @@ log = logging.getLogger("pullbridge.images")
 SCAN_QUEUE = keys.IMAGES_QUEUE
 SCAN_MARKER_TTL = 3600
 WAITING = ("queued", "deferred", "scheduled")
-UNEDITABLE = ("its tag is set by nothing the automation can change (an inline or JSON patch, a replacement, "
-              "a remote base or a value spread over lines)")
+UNEDITABLE = ("its tag is set by nothing the automation can change (an inline or JSON patch, a replacement "
+              "or a value spread over lines)")
 
 
 def default_git_env(repo: RepoConfig, config: Config) -> dict[str, str]:
