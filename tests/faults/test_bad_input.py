@@ -18,6 +18,7 @@ import hmac
 import http.client
 import json
 import socket
+from urllib.parse import quote_from_bytes
 
 import pytest
 
@@ -70,8 +71,13 @@ def _case_truncated(secret, d):
     return base_headers(secret, body, d), body
 
 
-def _case_form(secret, d):
-    body = b"payload=" + _body(payload())
+def _case_form(secret, d):  # GitHub's form content type, signed as sent: accepted
+    body = b"payload=" + quote_from_bytes(_body(payload()), safe="").encode()
+    return replaced(base_headers(secret, body, d), "Content-Type", "application/x-www-form-urlencoded"), body
+
+
+def _case_form_two_payloads(secret, d):
+    body = b"payload=" + _body(payload()) + b"&payload=%7B%7D"  # two payload fields: which one is meant?
     return replaced(base_headers(secret, body, d), "Content-Type", "application/x-www-form-urlencoded"), body
 
 
@@ -153,7 +159,7 @@ UNSIGNED = [
 
 SIGNED_REJECTED = [
     ("truncated-json", _case_truncated),
-    ("form-urlencoded-signed", _case_form),
+    ("form-urlencoded-two-payloads", _case_form_two_payloads),
     ("null-repository", _signed(payload(repository=None))),           # CVE-2025-59531 shape
     ("repository-not-an-object", _signed(payload(repository="x"))),
     ("missing-after", _signed(payload(after=...))),                    # CVE-2025-59538 shape
@@ -179,6 +185,7 @@ SIGNED_NOT_SYNCED = [
 SIGNED_AMBIGUOUS = [
     ("empty-commit-list", _signed(payload(commits=[], head_commit=None))),
     ("null-commits", _signed(payload(commits=None, head_commit=None))),  # CVE-2025-59537 shape
+    ("form-urlencoded-signed", _case_form),
     ("text-plain", _case_text),
     ("no-content-type", _case_no_content_type),
     ("no-event-header", _case_no_event),
