@@ -169,11 +169,18 @@ class Applier:
                                  f"in {m.api_version}")
         item.mapping = mapping
         namespaced = mapping.namespaced if mapping else pending_crd_kinds[(m.group, m.kind)]
+        # From the namespace the manifest declares, not the item's: an earlier resolve with stale
+        # discovery (the kind cluster-scoped then) may have removed it.
+        namespace = m.namespace
+        if namespaced:
+            namespace = namespace or self.default_namespace
+        elif namespaced is False:
+            namespace = None
         meta = item.obj["metadata"]
-        if namespaced and not meta.get("namespace"):
-            meta["namespace"] = self.default_namespace
-        elif namespaced is False and "namespace" in meta:
-            del meta["namespace"]
+        if namespace:
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
         return mapping is not None
 
     def _load_live(self, items: list[Item], fresh_namespaces: set[str]) -> None:

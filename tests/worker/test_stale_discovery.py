@@ -97,6 +97,34 @@ def test_a_kind_gone_for_good_fails_naming_the_object(harness, widgets, kube, na
         failed
 
 
+def test_a_kind_discovered_cluster_scoped_goes_where_declared_once_its_crd_is_back_namespaced(
+        harness, git_repo, kube, namespace):
+    """The worker discovered Widget cluster-scoped; its CRD was deleted by hand, and the commit declares it
+    again, namespaced, with a Widget in a namespace of its own.  Listing finds the cached kind gone and the
+    objects are planned again: the Widget goes to the namespace it declares, not to the repo's default one
+    (the first planning, with the stale cluster scope, must not have taken its namespace away)."""
+    group, declared = widget_group(), f"{namespace}-declared"
+    extensions, core = client.ApiextensionsV1Api(kube), client.CoreV1Api(kube)
+    core.create_namespace({"metadata": {"name": declared}})
+    repo = git_repo("rescoped")
+    harness.configure(repo)
+    try:
+        cluster_scoped = widget_crd(group).replace("scope: Namespaced", "scope: Cluster")
+        first = harness.sync(repo.commit_and_push("cluster-scoped widgets", {
+            "crd.yaml": cluster_scoped, "widget.yaml": widget(group, 1)}))
+        assert first["result"] == "success", first
+        delete_crd(extensions, group)
+        done = harness.sync(repo.commit_and_push("namespaced widgets", {
+            "crd.yaml": widget_crd(group), "widget.yaml": in_namespace(widget(group, 2), declared)}))
+        assert done["result"] == "success", done
+        assert widget_specs(kube, group, declared) == {"w1": {"size": 2}}
+        assert widget_specs(kube, group, namespace) == {}
+    finally:
+        with unless_gone():
+            extensions.delete_custom_resource_definition(f"widgets.{group}")
+        core.delete_namespace(declared)
+
+
 def test_a_crd_deleted_by_hand_in_a_new_namespace_is_created_again_on_retry(harness, widgets, kube, namespace):
     """Objects in a Namespace the commit creates are not listed before it exists: their dry-run is what
     finds the kind gone.  Nothing stays applied, the error is temporary and names the object, and the
