@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from worker.apply_diff import digest, unchanged_as_recorded, unchanged_by_apply
 from worker.errors import PermanentError, TemporaryError, cut
 from worker.kube import FIELD_MANAGER, ApiError, KindGone, Kube, Mapping, parallel, sync_error
-from worker.render import STAGE_ONE_KINDS, Manifest, check_duplicates
+from worker.render import STAGE_ONE_KINDS, Manifest, check_duplicates, object_ref
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 CRD_WAIT = 60.0
@@ -72,8 +72,7 @@ class Item:
     @property
     def ref(self) -> str:
         meta = self.obj["metadata"]
-        ns = meta.get("namespace")
-        return f"{self.obj['kind']}/{ns}/{meta['name']}" if ns else f"{self.obj['kind']}/{meta['name']}"
+        return object_ref(self.obj["kind"], meta.get("namespace"), meta["name"])
 
     @property
     def digest(self) -> str:

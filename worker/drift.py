@@ -54,7 +54,7 @@ from worker.errors import cut
 from worker.drift_compare import by_name, changed_by, differences, fields_cover, value_at
 from worker.kube import FIELD_MANAGER, ApiError, KindGone, Kube, Mapping, parallel, sync_error
 from worker.ownership import Tok, ignored_paths, show_path
-from worker.render import Manifest
+from worker.render import Manifest, object_ref
 from worker.secretmask import HIDDEN
 
 MAX_VALUE_CHARS = 200
@@ -123,8 +123,7 @@ class Target:
 
     @property
     def ref(self) -> str:
-        ns = self.namespace
-        return f"{self.obj['kind']}/{ns}/{self.name}" if ns else f"{self.obj['kind']}/{self.name}"
+        return object_ref(self.obj["kind"], self.namespace, self.name)
 
 
 @dataclass
