@@ -28,6 +28,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from worker.errors import PermanentError, TemporaryError, cut
+from worker.protobuf_status import status_body
 from worker.secretmask import SecretMask, secret_mask
 
 FIELD_MANAGER = "pullbridge"
@@ -42,13 +43,14 @@ TYPED_PATCH_FAILED = "failed to create typed patch object"  # SSA's 500 for a bo
 class ApiError(Exception):
     """A non-2xx answer from the API server; ``mask`` hides the Secret values it may quote."""
 
-    def __init__(self, status: int, body: bytes, method: str, path: str, retry_after: str | None = None,
+    def __init__(self, status: int, body: bytes | dict, method: str, path: str, retry_after: str | None = None,
                  mask: SecretMask | None = None):
+        """``body``: as answered, or already decoded (a Status the server sent in protobuf)."""
         self.status = status
         self.method = method
         self.path = path
         try:
-            decoded = json.loads(body)
+            decoded = body if isinstance(body, dict) else json.loads(body)
         except ValueError:
             decoded = None
         if not isinstance(decoded, dict):
@@ -155,13 +157,6 @@ def _resource_group(path: str) -> str | None:
     return None
 
 
-def _printable(data: bytes) -> bytes:
-    """The readable runs of a protobuf Status (its message), for error text."""
-    import re
-    runs = re.findall(rb"[\x20-\x7e]{8,}", data)
-    return max(runs, key=len) if runs else b"(binary error body)"
-
-
 @dataclass(frozen=True)
 class Mapping:
     """Where a kind lives in the API: ``/apis/apps/v1/namespaces/x/deployments``."""
@@ -250,9 +245,7 @@ class Kube:
         if resp.status >= 400:
             data = resp.data
             if "protobuf" in (resp.headers.get("Content-Type") or ""):
-                if query and query.get("dryRun"):  # no side effect: ask again for a readable error
-                    return self.request(method, path, sent, query, content_type, decode=True, live=live)
-                data = _printable(data)
+                data = status_body(data)  # its details tell an object's 404 from a kind's
             error = ApiError(resp.status, data, method, path, resp.headers.get("Retry-After"),
                              mask=secret_mask(sent, live))
             group = _resource_group(path)
