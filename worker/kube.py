@@ -324,18 +324,26 @@ class Kube:
                                          "list" in (res.get("verbs") or []))
         return kinds
 
-    def namespaced_kinds(self) -> list[Mapping]:
+    def namespaced_kinds(self) -> tuple[list[Mapping], dict[str, ApiError]]:
         """Every namespaced kind the server serves and can list, discovered afresh (a CRD may
-        have come since), each once: in its group's most preferred version that serves it."""
+        have come since), each once: in its group's most preferred version that serves it; and
+        the group-versions whose discovery failed, by apiVersion, with the error (an aggregated
+        API whose server is down answers 503): what they serve is unknown."""
         versions = [("", v) for v in self.request("GET", "/api").get("versions") or []]
         for group in self.request("GET", "/apis").get("groups") or []:
             versions += [(group["name"], v["version"]) for v in group.get("versions") or []]
         found: dict[tuple[str, str], Mapping] = {}
+        failed: dict[str, ApiError] = {}
         for group, version in versions:  # the server lists a group's versions most preferred first
-            for m in self._discover(group, version).values():
+            try:
+                kinds = self._discover(group, version)
+            except ApiError as exc:
+                failed[f"{group}/{version}" if group else version] = exc
+                continue
+            for m in kinds.values():
                 if m.namespaced and m.listable:
                     found.setdefault((group, m.resource), m)
-        return list(found.values())
+        return list(found.values()), failed
 
     def mapping(self, api_version: str, kind: str) -> Mapping | None:
         """The resource of ``kind`` in ``api_version``; None when the server has no such kind."""

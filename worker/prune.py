@@ -15,7 +15,12 @@ annotated as kept, be it one this sync skips or one an earlier sync let go
 of (what the Namespace or CRD holds is looked through, metadata only, when
 nothing the sync knows holds it).  Such a Namespace or CRD stays in the
 inventory, to be pruned once it is empty, unless an annotated object holds
-it: Pullbridge lets go of both then, as it does of the annotated object.  A
+it: Pullbridge lets go of both then, as it does of the annotated object.  One
+whose contents cannot all be read (a group-version whose discovery fails, as
+an aggregated API's does while its server is down; a kind that cannot be
+listed, forbidden or unavailable) is kept as well, naming what could not be
+read, and stays in the inventory to be looked through again on the next sync:
+prune never deletes what it could not inspect, nor fails the sync for it.  A
 deleted CRD's group leaves the worker's discovery cache, so that a later
 commit declaring the CRD again creates it before its objects.
 """
@@ -26,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from worker.apply import Change, crd_kind, crd_namespaced
-from worker.errors import PermanentError
+from worker.errors import PermanentError, cut
 from worker.inventory import parse_id
 from worker.kube import ApiError, Kube, Mapping, sync_error
 from worker.render import STAGE_ONE_KINDS, kind_rank, object_ref
@@ -91,7 +96,12 @@ def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
             if (live.get("metadata") or {}).get("deletionTimestamp"):
                 result.changes.append(Change(ref, "deleted", detail="already terminating"))
                 continue
-            held = staying.holding(kind, group, live)
+            try:
+                held = staying.holding(kind, group, live)
+            except NotLookedThrough as exc:  # it may hold what must stay: kept, and looked through again
+                result.changes.append(Change(ref, "skipped", detail=str(exc)))
+                result.kept[oid] = stale[oid]
+                continue
             if held is not None:
                 held_ref, why, annotated = held
                 result.changes.append(Change(ref, "skipped", detail=f"holds objects that stay: {held_ref} ({why})"))
@@ -110,6 +120,15 @@ def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
     if dry_run_only:
         result.kept = dict(stale)
     return result
+
+
+class NotLookedThrough(Exception):
+    """Not all that a Namespace or CRD holds could be read (a group-version whose discovery failed,
+    a kind that could not be listed): the message says what, and why."""
+
+    def __init__(self, failures: dict[str, ApiError]):
+        super().__init__("could not look through " + "; ".join(
+            f"{what}: HTTP {exc.status}: {cut(exc.detail)}" for what, exc in failures.items()))
 
 
 def kept_by_annotation(metadata: dict) -> bool:
@@ -136,12 +155,13 @@ class Staying:
     Pullbridge lets go.  When none of those holds it, what the Namespace or
     CRD holds in the cluster is looked through for an annotated object, one
     an earlier sync let go of: every namespaced kind in the Namespace (kinds
-    discovered once per prune), every object of the CRD.
+    discovered once per prune), every object of the CRD.  NotLookedThrough
+    when not all of it could be read.
     """
 
     def __init__(self, kube: Kube, desired: dict[str, dict], elsewhere: dict[str, list[str]]):
         self._kube = kube
-        self._namespaced_kinds: list[Mapping] | None = None
+        self._namespaced_kinds: tuple[list[Mapping], dict[str, ApiError]] | None = None
         self._declared = (desired, elsewhere)
         self._indexed = False
         self._by_namespace: dict[str, tuple[str, str, bool]] = {}
@@ -158,7 +178,8 @@ class Staying:
                 index[key] = held
 
     def holding(self, kind: str, group: str, live: dict) -> tuple[str, str, bool] | None:
-        """(ref, why it stays, annotated) of one object that keeps this one, or None."""
+        """(ref, why it stays, annotated) of one object that keeps this one, or None; NotLookedThrough
+        when none is known and what it holds could not all be read."""
         if (group, kind) == ("", "Namespace"):
             key, index = live["metadata"]["name"], self._by_namespace
         elif (group, kind) == CRD:
@@ -179,7 +200,10 @@ class Staying:
         if kind == "Namespace":
             if self._namespaced_kinds is None:
                 self._namespaced_kinds = self._kube.namespaced_kinds()
-            found = [(m, m.collection(live["metadata"]["name"])) for m in self._namespaced_kinds]
+            kinds, undiscovered = self._namespaced_kinds
+            if undiscovered:
+                raise NotLookedThrough(undiscovered)
+            found = [(m, m.collection(live["metadata"]["name"])) for m in kinds]
         else:
             mapping = custom_objects(live)
             found = [(mapping, mapping.collection(None))] if mapping else []
@@ -190,5 +214,5 @@ class Staying:
                         return object_ref(mapping.kind, meta.get("namespace"), meta.get("name")), KEPT, True
             except ApiError as exc:
                 if exc.status != 404:  # 404: the kind went away since it was discovered
-                    raise
+                    raise NotLookedThrough({f"kind {mapping.kind} in {mapping.api_version}": exc}) from None
         return None

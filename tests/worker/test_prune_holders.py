@@ -173,7 +173,8 @@ def test_what_a_namespace_holds_is_read_page_by_page(stack, kube, namespace, mon
     for name in ("a", "b", "c"):
         client.CoreV1Api(kube).create_namespaced_config_map(namespace, {"metadata": {"name": f"page-{name}"}})
     monkeypatch.setattr(kube_module, "LIST_PAGE", 1)
-    [configmaps] = [m for m in process_kube().namespaced_kinds() if (m.group, m.kind) == ("", "ConfigMap")]
+    kinds, _ = process_kube().namespaced_kinds()
+    [configmaps] = [m for m in kinds if (m.group, m.kind) == ("", "ConfigMap")]
     names = {meta["name"] for meta in process_kube().list_metadata(configmaps.collection(namespace))}
     assert {"page-a", "page-b", "page-c"} <= names
 
@@ -183,7 +184,6 @@ def test_a_namespace_holding_a_kind_prune_may_not_list_is_not_deleted(stack, kub
     import yaml
 
     from worker.apply import object_id
-    from worker.errors import PermanentError
     from worker.kube import Kube, load_api_client
     from worker.prune import prune
 
@@ -196,12 +196,77 @@ def test_a_namespace_holding_a_kind_prune_may_not_list_is_not_deleted(stack, kub
             {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "delete"]}])))
         restricted = Kube(load_api_client(str(kubeconfig)))
         wait_allowed(restricted, "delete", "namespaces")
-        # It cannot tell whether the Namespace holds an annotated object: it fails, naming what it may not list.
-        with pytest.raises(PermanentError, match=f"^pruning Namespace/{new_namespace}: HTTP 403: .* cannot list "):
-            prune(restricted, {object_id("", "Namespace", None, new_namespace): {"v": "v1"}}, {})
+        # It cannot tell whether the Namespace holds an annotated object: it keeps it, naming what it may not
+        # list, and keeps tracking it (a later sync, allowed to list, decides); the sync goes on.
+        oid = object_id("", "Namespace", None, new_namespace)
+        pruned = prune(restricted, {oid: {"v": "v1"}}, {})
+        assert [c.as_dict() for c in pruned.changes] == [{
+            "object": f"Namespace/{new_namespace}", "action": "skipped",
+            "detail": f"could not look through kind ConfigMap in v1: HTTP 403: forbidden: User "
+                      f"\"system:serviceaccount:{namespace}:pullbridge\" cannot list resource \"configmaps\" "
+                      f"in API group \"\" in the namespace \"{new_namespace}\""}]
+        assert pruned.kept == {oid: {"v": "v1"}}
         assert namespace_live(kube, new_namespace)
     finally:
         with unless_gone():
             rbac.delete_cluster_role_binding(role)
         with unless_gone():
             rbac.delete_cluster_role(role)
+
+
+UNAVAILABLE = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 503,
+               "message": "the server is currently unable to handle the request", "reason": "ServiceUnavailable"}
+
+
+def test_a_namespace_is_kept_while_an_aggregated_apis_discovery_is_down_and_pruned_once_it_is_back(
+        harness, git_repo, kube, namespace, new_namespace, monkeypatch):
+    """An aggregated API whose server is down (metrics-server, say) answers its discovery 503: what it
+    serves in the Namespace cannot be looked through.  The sync succeeds and keeps the Namespace, saying
+    why, and keeps tracking it; once the API is back, the next sync prunes it.  The worker's Kube sees
+    that API through a wrapper of its requests (a real APIService to a dead Service would stall every
+    Namespace's deletion on the cluster, other tests' included)."""
+    import json
+
+    from worker import kube as kube_module
+    from worker.apply import object_id
+    from worker.kube import ApiError, Kube
+
+    worker = Kube(kube)
+    real_request, metrics_down = worker.request, [True]
+
+    def request(method, path, *args, **kwargs):
+        if metrics_down[0] and path == "/apis":
+            served = real_request(method, path, *args, **kwargs)
+            version = {"groupVersion": "metrics.example.com/v1beta1", "version": "v1beta1"}
+            served["groups"].append({"name": "metrics.example.com", "versions": [version],
+                                     "preferredVersion": version})
+            return served
+        if metrics_down[0] and path.startswith("/apis/metrics.example.com/"):
+            raise ApiError(503, json.dumps(UNAVAILABLE).encode(), method, path)
+        return real_request(method, path, *args, **kwargs)
+
+    monkeypatch.setattr(worker, "request", request)
+    monkeypatch.setattr(kube_module, "_process_kube", worker)
+    repo = git_repo("metricsdown")
+    harness.configure(repo)
+    assert harness.sync(repo.commit_and_push("v1", {
+        "deploy/ns.yaml": namespace_doc(new_namespace),
+        "deploy/app.yaml": in_namespace(configmap("app", "a"), new_namespace),
+        "deploy/stays.yaml": configmap("stays", "s")}))["result"] == "success"
+    repo.remove("deploy/ns.yaml")
+    repo.remove("deploy/app.yaml")
+    kept = harness.sync(repo.commit_and_push("drop the namespace"))
+    assert kept["result"] == "success", kept
+    assert change(harness, kept, f"Namespace/{new_namespace}") == {
+        "object": f"Namespace/{new_namespace}", "action": "skipped",
+        "detail": "could not look through metrics.example.com/v1beta1: HTTP 503: "
+                  "the server is currently unable to handle the request"}
+    assert namespace_live(kube, new_namespace) and cm_value(kube, new_namespace, "app") is None
+    assert object_id("", "Namespace", None, new_namespace) in inventory_ids(kube, namespace)
+
+    metrics_down[0] = False
+    pruned = harness.sync(repo.commit_and_push("metrics are back", {"deploy/stays.yaml": configmap("stays", "t")}))
+    assert pruned["result"] == "success", pruned
+    assert change(harness, pruned, f"Namespace/{new_namespace}")["action"] == "deleted"
+    assert not namespace_live(kube, new_namespace)
+    assert object_id("", "Namespace", None, new_namespace) not in inventory_ids(kube, namespace)
