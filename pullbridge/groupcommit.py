@@ -29,7 +29,12 @@ until its own (it arrived first, so it has the least time left): its
 connection's timeouts are set to what is left before each round trip.  A
 call that gave up before it was sent never reaches Redis; one that gave up
 in a batch in flight may have run (its caller answered 503, and the host's
-redelivery is then a duplicate).
+redelivery is then a duplicate), and the followers of a batch in flight
+share its leader's fate.  When a leader takes its batch, a call whose
+deadline has passed (its caller was not scheduled in time to give up) is
+left out and fails alone, never sent; a leader whose own deadline has passed
+sends nothing and hands the lead to the first call with time left, as a
+leader does once its round trip is done, instead of failing the others.
 """
 
 from __future__ import annotations
@@ -127,7 +132,7 @@ class GroupCommit:
                 raise DeadlineExceeded("no answer from Redis in time (waiting for a shared round trip)")
             lead = call.lead
         if lead:
-            self._lead(call.deadline)
+            self._lead(call)
         if call.error is not None:
             raise call.error
         return call.reply
@@ -143,26 +148,53 @@ class GroupCommit:
                 pass  # in a batch in flight: its reply, when it comes, is dropped
             return False
 
-    def _lead(self, deadline: float) -> None:
+    def _take_batch(self, leader: _Call) -> list[_Call]:
+        """The calls ``leader`` sends, from the head of the queue (``leader`` first).
+
+        Those whose deadline has passed are taken out too and failed here,
+        never sent.  With ``leader``'s own deadline passed, nothing is sent:
+        only the late calls at the head are taken, and the first call with
+        time left is then the head, which ``_lead`` makes the next leader."""
+        batch: list[_Call] = []
+        late: list[_Call] = []
         with self._lock:
-            batch = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH))]
+            now = time.monotonic()
+            leads = leader.deadline > now
+            while self._queue and len(batch) < MAX_BATCH:
+                if self._queue[0].deadline <= now:
+                    late.append(self._queue.popleft())
+                elif not leads:
+                    break
+                else:
+                    batch.append(self._queue.popleft())
+        for call in late:
+            call.error = DeadlineExceeded("no answer from Redis in time (its deadline passed "
+                                          "before its shared round trip; not sent)")
+            if call is not leader:
+                call.wake()
+        return batch
+
+    def _lead(self, leader: _Call) -> None:
+        batch = self._take_batch(leader)
         failure: BaseException | None = None
         try:
-            self._round_trip(batch, deadline)
+            if batch:
+                self._round_trip(batch, leader.deadline)
         except Exception as exc:  # noqa: BLE001 -- every caller of the batch gets it
             failure = exc
         finally:
             for call in batch:  # none is left without an answer, whatever stopped the round trip
                 if call.reply is _PENDING and call.error is None:
                     call.error = failure or RedisError("the round trip to Redis was interrupted")
-            if self.on_batch is not None:
+            if self.on_batch is not None and batch:
                 try:
                     self.on_batch(len(batch))
                 except Exception:  # noqa: BLE001 -- a metric never fails a push
                     pass
             with self._lock:
-                self.batches += 1
-                self.calls += len(batch)
+                if batch:
+                    self.batches += 1
+                    self.calls += len(batch)
                 nxt = self._queue[0] if self._queue else None
                 if nxt is None:
                     self._busy = False
@@ -171,8 +203,8 @@ class GroupCommit:
             for call in batch:
                 if not call.lead:
                     call.wake()
-            # The leader's own call is in the batch: it simply returns.  The next
-            # leader is woken last, after everyone answered here.
+            # The leader's own call is in the batch (or failed late): it simply returns.
+            # The next leader is woken last, after everyone answered here.
             if nxt is not None:
                 nxt.wake()
 

@@ -176,6 +176,70 @@ def test_a_leader_stops_waiting_for_redis_at_its_deadline_and_so_does_its_batch(
     assert committer.run(COUNT, ["gc:n"], ["after"], deadline=time.monotonic() + 30)[0] == b"after"
 
 
+@pytest.fixture
+def unscheduled(monkeypatch):
+    """Callers whose argument starts with ``unscheduled`` wait until they are woken, past
+    their deadline: as a thread or greenlet does that is not scheduled in time to give up
+    (a loaded machine).  Every other caller waits as usual."""
+    from pullbridge import groupcommit
+
+    wait = groupcommit._Call.wait
+
+    def wait_unscheduled(call):
+        if call.args[0].startswith("unscheduled"):
+            return call._gate.acquire()
+        return wait(call)
+
+    monkeypatch.setattr(groupcommit._Call, "wait", wait_unscheduled)
+
+
+def hold_a_round_trip_then_queue(redis: Redis, committer: GroupCommit, *callers: Caller) -> Caller:
+    """Redis' writes paused and a first call in flight, ``callers`` queued behind it in this order."""
+    redis.execute_command("CLIENT", "PAUSE", 60000, "WRITE")
+    first = Caller(committer, "first", deadline=time.monotonic() + 60)
+    first.start()
+    assert wait_until(lambda: committer._busy)
+    for queued, c in enumerate(callers, 1):
+        c.start()
+        assert wait_until(lambda n=queued: len(committer._queue) == n)
+    return first
+
+
+def test_a_next_leader_whose_deadline_passed_hands_the_lead_on_and_sends_nothing(private_redis, unscheduled):
+    """The next leader's deadline passed while the round trip before it was held: it fails
+    alone, never sent, and the call behind it, with time left, leads instead of failing too."""
+    committer = GroupCommit(private_redis)
+    late = Caller(committer, "unscheduled", deadline=time.monotonic() + 0.2)
+    patient = Caller(committer, "patient", deadline=time.monotonic() + 60)
+    first = hold_a_round_trip_then_queue(private_redis, committer, late, patient)
+    assert wait_until(lambda: time.monotonic() > late.deadline)
+    private_redis.execute_command("CLIENT", "UNPAUSE")
+    for c in (first, late, patient):
+        c.join(30)
+    assert first.reply == [b"first", 1]
+    assert patient.error is None and patient.reply == [b"patient", 2]  # the late call's INCR never ran
+    assert isinstance(late.error, DeadlineExceeded) and "not sent" in str(late.error)
+    assert (committer.batches, committer.calls) == (2, 2)
+    assert not committer._busy and not committer._queue
+
+
+def test_a_follower_whose_deadline_passed_before_its_batch_was_taken_is_left_out(private_redis, unscheduled):
+    committer = GroupCommit(private_redis)
+    callers = (Caller(committer, "leader", deadline=time.monotonic() + 60),
+               Caller(committer, "unscheduled", deadline=time.monotonic() + 0.2),
+               Caller(committer, "follower", deadline=time.monotonic() + 60))
+    first = hold_a_round_trip_then_queue(private_redis, committer, *callers)
+    assert wait_until(lambda: time.monotonic() > callers[1].deadline)
+    private_redis.execute_command("CLIENT", "UNPAUSE")
+    for c in (first, *callers):
+        c.join(30)
+    leader, late, follower = callers
+    assert isinstance(late.error, DeadlineExceeded) and late.reply is None
+    assert leader.reply == [b"leader", 2] and follower.reply == [b"follower", 3]
+    assert int(private_redis.get("gc:n")) == 3  # the late call was never sent
+    assert (committer.batches, committer.calls) == (2, 3)
+
+
 def test_a_call_whose_deadline_passed_before_it_was_sent_never_reaches_redis(redis_conn):
     committer = GroupCommit(redis_conn)
     with pytest.raises(DeadlineExceeded):
