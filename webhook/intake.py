@@ -232,8 +232,9 @@ class Intake:
         except RedisTimeoutError as exc:
             log["error"] = type(exc).__name__
             raise errors.Unavailable(
-                f"the queue did not answer within {self.config.server.queue_timeout:g}s; retry later "
-                "(if it took this delivery after all, the retry is answered duplicate)", retry_after=5) from exc
+                f"Redis did not answer in time for this delivery (server.queue_timeout "
+                f"{self.config.server.queue_timeout:g}s); retry later (if it took this delivery "
+                "after all, the retry is answered duplicate)", retry_after=5) from exc
         except RedisError as exc:
             log["error"] = type(exc).__name__
             raise errors.Unavailable("the queue is unreachable; nothing was accepted, retry later",
