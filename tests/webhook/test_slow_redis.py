@@ -1,23 +1,28 @@
 """A slow Redis: every push is answered within ``server.queue_timeout``, before the git
 host stops waiting (10 s at GitHub and GitLab), and no answer claims what Redis did not do.
 
-Redis is made slow for real: a private redis-server told ``DEBUG SLEEP`` (it stops
-answering anyone for that long).  Each test shows its answer came while Redis was still
-asleep (the ``DEBUG SLEEP`` call had not returned), and what Redis did once it woke up.
+Redis is made slow for real: a private redis-server stopped with SIGSTOP (it answers
+no one, as under a stalled disk) until the test wakes it with SIGCONT, only once it has
+the answer it waits for.  So no clock decides a verdict: an answer that came at all came
+while Redis was asleep.  The receiver's own socket timeout is an hour here, so nothing
+but the push's deadline can answer it while Redis sleeps.  What Redis did once it woke
+up is checked after.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
 from redis import Redis
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pullbridge import keys
 from pullbridge.config import parse_config
@@ -25,46 +30,34 @@ from tests.webhook import payloads as P
 from tests.webhook.conftest import CONFIG, SECRETS, RedisServer, free_port, secret
 from tests.webhook.helpers import sync_jobs
 
-BUDGET = "1s"  # server.queue_timeout here; Redis sleeps far longer
-SLEEP = 4  # longer than the budget, shorter than the 5 s socket timeout a push used to wait
+BUDGET_SECONDS = 2  # server.queue_timeout here: the pushes meant to be queued have that long
+BUDGET = f"{BUDGET_SECONDS}s"
 GENEROUS = 60  # seconds: only so a broken receiver cannot hang the suite
+SOCKET_TIMEOUT = "?socket_timeout=3600"  # the receiver's Redis client: only the deadline ends a wait
 
 
 @pytest.fixture
 def slow_redis():
-    server = RedisServer(extra=("--enable-debug-command", "local"))
+    server = RedisServer()
     yield server
     server.stop()
 
 
-class Sleeper(threading.Thread):
-    """``DEBUG SLEEP`` on its own connection; ``asleep()`` while it has not returned."""
+class Sleeper:
+    """Stops a private redis-server (SIGSTOP) until ``wake()`` (SIGCONT)."""
 
-    def __init__(self, url: str, seconds: int = SLEEP):
-        super().__init__(daemon=True)
-        self.url, self.seconds = url, seconds
-
-    def run(self):
-        Redis.from_url(self.url, socket_timeout=self.seconds + GENEROUS).execute_command(
-            "DEBUG", "SLEEP", self.seconds)
+    def __init__(self, server: RedisServer):
+        self.pid = server.proc.pid
 
     def fall_asleep(self) -> "Sleeper":
-        self.start()
-        probe = Redis.from_url(self.url, socket_timeout=0.2)
-        for _ in range(200):  # until a PING goes unanswered: Redis is asleep
-            try:
-                probe.ping()
-            except RedisTimeoutError:
-                break
-            time.sleep(0.01)
-        probe.close()
+        os.kill(self.pid, signal.SIGSTOP)
+        stat = Path(f"/proc/{self.pid}/stat")
+        while stat.read_text().rsplit(")", 1)[1].split()[0] != "T":  # stopped: it answers no one now
+            time.sleep(0.001)
         return self
 
-    def asleep(self) -> bool:
-        return self.is_alive()
-
     def wake(self) -> None:
-        self.join(GENEROUS)
+        os.kill(self.pid, signal.SIGCONT)
 
 
 def push(client, after: str, delivery: str, name: str = "gh-status"):
@@ -78,7 +71,7 @@ def client(slow_redis):
     from webhook import create_app
 
     app = create_app(parse_config({**CONFIG, "server": {**CONFIG["server"], "queue_timeout": BUDGET}}),
-                     redis_url=slow_redis.url)
+                     redis_url=slow_redis.url + SOCKET_TIMEOUT)
     yield app.test_client()
     app.extensions["pullbridge"].conn.close()
 
@@ -90,12 +83,12 @@ def test_a_push_waiting_behind_a_sleeping_redis_is_503_in_time_and_its_retry_is_
     conn = Redis.from_url(slow_redis.url)
     first = push(client, P.sha(1), "before-sleep")
     assert first.status_code == 202
-    sleeper = Sleeper(slow_redis.url).fall_asleep()
-    late = push(client, P.sha(2), "while-asleep")
-    assert sleeper.asleep()  # answered before Redis answered anything
+    sleeper = Sleeper(slow_redis).fall_asleep()
+    late = push(client, P.sha(2), "while-asleep")  # answered while Redis sleeps
     assert late.status_code == 503 and int(late.headers["Retry-After"]) > 0
     assert late.json["error"] == "unavailable"
-    assert late.json["message"].startswith("Redis did not answer in time for this delivery (server.queue_timeout 1s)")
+    assert late.json["message"].startswith(
+        f"Redis did not answer in time for this delivery (server.queue_timeout {BUDGET})")
     sleeper.wake()
     again = push(client, P.sha(2), "while-asleep")
     assert again.status_code in (200, 202), again.json
@@ -113,7 +106,7 @@ def test_a_push_that_must_queue_a_new_job_is_503_in_time_and_queues_nothing_afte
 
     conn = Redis.from_url(slow_redis.url)
     coalesce, enqueue = queueing._coalesce, queueing._enqueue
-    sleeper = Sleeper(slow_redis.url)
+    sleeper = Sleeper(slow_redis)
     finished = threading.Event()
 
     def coalesce_then_sleep(*args, **kwargs):
@@ -129,8 +122,7 @@ def test_a_push_that_must_queue_a_new_job_is_503_in_time_and_queues_nothing_afte
 
     monkeypatch.setattr(queueing, "_coalesce", coalesce_then_sleep)
     monkeypatch.setattr(queueing, "_enqueue", enqueue_and_tell)
-    late = push(client, P.sha(3), "new-job")
-    assert sleeper.asleep()
+    late = push(client, P.sha(3), "new-job")  # answered while Redis sleeps
     assert late.status_code == 503 and int(late.headers["Retry-After"]) > 0
     sleeper.wake()
     assert finished.wait(GENEROUS)  # the transaction gave up once Redis answered its WATCH
@@ -147,7 +139,7 @@ def test_a_queued_push_whose_pending_status_is_stuck_is_202_in_time(client, slow
 
     conn = Redis.from_url(slow_redis.url)
     request_sync = intake.request_sync
-    sleeper = Sleeper(slow_redis.url)
+    sleeper = Sleeper(slow_redis)
 
     def queue_then_sleep(*args, **kwargs):
         answer = request_sync(*args, **kwargs)
@@ -155,16 +147,16 @@ def test_a_queued_push_whose_pending_status_is_stuck_is_202_in_time(client, slow
         return answer
 
     monkeypatch.setattr(intake, "request_sync", queue_then_sleep)
-    response = push(client, P.sha(4), "status-stuck")
-    assert sleeper.asleep()
+    response = push(client, P.sha(4), "status-stuck")  # answered while Redis sleeps
     assert response.status_code == 202 and response.json["commit_status"] == "not confirmed in time"
     sleeper.wake()
     assert sync_jobs(conn) == [response.json["job_id"]]
 
 
-def test_under_gunicorns_gevent_worker_a_push_is_answered_in_time_too(tmp_path, slow_redis):
-    """The Procfile's web process (gevent, where the helper threads are greenlets), not the
-    test client: a push to a Redis that sleeps is 503 before Redis wakes."""
+@contextlib.contextmanager
+def procfile_web_with_budget(tmp_path: Path, redis_server: RedisServer):
+    """The Procfile's web process (gevent, where the helper threads are greenlets), one
+    worker, ``server.queue_timeout`` the BUDGET; its base URL and port."""
     from tests.webhook.test_gunicorn import procfile_web
 
     config = tmp_path / "pullbridge.yaml"
@@ -174,28 +166,34 @@ def test_under_gunicorns_gevent_worker_a_push_is_answered_in_time_too(tmp_path, 
                       "     secret_env: PB_TEST_GITHUB_SECRET}\n")
     port = free_port()
     env = {**os.environ, **SECRETS, "PORT": str(port), "WEB_HOST": "127.0.0.1", "PULLBRIDGE_CONFIG": str(config),
-           "REDIS_URL": slow_redis.url, "WEB_CONCURRENCY": "1", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")}
+           "REDIS_URL": redis_server.url + SOCKET_TIMEOUT, "WEB_CONCURRENCY": "1",
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")}
     base = f"http://127.0.0.1:{port}"
     with open(tmp_path / "web.log", "w") as log:
         proc = subprocess.Popen(procfile_web(), env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        with requests.Session() as http:
-            http.headers["Connection"] = "close"  # no keep-alive connection for the server's shutdown to wait out
-            for _ in range(600):
-                try:
-                    if http.get(base + "/readyz", timeout=2).status_code == 200:
-                        break
-                except requests.ConnectionError:
-                    time.sleep(0.1)
-            assert signed_post(http, base, P.sha(5)).status_code == 202
-            sleeper = Sleeper(slow_redis.url).fall_asleep()
-            late = signed_post(http, base, P.sha(6))
-            assert sleeper.asleep()
-            assert late.status_code == 503 and late.headers["Retry-After"]
-            sleeper.wake()
+        for _ in range(600):
+            try:
+                if requests.get(base + "/readyz", headers={"Connection": "close"}, timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        yield base, port
     finally:
         proc.terminate()
         proc.wait(GENEROUS)
+
+
+def test_under_gunicorns_gevent_worker_a_push_is_answered_in_time_too(tmp_path, slow_redis):
+    """Under the Procfile's web process, not the test client: a push to a Redis that
+    sleeps is 503 before Redis wakes."""
+    with procfile_web_with_budget(tmp_path, slow_redis) as (base, _), requests.Session() as http:
+        http.headers["Connection"] = "close"  # no keep-alive connection for the server's shutdown to wait out
+        assert signed_post(http, base, P.sha(5)).status_code == 202
+        sleeper = Sleeper(slow_redis).fall_asleep()
+        late = signed_post(http, base, P.sha(6))  # answered while Redis sleeps
+        sleeper.wake()
+        assert late.status_code == 503 and late.headers["Retry-After"]
 
 
 def signed_post(http: requests.Session, base: str, after: str) -> requests.Response:
