@@ -5,9 +5,9 @@ then counts the delivery as failed.  With a slow Redis (a stalled disk under
 ``appendfsync always``, a long script, a network in trouble), a push used to
 wait one socket timeout per round trip, a timed-out command retried once, and
 behind a stuck group commit for up to 30 s: longer than the host waits.  The
-receiver now gives each push a deadline, ``server.queue_timeout`` after it
-arrived (a ``time.monotonic()`` value), and answers 503 with ``Retry-After``
-once it has passed.
+receiver now gives each push a deadline, ``server.queue_timeout`` after its
+body was read (a ``time.monotonic()`` value), and answers 503 with
+``Retry-After`` once it has passed.
 
 A wait is bounded in one of two ways:
 

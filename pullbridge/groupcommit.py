@@ -23,7 +23,7 @@ retries; a command Redis ran before the connection broke is found again by
 the delivery key).
 
 Every call has a deadline (``pullbridge.deadline``: the web receiver's
-``server.queue_timeout`` after the push arrived): a caller waiting for its
+``server.queue_timeout`` after the push's body was read): a caller waiting for its
 batch gives up at its own, and the leader waits for Redis no longer than
 until its own (it arrived first, so it has the least time left): its
 connection's timeouts are set to what is left before each round trip.  A

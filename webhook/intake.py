@@ -28,11 +28,17 @@ security and durability argument, so it reads top to bottom:
    turns the 202 into an error that would make the host redeliver.
 
 Every wait on Redis in 6 and 7 ends by one deadline, ``server.queue_timeout``
-after the request came (``pullbridge.deadline``), so the host has its answer
+after the body was read (``pullbridge.deadline``), so the host has its answer
 before it stops waiting (10 s at GitHub and GitLab): past it, a push not
 known to be queued is answered 503 with Retry-After (if it was queued after
 all, the host's redelivery is answered ``duplicate``), and a pending status
-not yet confirmed is reported so (``"not confirmed in time"``).
+not yet confirmed is reported so (``"not confirmed in time"``).  The clock
+starts once the body is in, not when the request began: the deadline is
+Redis' time, and a body that came slowly must not leave a push no time to
+be queued (it was answered 503 without Redis being asked).  The host's own
+wait runs from its request, so a slow upload eats into its 10 s
+(docs/webhooks.md: the read itself is bounded by neither this code nor
+gunicorn's gevent worker).
 """
 
 from __future__ import annotations
@@ -196,7 +202,6 @@ class Intake:
         return value
 
     def receive(self, name: str, environ, headers, log: dict) -> Answer:
-        deadline = time.monotonic() + self.config.server.queue_timeout
         repo = self.config.repo(name)
         if repo is None:
             raise errors.UnknownRepo(f"no repository named {name!r} is configured")
@@ -204,6 +209,7 @@ class Intake:
         log["provider"] = repo.provider
         cap = self.config.server.max_body_bytes
         body = read_body(environ, cap, declared_length(environ, cap))
+        deadline = time.monotonic() + self.config.server.queue_timeout  # the time for Redis: see the docstring
         host = provider_module(repo.provider)
         form = host.FORM if is_form(headers.get("Content-Type")) else None
         signed = form_json(body) if form == "payload" else body

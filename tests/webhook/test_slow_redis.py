@@ -1,5 +1,6 @@
-"""A slow Redis: every push is answered within ``server.queue_timeout``, before the git
-host stops waiting (10 s at GitHub and GitLab), and no answer claims what Redis did not do.
+"""A slow Redis: every push is answered within ``server.queue_timeout`` after its body
+was read, before the git host stops waiting (10 s at GitHub and GitLab), and no answer
+claims what Redis did not do.
 
 Redis is made slow for real: a private redis-server stopped with SIGSTOP (it answers
 no one, as under a stalled disk) until the test wakes it with SIGCONT, only once it has
@@ -15,6 +16,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -194,6 +196,27 @@ def test_under_gunicorns_gevent_worker_a_push_is_answered_in_time_too(tmp_path, 
         late = signed_post(http, base, P.sha(6))  # answered while Redis sleeps
         sleeper.wake()
         assert late.status_code == 503 and late.headers["Retry-After"]
+
+
+def test_a_push_whose_body_came_slowly_still_has_its_whole_budget_for_redis(tmp_path, slow_redis):
+    """The deadline starts once the body is read: a body that comes after longer than the
+    budget (the head at once, the body later) is still queued, 202, with Redis awake
+    throughout.  It was 503 "Redis did not answer" without Redis being asked."""
+    body = json.dumps(P.github_push(after=P.sha(7))).encode()
+    headers = {"Content-Length": str(len(body)), "Connection": "close",
+               **P.signed_headers("github", secret("PB_TEST_GITHUB_SECRET"), body)}
+    head = "POST /hooks/gh HTTP/1.1\r\nHost: x\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    with procfile_web_with_budget(tmp_path, slow_redis) as (_, port), \
+            socket.create_connection(("127.0.0.1", port), timeout=GENEROUS) as sock:
+        sock.sendall(head.encode() + b"\r\n")
+        time.sleep(BUDGET_SECONDS + 0.5)  # the receiver waits for the body longer than its budget
+        sock.sendall(body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, json_body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"202", answer
+    assert sync_jobs(Redis.from_url(slow_redis.url)) == [json.loads(json_body)["job_id"]]
 
 
 def signed_post(http: requests.Session, base: str, after: str) -> requests.Response:
