@@ -161,6 +161,12 @@ class RepoConfig(StrictModel):
         return self
 
     @property
+    def repository_may_have_url_root(self) -> bool:
+        """A GitLab ``repository`` derived from ``url`` (not given) is the URL's whole path: under a
+        relative URL root (https://host/gitlab/group/name.git) it begins with what payloads leave out."""
+        return self.provider == "gitlab" and "repository" not in self.model_fields_set
+
+    @property
     def secret(self) -> Secret:
         return Secret(env=self.secret_env, file=self.secret_file)
 

@@ -203,12 +203,20 @@ def header(headers, name: str) -> str | None:
 
 # --- filters --------------------------------------------------------------------
 
-def same_repository(payload_name: str | None, configured: str | None) -> bool:
+def same_repository(payload_name: str | None, configured: str | None, after_url_root: bool = False) -> bool:
     """Whether a payload naming ``payload_name`` is about the repository configured as
     ``configured``.  Compared case-insensitively: GitHub, GitLab and Gitea resolve owner/name
     in any case, and Bitbucket Server's clone URLs spell the project key in lowercase.
     ``configured`` is None only for a ``generic`` repository without ``repository:``, whose
-    payloads are then not checked (the configuration derives it for every other provider)."""
+    payloads are then not checked (the configuration derives it for every other provider).
+
+    ``after_url_root`` (``RepoConfig.repository_may_have_url_root``): ``configured`` may begin
+    with the relative URL root of a GitLab served under a sub-path, which its payloads leave
+    out (``gitlab/group/name`` from ``https://host/gitlab/group/name.git``, ``group/name`` in
+    the payload), so a name ``configured`` ends with, after a ``/``, matches too."""
     if configured is None:
         return True
-    return payload_name is not None and payload_name.casefold() == configured.casefold()
+    if payload_name is None:
+        return False
+    payload, ours = payload_name.casefold(), configured.casefold()
+    return payload == ours or (after_url_root and ours.endswith("/" + payload))

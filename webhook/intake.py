@@ -278,7 +278,8 @@ class Intake:
 
     @staticmethod
     def _why_ignored(repo: RepoConfig, event: PushEvent) -> tuple[str, str] | None:
-        if event.repository is not None and not same_repository(event.repository, repo.repository):
+        if event.repository is not None and not same_repository(event.repository, repo.repository,
+                                                                repo.repository_may_have_url_root):
             raise errors.RepositoryMismatch(
                 f"payload is about {event.repository!r}, this hook serves {repo.repository!r}",
                 field="repository")

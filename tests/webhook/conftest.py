@@ -110,6 +110,10 @@ CONFIG = {
         repo("gl", "gitlab", "PB_TEST_GITLAB_TOKEN", repository="group/deploy"),
         repo("gl-paths", "gitlab", "PB_TEST_GITLAB_TOKEN", repository="group/deploy", paths=["deploy/"]),
         repo("gl-signed", "gitlab", "PB_TEST_GITLAB_SIGNING", repository="group/deploy"),
+        # a GitLab served under a relative URL root: repository derived from url, or given
+        repo("gl-root", "gitlab", "PB_TEST_GITLAB_TOKEN", url="https://git.example.com/gitlab/group/deploy.git"),
+        repo("gl-root-given", "gitlab", "PB_TEST_GITLAB_TOKEN", url="https://git.example.com/gitlab/group/deploy.git",
+             repository="gitlab/group/deploy"),
         repo("gitea", "gitea", "PB_TEST_GITEA_SECRET", repository="gitea/deploy"),
         repo("gitea-paths", "gitea", "PB_TEST_GITEA_SECRET", repository="gitea/deploy", paths=["deploy/"]),
         repo("bbs", "bitbucket-server", "PB_TEST_BBS_SECRET", repository="PROJ/deploy"),

@@ -207,6 +207,24 @@ def test_repository_must_match_configuration(client, config, redis_conn):
                 secret_env="PB_TEST_GITHUB_SECRET").status_code == 202
 
 
+def test_a_gitlab_under_a_relative_url_root_matches_the_repository_derived_from_its_url(client, config):
+    """https://git.example.com/gitlab/group/deploy.git derives gitlab/group/deploy, and GitLab's
+    payloads say group/deploy: a derived GitLab name matches the path it ends with (after a
+    "/"), still case-insensitively; a repository: given in the configuration stays exact."""
+    def push(name, path):
+        return post(client, name, P.gitlab_push(path=path), provider="gitlab", secret_env="PB_TEST_GITLAB_TOKEN")
+
+    assert config.repo("gl-root").repository == config.repo("gl-root-given").repository == "gitlab/group/deploy"
+    assert push("gl-root", "group/deploy").status_code == 202
+    assert push("gl-root", "Group/Deploy").status_code == 202
+    assert push("gl-root", "gitlab/group/deploy").status_code == 202
+    for other in ("other/deploy", "roup/deploy", "gitlab/other/deploy", "group/deploy/more"):
+        response = push("gl-root", other)
+        assert response.status_code == 403 and response.json["error"] == "repository_mismatch", other
+    assert push("gl-root-given", "group/deploy").status_code == 403
+    assert push("gl-root-given", "GitLab/group/deploy").status_code == 202
+
+
 def test_pending_status_is_queued_with_the_sync(client, redis_conn):
     response = post(client, "gh-status", P.github_push(after=P.sha("st")), provider="github",
                     secret_env="PB_TEST_GITHUB_SECRET")
