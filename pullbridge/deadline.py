@@ -65,7 +65,7 @@ def _pool() -> ThreadPoolExecutor:
         return _helpers
 
 
-def within(deadline: float, work, *args, **kwargs):
+def within(deadline: float, work, /, *args, **kwargs):
     """``work(*args, **kwargs)``'s result, waited for no longer than until ``deadline``.
 
     ``work`` runs on a helper thread (a greenlet under gunicorn's gevent

@@ -42,6 +42,7 @@ from rq.job import Job, JobStatus
 
 from pullbridge import keys
 from pullbridge.config import Config, ConfigError, RepoConfig
+from pullbridge.deadline import remaining
 from pullbridge.notify_config import status_api_url, status_context, status_project
 from pullbridge.queueing import handed_to, job_attempt, retry_intervals
 from worker.githosts import StatusTarget, build_request, interpret
@@ -58,11 +59,15 @@ REQUEUE_HOPS = 5
 
 
 def enqueue_status(conn: Redis, config: Config, repo: RepoConfig, sha: str, state: str,
-                   description: str, sync_id: str | None = None, sync_job: str | None = None) -> str | None:
+                   description: str, sync_id: str | None = None, sync_job: str | None = None,
+                   deadline: float | None = None) -> str | None:
     """Queue a status post for ``sha``; returns the job id, or None when the repo posts none.
 
     ``sync_job``: for a "pending", the sync job it announces; the post is
     dropped once that job no longer waits (see the module docstring).
+    ``deadline`` (the receiver's push, ``pullbridge.deadline``): once it has
+    passed, the job is not queued (None, logged); a sequence number taken
+    before is only a gap in the order.
 
     Never raises for Redis trouble (logged instead): a status is not worth a sync.
     """
@@ -77,6 +82,8 @@ def enqueue_status(conn: Redis, config: Config, repo: RepoConfig, sha: str, stat
             pipe.hincrby(order_key, "enqueued", 1)
             pipe.expire(order_key, ORDER_TTL)
             seq = int(pipe.execute()[0])
+        if deadline is not None:
+            remaining(deadline)  # the push's answer is due: send no second write after it
         job = Queue(keys.STATUS_QUEUE, connection=conn).enqueue_call(
             "worker.status.post",
             args=(repo.name, sha, state, description, sync_id),

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import requests
 from redis import Redis
+from rq import Queue
 
 from pullbridge import keys
 from pullbridge.config import parse_config
@@ -134,25 +135,39 @@ def test_a_push_that_must_queue_a_new_job_is_503_in_time_and_queues_nothing_afte
     assert retried.status_code == 202 and sync_jobs(conn) == [retried.json["job_id"]]
 
 
-def test_a_queued_push_whose_pending_status_is_stuck_is_202_in_time(client, slow_redis, monkeypatch):
+def test_a_queued_push_whose_pending_status_is_stuck_is_202_in_time_and_queues_no_status_after(
+        client, slow_redis, monkeypatch):
     """The sync is durable; Redis falls asleep before the pending commit status is queued.
-    The push is still answered 202 at the budget, saying the status was not confirmed."""
+    The push is still answered 202 at the budget, saying the status was not confirmed.  The
+    status, left running on its helper thread, queues no job once Redis wakes: its first
+    write (the status' sequence number) was on its way, the second is not sent."""
+    import worker.status
     from webhook import intake
 
     conn = Redis.from_url(slow_redis.url)
-    request_sync = intake.request_sync
+    request_sync, enqueue_status = intake.request_sync, worker.status.enqueue_status
     sleeper = Sleeper(slow_redis)
+    finished = threading.Event()
 
     def queue_then_sleep(*args, **kwargs):
         answer = request_sync(*args, **kwargs)
         sleeper.fall_asleep()
         return answer
 
+    def enqueue_status_and_tell(*args, **kwargs):
+        try:
+            return enqueue_status(*args, **kwargs)
+        finally:
+            finished.set()
+
     monkeypatch.setattr(intake, "request_sync", queue_then_sleep)
+    monkeypatch.setattr(worker.status, "enqueue_status", enqueue_status_and_tell)
     response = push(client, P.sha(4), "status-stuck")  # answered while Redis sleeps
     assert response.status_code == 202 and response.json["commit_status"] == "not confirmed in time"
     sleeper.wake()
+    assert finished.wait(GENEROUS)  # the status gave up once Redis answered its first write
     assert sync_jobs(conn) == [response.json["job_id"]]
+    assert Queue(keys.STATUS_QUEUE, connection=conn).count == 0
 
 
 @contextlib.contextmanager
