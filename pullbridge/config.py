@@ -73,7 +73,7 @@ class RepoConfig(StrictModel):
                     "from url for the providers whose payload names the repository")
     secret_env: str | None = None
     secret_file: str | None = None
-    events: list[Literal[REPO_EVENTS]] = Field(default_factory=lambda: list(REPO_EVENTS))
+    events: list[Literal[REPO_EVENTS]] = Field(default_factory=lambda: list(REPO_EVENTS), min_length=1)
     paths: list[str] = Field(default_factory=list, description="only pushes touching these globs sync")
     interval: float = 300.0
     mode: Literal["apply", "report"] = "apply"

@@ -79,6 +79,9 @@ def test_config_check_rejects_events_that_never_sync(tmp_path, capsys, monkeypat
                                                              events=["push", "Push Hook"])]})
     assert code == 2 and out == ""
     assert err == "repos[0].events[1]: Input should be 'push'\n"
+    code, out, err = check(tmp_path, capsys, {"repos": [repo(events=[])]})  # would ignore every push
+    assert code == 2 and out == ""
+    assert err == "repos[0].events: List should have at least 1 item after validation, not 0\n"
     assert check(tmp_path, capsys, {"repos": [repo(events=["push"])]})[0] == 0
 
 
