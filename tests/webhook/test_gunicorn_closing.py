@@ -26,17 +26,19 @@ BODY_BYTES = 16 * 1024 * 1024  # far more than the kernel buffers of both ends h
 PIECE = b"x" * 65536
 
 
+# Both servers linger far longer than the 2 s a real client has: the verdict must not depend on
+# this machine sending 16 MiB within 2 s (tests/webhook/lingering_apps.py).
 @pytest.fixture(scope="module")
 def receiver(tmp_path_factory):
-    with running_web(tmp_path_factory.mktemp("web"), workers=1,
-                     extra_env={"PULLBRIDGE_BENCH_NOOP": "1"}) as (_, port, log):
+    with running_web(tmp_path_factory.mktemp("web"), workers=1, extra_env={"PULLBRIDGE_BENCH_NOOP": "1"},
+                     app="tests.webhook.lingering_apps:create_app()") as (_, port, log):
         yield port, log
 
 
 @pytest.fixture(scope="module")
 def failing(tmp_path_factory):
     with running_web(tmp_path_factory.mktemp("failing"), workers=1,
-                     app="tests.webhook.failing_app:app") as (_, port, log):
+                     app="tests.webhook.lingering_apps:failing") as (_, port, log):
         yield port, log
 
 

@@ -147,7 +147,7 @@ def test_a_flood_of_requests_gunicorn_refuses_is_logged_about_once_a_second(web)
             data, _ = _read_until_closed(sock)
         assert data.startswith(b"HTTP/1.1 501 "), data[:200]
     seconds = time.monotonic() - started
-    time.sleep(0.2)  # the lines are written by the log writer
+    # gunicorn writes its own lines itself (not through the receiver's log writer), before the answer
     lines = [line for line in web["log"].read_text().splitlines() if "(UnsupportedTransferCoding)" in line]
     # the parametrized case above may have written one line for this class before
     assert 1 <= len(lines) <= 2 + int(seconds), (seconds, lines)
