@@ -29,6 +29,7 @@ from webhook.noise import noise_to_log
 
 bp = Blueprint("hooks", __name__)
 
+
 @bp.post("/hooks/<name>")
 def receive(name: str):
     intake = current_app.extensions["pullbridge"]
