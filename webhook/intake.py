@@ -196,7 +196,8 @@ class Intake:
                                        log_detail=f"secret {repo.secret.describe()} is empty")
         problem = repo.secret_problem(value)
         if problem:
-            raise errors.Misconfigured(f"the webhook secret of {repo.name} {problem}")
+            raise errors.Misconfigured(f"the webhook secret of {repo.name} {problem}",
+                                       log_detail=f"secret {repo.secret.describe()} {problem}")
         with self._lock:
             self._secrets[repo.name] = (value, now)
         return value

@@ -179,16 +179,21 @@ def test_a_signed_gitlab_delivery_replayed_under_another_idempotency_key_is_a_du
     assert len(sync_jobs(redis_conn)) == 1
 
 
-def test_a_gitlab_signing_secret_whose_key_is_not_base64_is_misconfigured(client, monkeypatch):
+def test_a_gitlab_signing_secret_whose_key_is_not_base64_is_misconfigured(client, monkeypatch, capfd):
     """Not a 401 per delivery, although GitLab signs each correctly: the key is ours to fix, so
-    the answer is 500 misconfigured (GitLab retries later), naming neither secret nor key."""
+    the answer is 500 misconfigured (GitLab retries later), naming neither secret nor key; the
+    log line says where the secret is kept, as for one that cannot be read."""
     body = json.dumps(P.gitlab_push()).encode()
     headers = P.signed_headers("gitlab", secret("PB_TEST_GITLAB_SIGNING"), body)
     monkeypatch.setenv("PB_TEST_GITLAB_SIGNING", "whsec_not!base64")
+    capfd.readouterr()
     response = client.post("/hooks/gl-signed", data=body, headers=headers)
     assert response.status_code == 500 and response.json["error"] == "misconfigured"
     assert response.json["message"] == ("the webhook secret of gl-signed is a GitLab signing secret (whsec_...) "
                                         "whose key is not valid base64")
+    [line] = [json.loads(l) for l in capfd.readouterr().err.splitlines() if l.startswith("{")]
+    assert line["outcome"] == "misconfigured" and "PB_TEST_GITLAB_SIGNING" in line["error"], line
+    assert "not!base64" not in json.dumps(line)
 
 
 def test_repository_must_match_configuration(client, config, redis_conn):
