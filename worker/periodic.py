@@ -187,10 +187,10 @@ def reconcile(repo_name: str) -> dict:
         if repostate.suspended_now(conn, repo.name):
             record_check(conn, repo.name, "suspended: not synced, not corrected")
             return {"result": "suspended"}
-        if repo.mode == "apply":
-            applied = history.repo_state(conn, repo.name).get("applied_sha") or applied
-        if compare_paths:
-            queued, about_head = sync_if_paths_changed(conn, config, repo, applied, head)
+        now = history.repo_state(conn, repo.name) if repo.mode == "apply" else {}
+        applied = now.get("applied_sha") or applied
+        if compare_paths:  # only in apply mode: ``now`` was read under the lock
+            queued, about_head = sync_if_paths_changed(conn, config, repo, applied, head, now.get(OUTSIDE_PATHS))
             if queued:
                 return queued
         return check_drift(conn, config, repo, applied, lock, job.id if job else None, also=about_head)
@@ -212,14 +212,15 @@ def queue_head(conn: Redis, config: Config, repo: RepoConfig, head: str, failed:
 
 
 def sync_if_paths_changed(conn: Redis, config: Config, repo: RepoConfig, applied: str,
-                          head: str) -> tuple[dict | None, str]:
+                          head: str, compared: str | None) -> tuple[dict | None, str]:
     """Under the repo lock, for a repo with ``paths:``: queue a sync of the branch head when a
     file the filter matches differs between ``applied`` and it; (the queued result, "") then.
     Otherwise remember that (``OUTSIDE_PATHS``) and return (None, the note saying so).
+    ``compared``: the repo state's ``OUTSIDE_PATHS``, as read under the lock.
     """
     if head == applied:  # applied by a sync that finished before the lock was taken
         return None, ""
-    if history.repo_state(conn, repo.name).get(OUTSIDE_PATHS) == outside_paths_marker(repo, applied, head):
+    if compared == outside_paths_marker(repo, applied, head):
         return None, outside_paths_note(applied, head)  # an earlier run compared them
     head, changed = fetched_changes(config, repo, applied, head)
     if head == applied:  # the branch went back to the applied commit meanwhile
