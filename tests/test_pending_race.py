@@ -56,7 +56,7 @@ def test_a_pending_enqueued_after_the_sync_finished_is_not_posted_last(site, fak
     assert original(intake, *args) == "pending queued"  # the stalled thread goes on: pending comes last
     run_status_worker(redis_conn)
 
-    posted = [r["payload"]["description"] for r in fake_hosts.answered("github")]
+    posted = descriptions(fake_hosts)
     assert posted[0] == "sync running" and posted[-1].startswith("applied: ")
     assert "sync queued" not in posted
     assert fake_hosts.final[("github", "acme/deploy", sha, CONTEXT)] == "success"
@@ -69,7 +69,7 @@ def test_a_pending_is_posted_while_its_sync_waits_even_after_a_requeue(site, fak
     job_id = signed_push(client, sha)
     assert sync_waiting(redis_conn, job_id)
     run_status_worker(redis_conn)
-    assert [r["payload"]["description"] for r in fake_hosts.answered("github")] == ["sync queued"]
+    assert descriptions(fake_hosts) == ["sync queued"]
 
     # a job that found the repo locked hands over to another job: still waiting
     from worker.lock import RepoLock

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.tree_support import COMPONENT, write
 from worker.images.deployed import deployed_containers
 from worker.images.kustomize import TagOverride, build_inputs
 from worker.render import render
 
-COMPONENT = "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n"
 
 
 def workload(name: str, **images: str) -> str:
@@ -84,9 +84,7 @@ EXPECTED = {
 
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:
-    for path, text in LAYOUT.items():
-        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / path).write_text(text)
+    write(tmp_path, LAYOUT)
     return tmp_path
 
 
@@ -160,21 +158,20 @@ def test_a_base_outside_the_repository_is_reported_and_neither_read_nor_deployed
 
 
 def test_the_files_the_render_reads_follow_resources_bases_components_and_patches(tmp_path: Path):
-    def write(path: str, text: str = "") -> None:
-        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / path).write_text(text)
+    def write_one(path: str, text: str = "") -> None:
+        write(tmp_path, {path: text})
 
-    write("deploy/prod/kustomization.yaml",
+    write_one("deploy/prod/kustomization.yaml",
           "resources: [../base, app.yaml, https://example.com/x.yaml]\nbases: [../legacy]\ncomponents: [../tags]\n"
           "patchesStrategicMerge: [smp.yaml, \"kind: Deployment\\nmetadata: {name: x}\\n\"]\n"
           "patches: [{path: patch.yaml}, {patch: 'kind: Deployment'}]\n")
     for name in ("app.yaml", "smp.yaml", "patch.yaml", "unused.yaml"):
-        write(f"deploy/prod/{name}")
-    write("deploy/base/kustomization.yml", "resources: [../prod, ../../outside-not-a-dir]\n")  # a cycle
-    write("deploy/legacy/Kustomization", "resources: []\n")
-    write("deploy/tags/kustomization.yaml", "kind: Component\n")
-    write("deploy/staging/kustomization.yaml", "resources: [../base]\n")  # not reached from prod
-    write("deploy/broken/kustomization.yaml", "resources: [\n")
+        write_one(f"deploy/prod/{name}")
+    write_one("deploy/base/kustomization.yml", "resources: [../prod, ../../outside-not-a-dir]\n")  # a cycle
+    write_one("deploy/legacy/Kustomization", "resources: []\n")
+    write_one("deploy/tags/kustomization.yaml", "kind: Component\n")
+    write_one("deploy/staging/kustomization.yaml", "resources: [../base]\n")  # not reached from prod
+    write_one("deploy/broken/kustomization.yaml", "resources: [\n")
 
     def rel(paths: list[Path]) -> list[str]:
         return [p.relative_to(tmp_path.resolve()).as_posix() for p in paths]

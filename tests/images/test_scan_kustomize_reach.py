@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.tree_support import COMPONENT
 from tests.images.helpers import NEW, OLD, bare_git, day, demo_manifest, make_config
 from worker.images.scan import scan
 from worker.render import render
@@ -89,7 +90,6 @@ def test_a_shared_base_entry_outside_the_path_does_not_take_the_overlay_update(d
         "fluxdemo": f"{image}:{NEW}", "shared-worker": f"{image}:{OLD}"}
 
 
-COMPONENT = "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n"
 PATCH = ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: fluxdemo, namespace: my-demo}}\n"
          "spec:\n  template:\n    spec:\n      containers:\n        - name: flask\n          image: {image}:{old}\n")
 

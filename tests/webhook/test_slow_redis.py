@@ -39,13 +39,6 @@ GENEROUS = 60  # seconds: only so a broken receiver cannot hang the suite
 SOCKET_TIMEOUT = "?socket_timeout=3600"  # the receiver's Redis client: only the deadline ends a wait
 
 
-@pytest.fixture
-def slow_redis():
-    server = RedisServer()
-    yield server
-    server.stop()
-
-
 class Sleeper:
     """Stops a private redis-server (SIGSTOP) until ``wake()`` (SIGCONT)."""
 
@@ -70,23 +63,23 @@ def push(client, after: str, delivery: str, name: str = "gh-status"):
 
 
 @pytest.fixture
-def client(slow_redis):
+def client(throwaway_redis):
     from webhook import create_app
 
     app = create_app(parse_config({**CONFIG, "server": {**CONFIG["server"], "queue_timeout": BUDGET}}),
-                     redis_url=slow_redis.url + SOCKET_TIMEOUT)
+                     redis_url=throwaway_redis.url + SOCKET_TIMEOUT)
     yield app.test_client()
     app.extensions["pullbridge"].conn.close()
 
 
-def test_a_push_waiting_behind_a_sleeping_redis_is_503_in_time_and_its_retry_is_one_job(client, slow_redis):
+def test_a_push_waiting_behind_a_sleeping_redis_is_503_in_time_and_its_retry_is_one_job(client, throwaway_redis):
     """The common case (a sync already queued, so the group commit's script): the answer
     comes at the budget; the script, already sent, may run once Redis wakes, and then the
     host's redelivery is a duplicate: one job, one recorded sha, whichever happened."""
-    conn = Redis.from_url(slow_redis.url)
+    conn = Redis.from_url(throwaway_redis.url)
     first = push(client, P.sha(1), "before-sleep")
     assert first.status_code == 202
-    sleeper = Sleeper(slow_redis).fall_asleep()
+    sleeper = Sleeper(throwaway_redis).fall_asleep()
     late = push(client, P.sha(2), "while-asleep")  # answered while Redis sleeps
     assert late.status_code == 503 and int(late.headers["Retry-After"]) > 0
     assert late.json["error"] == "unavailable"
@@ -99,7 +92,7 @@ def test_a_push_waiting_behind_a_sleeping_redis_is_503_in_time_and_its_retry_is_
     assert conn.zscore(keys.wanted("gh-status"), P.sha(2)) is not None
 
 
-def test_a_push_that_must_queue_a_new_job_is_503_in_time_and_queues_nothing_after(client, slow_redis,
+def test_a_push_that_must_queue_a_new_job_is_503_in_time_and_queues_nothing_after(client, throwaway_redis,
                                                                                   monkeypatch):
     """No sync queued yet: Redis falls asleep between the coalescing script and the
     transaction that queues a job.  The answer still comes at the budget, and the
@@ -107,9 +100,9 @@ def test_a_push_that_must_queue_a_new_job_is_503_in_time_and_queues_nothing_afte
     recorded, so the retry is taken as new."""
     from pullbridge import queueing
 
-    conn = Redis.from_url(slow_redis.url)
+    conn = Redis.from_url(throwaway_redis.url)
     coalesce, enqueue = queueing._coalesce, queueing._enqueue
-    sleeper = Sleeper(slow_redis)
+    sleeper = Sleeper(throwaway_redis)
     finished = threading.Event()
 
     def coalesce_then_sleep(*args, **kwargs):
@@ -136,7 +129,7 @@ def test_a_push_that_must_queue_a_new_job_is_503_in_time_and_queues_nothing_afte
 
 
 def test_a_queued_push_whose_pending_status_is_stuck_is_202_in_time_and_queues_no_status_after(
-        client, slow_redis, monkeypatch):
+        client, throwaway_redis, monkeypatch):
     """The sync is durable; Redis falls asleep before the pending commit status is queued.
     The push is still answered 202 at the budget, saying the status was not confirmed.  The
     status, left running on its helper thread, queues no job once Redis wakes: its first
@@ -144,9 +137,9 @@ def test_a_queued_push_whose_pending_status_is_stuck_is_202_in_time_and_queues_n
     import worker.status
     from webhook import intake
 
-    conn = Redis.from_url(slow_redis.url)
+    conn = Redis.from_url(throwaway_redis.url)
     request_sync, enqueue_status = intake.request_sync, worker.status.enqueue_status
-    sleeper = Sleeper(slow_redis)
+    sleeper = Sleeper(throwaway_redis)
     finished = threading.Event()
 
     def queue_then_sleep(*args, **kwargs):
@@ -201,19 +194,19 @@ def procfile_web_with_budget(tmp_path: Path, redis_server: RedisServer):
         proc.wait(GENEROUS)
 
 
-def test_under_gunicorns_gevent_worker_a_push_is_answered_in_time_too(tmp_path, slow_redis):
+def test_under_gunicorns_gevent_worker_a_push_is_answered_in_time_too(tmp_path, throwaway_redis):
     """Under the Procfile's web process, not the test client: a push to a Redis that
     sleeps is 503 before Redis wakes."""
-    with procfile_web_with_budget(tmp_path, slow_redis) as (base, _), requests.Session() as http:
+    with procfile_web_with_budget(tmp_path, throwaway_redis) as (base, _), requests.Session() as http:
         http.headers["Connection"] = "close"  # no keep-alive connection for the server's shutdown to wait out
         assert signed_post(http, base, P.sha(5)).status_code == 202
-        sleeper = Sleeper(slow_redis).fall_asleep()
+        sleeper = Sleeper(throwaway_redis).fall_asleep()
         late = signed_post(http, base, P.sha(6))  # answered while Redis sleeps
         sleeper.wake()
         assert late.status_code == 503 and late.headers["Retry-After"]
 
 
-def test_a_push_whose_body_came_slowly_still_has_its_whole_budget_for_redis(tmp_path, slow_redis):
+def test_a_push_whose_body_came_slowly_still_has_its_whole_budget_for_redis(tmp_path, throwaway_redis):
     """The deadline starts once the body is read: a body that comes after longer than the
     budget (the head at once, the body later) is still queued, 202, with Redis awake
     throughout.  It was 503 "Redis did not answer" without Redis being asked."""
@@ -221,7 +214,7 @@ def test_a_push_whose_body_came_slowly_still_has_its_whole_budget_for_redis(tmp_
     headers = {"Content-Length": str(len(body)), "Connection": "close",
                **P.signed_headers("github", secret("PB_TEST_GITHUB_SECRET"), body)}
     head = "POST /hooks/gh HTTP/1.1\r\nHost: x\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    with procfile_web_with_budget(tmp_path, slow_redis) as (_, port), \
+    with procfile_web_with_budget(tmp_path, throwaway_redis) as (_, port), \
             socket.create_connection(("127.0.0.1", port), timeout=GENEROUS) as sock:
         sock.sendall(head.encode() + b"\r\n")
         time.sleep(BUDGET_SECONDS + 0.5)  # the receiver waits for the body longer than its budget
@@ -231,7 +224,7 @@ def test_a_push_whose_body_came_slowly_still_has_its_whole_budget_for_redis(tmp_
             answer += chunk
     head, _, json_body = answer.partition(b"\r\n\r\n")
     assert head.split(b" ", 2)[1] == b"202", answer
-    assert sync_jobs(Redis.from_url(slow_redis.url)) == [json.loads(json_body)["job_id"]]
+    assert sync_jobs(Redis.from_url(throwaway_redis.url)) == [json.loads(json_body)["job_id"]]
 
 
 def signed_post(http: requests.Session, base: str, after: str) -> requests.Response:

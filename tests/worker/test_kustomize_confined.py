@@ -14,19 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.tree_support import CM, COMPONENT, write
 from worker.errors import PermanentError
 from worker.kustomization import walk
 from worker.render import render
 
-CM = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: v\n"
-COMPONENT = "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n"
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-
-
-def write(root: Path, files: dict[str, str]) -> None:
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
 
 
 @pytest.fixture

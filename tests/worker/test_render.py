@@ -7,23 +7,8 @@ import os
 import pytest
 
 from worker.errors import PermanentError
+from tests.tree_support import CM, write
 from worker.render import Manifest, render, sort_manifests
-
-CM = """apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: {name}
-data:
-  k: v
-"""
-
-
-def write(root, files: dict[str, str]):
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-
 
 def refs(manifests):
     return [(m.ref, m.source) for m in manifests]
