@@ -173,12 +173,10 @@ def _change(source: Source | None, covered: list[ContainerImage], registries: Ca
         return None
     if refuse is not None:
         return skip(f"{best} is wanted, but {refuse}")
-    if line is not None:
-        return ImageChange(path=source.path, workload=first.workload, container=first.container,
-                           old_image=source.image, new_image=line.with_tag(best), old_tag=line.tag, new_tag=best,
-                           target=source)
+    # an image line moves as written there; a kustomization entry moves the tag it sets
+    base, old_image = (line, source.image) if line is not None else (ref, first.image)
     return ImageChange(path=source.path, workload=first.workload, container=first.container,
-                       old_image=first.image, new_image=ref.with_tag(best), old_tag=ref.tag, new_tag=best,
+                       old_image=old_image, new_image=base.with_tag(best), old_tag=base.tag, new_tag=best,
                        target=source)
 
 
