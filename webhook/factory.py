@@ -60,8 +60,8 @@ def create_app(config: Config | None = None, *, redis_url: str | None = None,
     url = redis_url or app.config.get("REDIS_URL") or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
     app.config["REDIS_URL"] = url
     logger = setup_logging(os.environ.get("PULLBRIDGE_LOG_LEVEL", "INFO"))
-    app.extensions["pullbridge"] = Intake(config, make_redis(url), logger)
-    app.register_blueprint(hooks.bp)
+    intake = app.extensions["pullbridge"] = Intake(config, make_redis(url), logger)
+    hooks.register(app, intake)
     app.register_blueprint(health.bp)
     pages.register(app)
     registry_hooks.register(app)

