@@ -35,6 +35,10 @@ class HookError(Exception):
     def body(self) -> dict:
         return {"error": self.code, "message": self.message, **self.details}
 
+    def encoded(self) -> bytes:
+        """``body()`` as the answer's JSON."""
+        return json_bytes(self.body())
+
 
 class BadPayload(HookError):
     """Signature valid, but the body is not JSON or lacks a field (named in ``field``)."""
@@ -44,8 +48,19 @@ class BadPayload(HookError):
 
 
 class Unauthorized(HookError):
+    """The signature or token is missing or wrong: always the same answer, encoded once
+    (anyone can send forged deliveries, so this is the answer a flood gets)."""
+
     status = 401
     code = "unauthorized"
+    MESSAGE = "signature or token missing or wrong"
+    ENCODED = b""  # set below, once json_bytes exists
+
+    def __init__(self):
+        super().__init__(self.MESSAGE)
+
+    def encoded(self) -> bytes:
+        return self.ENCODED
 
 
 class RepositoryMismatch(HookError):
@@ -95,6 +110,9 @@ def json_bytes(body: dict) -> bytes:
         return json.dumps(body).encode()
 
 
+Unauthorized.ENCODED = json_bytes(Unauthorized().body())
+
+
 def error_response(exc: HookError) -> Response:
-    return Response(json_bytes(exc.body()), exc.status, headers=exc.headers or None,
+    return Response(exc.encoded(), exc.status, headers=exc.headers or None,
                     mimetype="application/json")
