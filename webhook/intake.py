@@ -33,9 +33,9 @@ before it stops waiting (10 s at GitHub and GitLab): past it, a push not
 known to be queued is answered 503 with Retry-After (if it was queued after
 all, the host's redelivery is answered ``duplicate``), and a pending status
 not yet confirmed is reported so (``"not confirmed in time"``).  The clock
-starts once the body is in, not when the request began: the deadline is
-Redis' time, and a body that came slowly must not leave a push no time to
-be queued (it was answered 503 without Redis being asked).  The host's own
+starts once the body is in (and verified, microseconds later), not when the
+request began: the deadline is Redis' time, and a body that came slowly must
+not leave a push no time to be queued (it was answered 503 without Redis being asked).  The host's own
 wait runs from its request, so a slow upload eats into its 10 s
 (docs/webhooks.md: the read itself is bounded by neither this code nor
 gunicorn's gevent worker).
@@ -96,16 +96,19 @@ def declared_length(environ, cap: int) -> int | None:
     is read.  A number of more digits than the cap has is over it without
     being converted: ``int()`` refuses strings of more than 4300 digits."""
     raw = environ.get("CONTENT_LENGTH")
-    if not raw or not (raw.isascii() and raw.isdecimal()):
+    if not raw or len(raw) > 18 or not (raw.isascii() and raw.isdecimal()):  # all but a plain number
         raw = (raw or "").strip()
         if not raw:
             return None
         if not (raw.isascii() and raw.isdecimal()):
             raise errors.BadPayload("Content-Length is not a number", field="Content-Length")
-    digits = raw.lstrip("0") or "0"
-    if len(digits) > len(str(cap)) or int(digits) > cap:
+        raw = raw.lstrip("0") or "0"
+        if len(raw) > len(str(cap)):
+            raise errors.PayloadTooLarge(f"body is over the {cap} byte limit", limit=cap)
+    length = int(raw)
+    if length > cap:
         raise errors.PayloadTooLarge(f"body is over the {cap} byte limit", limit=cap)
-    return int(digits)
+    return length
 
 
 def read_body(environ, cap: int, length: int | None) -> bytes:
@@ -210,13 +213,13 @@ class Intake:
         log["provider"] = repo.provider
         cap = self.config.server.max_body_bytes
         body = read_body(environ, cap, declared_length(environ, cap))
-        deadline = time.monotonic() + self.config.server.queue_timeout  # the time for Redis: see the docstring
         host = provider_module(repo.provider)
         form = host.FORM if is_form(headers.get("Content-Type")) else None
         signed = form_json(body) if form == "payload" else body
         if not host.verify(headers, signed, self.secret(repo),
                            tolerance=self.config.server.signature_tolerance):
-            raise errors.Unauthorized("signature or token missing or wrong")
+            raise errors.Unauthorized()
+        deadline = time.monotonic() + self.config.server.queue_timeout  # the time for Redis: see the docstring
         try:
             document = form_json(body) if form == "body" else signed
             event = self._parse(host, headers, document, repo)

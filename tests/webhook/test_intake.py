@@ -345,7 +345,7 @@ def test_a_body_shorter_than_its_content_length_is_what_arrived():
 
 @pytest.mark.parametrize("raw, expected", [(None, None), ("", None), ("  ", None), ("12", 12),
                                            (" 12 ", 12), ("4096", 4096), ("0" * 5000 + "12", 12),
-                                           ("0", 0)])
+                                           ("0", 0), ("0" * 16 + "12", 12), ("0" * 17 + "12", 12)])
 def test_declared_length(raw, expected):
     from webhook.intake import declared_length
 
@@ -354,6 +354,7 @@ def test_declared_length(raw, expected):
 
 
 @pytest.mark.parametrize("raw, error", [("4097", "PayloadTooLarge"), ("9" * 5000, "PayloadTooLarge"),
+                                        ("9" * 18, "PayloadTooLarge"), ("9" * 19, "PayloadTooLarge"),
                                         ("10000", "PayloadTooLarge"), ("-1", "BadPayload"),
                                         ("12abc", "BadPayload"), ("1e3", "BadPayload"),
                                         ("\u00b2", "BadPayload"), ("\u0663", "BadPayload")])
