@@ -389,12 +389,8 @@ def check_secrets(config: Config) -> list[tuple[str, str]]:
 def _unreadable(prefix: str, secret: Secret, problem_of=None) -> list[tuple[str, str]]:
     """The problem, if any, of the secret named by ``<prefix>_env`` or ``<prefix>_file``, at that
     key: it cannot be read, it is empty, or ``problem_of(value)`` says what else is wrong."""
-    path = f"{prefix}_env" if secret.env else f"{prefix}_file"
     try:
-        value = secret.value()
+        secret.usable_value(problem_of)
     except ConfigError as exc:
-        return [(path, exc.problems[0][1])]
-    if not value:
-        return [(path, f"{secret.describe()} is empty")]
-    problem = problem_of(value) if problem_of else None
-    return [(path, f"{secret.describe()} {problem}")] if problem else []
+        return [(f"{prefix}_env" if secret.env else f"{prefix}_file", exc.problems[0][1])]
+    return []

@@ -122,6 +122,16 @@ class Secret:
                 raise ConfigError([("", f"cannot read secret file {self.file}: {exc.strerror}")]) from None
         raise ConfigError([("", "no secret configured")])
 
+    def usable_value(self, problem_of=None) -> bytes:
+        """``value()``, refused with ``SecretUnusable`` when it is empty or ``problem_of(value)``
+        says what else is wrong with it (a ``ConfigError`` when it cannot be read at all).
+        ``config check`` and the receivers use this one check."""
+        value = self.value()
+        problem = "is empty" if not value else problem_of(value) if problem_of else None
+        if problem:
+            raise SecretUnusable(self, problem)
+        return value
+
     def describe(self) -> str:
         return f"env:{self.env}" if self.env else f"file:{self.file}"
 
@@ -129,6 +139,15 @@ class Secret:
         return f"Secret({self.describe()})"
 
     __str__ = __repr__
+
+
+class SecretUnusable(ConfigError):
+    """A secret that was read but cannot be used: ``problem`` says why (``is empty``, ...),
+    never quoting it; the message also says where it is kept."""
+
+    def __init__(self, secret: Secret, problem: str):
+        super().__init__([("", f"{secret.describe()} {problem}")])
+        self.problem = problem
 
 
 SIGNING_SECRET_PREFIX = b"whsec_"

@@ -56,6 +56,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pullbridge import keys
 from pullbridge.config import Config, ConfigError, RepoConfig
+from pullbridge.config_types import SecretUnusable
 from pullbridge.deadline import DeadlineExceeded, within
 from pullbridge.groupcommit import GroupCommit
 from pullbridge.pathfilter import touches
@@ -189,18 +190,14 @@ class Intake:
         cached = self._secrets.get(repo.name)
         if cached and now - cached[1] < SECRET_CACHE_SECONDS:
             return cached[0]
-        try:
-            value = repo.secret.value()
-        except ConfigError as exc:  # where the secret lives is for the log, not for any caller
+        try:  # where the secret lives is for the log, not for any caller
+            value = repo.secret.usable_value(repo.secret_problem)
+        except SecretUnusable as exc:
+            raise errors.Misconfigured(f"the webhook secret of {repo.name} {exc.problem}",
+                                       log_detail=f"secret {exc}") from exc
+        except ConfigError as exc:
             raise errors.Misconfigured(f"the webhook secret of {repo.name} cannot be read; "
                                        "the receiver's log says why", log_detail=str(exc)) from exc
-        if not value:
-            raise errors.Misconfigured(f"the webhook secret of {repo.name} is empty",
-                                       log_detail=f"secret {repo.secret.describe()} is empty")
-        problem = repo.secret_problem(value)
-        if problem:
-            raise errors.Misconfigured(f"the webhook secret of {repo.name} {problem}",
-                                       log_detail=f"secret {repo.secret.describe()} {problem}")
         with self._lock:
             self._secrets[repo.name] = (value, now)
         return value
