@@ -37,6 +37,7 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from redis.exceptions import RedisError
 
 from pullbridge.config import Config, ConfigError
+from pullbridge.config_types import SecretUnusable
 from webhook.errors import BadPayload, PayloadTooLarge
 from webhook.intake import declared_length, read_body
 from worker.images.cache import forget
@@ -154,11 +155,13 @@ def receive(name: str):
         return _error(413, "too_large", "the body is larger than server.max_body_bytes")
     except BadPayload as exc:
         return _error(400, "bad_payload", str(exc))
-    try:
-        secret = hook.secret.value()
+    try:  # an empty secret is our mistake (500), not every sender's (401)
+        secret = hook.secret.usable_value()
+    except SecretUnusable as exc:
+        return _error(500, "misconfigured", f"the secret of registry hook {name} {exc.problem}")
     except ConfigError:
         return _error(500, "misconfigured", f"the secret of registry hook {name} cannot be read")
-    if not secret or not verify(secret, body, request.headers, request.args):
+    if not verify(secret, body, request.headers, request.args):
         return _error(401, "unauthorized", "missing or wrong shared secret")
     try:
         payload = json.loads(body)

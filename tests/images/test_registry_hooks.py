@@ -88,6 +88,20 @@ def test_parts_without_the_documented_shape_are_skipped(client, redis_conn):
     assert pushed_images(mixed) == [("127.0.0.1:5000/team/app", "v2")]
 
 
+def test_a_secret_that_is_empty_or_unset_is_our_fault_not_the_senders(client, redis_conn, monkeypatch):
+    body = json.dumps(distribution_event()).encode()
+    headers = {"Content-Type": DISTRIBUTION_EVENTS, "Authorization": "Bearer "}
+    monkeypatch.setenv("PB_TEST_HOOK_SECRET", "")
+    empty = client.post("/hooks/registry/local", data=body, headers=headers)
+    assert (empty.status_code, empty.json["error"]) == (500, "misconfigured")
+    assert empty.json["message"] == "the secret of registry hook local is empty"
+    monkeypatch.delenv("PB_TEST_HOOK_SECRET")
+    unset = client.post("/hooks/registry/local", data=body, headers=headers)
+    assert (unset.status_code, unset.json["error"]) == (500, "misconfigured")
+    assert "PB_TEST_HOOK_SECRET" not in unset.get_data(as_text=True)
+    assert redis_conn.get(keys.image_scan_queued("images-demo")) is None
+
+
 def test_secret_forms_and_refusals(client, redis_conn):
     body = json.dumps(distribution_event()).encode()
     url = "/hooks/registry/local"
