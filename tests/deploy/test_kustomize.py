@@ -49,6 +49,13 @@ def dump(objects: list[dict]) -> str:
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
 
 
+def shipped_config(objects: list[dict]):
+    """The Pullbridge configuration the rendered ConfigMap "pullbridge-config" holds."""
+    config_map = next(o for o in objects if o["kind"] == "ConfigMap"
+                      and o["metadata"]["name"].startswith("pullbridge-config"))
+    return parse_config(YAML(typ="safe", pure=True).load(config_map["data"]["pullbridge.yaml"]))
+
+
 def pod_specs(objects):
     for obj in objects:
         if obj["kind"] in ("Deployment", "StatefulSet"):
@@ -108,9 +115,7 @@ def test_processes_probes_and_ingress(stack):
 
 def test_shipped_config_is_valid_and_matches_the_mounts(stack):
     objects = render(stack, "base")
-    config_map = next(o for o in objects if o["kind"] == "ConfigMap"
-                      and o["metadata"]["name"].startswith("pullbridge-config"))
-    config = parse_config(YAML(typ="safe", pure=True).load(config_map["data"]["pullbridge.yaml"]))
+    config = shipped_config(objects)
     env = next(o for o in objects if o["kind"] == "ConfigMap"
                and o["metadata"]["name"].startswith("pullbridge-env"))["data"]
     worker = dict(pod_specs(objects))["pullbridge-worker"]
@@ -123,6 +128,23 @@ def test_shipped_config_is_valid_and_matches_the_mounts(stack):
     assert Path(env["PULLBRIDGE_KNOWN_HOSTS"]).parent.as_posix() == mounts["known-hosts"]
     assert env["PULLBRIDGE_CONFIG"] == f"{mounts['config']}/pullbridge.yaml"
     assert env["PULLBRIDGE_CACHE_DIR"] == mounts["cache"]
+
+
+def test_the_namespaced_overlay_grants_where_each_shipped_repo_applies(stack):
+    """A manifest that names no namespace goes to its repo's ``namespace`` (else
+    ``worker.default_namespace``): the least-privilege overlay must bind the workers' apply Role
+    there, or every such object of the shipped example is refused with 403."""
+    objects = render(stack, "overlays/namespaced")
+    config = shipped_config(objects)
+    account = next(o for o in objects if o["kind"] == "ServiceAccount" and o["metadata"]["name"] == "pullbridge")
+    worker = {"kind": "ServiceAccount", "name": "pullbridge", "namespace": account["metadata"]["namespace"]}
+    granted = {o["metadata"]["namespace"] for o in objects
+               if o["kind"] == "RoleBinding" and o["roleRef"]["name"] == "pullbridge-apply"
+               and worker in o["subjects"]}
+    assert granted, "overlays/namespaced binds no pullbridge-apply Role to the workers"
+    for repo in config.repos:
+        applies_in = repo.namespace or config.worker.default_namespace
+        assert applies_in in granted, f"repos {repo.name}: applies in {applies_in!r}, granted {sorted(granted)}"
 
 
 def test_the_shipped_rbac_allows_every_inventory_call_of_the_workers(stack, kube, namespace, tmp_path):
@@ -143,9 +165,7 @@ def test_the_shipped_rbac_allows_every_inventory_call_of_the_workers(stack, kube
                    and o["metadata"]["name"] == "pullbridge-inventory")
     account = next(o for o in objects if o["kind"] == "ServiceAccount"
                    and o["metadata"]["name"] == "pullbridge")
-    config_map = next(o for o in objects if o["kind"] == "ConfigMap"
-                      and o["metadata"]["name"].startswith("pullbridge-config"))
-    config = parse_config(YAML(typ="safe", pure=True).load(config_map["data"]["pullbridge.yaml"]))
+    config = shipped_config(objects)
     home = account["metadata"]["namespace"]
     assert config.worker.inventory_namespace == role["metadata"]["namespace"] == home
     assert [s["namespace"] for s in binding["subjects"]] == [home]
