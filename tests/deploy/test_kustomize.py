@@ -113,6 +113,39 @@ def test_processes_probes_and_ingress(stack):
     assert not any(o["kind"] == "ClusterRoleBinding" for o in objects)  # least privilege
 
 
+def test_the_web_pod_serves_what_its_probes_ingress_and_policy_name(stack):
+    """The port gunicorn binds ($PORT, read by webhook.gunicorn_conf) is the container port the
+    probes, Service and Ingress name and the one the NetworkPolicy lets in; the probe paths are
+    the receiver's health routes and the Ingress prefix reaches every repository's hook route and
+    nothing but hooks; the metrics directory gunicorn writes is a volume (the root is read-only)."""
+    from webhook.factory import create_app
+
+    objects = render(stack, "overlays/namespaced")
+    web = dict(pod_specs(objects))["pullbridge-web"]["containers"][0]
+    env = {e["name"]: e["value"] for e in web["env"]}
+    ports = {p["name"]: p["containerPort"] for p in web["ports"]}
+    assert ports == {"http": int(env["PORT"])}
+    assert web["readinessProbe"]["httpGet"]["port"] == web["livenessProbe"]["httpGet"]["port"] == "http"
+    service = next(o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "pullbridge-web")
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+    policy = next(o for o in objects if o["kind"] == "NetworkPolicy"
+                  and o["metadata"]["name"] == "pullbridge-web-ingress")
+    assert [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]] == [ports["http"]]
+    assert env["PROMETHEUS_MULTIPROC_DIR"] in {m["mountPath"] for m in web["volumeMounts"]}
+
+    config = shipped_config(objects)
+    routes = create_app(config, redis_url="redis://127.0.0.1:1/0").url_map.bind("pullbridge.example.com")
+    assert routes.match(web["readinessProbe"]["httpGet"]["path"], "GET")[0] == "health.readyz"
+    assert routes.match(web["livenessProbe"]["httpGet"]["path"], "GET")[0] == "health.healthz"
+    (prefix,) = [p["path"] for o in objects if o["kind"] == "Ingress"
+                 for r in o["spec"]["rules"] for p in r["http"]["paths"]]
+    for repo in config.repos:
+        assert routes.match(f"{prefix}{repo.name}", "POST") == ("hooks_receive", {"name": repo.name})
+    assert routes.match(f"{prefix}registry/harbor", "POST")[0] == "registry_hooks.receive"
+    exposed = {rule.endpoint for rule in routes.map.iter_rules() if rule.rule.startswith(prefix)}
+    assert exposed == {"hooks_receive", "registry_hooks.receive"}
+
+
 def test_shipped_config_is_valid_and_matches_the_mounts(stack):
     objects = render(stack, "base")
     config = shipped_config(objects)
