@@ -6,9 +6,9 @@ commit make it, and if not, which object in which file is wrong?" without
 a front-end build, JavaScript or access to worker logs.
 
 ``register(app)`` adds the blueprint to the receiver's Flask app (it reads
-the configuration and Redis client the app already holds).  The webhook,
-health and metrics endpoints are other blueprints and are never affected by
-the operator token rules (see ``webhook.pages.auth``).
+the configuration and Redis client the app already holds).  The webhook
+route (``webhook.hooks``) and the health and metrics blueprint are outside
+it and are never affected by the operator token rules (see ``webhook.pages.auth``).
 """
 
 from __future__ import annotations
