@@ -1,4 +1,5 @@
-"""Fixtures for sync tests on the real stack: a config file per test and an RQ worker to run jobs."""
+"""Fixtures for sync tests on the real stack: a config file per test and an RQ worker to run jobs;
+API groups for Widget CRDs, whose CRDs are deleted again after the test."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+from kubernetes import client
 from rq import Queue, SimpleWorker
 
 from pullbridge import keys
 from pullbridge.config import load_config
 from pullbridge.queueing import request_sync
+from tests.kube_support import unless_gone
+from tests.worker.sync_manifests import widget_group
 
 
 class SyncHarness:
@@ -74,3 +78,20 @@ class SyncHarness:
 @pytest.fixture
 def harness(stack, redis_conn, namespace, tmp_path, monkeypatch):
     return SyncHarness(stack, redis_conn, namespace, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def widget_groups(kube):
+    """Factory: ``widget_groups()`` -> an API group of the test's own (``widget_group()``); the CRD
+    widgets.<group> of each is deleted after the test, should it have been created."""
+    groups = []
+
+    def make() -> str:
+        groups.append(widget_group())
+        return groups[-1]
+
+    yield make
+    extensions = client.ApiextensionsV1Api(kube)
+    for group in groups:
+        with unless_gone():
+            extensions.delete_custom_resource_definition(f"widgets.{group}")

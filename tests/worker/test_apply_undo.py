@@ -12,10 +12,10 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.kube_support import cluster_role_kubeconfig, unless_gone, wait_allowed
+from tests.kube_support import cluster_role_kubeconfig, wait_allowed
 from tests.worker.sync_manifests import (cm_value, configmap, deployment, in_namespace, inventory_entries, inventory_ids,
                                          namespace_doc, namespace_live, read_namespace, widget, widget_crd,
-                                         widget_group, widget_specs)
+                                         widget_specs)
 
 pytestmark = pytest.mark.stack
 
@@ -56,30 +56,26 @@ def test_invalid_object_in_a_new_namespace_leaves_no_namespace_behind(harness, g
             client.CoreV1Api(kube).delete_namespace(new_ns)
 
 
-def test_invalid_object_of_a_new_crd_leaves_no_crd_behind(harness, git_repo, kube, namespace):
-    group = widget_group()
+def test_invalid_object_of_a_new_crd_leaves_no_crd_behind(harness, git_repo, kube, namespace, widget_groups):
+    group = widget_groups()
     repo = git_repo("freshcrd")
     harness.configure(repo)
     extensions = client.ApiextensionsV1Api(kube)
-    try:
-        failed = harness.sync(repo.commit_and_push("bad", {"crd.yaml": widget_crd(group, minimum=0),
-                                                           "widget.yaml": widget(group, -1)}))
-        assert failed["result"] == "failure", failed
-        crds = [c for c in extensions.list_custom_resource_definition().items
-                if c.metadata.name == f"widgets.{group}" and c.metadata.deletion_timestamp is None]
-        assert crds == []
-        assert inventory_ids(kube, namespace) == set()
-        assert failed["error"].startswith(
-            f"validation failed, nothing applied (created CustomResourceDefinition/widgets.{group} removed "
-            f"again): Widget/{namespace}/w1 (widget.yaml, doc 1): spec.size: Invalid value"), failed
+    failed = harness.sync(repo.commit_and_push("bad", {"crd.yaml": widget_crd(group, minimum=0),
+                                                       "widget.yaml": widget(group, -1)}))
+    assert failed["result"] == "failure", failed
+    crds = [c for c in extensions.list_custom_resource_definition().items
+            if c.metadata.name == f"widgets.{group}" and c.metadata.deletion_timestamp is None]
+    assert crds == []
+    assert inventory_ids(kube, namespace) == set()
+    assert failed["error"].startswith(
+        f"validation failed, nothing applied (created CustomResourceDefinition/widgets.{group} removed "
+        f"again): Widget/{namespace}/w1 (widget.yaml, doc 1): spec.size: Invalid value"), failed
 
-        # The worker's discovery no longer serves the deleted CRD's kind: the fixed commit creates it again.
-        fixed = harness.sync(repo.commit_and_push("fixed", {"widget.yaml": widget(group, 1)}))
-        assert fixed["result"] == "success", fixed
-        assert widget_specs(kube, group, namespace) == {"w1": {"size": 1}}
-    finally:
-        with unless_gone():
-            extensions.delete_custom_resource_definition(f"widgets.{group}")
+    # The worker's discovery no longer serves the deleted CRD's kind: the fixed commit creates it again.
+    fixed = harness.sync(repo.commit_and_push("fixed", {"widget.yaml": widget(group, 1)}))
+    assert fixed["result"] == "success", fixed
+    assert widget_specs(kube, group, namespace) == {"w1": {"size": 1}}
 
 
 def crd_as_it_is(extensions, name: str) -> dict:
@@ -97,18 +93,16 @@ def served_versions(extensions, name: str) -> list[str]:
 
 
 @pytest.fixture
-def widgets_v1(harness, git_repo, kube, namespace):
+def widgets_v1(harness, git_repo, widget_groups):
     """A repo whose first commit applied the CRD widgets.<group> (v1 only, labelled stage: v1) and a Widget;
-    yields (repo, group).  The CRD is deleted afterwards."""
-    group = widget_group()
+    -> (repo, group).  The CRD is deleted afterwards."""
+    group = widget_groups()
     repo = git_repo("changedcrd")
     harness.configure(repo)
     done = harness.sync(repo.commit_and_push("v1", {"crd.yaml": widget_crd(group, labels={"stage": "v1"}),
                                                     "widget.yaml": widget(group, 1)}))
     assert done["result"] == "success", done
-    yield repo, group
-    with unless_gone():
-        client.ApiextensionsV1Api(kube).delete_custom_resource_definition(f"widgets.{group}")
+    return repo, group
 
 
 def test_invalid_object_of_a_version_an_existing_crd_gains_leaves_the_crd_as_it_was(

@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client
 
 from tests.kube_support import unless_gone
-from tests.worker.sync_manifests import cm_value, configmap, in_namespace, widget, widget_crd, widget_group
+from tests.worker.sync_manifests import cm_value, configmap, in_namespace, widget, widget_crd
 from worker.apply import Applier
 from worker.errors import PermanentError
 from worker.kube import process_kube
@@ -52,19 +52,13 @@ def test_cluster_scoped_object_with_and_without_a_namespace_is_declared_twice(st
 
 
 @pytest.fixture
-def crds(kube):
+def crds(widget_groups):
     """(group, manifest) of a Widget CRD of a group of the test's own and the given scope; deleted after
     the test, should it have been created."""
-    groups = []
-
     def make(scope: str = "Namespaced") -> tuple[str, str]:
-        group = widget_group()
-        groups.append(group)
+        group = widget_groups()
         return group, widget_crd(group).replace("scope: Namespaced", f"scope: {scope}")
-    yield make
-    for group in groups:
-        with unless_gone():
-            client.ApiextensionsV1Api(kube).delete_custom_resource_definition(f"widgets.{group}")
+    return make
 
 
 def crd_is_absent(kube, group: str) -> bool:

@@ -11,7 +11,7 @@ from kubernetes import client
 
 from tests.kube_support import cluster_role_kubeconfig, unless_gone, wait_allowed
 from tests.worker.sync_manifests import (cm_value, configmap, in_namespace, inventory_ids, namespace_doc,
-                                         namespace_live, read_namespace, sync_repo, widget, widget_crd, widget_group)
+                                         namespace_live, read_namespace, sync_repo, widget, widget_crd)
 
 pytestmark = pytest.mark.stack
 
@@ -96,26 +96,21 @@ def test_a_namespace_holding_what_another_repo_declares_is_not_deleted(
         f"holds objects that stay: ConfigMap/{new_namespace}/theirs (still declared by other)"
 
 
-def test_a_crd_whose_kind_is_still_declared_is_not_deleted(harness, git_repo, kube, namespace):
-    group = widget_group()
+def test_a_crd_whose_kind_is_still_declared_is_not_deleted(harness, git_repo, kube, namespace, widget_groups):
+    group = widget_groups()
     repo = git_repo("heldcrd")
     harness.configure(repo)
     extensions, custom = client.ApiextensionsV1Api(kube), client.CustomObjectsApi(kube)
-    try:
-        assert harness.sync(repo.commit_and_push("v1", {"crd.yaml": widget_crd(group, minimum=0),
-                                                        "widget.yaml": widget(group, 3)}))["result"] == "success"
-        repo.remove("crd.yaml")
-        done = harness.sync(repo.commit_and_push("the CRD moves to another repo"))
-        assert done["result"] == "success", done
-        crd = extensions.read_custom_resource_definition(f"widgets.{group}")
-        assert crd.metadata.deletion_timestamp is None
-        assert custom.get_namespaced_custom_object(group, "v1", namespace, "widgets", "w1")["spec"]["size"] == 3
-        assert change(harness, done, f"CustomResourceDefinition/widgets.{group}")["detail"] == \
-            f"holds objects that stay: Widget/{namespace}/w1 (still declared)"
-    finally:
-        with unless_gone():
-            extensions.delete_custom_resource_definition(f"widgets.{group}")
-
+    assert harness.sync(repo.commit_and_push("v1", {"crd.yaml": widget_crd(group, minimum=0),
+                                                    "widget.yaml": widget(group, 3)}))["result"] == "success"
+    repo.remove("crd.yaml")
+    done = harness.sync(repo.commit_and_push("the CRD moves to another repo"))
+    assert done["result"] == "success", done
+    crd = extensions.read_custom_resource_definition(f"widgets.{group}")
+    assert crd.metadata.deletion_timestamp is None
+    assert custom.get_namespaced_custom_object(group, "v1", namespace, "widgets", "w1")["spec"]["size"] == 3
+    assert change(harness, done, f"CustomResourceDefinition/widgets.{group}")["detail"] == \
+        f"holds objects that stay: Widget/{namespace}/w1 (still declared)"
 
 
 def test_a_namespace_holding_an_annotated_object_let_go_of_earlier_is_not_deleted(
@@ -143,27 +138,24 @@ def test_a_namespace_holding_an_annotated_object_let_go_of_earlier_is_not_delete
     assert object_id("", "Namespace", None, new_namespace) not in inventory_ids(kube, namespace)
 
 
-def test_a_crd_whose_annotated_object_was_let_go_of_earlier_is_not_deleted(harness, git_repo, kube, namespace):
-    group = widget_group()
+def test_a_crd_whose_annotated_object_was_let_go_of_earlier_is_not_deleted(
+        harness, git_repo, kube, namespace, widget_groups):
+    group = widget_groups()
     repo = git_repo("letgocrd")
     harness.configure(repo)
     extensions, custom = client.ApiextensionsV1Api(kube), client.CustomObjectsApi(kube)
-    try:
-        assert harness.sync(repo.commit_and_push("v1", {
-            "crd.yaml": widget_crd(group), "widget.yaml": widget(group, 3).replace("name: w1", "name: w1" + KEEP),
-            "stays.yaml": configmap("stays", "s")}))["result"] == "success"
-        repo.remove("widget.yaml")
-        assert harness.sync(repo.commit_and_push("Git no longer declares w1"))["result"] == "success"
-        repo.remove("crd.yaml")
-        done = harness.sync(repo.commit_and_push("drop the CRD"))
-        assert done["result"] == "success", done
-        assert extensions.read_custom_resource_definition(f"widgets.{group}").metadata.deletion_timestamp is None
-        assert custom.get_namespaced_custom_object(group, "v1", namespace, "widgets", "w1")["spec"]["size"] == 3
-        assert change(harness, done, f"CustomResourceDefinition/widgets.{group}")["detail"] == \
-            f"holds objects that stay: Widget/{namespace}/w1 (pullbridge.io/prune: disabled)"
-    finally:
-        with unless_gone():
-            extensions.delete_custom_resource_definition(f"widgets.{group}")
+    assert harness.sync(repo.commit_and_push("v1", {
+        "crd.yaml": widget_crd(group), "widget.yaml": widget(group, 3).replace("name: w1", "name: w1" + KEEP),
+        "stays.yaml": configmap("stays", "s")}))["result"] == "success"
+    repo.remove("widget.yaml")
+    assert harness.sync(repo.commit_and_push("Git no longer declares w1"))["result"] == "success"
+    repo.remove("crd.yaml")
+    done = harness.sync(repo.commit_and_push("drop the CRD"))
+    assert done["result"] == "success", done
+    assert extensions.read_custom_resource_definition(f"widgets.{group}").metadata.deletion_timestamp is None
+    assert custom.get_namespaced_custom_object(group, "v1", namespace, "widgets", "w1")["spec"]["size"] == 3
+    assert change(harness, done, f"CustomResourceDefinition/widgets.{group}")["detail"] == \
+        f"holds objects that stay: Widget/{namespace}/w1 (pullbridge.io/prune: disabled)"
 
 
 def test_what_a_namespace_holds_is_read_page_by_page(stack, kube, namespace, monkeypatch):

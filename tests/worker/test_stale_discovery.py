@@ -20,8 +20,7 @@ from pullbridge import keys
 from tests.kube_support import SAFETY_TIMEOUT, unless_gone
 from tests.rq_support import enqueue_when_due
 from tests.worker.drift_support import drift_record, run_reconcile
-from tests.worker.sync_manifests import configmap, in_namespace, namespace_doc, widget, widget_crd, widget_group, \
-    widget_specs
+from tests.worker.sync_manifests import configmap, in_namespace, namespace_doc, widget, widget_crd, widget_specs
 
 pytestmark = pytest.mark.stack
 
@@ -38,21 +37,17 @@ def delete_crd(extensions, group: str) -> None:
 
 
 @pytest.fixture
-def widgets(harness, git_repo, kube, namespace):
-    """A repo whose first commit, synced, declares the Widget CRD of a group of the test's own, one Widget
-    (size 1) and a ConfigMap; yields (repo, group); the CRD is deleted afterwards."""
-    group = widget_group()
+def widgets(harness, git_repo, kube, namespace, widget_groups):
+    """A repo whose first commit, synced, declares the Widget CRD of a group of the test's own
+    (``repo.group``), one Widget (size 1) and a ConfigMap; the CRD is deleted afterwards."""
+    group = widget_groups()
     repo = git_repo("widgets")
     harness.configure(repo)
     repo.group = group
     files = {"crd.yaml": widget_crd(group), "widget.yaml": widget(group, 1), "cm.yaml": configmap("kept", "k")}
-    try:
-        assert harness.sync(repo.commit_and_push("v1", files))["result"] == "success"
-        assert widget_specs(kube, group, namespace) == {"w1": {"size": 1}}
-        yield repo
-    finally:
-        with unless_gone():
-            client.ApiextensionsV1Api(kube).delete_custom_resource_definition(f"widgets.{group}")
+    assert harness.sync(repo.commit_and_push("v1", files))["result"] == "success"
+    assert widget_specs(kube, group, namespace) == {"w1": {"size": 1}}
+    return repo
 
 
 def test_a_crd_pruned_then_declared_again_is_created_again(harness, widgets, kube, namespace):
@@ -98,12 +93,12 @@ def test_a_kind_gone_for_good_fails_naming_the_object(harness, widgets, kube, na
 
 
 def test_a_kind_discovered_cluster_scoped_goes_where_declared_once_its_crd_is_back_namespaced(
-        harness, git_repo, kube, namespace):
+        harness, git_repo, kube, namespace, widget_groups):
     """The worker discovered Widget cluster-scoped; its CRD was deleted by hand, and the commit declares it
     again, namespaced, with a Widget in a namespace of its own.  Listing finds the cached kind gone and the
     objects are planned again: the Widget goes to the namespace it declares, not to the repo's default one
     (the first planning, with the stale cluster scope, must not have taken its namespace away)."""
-    group, declared = widget_group(), f"{namespace}-declared"
+    group, declared = widget_groups(), f"{namespace}-declared"
     extensions, core = client.ApiextensionsV1Api(kube), client.CoreV1Api(kube)
     core.create_namespace({"metadata": {"name": declared}})
     repo = git_repo("rescoped")
@@ -120,8 +115,6 @@ def test_a_kind_discovered_cluster_scoped_goes_where_declared_once_its_crd_is_ba
         assert widget_specs(kube, group, declared) == {"w1": {"size": 2}}
         assert widget_specs(kube, group, namespace) == {}
     finally:
-        with unless_gone():
-            extensions.delete_custom_resource_definition(f"widgets.{group}")
         core.delete_namespace(declared)
 
 

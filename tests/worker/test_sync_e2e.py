@@ -11,8 +11,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 
 from pullbridge import keys
-from tests.worker.sync_manifests import (app_files, app_version, cm_value, configmap, sync_repo, widget, widget_crd,
-                                         widget_group)
+from tests.worker.sync_manifests import app_files, app_version, cm_value, configmap, sync_repo, widget, widget_crd
 
 pytestmark = pytest.mark.stack
 
@@ -176,18 +175,15 @@ def test_git_host_unreachable_retries_and_keeps_the_wanted_commit(harness, git_r
     assert [s.decode() for s in redis_conn.zrange(keys.wanted("app"), 0, -1)] == [sha]
 
 
-def test_crd_and_its_objects_in_one_commit(harness, git_repo, kube, namespace):
-    group = widget_group()
+def test_crd_and_its_objects_in_one_commit(harness, git_repo, kube, namespace, widget_groups):
+    group = widget_groups()
     repo = git_repo("crd")
     harness.configure(repo)
-    try:
-        done = harness.sync(repo.commit_and_push("crd", {"a-widget.yaml": widget(group, 3),
-                                                        "z-crd.yaml": widget_crd(group)}))
-        assert done["result"] == "success", done
-        got = client.CustomObjectsApi(kube).get_namespaced_custom_object(group, "v1", namespace, "widgets", "w1")
-        assert got["spec"]["size"] == 3
-    finally:
-        client.ApiextensionsV1Api(kube).delete_custom_resource_definition(f"widgets.{group}")
+    done = harness.sync(repo.commit_and_push("crd", {"a-widget.yaml": widget(group, 3),
+                                                    "z-crd.yaml": widget_crd(group)}))
+    assert done["result"] == "success", done
+    got = client.CustomObjectsApi(kube).get_namespaced_custom_object(group, "v1", namespace, "widgets", "w1")
+    assert got["spec"]["size"] == 3
 
 
 def test_report_mode_changes_nothing_but_records_what_would_change(harness, git_repo, kube, namespace):
