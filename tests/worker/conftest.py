@@ -1,19 +1,21 @@
 """Fixtures for sync tests on the real stack: a config file per test and an RQ worker to run jobs;
-API groups for Widget CRDs, whose CRDs are deleted again after the test."""
+API groups for Widget CRDs, ClusterRoles and restricted ServiceAccounts, deleted again after the test."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import client
 from rq import Queue, SimpleWorker
 
 from pullbridge import keys
 from pullbridge.config import load_config
 from pullbridge.queueing import request_sync
-from tests.kube_support import unless_gone
+from tests.kube_support import cluster_role_kubeconfig, unless_gone, wait_allowed
 from tests.worker.sync_manifests import widget_group
 
 
@@ -95,3 +97,42 @@ def widget_groups(kube):
     for group in groups:
         with unless_gone():
             extensions.delete_custom_resource_definition(f"widgets.{group}")
+
+
+@pytest.fixture
+def cluster_role_names(kube):
+    """Factory: ``cluster_role_names(prefix)`` -> a new ClusterRole name, ``prefix`` and a random suffix; the
+    ClusterRole of that name and a ClusterRoleBinding of the same name are deleted after the test, should
+    they have been created."""
+    names = []
+
+    def make(prefix: str) -> str:
+        names.append(f"{prefix}{uuid.uuid4().hex[:8]}")
+        return names[-1]
+
+    yield make
+    rbac = client.RbacAuthorizationV1Api(kube)
+    for name in names:
+        with unless_gone():
+            rbac.delete_cluster_role_binding(name)
+        with unless_gone():
+            rbac.delete_cluster_role(name)
+
+
+@pytest.fixture
+def restricted_kube(kube, stack, namespace, tmp_path, cluster_role_names):
+    """Factory: ``restricted_kube(rules, verb, resource, in_namespace=None)`` -> a worker Kube acting as a
+    new ServiceAccount "pullbridge" of the test's namespace, bound to a new ClusterRole granting ``rules``,
+    once the API server lets it ``verb`` ``resource``.  The ClusterRole and its binding are deleted after
+    the test (``cluster_role_names``)."""
+    from worker.kube import Kube, load_api_client
+
+    def make(rules: list[dict], verb: str, resource: str, in_namespace: str | None = None) -> Kube:
+        role = cluster_role_names("pullbridge-test-")
+        kubeconfig = tmp_path / f"{role}.kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump(cluster_role_kubeconfig(kube, stack, namespace, role, rules)))
+        restricted = Kube(load_api_client(str(kubeconfig)))
+        wait_allowed(restricted, verb, resource, in_namespace)
+        return restricted
+
+    return make

@@ -9,10 +9,8 @@ import json
 import uuid
 
 import pytest
-import yaml
 from kubernetes import client
 
-from tests.kube_support import cluster_role_kubeconfig, wait_allowed
 from tests.worker.sync_manifests import (cm_value, configmap, deployment, in_namespace, inventory_entries, inventory_ids,
                                          namespace_doc, namespace_live, read_namespace, widget, widget_crd,
                                          widget_specs)
@@ -192,27 +190,20 @@ def test_a_crd_another_writer_changed_meanwhile_is_left_to_it_and_named(
     assert served_versions(extensions, name) == ["v1", "v2"]
 
 
-def kubeconfig_without_namespace_delete(kube, stack, namespace: str, role: str) -> dict:
-    """A ServiceAccount that may create and change Namespaces, Deployments and ConfigMaps, not delete Namespaces."""
-    return cluster_role_kubeconfig(kube, stack, namespace, role, [
-        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "create", "patch"]},
-        {"apiGroups": ["", "apps"], "resources": ["configmaps", "deployments"], "verbs": ["*"]}])
+# A ServiceAccount that may create and change Namespaces, Deployments and ConfigMaps, not delete Namespaces.
+NO_NAMESPACE_DELETE = [
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "create", "patch"]},
+    {"apiGroups": ["", "apps"], "resources": ["configmaps", "deployments"], "verbs": ["*"]}]
 
 
 def test_a_namespace_that_cannot_be_removed_again_is_named_and_kept_for_prune(
-        harness, git_repo, kube, namespace, stack, tmp_path, monkeypatch):
+        harness, git_repo, kube, namespace, monkeypatch, restricted_kube):
     from worker import jobs
     from worker.apply import object_id
-    from worker.kube import Kube, load_api_client
 
     new_ns = f"pb-stuck-{uuid.uuid4().hex[:8]}"
-    role = f"pullbridge-test-{uuid.uuid4().hex[:8]}"
-    kubeconfig = tmp_path / "kubeconfig"
-    rbac = client.RbacAuthorizationV1Api(kube)
     try:
-        kubeconfig.write_text(yaml.safe_dump(kubeconfig_without_namespace_delete(kube, stack, namespace, role)))
-        restricted = Kube(load_api_client(str(kubeconfig)))
-        wait_allowed(restricted, "patch", "configmaps", namespace)
+        restricted = restricted_kube(NO_NAMESPACE_DELETE, "patch", "configmaps", namespace)
         admin = jobs.process_kube()
         monkeypatch.setattr(jobs, "process_kube", lambda: restricted)
         repo = git_repo("stuckns")
@@ -237,7 +228,5 @@ def test_a_namespace_that_cannot_be_removed_again_is_named_and_kept_for_prune(
         assert done["counts"]["deleted"] == 1 and done["counts"]["created"] == 1
         assert not namespace_live(kube, new_ns)
     finally:
-        rbac.delete_cluster_role_binding(role)
-        rbac.delete_cluster_role(role)
         if read_namespace(kube, new_ns) is not None:
             client.CoreV1Api(kube).delete_namespace(new_ns)

@@ -3,12 +3,9 @@ commit, as that CRD's scope says), naming both files, on the real stack."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from kubernetes import client
 
-from tests.kube_support import unless_gone
 from tests.worker.sync_manifests import cm_value, configmap, in_namespace, widget, widget_crd
 from worker.apply import Applier
 from worker.errors import PermanentError
@@ -30,8 +27,9 @@ def test_object_without_namespace_and_in_the_default_one_is_declared_twice(harne
     assert cm_value(kube, namespace, "cfg") is None  # nothing applied
 
 
-def test_cluster_scoped_object_with_and_without_a_namespace_is_declared_twice(stack, tmp_path, kube, namespace):
-    name = f"pb-test-dup-{uuid.uuid4().hex[:6]}"
+def test_cluster_scoped_object_with_and_without_a_namespace_is_declared_twice(
+        stack, tmp_path, kube, namespace, cluster_role_names):
+    name = cluster_role_names("pb-test-dup-")
     role = ("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n"
             f"  name: {name}\n{{ns}}rules: []\n")
     (tmp_path / "a.yaml").write_text(role.format(ns=""))
@@ -39,16 +37,12 @@ def test_cluster_scoped_object_with_and_without_a_namespace_is_declared_twice(st
     manifests = render(tmp_path)  # as written these differ: the API server's scope makes them one
     applier = Applier(process_kube(), concurrency=2, default_namespace=namespace)
     rbac = client.RbacAuthorizationV1Api(kube)
-    try:
-        with pytest.raises(PermanentError,
-                           match=f"^ClusterRole/{name} is declared twice: a.yaml, doc 1 and b.yaml, doc 1$"):
-            applier.run(manifests)
-        with pytest.raises(client.ApiException) as info:
-            rbac.read_cluster_role(name)
-        assert info.value.status == 404  # nothing applied
-    finally:
-        with unless_gone():
-            rbac.delete_cluster_role(name)
+    with pytest.raises(PermanentError,
+                       match=f"^ClusterRole/{name} is declared twice: a.yaml, doc 1 and b.yaml, doc 1$"):
+        applier.run(manifests)
+    with pytest.raises(client.ApiException) as info:
+        rbac.read_cluster_role(name)
+    assert info.value.status == 404  # nothing applied
 
 
 @pytest.fixture

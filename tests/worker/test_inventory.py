@@ -51,28 +51,24 @@ def _wait_until_gone(read) -> None:
 
 
 @pytest.mark.stack
-def test_rbac_object_with_underscore_in_its_name_is_pruned(harness, git_repo, kube, namespace):
+def test_rbac_object_with_underscore_in_its_name_is_pruned(harness, git_repo, kube, namespace, cluster_role_names):
     rbac = client.RbacAuthorizationV1Api(kube)
-    name = f"pb-test_ci_reader_{uuid.uuid4().hex[:6]}"
+    name = cluster_role_names("pb-test_ci_reader_")
     role = (f"apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {name}\n"
             "rules:\n  - apiGroups: [\"\"]\n    resources: [configmaps]\n    verbs: [get]\n")
     repo = git_repo("rbac")
     harness.configure(repo)
-    try:
-        first = harness.sync(repo.commit_and_push("v1", {"deploy/role.yaml": role,
-                                                          "deploy/cm.yaml": configmap("cm", "1")}))
-        assert first["result"] == "success", first
-        assert rbac.read_cluster_role(name).metadata.name == name
-        repo.remove("deploy/role.yaml")
-        second = harness.sync(repo.commit_and_push("drop the role", {"deploy/cm.yaml": configmap("cm", "2")}))
-        assert second["result"] == "success", second
-        assert second["counts"]["deleted"] == 1 and second["counts"]["configured"] == 1
-        _wait_until_gone(lambda: rbac.read_cluster_role(name))
-        third = harness.sync(repo.commit_and_push("again", {"deploy/cm.yaml": configmap("cm", "3")}))
-        assert third["result"] == "success", third  # nothing left behind that wedges the repo
-    finally:
-        with unless_gone():
-            rbac.delete_cluster_role(name)
+    first = harness.sync(repo.commit_and_push("v1", {"deploy/role.yaml": role,
+                                                      "deploy/cm.yaml": configmap("cm", "1")}))
+    assert first["result"] == "success", first
+    assert rbac.read_cluster_role(name).metadata.name == name
+    repo.remove("deploy/role.yaml")
+    second = harness.sync(repo.commit_and_push("drop the role", {"deploy/cm.yaml": configmap("cm", "2")}))
+    assert second["result"] == "success", second
+    assert second["counts"]["deleted"] == 1 and second["counts"]["configured"] == 1
+    _wait_until_gone(lambda: rbac.read_cluster_role(name))
+    third = harness.sync(repo.commit_and_push("again", {"deploy/cm.yaml": configmap("cm", "3")}))
+    assert third["result"] == "success", third  # nothing left behind that wedges the repo
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import uuid
 import pytest
 from kubernetes import client
 
-from tests.kube_support import cluster_role_kubeconfig, unless_gone, wait_allowed
 from tests.worker.sync_manifests import (cm_value, configmap, in_namespace, inventory_ids, namespace_doc,
                                          namespace_live, read_namespace, sync_repo, widget, widget_crd)
 
@@ -171,39 +170,25 @@ def test_what_a_namespace_holds_is_read_page_by_page(stack, kube, namespace, mon
     assert {"page-a", "page-b", "page-c"} <= names
 
 
-def test_a_namespace_holding_a_kind_prune_may_not_list_is_not_deleted(stack, kube, namespace, new_namespace,
-                                                                       tmp_path):
-    import yaml
-
+def test_a_namespace_holding_a_kind_prune_may_not_list_is_not_deleted(kube, namespace, new_namespace,
+                                                                       restricted_kube):
     from worker.apply import object_id
-    from worker.kube import Kube, load_api_client
     from worker.prune import prune
 
     client.CoreV1Api(kube).create_namespace({"metadata": {"name": new_namespace}})
-    role = f"pullbridge-test-{uuid.uuid4().hex[:8]}"
-    rbac = client.RbacAuthorizationV1Api(kube)
-    kubeconfig = tmp_path / "kubeconfig"
-    try:
-        kubeconfig.write_text(yaml.safe_dump(cluster_role_kubeconfig(kube, stack, namespace, role, [
-            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "delete"]}])))
-        restricted = Kube(load_api_client(str(kubeconfig)))
-        wait_allowed(restricted, "delete", "namespaces")
-        # It cannot tell whether the Namespace holds an annotated object: it keeps it, naming what it may not
-        # list, and keeps tracking it (a later sync, allowed to list, decides); the sync goes on.
-        oid = object_id("", "Namespace", None, new_namespace)
-        pruned = prune(restricted, {oid: {"v": "v1"}}, {})
-        assert [c.as_dict() for c in pruned.changes] == [{
-            "object": f"Namespace/{new_namespace}", "action": "skipped",
-            "detail": f"could not look through kind ConfigMap in v1: HTTP 403: forbidden: User "
-                      f"\"system:serviceaccount:{namespace}:pullbridge\" cannot list resource \"configmaps\" "
-                      f"in API group \"\" in the namespace \"{new_namespace}\""}]
-        assert pruned.kept == {oid: {"v": "v1"}}
-        assert namespace_live(kube, new_namespace)
-    finally:
-        with unless_gone():
-            rbac.delete_cluster_role_binding(role)
-        with unless_gone():
-            rbac.delete_cluster_role(role)
+    restricted = restricted_kube([{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "delete"]}],
+                                 "delete", "namespaces")
+    # It cannot tell whether the Namespace holds an annotated object: it keeps it, naming what it may not
+    # list, and keeps tracking it (a later sync, allowed to list, decides); the sync goes on.
+    oid = object_id("", "Namespace", None, new_namespace)
+    pruned = prune(restricted, {oid: {"v": "v1"}}, {})
+    assert [c.as_dict() for c in pruned.changes] == [{
+        "object": f"Namespace/{new_namespace}", "action": "skipped",
+        "detail": f"could not look through kind ConfigMap in v1: HTTP 403: forbidden: User "
+                  f"\"system:serviceaccount:{namespace}:pullbridge\" cannot list resource \"configmaps\" "
+                  f"in API group \"\" in the namespace \"{new_namespace}\""}]
+    assert pruned.kept == {oid: {"v": "v1"}}
+    assert namespace_live(kube, new_namespace)
 
 
 UNAVAILABLE = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 503,
