@@ -117,6 +117,10 @@ class GitRepo:
     def push(self, ref: str | None = None) -> None:
         self.git("push", "-q", self.file_url, f"HEAD:refs/heads/{ref or self.branch}")
 
+    def force_push(self, rev: str = "HEAD") -> None:
+        """Move the branch to ``rev`` on the bare repo, whether or not it descends from its head."""
+        self.git("push", "-q", "--force", self.file_url, f"{rev}:refs/heads/{self.branch}")
+
     def commit_and_push(self, message: str = "change", files: dict[str, str] | None = None) -> str:
         sha = self.commit(message, files)
         self.push()

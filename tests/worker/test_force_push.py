@@ -23,7 +23,7 @@ def test_a_force_push_back_to_an_older_commit_is_applied(harness, git_repo, kube
     late = harness.sync(v1)  # v1's webhook redelivered late: v2 is still on the branch
     assert (late["result"], late["sha"], app_version(kube, namespace)) == ("skipped", None, "2.0")
 
-    repo.git("push", "-q", "--force", repo.file_url, f"{v1}:refs/heads/main")  # revert by force push
+    repo.force_push(v1)  # revert by force push
     reverted = harness.sync(v1)
     assert (reverted["result"], reverted["sha"]) == ("success", v1), reverted
     assert app_version(kube, namespace) == "1.0"

@@ -59,7 +59,7 @@ def test_a_force_push_that_reverts_a_filtered_file_is_synced(filtered, kube, nam
     # so the receiver ignores the push; deploy/ went back to 1.0 all the same.
     filtered.git.git("reset", "-q", "--hard", filtered.v1)
     rewritten = filtered.git.commit("docs only", {"docs/readme.md": "words\n"})
-    filtered.git.git("push", "-q", "--force", filtered.git.file_url, "HEAD:refs/heads/main")
+    filtered.git.force_push()
     result = run_reconcile(filtered)
     assert (result["result"], result["sha"]) == ("sync queued", rewritten)
     assert filtered.state()["applied_sha"] == rewritten and app_version(kube, namespace) == "1.0"
@@ -68,7 +68,7 @@ def test_a_force_push_that_reverts_a_filtered_file_is_synced(filtered, kube, nam
 def test_a_force_push_back_to_an_older_commit_is_synced(filtered, kube, namespace):
     v2 = filtered.git.commit_and_push("v2", app_files("2.0"))
     assert filtered.sync(v2)["result"] == "success"
-    filtered.git.git("push", "-q", "--force", filtered.git.file_url, f"{filtered.v1}:refs/heads/main")
+    filtered.git.force_push(filtered.v1)
     result = run_reconcile(filtered)
     assert (result["result"], result["sha"]) == ("sync queued", filtered.v1)
     assert filtered.state()["applied_sha"] == filtered.v1 and app_version(kube, namespace) == "1.0"
