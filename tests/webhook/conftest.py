@@ -4,20 +4,28 @@ with one repository per provider, and the Flask ``app`` / ``client``.
 Redis is the shared stack's (``redis_conn`` from tests/conftest.py: the DB
 numbered ``PULLBRIDGE_TEST_REDIS_DB``, flushed before each test);
 ``throwaway_redis`` starts a private redis-server a test may kill (the 503
-path) and the gunicorn tests run against one of their own.
+path); ``running_web`` starts the Procfile's real web server, which the
+gunicorn tests run against (with a Redis of its own, or the test's).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shlex
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import redis
+import requests
 
 from pullbridge.config import parse_config
 
@@ -72,6 +80,69 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+CAP = 4096  # the web server's server.max_body_bytes, unless a test gives server settings of its own
+GENEROUS = 60  # seconds: only so a broken server cannot hang the suite
+
+
+def procfile_web(app: str | None = None) -> list[str]:
+    """The Procfile's web command; serving ``app`` (a gunicorn app spec) instead of its own, if given."""
+    line = next(l for l in (ROOT / "Procfile").read_text().splitlines() if l.startswith("web:"))
+    argv = shlex.split(line[len("web:"):])
+    if app is not None:
+        argv[-1] = app
+    # the same command, with this interpreter's gunicorn whatever PATH says
+    return [sys.executable, "-m", "gunicorn", *argv[1:]] if argv[0] == "gunicorn" else argv
+
+
+@contextlib.contextmanager
+def running_web(tmp: Path, workers: int, extra_env: dict[str, str] | None = None,
+                app: str | None = None, server: dict | None = None, redis_url: str | None = None):
+    """The Procfile's web command with ``workers`` processes, on a free port, for repo "gh" with the
+    ``server`` settings (``max_body_bytes`` CAP if not given), with the Redis at ``redis_url`` or one of
+    its own (and ``extra_env`` added to its environment; serving ``app`` instead of the receiver, if
+    given); yields its base URL, port and log file, and stops it (and its own Redis) afterwards."""
+    own_redis = RedisServer() if redis_url is None else None
+    config = tmp / "pullbridge.yaml"
+    config.write_text(
+        f"server: {json.dumps(server or {'max_body_bytes': CAP})}\n"
+        "repos:\n"
+        "  - {name: gh, url: 'https://github.com/octo-org/deploy.git', provider: github,\n"
+        "     repository: octo-org/deploy, secret_env: PB_TEST_GITHUB_SECRET}\n")
+    port = free_port()
+    env = {**os.environ, **SECRETS, "PORT": str(port), "WEB_HOST": "127.0.0.1", "PULLBRIDGE_CONFIG": str(config),
+           "REDIS_URL": redis_url or own_redis.url, "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": "2",
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"), **(extra_env or {})}
+    log = open(tmp / "web.log", "w")
+    proc = subprocess.Popen(procfile_web(app), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if requests.get(base + "/readyz", timeout=2).status_code == 200:
+                    break
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still booting
+                pass
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("gunicorn did not come up:\n" + (tmp / "web.log").read_text()[-2000:])
+        if proc.poll() is not None:
+            pytest.fail("gunicorn exited:\n" + (tmp / "web.log").read_text()[-2000:])
+        yield base, port, tmp / "web.log"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=GENEROUS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        if own_redis is not None:
+            own_redis.stop()
 
 
 @pytest.fixture

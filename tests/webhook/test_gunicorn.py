@@ -12,85 +12,20 @@ others.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import shlex
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from tests.webhook import payloads as P
-from tests.webhook.conftest import SECRETS, free_port, secret
-
-ROOT = Path(__file__).resolve().parents[2]
-CAP = 4096
-GENEROUS = 60  # seconds: only so a broken server cannot hang the suite
-
-
-def procfile_web(app: str | None = None) -> list[str]:
-    """The Procfile's web command; serving ``app`` (a gunicorn app spec) instead of its own, if given."""
-    line = next(l for l in (ROOT / "Procfile").read_text().splitlines() if l.startswith("web:"))
-    argv = shlex.split(line[len("web:"):])
-    if app is not None:
-        argv[-1] = app
-    # the same command, with this interpreter's gunicorn whatever PATH says
-    return [sys.executable, "-m", "gunicorn", *argv[1:]] if argv[0] == "gunicorn" else argv
-
-
-@contextlib.contextmanager
-def running_web(tmp: Path, workers: int, extra_env: dict[str, str] | None = None,
-                app: str | None = None):
-    """The Procfile's web command with ``workers`` processes, on a free port, with its own Redis
-    (and ``extra_env`` added to its environment; serving ``app`` instead of the receiver, if given)."""
-    from tests.webhook.conftest import RedisServer
-
-    redis_server = RedisServer()
-    config = tmp / "pullbridge.yaml"
-    config.write_text(
-        f"server:\n  max_body_bytes: {CAP}\n"
-        "repos:\n"
-        "  - {name: gh, url: 'https://github.com/octo-org/deploy.git', provider: github,\n"
-        "     repository: octo-org/deploy, secret_env: PB_TEST_GITHUB_SECRET}\n")
-    port = free_port()
-    env = {**os.environ, **SECRETS, "PORT": str(port), "WEB_HOST": "127.0.0.1", "PULLBRIDGE_CONFIG": str(config),
-           "REDIS_URL": redis_server.url, "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": "2",
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"), **(extra_env or {})}
-    log = open(tmp / "web.log", "w")
-    proc = subprocess.Popen(procfile_web(app), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if requests.get(base + "/readyz", timeout=2).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still booting
-                pass
-            if proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail("gunicorn did not come up:\n" + (tmp / "web.log").read_text()[-2000:])
-        if proc.poll() is not None:
-            pytest.fail("gunicorn exited:\n" + (tmp / "web.log").read_text()[-2000:])
-        yield base, port, tmp / "web.log"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=GENEROUS)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        redis_server.stop()
+from tests.webhook.conftest import CAP, GENEROUS, ROOT, running_web, secret
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,8 @@ import socket
 
 import pytest
 
-from tests.webhook.test_gunicorn import GENEROUS, _head, _read_until_closed, running_web
+from tests.webhook.conftest import GENEROUS, running_web
+from tests.webhook.test_gunicorn import _head, _read_until_closed
 
 BODY_BYTES = 16 * 1024 * 1024  # far more than the kernel buffers of both ends hold: it is sent only if read
 PIECE = b"x" * 65536

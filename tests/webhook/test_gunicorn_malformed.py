@@ -22,8 +22,8 @@ import time
 import pytest
 
 from tests.webhook import payloads as P
-from tests.webhook.conftest import secret
-from tests.webhook.test_gunicorn import GENEROUS, HEALTHZ, _head, _read_until_closed, running_web
+from tests.webhook.conftest import GENEROUS, running_web, secret
+from tests.webhook.test_gunicorn import HEALTHZ, _head, _read_until_closed
 
 BODY = json.dumps(P.github_push(after=P.sha("malformed"))).encode()
 MALFORMED = {

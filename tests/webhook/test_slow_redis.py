@@ -12,12 +12,10 @@ up is checked after.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -30,12 +28,11 @@ from rq import Queue
 from pullbridge import keys
 from pullbridge.config import parse_config
 from tests.webhook import payloads as P
-from tests.webhook.conftest import CONFIG, SECRETS, RedisServer, free_port, secret
+from tests.webhook.conftest import CONFIG, GENEROUS, RedisServer, running_web, secret
 from tests.webhook.helpers import sync_jobs
 
 BUDGET_SECONDS = 2  # server.queue_timeout here: the pushes meant to be queued have that long
 BUDGET = f"{BUDGET_SECONDS}s"
-GENEROUS = 60  # seconds: only so a broken receiver cannot hang the suite
 SOCKET_TIMEOUT = "?socket_timeout=3600"  # the receiver's Redis client: only the deadline ends a wait
 
 
@@ -163,41 +160,17 @@ def test_a_queued_push_whose_pending_status_is_stuck_is_202_in_time_and_queues_n
     assert Queue(keys.STATUS_QUEUE, connection=conn).count == 0
 
 
-@contextlib.contextmanager
 def procfile_web_with_budget(tmp_path: Path, redis_server: RedisServer):
     """The Procfile's web process (gevent, where the helper threads are greenlets), one
-    worker, ``server.queue_timeout`` the BUDGET; its base URL and port."""
-    from tests.webhook.test_gunicorn import procfile_web
-
-    config = tmp_path / "pullbridge.yaml"
-    config.write_text(f"server: {{queue_timeout: {BUDGET}}}\n"
-                      "repos:\n"
-                      "  - {name: gh, url: 'https://github.com/octo-org/deploy.git', provider: github,\n"
-                      "     secret_env: PB_TEST_GITHUB_SECRET}\n")
-    port = free_port()
-    env = {**os.environ, **SECRETS, "PORT": str(port), "WEB_HOST": "127.0.0.1", "PULLBRIDGE_CONFIG": str(config),
-           "REDIS_URL": redis_server.url + SOCKET_TIMEOUT, "WEB_CONCURRENCY": "1",
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")}
-    base = f"http://127.0.0.1:{port}"
-    with open(tmp_path / "web.log", "w") as log:
-        proc = subprocess.Popen(procfile_web(), env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        for _ in range(600):
-            try:
-                if requests.get(base + "/readyz", headers={"Connection": "close"}, timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        yield base, port
-    finally:
-        proc.terminate()
-        proc.wait(GENEROUS)
+    worker, ``server.queue_timeout`` the BUDGET, on ``redis_server``; its base URL, port and log."""
+    return running_web(tmp_path, workers=1, server={"queue_timeout": BUDGET},
+                       redis_url=redis_server.url + SOCKET_TIMEOUT)
 
 
 def test_under_gunicorns_gevent_worker_a_push_is_answered_in_time_too(tmp_path, throwaway_redis):
     """Under the Procfile's web process, not the test client: a push to a Redis that
     sleeps is 503 before Redis wakes."""
-    with procfile_web_with_budget(tmp_path, throwaway_redis) as (base, _), requests.Session() as http:
+    with procfile_web_with_budget(tmp_path, throwaway_redis) as (base, _, _), requests.Session() as http:
         http.headers["Connection"] = "close"  # no keep-alive connection for the server's shutdown to wait out
         assert signed_post(http, base, P.sha(5)).status_code == 202
         sleeper = Sleeper(throwaway_redis).fall_asleep()
@@ -214,7 +187,7 @@ def test_a_push_whose_body_came_slowly_still_has_its_whole_budget_for_redis(tmp_
     headers = {"Content-Length": str(len(body)), "Connection": "close",
                **P.signed_headers("github", secret("PB_TEST_GITHUB_SECRET"), body)}
     head = "POST /hooks/gh HTTP/1.1\r\nHost: x\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    with procfile_web_with_budget(tmp_path, throwaway_redis) as (_, port), \
+    with procfile_web_with_budget(tmp_path, throwaway_redis) as (_, port, _), \
             socket.create_connection(("127.0.0.1", port), timeout=GENEROUS) as sock:
         sock.sendall(head.encode() + b"\r\n")
         time.sleep(BUDGET_SECONDS + 0.5)  # the receiver waits for the body longer than its budget
