@@ -1,5 +1,6 @@
 """Shared fixtures: the real local stack, a flushed Redis DB per test, a fresh
-namespace per test, and bare git repositories served by the stack's git host.
+namespace per test, bare git repositories served by the stack's git host, and
+Pullbridge's own processes started against them.
 
 The stack is started once per test session (`pullbridge stack up` is
 idempotent, so an already running stack is reused) and left running: it
@@ -13,11 +14,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -145,3 +149,29 @@ def git_repo(stack, tmp_path):
     yield make
     for repo in made:
         subprocess.run(["rm", "-rf", str(repo.bare)], check=False)
+
+
+@pytest.fixture
+def processes(stack, tmp_path):
+    """Factory: ``processes(name, module, *args, env=None)`` starts ``python -m module *args`` from this
+    checkout, on the stack and the test's Redis DB (``env`` added), its output in <tmp_path>/<name>.log;
+    -> the Popen.  Each is stopped after the test: SIGTERM, and SIGKILL if it has not exited 30 s later."""
+    started: list[subprocess.Popen] = []
+
+    def start(name: str, module: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        full_env = {**os.environ, **stack.env, "REDIS_URL": stack.redis_test_url, "PYTHONPATH": str(ROOT),
+                    **(env or {})}
+        with open(tmp_path / f"{name}.log", "wb") as log:
+            started.append(subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=full_env,
+                                            stdout=log, stderr=subprocess.STDOUT))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        proc.terminate()
+    for proc in started:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

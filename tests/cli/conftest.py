@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,15 @@ from pullbridge import keys
 from pullbridge.cli import main
 from pullbridge.config import load_config
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 class Ops:
-    def __init__(self, stack, conn, namespace: str, tmp_path: Path, capsys, monkeypatch):
+    def __init__(self, stack, conn, namespace: str, tmp_path: Path, capsys, monkeypatch, processes):
         self.stack, self.conn, self.namespace, self.tmp = stack, conn, namespace, tmp_path
         self.capsys = capsys
+        self.processes = processes
         self.config_path = tmp_path / "pullbridge.yaml"
         self.cache = tmp_path / "mirrors"
-        self.workers: list[subprocess.Popen] = []
+        self.workers = 0
         monkeypatch.setenv("PULLBRIDGE_CONFIG", str(self.config_path))
         monkeypatch.setenv("PULLBRIDGE_CACHE_DIR", str(self.cache))
         monkeypatch.setenv("REDIS_URL", stack.redis_test_url)
@@ -70,30 +68,12 @@ class Ops:
         return history.history(self.conn, "app")[0]
 
     def start_worker(self) -> subprocess.Popen:
-        env = {**os.environ, **self.stack.env, "REDIS_URL": self.stack.redis_test_url,
-               "PULLBRIDGE_CONFIG": str(self.config_path), "PULLBRIDGE_CACHE_DIR": str(self.cache),
-               "PYTHONPATH": str(ROOT)}
-        log = open(self.tmp / f"worker-{len(self.workers)}.log", "wb")
-        name = f"cli-test-{os.getpid()}-{len(self.workers)}"
-        proc = subprocess.Popen([sys.executable, "-m", "worker", "--name", name],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        self.workers.append(proc)
-        return proc
-
-    def stop_workers(self) -> None:
-        for proc in self.workers:
-            proc.terminate()
-        for proc in self.workers:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.workers.clear()
+        """A ``python -m worker`` on the test's config (stopped after the test, by ``processes``)."""
+        index, self.workers = self.workers, self.workers + 1
+        return self.processes(f"worker-{index}", "worker", "--name", f"cli-test-{os.getpid()}-{index}",
+                              env={"PULLBRIDGE_CONFIG": str(self.config_path), "PULLBRIDGE_CACHE_DIR": str(self.cache)})
 
 
 @pytest.fixture
-def ops(stack, redis_conn, namespace, tmp_path, capsys, monkeypatch):
-    helper = Ops(stack, redis_conn, namespace, tmp_path, capsys, monkeypatch)
-    yield helper
-    helper.stop_workers()
+def ops(stack, redis_conn, namespace, tmp_path, capsys, monkeypatch, processes):
+    return Ops(stack, redis_conn, namespace, tmp_path, capsys, monkeypatch, processes)

@@ -7,8 +7,6 @@ scale is reverted, and the duplicate ticks of the second scheduler do nothing.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,15 +19,7 @@ from tests.worker.sync_manifests import app_files
 from worker.scheduler import job_name
 
 pytestmark = pytest.mark.stack
-ROOT = Path(__file__).resolve().parents[2]
 SAFETY_TIMEOUT = 180  # only so a broken process cannot hang the suite; not a performance limit
-
-
-def start(stack, tmp_path: Path, name: str, *args: str) -> subprocess.Popen:
-    env = {**os.environ, **stack.env, "REDIS_URL": stack.redis_test_url, "PYTHONPATH": str(ROOT),
-           "PULLBRIDGE_CACHE_DIR": str(tmp_path / "mirrors-procs")}
-    log = open(tmp_path / f"{name}.log", "wb")
-    return subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def wait_for(what: str, check, tmp_path: Path):
@@ -43,36 +33,29 @@ def wait_for(what: str, check, tmp_path: Path):
     pytest.fail(f"{what} did not happen\n{logs}")
 
 
-def test_missed_push_and_drift_handled_by_scheduler_and_worker(harness, git_repo, stack, namespace, tmp_path):
+def test_missed_push_and_drift_handled_by_scheduler_and_worker(harness, git_repo, stack, namespace, tmp_path,
+                                                               processes):
     repo = git_repo("periodic")
     sha1 = repo.commit_and_push("v1", app_files("1.0"))  # no webhook, ever
     harness.configure(repo, interval="10s")
-    procs = [start(stack, tmp_path, "scheduler-1", "worker.scheduler"),
-             start(stack, tmp_path, "scheduler-2", "worker.scheduler"),
-             start(stack, tmp_path, "worker", "worker", "--name", f"drift-test-{os.getpid()}")]
-    try:
-        wait_for("the first commit applied", lambda: harness.state().get("applied_sha") == sha1, tmp_path)
-        sha2 = repo.commit_and_push("v2", app_files("2.0"))
-        wait_for("the missed push applied", lambda: harness.state().get("applied_sha") == sha2, tmp_path)
-        applied = next(r for r in harness.history() if r["sha"] == sha2 and r["result"] == "success")
-        assert applied["reason"] == "periodic"
+    cache = {"PULLBRIDGE_CACHE_DIR": str(tmp_path / "mirrors-procs")}
+    processes("scheduler-1", "worker.scheduler", env=cache)
+    processes("scheduler-2", "worker.scheduler", env=cache)
+    processes("worker", "worker", "--name", f"drift-test-{os.getpid()}", env=cache)
+    wait_for("the first commit applied", lambda: harness.state().get("applied_sha") == sha1, tmp_path)
+    sha2 = repo.commit_and_push("v2", app_files("2.0"))
+    wait_for("the missed push applied", lambda: harness.state().get("applied_sha") == sha2, tmp_path)
+    applied = next(r for r in harness.history() if r["sha"] == sha2 and r["result"] == "success")
+    assert applied["reason"] == "periodic"
 
-        kubectl(stack, "scale", "deployment/fluxdemo", "--replicas=4", "-n", namespace)
-        wait_for("the scale reverted", lambda: replicas(stack, namespace) == 1, tmp_path)
-        record = wait_for("the drift record", lambda: next(
-            (r for r in harness.history() if r["reason"] == "drift"), None), tmp_path)
-        assert record["drift"]["corrected"] == 1
+    kubectl(stack, "scale", "deployment/fluxdemo", "--replicas=4", "-n", namespace)
+    wait_for("the scale reverted", lambda: replicas(stack, namespace) == 1, tmp_path)
+    record = wait_for("the drift record", lambda: next(
+        (r for r in harness.history() if r["reason"] == "drift"), None), tmp_path)
+    assert record["drift"]["corrected"] == 1
 
-        results = [Job.fetch(j, connection=harness.conn).return_value()
-                   for j in get_cron_job_ids(job_name("app"), harness.conn)]
-        outcomes = {r["result"] for r in results if r}
-        assert "duplicate" in outcomes, outcomes  # two schedulers, one run per interval
-        assert "sync queued" in outcomes
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    results = [Job.fetch(j, connection=harness.conn).return_value()
+               for j in get_cron_job_ids(job_name("app"), harness.conn)]
+    outcomes = {r["result"] for r in results if r}
+    assert "duplicate" in outcomes, outcomes  # two schedulers, one run per interval
+    assert "sync queued" in outcomes
