@@ -52,6 +52,24 @@ class Sleeper:
     def wake(self) -> None:
         os.kill(self.pid, signal.SIGCONT)
 
+    def after(self, call):
+        """``call``, made to put Redis to sleep once it has returned."""
+        def then_sleep(*args, **kwargs):
+            answer = call(*args, **kwargs)
+            self.fall_asleep()
+            return answer
+        return then_sleep
+
+
+def telling(finished: threading.Event, call):
+    """``call``, made to set ``finished`` once it has returned or raised."""
+    def and_tell(*args, **kwargs):
+        try:
+            return call(*args, **kwargs)
+        finally:
+            finished.set()
+    return and_tell
+
 
 def push(client, after: str, delivery: str, name: str = "gh-status"):
     body = json.dumps(P.github_push(after=after)).encode()
@@ -98,23 +116,11 @@ def test_a_push_that_must_queue_a_new_job_is_503_in_time_and_queues_nothing_afte
     from pullbridge import queueing
 
     conn = Redis.from_url(throwaway_redis.url)
-    coalesce, enqueue = queueing._coalesce, queueing._enqueue
+    coalesce = queueing._coalesce
     sleeper = Sleeper(throwaway_redis)
     finished = threading.Event()
-
-    def coalesce_then_sleep(*args, **kwargs):
-        answer = coalesce(*args, **kwargs)
-        sleeper.fall_asleep()
-        return answer
-
-    def enqueue_and_tell(*args, **kwargs):
-        try:
-            return enqueue(*args, **kwargs)
-        finally:
-            finished.set()
-
-    monkeypatch.setattr(queueing, "_coalesce", coalesce_then_sleep)
-    monkeypatch.setattr(queueing, "_enqueue", enqueue_and_tell)
+    monkeypatch.setattr(queueing, "_coalesce", sleeper.after(coalesce))
+    monkeypatch.setattr(queueing, "_enqueue", telling(finished, queueing._enqueue))
     late = push(client, P.sha(3), "new-job")  # answered while Redis sleeps
     assert late.status_code == 503 and int(late.headers["Retry-After"]) > 0
     sleeper.wake()
@@ -135,23 +141,10 @@ def test_a_queued_push_whose_pending_status_is_stuck_is_202_in_time_and_queues_n
     from webhook import intake
 
     conn = Redis.from_url(throwaway_redis.url)
-    request_sync, enqueue_status = intake.request_sync, worker.status.enqueue_status
     sleeper = Sleeper(throwaway_redis)
     finished = threading.Event()
-
-    def queue_then_sleep(*args, **kwargs):
-        answer = request_sync(*args, **kwargs)
-        sleeper.fall_asleep()
-        return answer
-
-    def enqueue_status_and_tell(*args, **kwargs):
-        try:
-            return enqueue_status(*args, **kwargs)
-        finally:
-            finished.set()
-
-    monkeypatch.setattr(intake, "request_sync", queue_then_sleep)
-    monkeypatch.setattr(worker.status, "enqueue_status", enqueue_status_and_tell)
+    monkeypatch.setattr(intake, "request_sync", sleeper.after(intake.request_sync))
+    monkeypatch.setattr(worker.status, "enqueue_status", telling(finished, worker.status.enqueue_status))
     response = push(client, P.sha(4), "status-stuck")  # answered while Redis sleeps
     assert response.status_code == 202 and response.json["commit_status"] == "not confirmed in time"
     sleeper.wake()
