@@ -24,6 +24,20 @@ def change(harness, summary: dict, ref: str) -> dict:
     return found
 
 
+def assert_kept_for_its_annotated_db(harness, kube, namespace: str, held: str, done: dict) -> None:
+    """The sync ``done`` succeeded and kept Namespace ``held``, which holds the ConfigMap db annotated
+    ``pullbridge.io/prune: disabled``, and Pullbridge let go of both: it would not see the annotated
+    object on a later sync."""
+    from worker.apply import object_id
+
+    assert done["result"] == "success", done
+    assert namespace_live(kube, held) and cm_value(kube, held, "db") == "d"
+    assert change(harness, done, f"Namespace/{held}") == {
+        "object": f"Namespace/{held}", "action": "skipped",
+        "detail": f"holds objects that stay: ConfigMap/{held}/db (pullbridge.io/prune: disabled)"}
+    assert object_id("", "Namespace", None, held) not in inventory_ids(kube, namespace)
+
+
 @pytest.fixture
 def new_namespace(kube):
     name = f"pb-held-{uuid.uuid4().hex[:8]}"
@@ -34,8 +48,6 @@ def new_namespace(kube):
 
 def test_a_namespace_holding_an_object_kept_by_annotation_is_not_deleted(
         harness, git_repo, kube, namespace, new_namespace):
-    from worker.apply import object_id
-
     repo = git_repo("heldns")
     harness.configure(repo)
     files = {"deploy/ns.yaml": namespace_doc(new_namespace),
@@ -46,14 +58,8 @@ def test_a_namespace_holding_an_object_kept_by_annotation_is_not_deleted(
     for path in ("deploy/ns.yaml", "deploy/db.yaml", "deploy/app.yaml"):
         repo.remove(path)
     done = harness.sync(repo.commit_and_push("drop the namespace"))
-    assert done["result"] == "success", done
-    assert namespace_live(kube, new_namespace) and cm_value(kube, new_namespace, "db") == "d"
+    assert_kept_for_its_annotated_db(harness, kube, namespace, new_namespace, done)
     assert cm_value(kube, new_namespace, "app") is None
-    assert change(harness, done, f"Namespace/{new_namespace}") == {
-        "object": f"Namespace/{new_namespace}", "action": "skipped",
-        "detail": f"holds objects that stay: ConfigMap/{new_namespace}/db (pullbridge.io/prune: disabled)"}
-    # Pullbridge lets go of both: it would not see the annotated object on a later sync.
-    assert object_id("", "Namespace", None, new_namespace) not in inventory_ids(kube, namespace)
 
 
 def test_a_namespace_whose_objects_the_commit_still_declares_waits_until_they_go(
@@ -129,12 +135,7 @@ def test_a_namespace_holding_an_annotated_object_let_go_of_earlier_is_not_delete
 
     repo.remove("deploy/ns.yaml")
     done = harness.sync(repo.commit_and_push("drop the namespace"))
-    assert done["result"] == "success", done
-    assert namespace_live(kube, new_namespace) and cm_value(kube, new_namespace, "db") == "d"
-    assert change(harness, done, f"Namespace/{new_namespace}") == {
-        "object": f"Namespace/{new_namespace}", "action": "skipped",
-        "detail": f"holds objects that stay: ConfigMap/{new_namespace}/db (pullbridge.io/prune: disabled)"}
-    assert object_id("", "Namespace", None, new_namespace) not in inventory_ids(kube, namespace)
+    assert_kept_for_its_annotated_db(harness, kube, namespace, new_namespace, done)
 
 
 def test_a_crd_whose_annotated_object_was_let_go_of_earlier_is_not_deleted(
