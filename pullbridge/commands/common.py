@@ -34,8 +34,14 @@ def add_config_option(parser) -> None:
     parser.add_argument("--config", metavar="FILE", help=f"configuration file (default: ${CONFIG_ENV})")
 
 
-def add_redis_option(parser) -> None:
-    parser.add_argument("--redis-url", metavar="URL", help=f"Redis URL (default: ${REDIS_ENV})")
+def add_redis_option(parser, *, under_verb: bool = False) -> None:
+    """``--redis-url``.  ``under_verb``: the option is also on the verb's parent parser
+    (``queue --redis-url URL purge``); argparse would let the subcommand's default None
+    overwrite the parent's value, and the verb would quietly act on ``$REDIS_URL``."""
+    import argparse
+
+    default = argparse.SUPPRESS if under_verb else None
+    parser.add_argument("--redis-url", metavar="URL", default=default, help=f"Redis URL (default: ${REDIS_ENV})")
 
 
 def load(args) -> Config:

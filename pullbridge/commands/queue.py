@@ -38,13 +38,13 @@ def register(sub) -> None:
     which.add_argument("job_id", nargs="?", help="id of a failed job (see `pullbridge queue`)")
     which.add_argument("--all-failed", action="store_true", help="every failed job of the chosen queues")
     _queue_option(retry)
-    common.add_redis_option(retry)
+    common.add_redis_option(retry, under_verb=True)
     retry.set_defaults(func=cmd_retry)
     purge = verbs.add_parser("purge", help="delete queued jobs (or, with --failed, failed jobs)")
     purge.add_argument("--failed", action="store_true", help="delete the failed jobs instead of the queued ones")
     purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     _queue_option(purge)
-    common.add_redis_option(purge)
+    common.add_redis_option(purge, under_verb=True)
     purge.set_defaults(func=cmd_purge)
 
 

@@ -132,3 +132,24 @@ def test_the_images_queue_is_listed_retried_and_purged_on_the_cli_the_page_and_t
     code, out, _ = ops.run("queue", "purge", "--yes", "--queue", "images")
     assert code == 0 and f"purged 1 queued job (1 on {keys.IMAGES_QUEUE})" in out
     assert images.count == 0
+
+
+def test_a_redis_url_given_before_the_verb_is_the_redis_the_verb_acts_on(ops, git_repo, monkeypatch):
+    """`queue --redis-url URL purge` (as `pullbridge queue --help` lays it out) must purge at URL,
+    never fall back to $REDIS_URL: that would delete another Redis's jobs."""
+    job_id = _failing_sync(ops, git_repo)
+    sync_queue = Queue(keys.SYNC_QUEUE, connection=ops.conn)
+    unreachable = "redis://127.0.0.1:1/0"
+
+    code, out, err = ops.run("queue", "--redis-url", unreachable, "purge", "--failed", "--yes")
+    assert (code, out) == (2, "") and f"cannot reach Redis at {unreachable}" in err
+    code, out, err = ops.run("queue", "--redis-url", unreachable, "retry", "--all-failed")
+    assert (code, out) == (2, "") and f"cannot reach Redis at {unreachable}" in err
+    assert job_id in sync_queue.failed_job_registry
+
+    monkeypatch.setenv("REDIS_URL", unreachable)  # the option, not the environment, names the Redis
+    code, out, _ = ops.run("queue", "--redis-url", ops.stack.redis_test_url, "retry", "--all-failed")
+    assert code == 0 and f"re-enqueued {job_id}" in out
+    code, out, _ = ops.run("queue", "retry", "--redis-url", ops.stack.redis_test_url, "--all-failed")
+    assert code == 1 and out == "no failed jobs to retry\n"  # after the verb works as before
+    assert sync_queue.job_ids == [job_id]
