@@ -28,7 +28,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from pullbridge.config_types import (NAME_RE, SIGNING_SECRET_PREFIX, ConfigError, KeyProblem, Secret, StrictModel,
-                                     lowercase_name, parse_duration, signing_key)
+                                     lowercase_name, parse_duration, signing_key, yaml_problem)
 from pullbridge.image_config import ImagesSettings, RepoImages
 from pullbridge.notify_config import AlertTarget, StatusSettings, check_status
 from pullbridge.repo_url import PAYLOAD_NAMES, URL_FORMS, hosted_name
@@ -360,10 +360,14 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
         text = Path(path).read_text()
     except OSError as exc:
         raise ConfigError([("", f"cannot read {path}: {exc.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([("", f"cannot read {path}: not UTF-8 text")]) from None
     try:
         data = YAML(typ="safe", pure=True).load(text)
     except YAMLError as exc:
-        raise ConfigError([("", f"invalid YAML: {exc}")], str(path)) from None
+        raise ConfigError([("", yaml_problem(exc))], str(path)) from None
+    except (ValueError, TypeError):  # `!!int x`
+        raise ConfigError([("", "invalid YAML: a value does not match its explicit tag")], str(path)) from None
     return parse_config(data, str(path))
 
 

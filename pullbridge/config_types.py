@@ -40,6 +40,18 @@ class ConfigError(Exception):
         super().__init__(prefix + "; ".join(lines))
 
 
+def yaml_problem(exc: Exception) -> str:
+    """A YAML parse error in one line: where and what.  The parser's own text spans several
+    lines, quoting the file around the mark and, for a duplicate key, how to silence the check."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    context, at = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and at:  # "while scanning a quoted scalar" where the unclosed quote opened
+        problem += f" ({context} at line {at.line + 1}, column {at.column + 1})"
+    return f"invalid YAML{where}: {problem}"
+
+
 class KeyProblem(ValueError):
     """A validator's error about a key below the model it checks: ``key`` is that key's path
     relative to the model (``repos[1].name`` from the top level, ``dedup_ttl`` from

@@ -86,6 +86,32 @@ def test_config_check_command(tmp_path, capsys, monkeypatch):
     assert "hunter2" not in out
 
 
+@pytest.mark.parametrize("text, message", [
+    ("repos: [\n", "invalid YAML at line 2, column 1: expected the node content, but found '<stream end>' "
+                   "(while parsing a flow node at line 2, column 1)"),
+    ("repos: []\nrepos: []\n", 'invalid YAML at line 2, column 1: found duplicate key "repos" with value "[]" '
+                              '(original value: "[]") (while constructing a mapping at line 1, column 1)'),
+    ("server:\n  public_url: \"https://x\n", "invalid YAML at line 3, column 1: found unexpected end of stream "
+                                             "(while scanning a quoted scalar at line 2, column 15)"),
+    ("jobs: {retries: !!int x}\n", "invalid YAML: a value does not match its explicit tag"),
+])
+def test_a_yaml_mistake_is_one_line_naming_the_file_and_line(tmp_path, capsys, text, message):
+    """The parser's own text spans lines (quoting the file); every verb prints one line, exit 2."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    assert main(["config", "check", str(path)]) == 2
+    assert capsys.readouterr() == ("", f"pullbridge: {path}: {message}\n")
+    assert main(["history", "app", "--config", str(path)]) == 2
+    assert capsys.readouterr() == ("", f"pullbridge: configuration: {path}: {message}\n")
+
+
+def test_a_config_file_that_is_not_utf8_is_named_as_such(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"repos: [] # caf\xe9\n")
+    assert main(["config", "check", str(path)]) == 2
+    assert capsys.readouterr() == ("", f"pullbridge: {path}: cannot read {path}: not UTF-8 text\n")
+
+
 def test_the_readme_configuration_example_is_valid():
     """The example operators copy from the README must pass `config check` (docs do not rot)."""
     import re
