@@ -61,12 +61,13 @@ class Deployment:
     def __init__(self, redis_conn, namespace, repo, tmp_path, monkeypatch):
         self.conn = redis_conn
         path = tmp_path / "pullbridge.yaml"
-        path.write_text(json.dumps({
+        self.data = {
             "server": {"operator_token_env": OPERATOR_ENV},
             "worker": {"inventory_namespace": namespace, "lock_wait": "1s"},
             "repos": [{"name": "app", "url": repo.http_url, "provider": "generic", "secret_env": "PB_TEST_SECRET",
                        "namespace": namespace, "retries": 2, "backoff": ["1s"]}],
-        }))
+        }
+        path.write_text(json.dumps(self.data))
         monkeypatch.setenv("PULLBRIDGE_CONFIG", str(path))
         monkeypatch.setenv("PULLBRIDGE_CACHE_DIR", str(tmp_path / "mirrors"))
         monkeypatch.setenv("PB_TEST_SECRET", "unused-webhook-secret")
@@ -80,13 +81,16 @@ class Deployment:
         SimpleWorker([queue], connection=self.conn).work(burst=True)
         return request.job_id
 
-    def serve(self) -> str:
+    def serve(self, **server) -> str:
+        """Serve the app on loopback; ``server`` overrides settings of the config's ``server:``."""
         from werkzeug.serving import make_server
 
+        from pullbridge.config import parse_config
         from tests.pages.conftest import redis_url
         from webhook import create_app
 
-        app = create_app(self.config, redis_url=redis_url(self.conn))
+        config = parse_config({**self.data, "server": {**self.data["server"], **server}}) if server else self.config
+        app = create_app(config, redis_url=redis_url(self.conn))
         self.server = make_server("127.0.0.1", 0, app, threaded=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return f"http://127.0.0.1:{self.server.server_port}"
@@ -225,3 +229,38 @@ def test_drift_diffs_and_a_suspended_repo_in_the_browser(deployment, browser, na
     assert cells[1:4] == ["spec.replicas", "4", "1"]
     assert "drift correction" in browser.find_element(By.CSS_SELECTOR, "dl.facts").text
     browser.save_screenshot(str(tmp_path / "sync-drift.png"))
+
+
+def test_a_commit_status_link_opens_the_protected_sync_page_for_a_logged_in_browser(deployment, browser):
+    """The session cookie is SameSite=Strict, so a browser leaves it out of a navigation from another
+    site, such as a commit status's "Details" link on the git host.  A logged-in developer must still
+    land on the sync page, not on the login form; a browser without a session lands on the login."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from worker import history
+
+    deployment.sync(deployment.git.commit_and_push("v1", app_files("1.0")))
+    sync_id = history.history(deployment.conn, "app")[0]["id"]
+    base = deployment.serve(protect_pages=True)
+    wait = WebDriverWait(browser, WAIT)
+    git_host_page = f"data:text/html,<a id='details' href='{base}/syncs/{sync_id}'>Details</a>"
+
+    browser.get(git_host_page)
+    browser.find_element(By.ID, "details").click()
+    wait.until(ec.presence_of_element_located((By.ID, "token"))).send_keys(OPERATOR_TOKEN)
+    browser.find_element(By.ID, "login-submit").click()
+    wait.until(ec.title_is(f"Sync {sync_id} · Pullbridge"))
+
+    browser.get(git_host_page)
+    browser.find_element(By.ID, "details").click()
+    wait.until(ec.presence_of_element_located((By.ID, "headline")))
+    assert browser.title == f"Sync {sync_id} · Pullbridge"
+    assert browser.current_url == f"{base}/syncs/{sync_id}"
+
+    browser.delete_all_cookies()
+    browser.get(git_host_page)
+    browser.find_element(By.ID, "details").click()
+    wait.until(ec.presence_of_element_located((By.ID, "token")))
+    assert browser.current_url == f"{base}/login?next=/syncs/{sync_id}"

@@ -238,6 +238,23 @@ def test_protected_pages_need_the_token_but_hooks_health_and_metrics_do_not(make
     assert client.get(f"/syncs/{record.id}").status_code == 200
 
 
+def test_a_link_from_another_site_to_a_protected_page_is_opened_again_from_this_site(make_app, redis_conn):
+    """The SameSite=Strict cookie is left out of a cross-site navigation (a commit status's link):
+    the answer loads the same page again from this site, which sends it; never another site's URL."""
+    client = make_app(base_config(protect_pages=True)).test_client()
+    record = save_record(redis_conn)
+    cross_site = {"Sec-Fetch-Site": "cross-site"}
+    answer = client.get(f"/syncs/{record.id}?x=1", headers=cross_site)
+    assert answer.status_code == 200
+    assert f'<meta http-equiv="refresh" content="0; url=/syncs/{record.id}?x=1">' in answer.text
+    assert 'id="headline"' not in answer.text  # nothing of the record before the login
+    answer = client.get(f"/syncs/{record.id}", headers={"Sec-Fetch-Site": "same-origin"})
+    assert answer.status_code == 302 and answer.headers["Location"] == f"/login?next=/syncs/{record.id}"
+    login(client)
+    answer = client.get(f"/syncs/{record.id}", headers=cross_site)  # a test client sends the cookie anyway
+    assert answer.status_code == 200 and "http-equiv" not in answer.text
+
+
 def test_a_wrong_bearer_token_is_403_whether_or_not_the_pages_are_protected(make_app, redis_conn):
     """docs/pages.md: a script's POST "answers ... 403 when the token is wrong"."""
     job = failed_job(redis_conn, "stuck")

@@ -87,7 +87,14 @@ def protect():
                              "(server.operator_token_env), so nobody can open these pages.")
     if auth.bearer(request) is not None:  # 403, as a POST with a wrong token gets (docs/pages.md)
         return _page("message.html", 403, title="Wrong operator token", message="The operator token is wrong.")
-    return redirect(url_for("pages.login", next=request.full_path.rstrip("?")))
+    here = auth.safe_next(request.full_path.rstrip("?"))
+    if request.method == "GET" and request.headers.get("Sec-Fetch-Site") == "cross-site":
+        # A link on another site (a commit status on the git host): the browser left out the
+        # SameSite=Strict session cookie.  Loading the page again from this page sends it;
+        # only without a session does that second load lead to the login.
+        return _page("message.html", 200, title="Opening the page", refresh=here,
+                     message="This page needs the operator login; opening it from this site.")
+    return redirect(url_for("pages.login", next=here))
 
 
 @bp.after_request
