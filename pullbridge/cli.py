@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from pullbridge import __version__
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `pullbridge queue | head -1`: the reader stopped; nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # or exit's flush fails again
+        return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - a bug or an error no verb foresaw: still exit 2, not 1
         text = " ".join(str(exc).split())[:300]
         print(f"pullbridge: {args.command}: {type(exc).__name__}{': ' + text if text else ''}",

@@ -8,7 +8,11 @@ closed port, and at a port that speaks plain HTTP where TLS is expected.
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -70,3 +74,18 @@ def test_only_a_request_that_never_reached_the_api_server_is_called_unreachable(
     assert never_connected(ConnectionRefusedError(111, "refused"))
     assert not never_connected(ReadTimeoutError(pool, "/api", "Read timed out."))
     assert not never_connected(MaxRetryError(pool, "/api", reason=ProtocolError("Connection aborted.")))
+
+
+@pytest.mark.stack
+def test_a_reader_that_stopped_reading_is_no_error_message(stack, tmp_path):
+    """`pullbridge queue | head -1`: output to a closed pipe ends the command quietly (exit 2,
+    as output was lost), not with 'pullbridge: queue: BrokenPipeError' or Python's own complaint."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written
+    try:
+        done = subprocess.run([sys.executable, "-m", "pullbridge", "queue", "--redis-url", stack.redis_test_url],
+                              stdout=write_end, stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2],
+                              env={**stack.env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr.decode()) == (2, "")
