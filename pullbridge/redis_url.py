@@ -51,6 +51,7 @@ def redact(url: str) -> str:
 def connect_checked(url: str, **kwargs) -> Redis:
     """``connect`` that also asked for a PING; RedisUnusable otherwise (for a process's start)."""
     from redis.exceptions import RedisError
+    from redis.sentinel import MasterNotFoundError
 
     try:
         conn = connect(url, **kwargs)
@@ -58,10 +59,30 @@ def connect_checked(url: str, **kwargs) -> Redis:
         raise RedisUnusable(f"bad Redis URL {redact(url)}: {exc}") from None
     try:
         conn.ping()
+    except MasterNotFoundError:
+        raise RedisUnusable(f"cannot reach Redis at {redact(url)}: {_why_no_master(conn)}") from None
     except (RedisError, OSError, ValueError) as exc:
         text = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise RedisUnusable(f"cannot reach Redis at {redact(url)}: {text}") from None
     return conn
+
+
+def _why_no_master(conn: Redis) -> str:
+    """What each sentinel said.  redis-py's own message quotes every sentinel client's repr
+    first, so a line cut to length loses the reason (a refused connection, a wrong password)."""
+    from redis.exceptions import RedisError
+
+    service = conn.connection_pool.service_name
+    reasons = []
+    for sentinel in conn.connection_pool.sentinel_manager.sentinels:
+        where = "{host}:{port}".format(**sentinel.connection_pool.connection_kwargs)
+        try:
+            sentinel.ping()
+            reasons.append(f"sentinel {where} names no usable master {service!r}")
+        except (RedisError, OSError) as exc:
+            text = " ".join(str(exc).split())[:200].rstrip(".") or type(exc).__name__
+            reasons.append(f"sentinel {where}: {text}")
+    return "; ".join(reasons) or f"no master found for {service!r}"
 
 
 def parse_sentinel_url(url: str) -> dict:

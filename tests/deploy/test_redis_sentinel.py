@@ -9,7 +9,7 @@ import time
 import pytest
 import redis
 
-from pullbridge.redis_url import RedisUrlError, connect, parse_sentinel_url
+from pullbridge.redis_url import RedisUnusable, RedisUrlError, connect, connect_checked, parse_sentinel_url
 
 
 def test_parse_sentinel_urls():
@@ -95,6 +95,25 @@ def test_connect_follows_a_failover(sentinel_setup):
 
     _wait(write_lands_on_new_master, "writes to reach the new master")
     assert conn.get("before") == b"1"
+
+
+def test_no_sentinel_reachable_names_each_sentinel_and_its_error():
+    """redis-py's message quotes each sentinel client's repr first; cut to a line it lost the reason."""
+    first, second = _free_port(), _free_port()
+    with pytest.raises(RedisUnusable) as err:
+        connect_checked(f"redis+sentinel://:sekrit@127.0.0.1:{first},127.0.0.1:{second}/pb")
+    assert str(err.value) == (
+        f"cannot reach Redis at redis+sentinel://127.0.0.1:{first},127.0.0.1:{second}/pb: "
+        f"sentinel 127.0.0.1:{first}: Error 111 connecting to 127.0.0.1:{first}. Connection refused; "
+        f"sentinel 127.0.0.1:{second}: Error 111 connecting to 127.0.0.1:{second}. Connection refused")
+
+
+def test_a_sentinel_without_the_service_says_so(sentinel_setup):
+    _, _, sentinel = sentinel_setup
+    with pytest.raises(RedisUnusable) as err:
+        connect_checked(f"redis+sentinel://127.0.0.1:{sentinel}/nope")
+    assert str(err.value) == (f"cannot reach Redis at redis+sentinel://127.0.0.1:{sentinel}/nope: "
+                              f"sentinel 127.0.0.1:{sentinel} names no usable master 'nope'")
 
 
 def test_plain_urls_still_work(stack):
