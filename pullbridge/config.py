@@ -379,7 +379,7 @@ def check_secrets(config: Config) -> list[tuple[str, str]]:
         if repo.status is not None:
             problems += _unreadable(f"repos[{i}].status.token", repo.status.token())
     for i, target in enumerate(config.alerts):
-        problems += _unreadable(f"alerts[{i}].url", target.url())
+        problems += _unreadable(f"alerts[{i}].url", target.url(), target.url_problem)
     for i, hook in enumerate(config.images.hooks):
         problems += _unreadable(f"images.hooks[{i}].secret", hook.secret)
     for i, reg in enumerate(config.images.registries):

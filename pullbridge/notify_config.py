@@ -111,6 +111,15 @@ class AlertTarget(StrictModel):
     def url(self):
         return Secret(env=self.url_env, file=self.url_file)
 
+    @staticmethod
+    def url_problem(value: bytes) -> str | None:
+        """Why the URL ``value`` cannot be posted to (never quoting it: the URL is the secret)."""
+        return None if value.strip().startswith((b"https://", b"http://")) else "is not an http(s) URL"
+
+    def usable_url(self) -> str:
+        """The URL, read now; ``ConfigError`` naming where it is kept when it is unusable."""
+        return self.url().usable_value(self.url_problem).decode().strip()
+
     def wants(self, event: str, repo_name: str) -> bool:
         return event in self.events and (not self.repos or repo_name in self.repos)
 

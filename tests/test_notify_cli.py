@@ -35,3 +35,23 @@ def test_notify_alert_sends_to_each_destination(fake_hosts, monkeypatch, tmp_pat
     assert "webhook:env:HOOK_URL: failed: webhook:env:HOOK_URL: HTTP 404" in out
     assert "secret" not in out.replace("SLACK_URL", "")
     assert "test alert" in fake_hosts.requests[0]["payload"]["text"]
+
+
+def test_an_alert_url_without_its_scheme_is_named_never_printed(fake_hosts, monkeypatch, tmp_path, capsys):  # noqa: F811
+    """A Slack URL pasted without `https://` is the secret itself: `notify alert` and `config check`
+    say where it is kept and what is wrong, and the other destinations still get their alert."""
+    monkeypatch.setenv("SLACK_URL", "hooks.slack.example/services/T0/B0/s3cr3tpath")
+    monkeypatch.setenv("HOOK_URL", fake_hosts.base + "/hooks/slack/other")
+    monkeypatch.setenv("S", "x")
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps({
+        "repos": [{"name": "app", "url": "https://git.example/a/app.git", "provider": "github", "secret_env": "S"}],
+        "alerts": [{"kind": "slack", "url_env": "SLACK_URL"}, {"kind": "slack", "url_env": "HOOK_URL"}]}))
+    assert main(["notify", "alert", "--config", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ("slack:env:SLACK_URL: failed: env:SLACK_URL is not an http(s) URL\n"
+                   "slack:env:HOOK_URL: sent\n")
+    assert err == ""
+    assert main(["config", "check", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", f"pullbridge: {path}: alerts[0].url_env: env:SLACK_URL is not an http(s) URL\n")

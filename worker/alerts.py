@@ -172,8 +172,8 @@ def send(target: str, alert: dict) -> str:
             url = destination.url().value().decode().strip()
         except ConfigError as exc:
             raise TemporaryError(f"{what}: URL unreadable: {exc}") from None
-        if not url.startswith(("https://", "http://")):
-            raise PermanentError(f"{what}: {destination.url().describe()} is not an http(s) URL")
+        if problem := destination.url_problem(url.encode()):
+            raise PermanentError(f"{what}: {destination.url().describe()} {problem}")
         payload = slack_message(alert) if destination.kind == "slack" else alert
         check(send_json(url, payload, {}, destination.timeout), what)
         log.info("%s: sent", what)

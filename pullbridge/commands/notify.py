@@ -75,7 +75,7 @@ def cmd_alert(args) -> int:
     for target in config.alerts:
         label = target_key(target)
         try:
-            url = target.url().value().decode().strip()
+            url = target.usable_url()
             payload = slack_message(alert) if target.kind == "slack" else alert
             check(send_json(url, payload, {}, target.timeout), label)
             print(f"{label}: sent")
