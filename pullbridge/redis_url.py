@@ -35,6 +35,8 @@ class RedisUnusable(Exception):
 
 def redact(url: str) -> str:
     """``url`` without its password (user names and query options other than passwords kept)."""
+    if "://" not in url:  # `user:pw@host:6379`: urlsplit would take `user` for the scheme
+        return f"***@{url.rpartition('@')[2]}" if "@" in url else url  # and keep `pw` in the path
     try:
         parts = urlsplit(url)
     except ValueError:

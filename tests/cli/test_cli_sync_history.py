@@ -123,6 +123,17 @@ def test_redact_keeps_everything_but_passwords():
     assert redact("redis+sentinel://:pw@a:1,b:2/mymaster/0?sentinel_password=x&socket_timeout=1") == \
         "redis+sentinel://a:1,b:2/mymaster/0?socket_timeout=1"
     assert redact("unix:///run/redis.sock?db=1") == "unix:///run/redis.sock?db=1"
+    # A URL missing its scheme: urlsplit would take the user name for one and keep the password.
+    assert redact("default:hunter2@10.0.0.1:6379/0") == "***@10.0.0.1:6379/0"
+    assert redact("redis:/:hunter2@h:6379") == "***@h:6379"
+    assert redact("10.0.0.1:6379") == "10.0.0.1:6379"
+
+
+def test_a_redis_url_missing_its_scheme_is_refused_without_its_password(ops, git_repo):
+    ops.configure(git_repo("noscheme"))
+    code, out, err = ops.run("history", "app", "--redis-url", "default:sekrit-pw@127.0.0.1:6379/0")
+    assert (code, out) == (2, "")
+    assert err.startswith("pullbridge: bad Redis URL ***@127.0.0.1:6379/0: ") and "sekrit" not in err
 
 
 def test_sync_wait_follows_a_job_that_found_the_repo_locked(ops, git_repo, kube, namespace):
