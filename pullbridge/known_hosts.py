@@ -152,7 +152,8 @@ def scan(host: str, port: int = 22, timeout: int = 10, keyscan: str = "ssh-keysc
         raise KnownHostsError(f"{keyscan} not found: install openssh-client") from None
     keys = [e for e in (parse_line(line) for line in proc.stdout.splitlines()) if e]
     if not keys:
-        detail = " ".join(line for line in proc.stderr.splitlines() if not line.startswith("#"))
+        # ssh-keyscan repeats an error once per key type it asked for: say it once
+        detail = " ".join(dict.fromkeys(line for line in proc.stderr.splitlines() if not line.startswith("#")))
         raise KnownHostsError(f"no host keys received from {host_pattern(host, port)}"
                               + (f": {detail[:300]}" if detail else ""))
     return keys

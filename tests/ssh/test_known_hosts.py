@@ -76,6 +76,9 @@ def test_cli_add_with_fingerprint_pins_only_a_matching_key(sshd, tmp_path):
 def test_unreachable_host_and_bad_names_are_clear_errors(tmp_path):
     with pytest.raises(KnownHostsError, match="no host keys received"):
         scan("127.0.0.1", 1)
+    with pytest.raises(KnownHostsError) as unknown:  # ".invalid" never resolves (RFC 2606)
+        scan("nosuch.invalid")
+    assert str(unknown.value).count("getaddrinfo nosuch.invalid") == 1, str(unknown.value)
     for bad in ("-oProxyCommand=touch /tmp/x", "host;rm", ""):
         with pytest.raises(KnownHostsError, match="not a host name"):
             scan(bad)
