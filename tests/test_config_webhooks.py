@@ -137,3 +137,18 @@ def test_dedup_ttl_must_outlast_a_replay_the_signature_tolerance_admits():
     with pytest.raises(ConfigError, match="server.dedup_ttl: .*twice server.signature_tolerance"):
         parse_config({"server": {"signature_tolerance": "13h"}})  # against the default dedup_ttl, 24h
     assert parse_config({"server": {"signature_tolerance": "5m", "dedup_ttl": "11m"}}).server.dedup_ttl == 660
+
+
+def test_config_check_warns_of_status_links_to_the_default_address_and_of_no_repositories(tmp_path, capsys,
+                                                                                       monkeypatch):
+    monkeypatch.setenv("PB_CFG_SECRET", "s3cret")
+    monkeypatch.setenv("PB_CFG_TOKEN", "t0ken")
+    posting = repo(status={"token_env": "PB_CFG_TOKEN"})
+    code, out, err = check(tmp_path, capsys, {"repos": [posting, repo(name="quiet")]})
+    assert code == 0 and "ok (2 repositories" in out
+    assert err.strip() == ("server.public_url: warning: not set, so the commit statuses of app link to "
+                           "http://127.0.0.1:8080, which only this machine can open")
+    code, out, err = check(tmp_path, capsys, {"server": {"public_url": "https://pb.example"}, "repos": [posting]})
+    assert (code, err) == (0, "")
+    code, out, err = check(tmp_path, capsys, {"repos": []})
+    assert code == 0 and err.strip() == "repos: warning: no repository is configured; every webhook will be answered 404"

@@ -1,7 +1,9 @@
 """`pullbridge config check`: validate a configuration file, naming each error's key path.
 
 Errors go to stderr as ``pullbridge: FILE: KEY: problem`` (exit 2), like every
-verb's; the "ok" line goes to stdout (exit 0).
+verb's; the "ok" line goes to stdout (exit 0).  A setting that is valid but
+almost surely not meant is a warning on stderr, ``pullbridge: FILE: KEY:
+warning: ...``, and leaves the exit status 0 (``warnings``).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from pullbridge.config import CONFIG_ENV, ConfigError, check_secrets, load_config
+from pullbridge.config import CONFIG_ENV, Config, ConfigError, check_secrets, load_config
 
 
 def register(sub) -> None:
@@ -37,6 +39,22 @@ def cmd_check(args) -> int:
         print(f"pullbridge: {path}: {key}: {msg}", file=sys.stderr)
     if problems:
         return 2
+    for key, msg in warnings(config):
+        print(f"pullbridge: {path}: {key}: warning: {msg}", file=sys.stderr)
     names = ", ".join(r.name for r in config.repos) or "none"
     print(f"{path}: ok ({len(config.repos)} repositories: {names})")
     return 0
+
+
+def warnings(config: Config) -> list[tuple[str, str]]:
+    """What is valid but almost surely a mistake: a receiver with no repository (every
+    webhook gets 404), and commit statuses whose links point at the default
+    ``server.public_url``, an address only the receiver's own machine can open."""
+    found = []
+    if not config.repos:
+        found.append(("repos", "no repository is configured; every webhook will be answered 404"))
+    posting = [r.name for r in config.repos if r.status is not None and r.status.enabled]
+    if posting and "public_url" not in config.server.model_fields_set:
+        found.append(("server.public_url", f"not set, so the commit statuses of {', '.join(posting)} link to "
+                      f"{config.server.public_url}, which only this machine can open"))
+    return found
