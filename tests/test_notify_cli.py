@@ -21,14 +21,22 @@ def test_notify_status_posts_once_and_reports(fake_hosts, monkeypatch, tmp_path,
     assert "refused: status: HTTP 401" in capsys.readouterr().out
 
 
-def test_notify_alert_sends_to_each_destination(fake_hosts, monkeypatch, tmp_path, capsys):  # noqa: F811
-    monkeypatch.setenv("SLACK_URL", fake_hosts.base + "/hooks/slack/secret")
-    monkeypatch.setenv("HOOK_URL", fake_hosts.base + "/nowhere")
+def alert_config(monkeypatch, tmp_path, slack_url: str, second_kind: str, second_url: str):
+    """A config with one repository and two alert destinations: slack at $SLACK_URL, then
+    ``second_kind`` at $HOOK_URL."""
+    monkeypatch.setenv("SLACK_URL", slack_url)
+    monkeypatch.setenv("HOOK_URL", second_url)
     monkeypatch.setenv("S", "x")
     path = tmp_path / "c.yaml"
     path.write_text(json.dumps({
         "repos": [{"name": "app", "url": "https://git.example/a/app.git", "provider": "github", "secret_env": "S"}],
-        "alerts": [{"kind": "slack", "url_env": "SLACK_URL"}, {"kind": "webhook", "url_env": "HOOK_URL"}]}))
+        "alerts": [{"kind": "slack", "url_env": "SLACK_URL"}, {"kind": second_kind, "url_env": "HOOK_URL"}]}))
+    return path
+
+
+def test_notify_alert_sends_to_each_destination(fake_hosts, monkeypatch, tmp_path, capsys):  # noqa: F811
+    path = alert_config(monkeypatch, tmp_path, fake_hosts.base + "/hooks/slack/secret", "webhook",
+                        fake_hosts.base + "/nowhere")
     assert main(["notify", "alert", "--config", str(path)]) == 2
     out = capsys.readouterr().out
     assert "slack:env:SLACK_URL: sent" in out
@@ -40,13 +48,8 @@ def test_notify_alert_sends_to_each_destination(fake_hosts, monkeypatch, tmp_pat
 def test_an_alert_url_without_its_scheme_is_named_never_printed(fake_hosts, monkeypatch, tmp_path, capsys):  # noqa: F811
     """A Slack URL pasted without `https://` is the secret itself: `notify alert` and `config check`
     say where it is kept and what is wrong, and the other destinations still get their alert."""
-    monkeypatch.setenv("SLACK_URL", "hooks.slack.example/services/T0/B0/s3cr3tpath")
-    monkeypatch.setenv("HOOK_URL", fake_hosts.base + "/hooks/slack/other")
-    monkeypatch.setenv("S", "x")
-    path = tmp_path / "c.yaml"
-    path.write_text(json.dumps({
-        "repos": [{"name": "app", "url": "https://git.example/a/app.git", "provider": "github", "secret_env": "S"}],
-        "alerts": [{"kind": "slack", "url_env": "SLACK_URL"}, {"kind": "slack", "url_env": "HOOK_URL"}]}))
+    path = alert_config(monkeypatch, tmp_path, "hooks.slack.example/services/T0/B0/s3cr3tpath", "slack",
+                        fake_hosts.base + "/hooks/slack/other")
     assert main(["notify", "alert", "--config", str(path)]) == 2
     out, err = capsys.readouterr()
     assert out == ("slack:env:SLACK_URL: failed: env:SLACK_URL is not an http(s) URL\n"
