@@ -130,21 +130,26 @@ def containers_in_doc(doc, path: str, default_namespace: str = "default") -> lis
     pod = _dig(doc, POD_SPEC_PATHS[doc["kind"]])
     if not hasattr(pod, "get"):
         return []
+    specs = [(c, init) for field, init in (("initContainers", True), ("containers", False))
+             for c in pod.get(field) or [] if hasattr(c, "get")]
+    # a filter for a misspelt container would leave the real one on glob:* (any newest tag)
+    strays = sorted(set(policy.tag_filters) - {str(c.get("name")) for c, _ in specs})
+    stray_error = (f"{path}: {', '.join('tag.' + s for s in strays)} names no container "
+                   f"(its containers: {', '.join(str(c.get('name')) for c, _ in specs)})") if strays else None
     out: list[ContainerImage] = []
-    for field, init in (("initContainers", True), ("containers", False)):
-        for container in pod.get(field) or []:
-            if not hasattr(container, "get") or not isinstance(container.get("image"), str):
-                continue
-            name = str(container.get("name"))
-            line, column = container.lc.value("image") if hasattr(container, "lc") else (-1, -1)
-            try:
-                tag_filter, error = policy.filter_for(name), None
-            except PolicyError as exc:
-                tag_filter, error = None, str(exc)
-            out.append(ContainerImage(path=path, workload=workload, container=name, init=init,
-                                      image=str(container["image"]), line=line, column=column,
-                                      policy=policy, filter=tag_filter, filter_error=error,
-                                      default_namespace=default_namespace))
+    for container, init in specs:
+        if not isinstance(container.get("image"), str):
+            continue
+        name = str(container.get("name"))
+        line, column = container.lc.value("image") if hasattr(container, "lc") else (-1, -1)
+        try:
+            tag_filter, error = (None, stray_error) if stray_error else (policy.filter_for(name), None)
+        except PolicyError as exc:
+            tag_filter, error = None, f"{path}: tag.{name}: {exc}"
+        out.append(ContainerImage(path=path, workload=workload, container=name, init=init,
+                                  image=str(container["image"]), line=line, column=column,
+                                  policy=policy, filter=tag_filter, filter_error=error,
+                                  default_namespace=default_namespace))
     return out
 
 

@@ -235,6 +235,8 @@ class TagFilter:
     def __init__(self, kind: str, pattern: str):
         self.kind = kind
         self.pattern = pattern
+        if not pattern and kind != "semver":  # an empty regex would match every tag
+            raise PolicyError(f"empty {kind} pattern")
         if kind == "semver":
             self._range = SemverRange(pattern)
         elif kind == "regex":

@@ -110,15 +110,18 @@ def make_plan(repo: RepoConfig, registries: CachedRegistries, result: ScanResult
     return plan
 
 
-def _best_tag(registries: CachedRegistries, ref: ImageRef, tag_filter, where: str, result: ScanResult) -> str | None:
-    """The tag ``tag_filter`` picks among the registry's tags of ``ref`` (None, with the reason recorded)."""
+def _best_tag(registries: CachedRegistries, ref: ImageRef, container: ContainerImage, result: ScanResult
+              ) -> str | None:
+    """The tag the filter of ``container`` picks among the registry's tags of ``ref`` (None, with the
+    reason recorded)."""
     try:
-        best = pick_tag(tag_filter, registries.tags(ref), lambda tag: registries.created(ref, tag))
+        best = pick_tag(container.filter, registries.tags(ref), lambda tag: registries.created(ref, tag))
     except RegistryError as exc:
-        result.errors.append(f"{where}: {exc}")
+        result.errors.append(f"{container.label}: {exc}")
         return None
     if best is None:
-        result.skipped.append(f"{where}: no tag matches {tag_filter!r}")
+        result.skipped.append(f"{container.label}: {container.path}: no tag of {ref.repository} matches "
+                              f"{container.filter!r}")
         return None
     return best.tag
 
@@ -162,7 +165,7 @@ def _change(source: Source | None, covered: list[ContainerImage], registries: Ca
         return skip(str(exc))
     if any(ref.digest for ref in refs):
         return skip("pinned by digest")
-    picks = {_best_tag(registries, ref, c.filter, c.label, result) for ref, c in zip(refs, automated)}
+    picks = {_best_tag(registries, ref, c, result) for ref, c in zip(refs, automated)}
     if None in picks:
         return None  # the reason is recorded
     if len(picks) > 1:
