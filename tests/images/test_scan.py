@@ -243,6 +243,26 @@ def test_push_attempts_are_bounded_and_every_human_commit_kept(demo, registry, i
     assert redis_conn.zcard(keys.wanted("images-demo")) == 0
 
 
+@pytest.mark.parametrize("transport", ["file", "smart-http"])
+def test_a_push_a_hook_refuses_fails_at_once_with_its_reason(demo, registry, image_name, redis_conn, transport):
+    from worker.images.writeback import WriteBackError
+
+    repo, image, files = demo
+    registry.push_image(image_name, NEW, day(5))
+    hook = repo.bare / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'main is protected: open a pull request' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    config = make_config(repo, registry, url=repo.http_url if transport == "smart-http" else None)
+    head = bare_git(repo, "rev-parse", "main").strip()
+
+    with pytest.raises(WriteBackError) as err:
+        scan(redis_conn, config, config.repos[0])
+    assert "push to main refused, and the branch has not moved" in str(err.value)
+    assert "main is protected: open a pull request" in str(err.value)
+    assert bare_git(repo, "rev-parse", "main").strip() == head
+    assert redis_conn.zcard(keys.wanted("images-demo")) == 0
+
+
 def test_git_errors_never_show_url_credentials(registry, redis_conn, stack):
     from worker.images.writeback import WriteBackError
 

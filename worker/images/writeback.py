@@ -8,6 +8,8 @@ rejected as non-fast-forward), it fetches, resets onto the new head, asks the
 plan again there, and retries a bounded number of times: a human commit is
 never overwritten, and an update the human already made (or a lock they
 added) is simply not repeated.  Nothing is committed when the plan is empty.
+A push refused while the branch did not move (a hook, a protected branch) is
+no race: it fails at once with the server's reason.
 
 Git runs through GitPython with ``git_env`` as the seam for transport
 settings (SSH keys come from the deploy keys work).
@@ -206,10 +208,14 @@ class WriteBack:
                 except git.GitCommandError as exc:
                     if not _is_rejection(exc):
                         raise WriteBackError(f"push to {self.branch} failed: {_cut(exc.stderr)}") from None
+                    refusal = _cut(exc.stderr)
                 try:
                     repo.git.fetch(f"--depth={CLONE_DEPTH}", "origin",
                                    f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}")
-                    repo.git.reset("--hard", f"origin/{self.branch}")
+                    head = repo.git.rev_parse(f"origin/{self.branch}")
+                    repo.git.reset("--hard", head)
                 except git.GitCommandError as exc:
                     raise WriteBackError(f"fetch after a rejected push failed: {_cut(exc.stderr)}") from None
+                if head == base:  # no one pushed meanwhile: the server refuses this push (a hook, a protected branch)
+                    raise WriteBackError(f"push to {self.branch} refused, and the branch has not moved: {refusal}")
         raise WriteBackError(f"push to {self.branch} still rejected after {self.attempts} attempts")
