@@ -225,6 +225,23 @@ def test_a_stale_scan_marker_does_not_block_scans(demo, registry, redis_conn):
     assert Queue(keys.IMAGES_QUEUE, connection=redis_conn).job_ids == [second]
 
 
+def test_a_commit_dropped_by_a_rewind_meanwhile_is_not_pushed_back(demo, registry, image_name, redis_conn):
+    repo, image, files = demo
+    registry.push_image(image_name, NEW, day(5))
+    good = bare_git(repo, "rev-parse", "main").strip()
+    repo.commit_and_push("a bad commit", {"bad.txt": "oops\n"})
+    config = make_config(repo, registry)
+
+    def human_rewinds(attempt: int) -> None:
+        if attempt == 1:  # the write-back committed on top of the bad commit
+            bare_git(repo, "update-ref", "refs/heads/main", good)
+
+    result = scan(redis_conn, config, config.repos[0], before_push=human_rewinds)
+    assert result.attempts == 2
+    assert bare_git(repo, "rev-parse", "main^").strip() == good
+    assert bare_git(repo, "ls-tree", "--name-only", "main").split().count("bad.txt") == 0
+
+
 def test_push_attempts_are_bounded_and_every_human_commit_kept(demo, registry, image_name, redis_conn):
     from worker.images.writeback import WriteBackError
 

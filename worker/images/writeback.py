@@ -33,7 +33,10 @@ from worker.images.manifests import ContainerImage, EditError, read_text, replac
 REJECTED_MARKERS = ("[rejected]", "non-fast-forward", "fetch first", "[remote rejected]",
                     "stale info", "failed to update ref", "cannot lock ref")
 MAX_DETAIL = 300
-CLONE_DEPTH = 1  # only the head's tree is edited; the server has the history
+# Only the head's tree is edited; the server has the history.  Depth 1 also keeps a
+# rewound branch rewound: a push onto an older head than our base is refused ("fetch first",
+# the client lacks that head), where a deeper clone would fast-forward the dropped commits back.
+CLONE_DEPTH = 1
 
 
 class WriteBackError(Exception):
