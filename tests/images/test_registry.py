@@ -92,7 +92,11 @@ def test_basic_auth_against_htpasswd(basic_registry, image_name, monkeypatch):
     anonymous = RegistryClient(basic_registry.host, RegistryConfig(host=basic_registry.host, insecure=True))
     with pytest.raises(RegistryError) as err:
         anonymous.list_tags(image_name)
-    assert "401" in str(err.value)
+    assert str(err.value) == (f"{basic_registry.host}: 401 reading http://{basic_registry.host}/v2/{image_name}"
+                              f"/tags/list: the registry wants credentials and none are configured for "
+                              f"{basic_registry.host} (images.registries: username_env with password_env or "
+                              "password_file)")
+    assert not err.value.temporary
     settings = _settings_with_credentials(monkeypatch, basic_registry)
     client = RegistryClient(basic_registry.host, settings)
     assert client.list_tags(image_name) == ["v1"]
@@ -101,6 +105,7 @@ def test_basic_auth_against_htpasswd(basic_registry, image_name, monkeypatch):
     with pytest.raises(RegistryError) as err:
         RegistryClient(basic_registry.host, settings).list_tags(image_name)
     assert "wrong" not in str(err.value)
+    assert str(err.value).endswith(": the registry refused the credentials of $REG_USER")
 
 
 def test_bearer_token_handshake(token_registry, image_name, monkeypatch):
@@ -118,7 +123,8 @@ def test_bearer_token_handshake(token_registry, image_name, monkeypatch):
     monkeypatch.setenv("TOK_PASSWORD", "wrong")
     with pytest.raises(RegistryError) as err:
         RegistryClient(token_registry.host, client.settings).list_tags(image_name)
-    assert "token endpoint answered 401" in str(err.value)
+    assert str(err.value) == (f"{token_registry.host}: token endpoint answered 401: "
+                              "the registry refused the credentials of $TOK_USER")
 
 
 def test_cache_keeps_answers_until_forgotten(registry, image_name, redis_conn):

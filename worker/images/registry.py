@@ -164,6 +164,13 @@ class RegistryClient:
         except ConfigError as exc:  # names the variable or file, never a value
             raise RegistryError(f"{self.host}: credentials: {exc}", temporary=False) from None
 
+    def _refusal(self) -> str:
+        """Why a 401 came back, for the operator: no credentials configured, or these refused."""
+        if self._credentials() is None:
+            return (f"the registry wants credentials and none are configured for {self.host} "
+                    "(images.registries: username_env with password_env or password_file)")
+        return f"the registry refused the credentials of ${self.settings.username_env}"
+
     def _authorize(self, scope: str) -> dict[str, str]:
         token = self._tokens.get(scope)
         if token and token[1] > time.monotonic():
@@ -185,7 +192,8 @@ class RegistryClient:
         except requests.RequestException as exc:
             raise RegistryError(f"{self.host}: token request failed: {type(exc).__name__}") from None
         if resp.status_code != 200:
-            raise RegistryError(f"{self.host}: token endpoint answered {resp.status_code}",
+            hint = f": {self._refusal()}" if resp.status_code == 401 else ""
+            raise RegistryError(f"{self.host}: token endpoint answered {resp.status_code}{hint}",
                                 temporary=resp.status_code >= 500)
         try:
             body = resp.json()
@@ -221,6 +229,8 @@ class RegistryClient:
                 break
         if resp.status_code == 200:
             return resp
+        if resp.status_code == 401:
+            raise RegistryError(f"{self.host}: 401 reading {_short(url)}: {self._refusal()}", temporary=False)
         temporary = resp.status_code >= 500 or resp.status_code == 429
         raise RegistryError(f"{self.host}: {resp.status_code} reading {_short(url)}: "
                             f"{resp.text[:200]!r}", temporary=temporary)
