@@ -4,6 +4,8 @@ repo, the stack's Redis)."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from tests.images.helpers import bare_git, day, make_config
@@ -46,13 +48,16 @@ def _setup(git_repo, registry, image_name, container: str, tag_filter: str):
     ("app", "semver:banana", "tag.app: 'banana' is not a version"),
 ])
 def test_a_bad_filter_is_reported_by_file_and_its_workload_not_moved(git_repo, registry, image_name, redis_conn,
-                                                                      container, tag_filter, why):
+                                                                      container, tag_filter, why, caplog):
     repo, image, files = _setup(git_repo, registry, image_name, container, tag_filter)
     config = make_config(repo, registry)
 
-    result = scan(redis_conn, config, config.repos[0])
+    with caplog.at_level(logging.INFO, logger="pullbridge.images"):
+        result = scan(redis_conn, config, config.repos[0])
 
-    assert result.skipped == [f"shop:deployment/bad container app: bad tag filter: apps/bad.yaml: {why}"]
+    problem = f"shop:deployment/bad container app: bad tag filter: apps/bad.yaml: {why}"
+    assert result.skipped == [problem]
+    assert f"image scan images-demo left alone: {problem}" in caplog.messages  # where the worker shows it
     assert [c.describe() for c in result.changes] == ["shop:deployment/good container app: v1.0.0 -> v1.1.0"]
     assert bare_git(repo, "show", "main:apps/bad.yaml") == files["apps/bad.yaml"]
 

@@ -5,6 +5,7 @@ note, never a traceback (real registries, real bare repo, the stack's Redis)."""
 from __future__ import annotations
 
 import json
+import logging
 
 from pullbridge.config import parse_config
 from tests.images.helpers import NEW, OLD, bare_git, day
@@ -38,7 +39,7 @@ def _config(repo, registry, basic_registry):
 
 
 def test_an_unset_credential_fails_its_registry_only(demo, registry, basic_registry, image_name, redis_conn,
-                                                      monkeypatch, tmp_path, capsys):
+                                                      monkeypatch, tmp_path, capsys, caplog):
     from pullbridge.cli import main
 
     monkeypatch.delenv("PB_TEST_UNSET_REG_USER", raising=False)
@@ -60,8 +61,10 @@ def test_an_unset_credential_fails_its_registry_only(demo, registry, basic_regis
     assert f"would change: my-demo:deployment/fluxdemo container flask: {OLD} -> {NEW}" in out
     assert f"note: {why}" in out
 
-    result = scan(redis_conn, config, config.repos[0])
+    with caplog.at_level(logging.INFO, logger="pullbridge.images"):
+        result = scan(redis_conn, config, config.repos[0])
     assert result.errors == [why]
+    assert f"image scan images-demo: {why}" in caplog.messages  # the worker's log shows it
     assert [c.describe() for c in result.changes] == [f"my-demo:deployment/fluxdemo container flask: {OLD} -> {NEW}"]
     assert result.sha == bare_git(repo, "rev-parse", "main").strip()
     assert f"{image}:{NEW}" in bare_git(repo, "show", "main:fluxdemo.yaml")

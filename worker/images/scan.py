@@ -211,6 +211,11 @@ def scan(conn: Redis | None, config: Config, repo: RepoConfig, *,
     result.changes, result.sha, result.attempts = outcome.changes, outcome.sha, outcome.attempts
     for change in result.changes:
         log.info("image %s %s: %s", "would change" if dry else "changed", repo.name, change.describe())
+    # the worker's log is where an operator sees a bad filter or an unreadable registry
+    for note in result.skipped:
+        log.info("image scan %s left alone: %s", repo.name, note)
+    for error in result.errors:
+        log.warning("image scan %s: %s", repo.name, error)
     if result.sha:
         result.sync_job = request_sync(conn, config, repo, result.sha, reason="image-update").job_id
     return result
