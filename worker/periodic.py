@@ -152,12 +152,13 @@ def reconcile(repo_name: str) -> dict:
         return {"result": "sync queued", "job_id": queued.job_id, "replaces": dead}
     state = history.repo_state(conn, repo.name)
     applied = state.get("applied_sha") or None
+    about_head = ""  # what became of the branch head (unknown, or not applied): said in every result of this run
     try:
         head = remote_head(repo)
     except TemporaryError as exc:
         head = None
+        about_head = f"branch head not checked: {exc}"
         log.warning("periodic %s: %s (checking drift only)", repo.name, exc)
-    about_head = ""  # what became of a head other than the applied commit: said in every result of this run
     compare_paths = False  # decided under the lock, with a git diff in the mirror
     if repo.mode == "report":
         # A report-mode sync changes nothing, so a missed push needs no sync: drift is

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from pullbridge import keys
 from worker import inventory
 from worker.errors import TemporaryError
 
@@ -60,3 +61,18 @@ def test_temporarily_failed_head_is_synced_once_the_cluster_is_back(synced, monk
     assert synced.state()["applied_sha"] == head
     assert [(r["reason"], r["result"]) for r in synced.history()][:2] == [("periodic", "success"),
                                                                          ("push", "failure")]
+
+
+def test_unreachable_git_host_is_said_in_the_check_result_and_the_cluster_kept(synced, stack, namespace):
+    v1 = synced.state()["applied_sha"]
+    synced.configure(synced.git, url="http://127.0.0.1:9/heads.git", interval="10s", retries=0)
+    kubectl(stack, "scale", "deployment/fluxdemo", "--replicas=3", "-n", namespace)
+    for _ in range(2):  # every interval says so; no sync is queued, none piles up
+        result = run_reconcile(synced)
+        assert result["result"] in ("drift corrected", "in sync")
+        check = synced.state()["last_check_result"]
+        assert "branch head not checked: git ls-remote failed" in check, check
+        assert synced.conn.zcard(keys.wanted(synced.repo.name)) == 0
+    assert replicas(stack, namespace) == 1  # drift of the applied commit is still corrected
+    assert synced.state()["applied_sha"] == v1
+    assert [r["reason"] for r in synced.history()] == ["drift", "push"]
