@@ -4,7 +4,10 @@ Why it exists: a lost webhook or a hand edit must not leave the cluster away
 from Git for longer than one interval.  Each run:
 
 1. claims the interval with ``SET NX PX`` on ``keys.periodic_guard`` (duplicate
-   jobs from several schedulers return at once);
+   jobs from several schedulers return at once) for as long as the run may
+   take, so a run that outlives its interval (a git host that hangs) is not
+   joined by the next ones, each on a worker of its own; when the run ends
+   the claim is cut to 80% of the interval from its start;
 2. does nothing more for a suspended repo but record the check;
 3. asks the git host for the branch head (``git ls-remote``); a head other
    than the applied commit means a push was missed: it queues a normal sync
@@ -63,8 +66,42 @@ def guard_ms(interval: float) -> int:
     return max(1000, int(interval * 1000 * 0.8))
 
 
-def claim_interval(conn: Redis, repo: RepoConfig) -> bool:
-    return bool(conn.set(keys.periodic_guard(repo.name), str(time.time()), nx=True, px=guard_ms(repo.interval)))
+def claim_interval(conn: Redis, repo: RepoConfig, running_ms: int) -> str | None:
+    """Claim this interval for as long as the run may take (``running_ms``: the job timeout, when
+    RQ ends the job), so a run slower than its interval (a git host that hangs) is not joined by
+    the next intervals' runs on other workers; -> the claim's token (its start time), None if taken."""
+    token = str(time.time())
+    ttl = max(guard_ms(repo.interval), running_ms)
+    return token if conn.set(keys.periodic_guard(repo.name), token, nx=True, px=ttl) else None
+
+
+# Once the run is over, keep our own claim only for the rest of its interval (ARGV[2] ms).
+_END_RUN = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(ARGV[2]) > 0 then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return redis.call('DEL', KEYS[1])
+"""
+
+
+def end_run(conn: Redis, repo: RepoConfig, token: str) -> None:
+    """The run is over: its claim lasts until ``guard_ms`` after its start, so the next tick is free."""
+    left = guard_ms(repo.interval) - int((time.time() - float(token)) * 1000)
+    conn.eval(_END_RUN, 1, keys.periodic_guard(repo.name), token, left)
+
+
+def unclaimed_why(conn: Redis, repo: RepoConfig) -> dict:
+    """The interval is taken: by a duplicate tick (another scheduler's), or by a run that has
+    outlived its interval, which the check result then says."""
+    started = conn.get(keys.periodic_guard(repo.name))
+    try:
+        since = time.time() - float(started)
+    except (TypeError, ValueError):
+        return {"result": "duplicate"}
+    if since * 1000 < guard_ms(repo.interval):
+        return {"result": "duplicate"}
+    record_check(conn, repo.name, f"the check started {int(since)}s ago is still running "
+                                  f"(interval {repo.interval:g}s); this interval's check skipped")
+    return {"result": "still running", "started": float(started)}
 
 
 def record_check(conn: Redis, repo_name: str, result: str, **extra: str) -> None:
@@ -139,8 +176,17 @@ def reconcile(repo_name: str) -> dict:
     if repo is None:
         log.warning("periodic: repository %r is no longer configured; nothing to do", repo_name)
         return {"result": "unknown repository"}
-    if not claim_interval(conn, repo):
-        return {"result": "duplicate"}
+    token = claim_interval(conn, repo, int(config.repo_jobs(repo).job_timeout * 1000))
+    if token is None:
+        return unclaimed_why(conn, repo)
+    try:
+        return _reconcile_claimed(conn, config, repo)
+    finally:
+        end_run(conn, repo, token)
+
+
+def _reconcile_claimed(conn: Redis, config: Config, repo: RepoConfig) -> dict:
+    """``reconcile`` once this run holds its interval."""
     if repostate.suspended_now(conn, repo.name):
         record_check(conn, repo.name, "suspended: not synced, not corrected")
         return {"result": "suspended"}

@@ -3,10 +3,16 @@ permanent, queue it again when it was temporary, and say so in the check result.
 
 from __future__ import annotations
 
+import re
+import socket
+import threading
+import time
+from types import SimpleNamespace
+
 import pytest
 
 from pullbridge import keys
-from worker import inventory
+from worker import inventory, periodic
 from worker.errors import TemporaryError
 
 from tests.worker.drift_support import ignoring, kubectl, replicas, run_reconcile
@@ -76,3 +82,36 @@ def test_unreachable_git_host_is_said_in_the_check_result_and_the_cluster_kept(s
     assert replicas(stack, namespace) == 1  # drift of the applied commit is still corrected
     assert synced.state()["applied_sha"] == v1
     assert [r["reason"] for r in synced.history()] == ["drift", "push"]
+
+
+def test_a_check_hanging_on_its_git_host_is_not_joined_by_the_next_intervals(synced, monkeypatch):
+    """A git host that accepts the connection and never answers: the run waits for git's timeout.
+    The next interval's run must not start another (each would take a worker), but say so."""
+    host = socket.socket()
+    host.bind(("127.0.0.1", 0))
+    host.listen(8)  # never accepted: git's request hangs until the socket closes
+    synced.configure(synced.git, url=f"http://127.0.0.1:{host.getsockname()[1]}/heads.git",
+                     interval="10s", retries=0)
+    guard = keys.periodic_guard(synced.repo.name)
+    synced.conn.delete(guard)
+    first: list[dict] = []
+    hanging = threading.Thread(target=lambda: first.append(periodic.reconcile(synced.repo.name)))
+    hanging.start()
+    try:
+        while not synced.conn.exists(guard):  # the hanging run has claimed its interval
+            time.sleep(0.05)
+        while 0 < synced.conn.pttl(guard) <= periodic.guard_ms(synced.repo.interval):
+            time.sleep(0.2)  # an interval's claim would lapse here while the run still hangs
+        with monkeypatch.context() as later_on:  # the next interval's tick, a minute on
+            later_on.setattr(periodic, "time", SimpleNamespace(time=lambda: time.time() + 60))
+            later = run_reconcile(synced, next_interval=False)
+        assert later["result"] == "still running", later
+        assert re.fullmatch(r"the check started 6\ds ago is still running \(interval 10s\); "
+                            r"this interval's check skipped", synced.state()["last_check_result"])
+    finally:
+        host.close()  # the hanging request is reset
+        hanging.join()
+    assert first[0]["result"] == "in sync"
+    assert "branch head not checked: git ls-remote failed" in synced.state()["last_check_result"]
+    # The run is over: its claim covers the rest of its interval only, as a quick run's does.
+    assert 0 < synced.conn.pttl(guard) <= periodic.guard_ms(synced.repo.interval)
