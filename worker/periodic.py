@@ -11,7 +11,8 @@ from Git for longer than one interval.  Each run:
 2. does nothing more for a suspended repo but record the check;
 3. asks the git host for the branch head (``git ls-remote``); a head other
    than the applied commit means a push was missed: it queues a normal sync
-   (reason ``periodic``), which also re-applies anything drifted.  A head
+   (reason ``periodic``), which also re-applies anything drifted, unless a
+   push asked for it and its sync is queued or running (``pending_sync``).  A head
    whose newest sync (drift records skipped) failed on a temporary error is
    queued again, so an outage longer than the retries heals by itself; one
    that failed for good (``worker.jobs.PERMANENT_NOTE``) waits for a push, and
@@ -211,6 +212,11 @@ def _reconcile_claimed(conn: Redis, config: Config, repo: RepoConfig) -> dict:
         # reported against what Git declares now (the branch head), else the last applied commit.
         applied = head or applied
     elif head and head != applied and not state.get("held_sha"):
+        pending = pending_sync(conn, repo.name, head)
+        if pending:  # its push was not missed: no second job, and no drift check against the old commit
+            job_id, how = pending
+            record_check(conn, repo.name, f"head {head[:12]} not applied yet: {how}")
+            return {"result": "sync pending", "sha": head, "job_id": job_id}
         failed = failed_sync(conn, repo.name, head)
         if failed is not None and PERMANENT_NOTE in (failed.get("notes") or []):
             about_head = f"head {head[:12]} failed to sync; waiting for a new push"
@@ -306,6 +312,19 @@ def outside_paths_marker(repo: RepoConfig, applied: str, head: str) -> str:
 
 def outside_paths_note(applied: str, head: str) -> str:
     return f"head {head[:12]} changes no file matching paths since applied {applied[:12]}: not synced"
+
+
+def pending_sync(conn: Redis, repo_name: str, sha: str) -> tuple[str, str] | None:
+    """(the job, how it is under way) when a push asked for ``sha`` (it is wanted) and a sync job
+    is queued or holds the repo (it took the wanted commits); None otherwise (a job that died
+    with them is then replaced by ``queue_head``)."""
+    if conn.zscore(keys.wanted(repo_name), sha) is None:
+        return None
+    queued = conn.get(keys.queued(repo_name))
+    if queued:
+        return queued.decode(), f"sync {queued.decode()} queued"
+    holder = RepoLock(conn, repo_name).holder()  # "<job id>:<token>"
+    return (holder.rpartition(":")[0] or holder, f"{holder} holds the repo") if holder else None
 
 
 def failed_sync(conn: Redis, repo_name: str, sha: str) -> dict | None:

@@ -1,5 +1,6 @@
-"""The periodic job and a branch head whose sync failed: wait for a push when the failure was
-permanent, queue it again when it was temporary, and say so in the check result."""
+"""The periodic job and a branch head other than the applied commit: wait for a push when its sync
+failed for good, queue it again when the failure was temporary, leave it to its sync when one is
+queued or running, and say when the git host cannot tell it; always in the check result."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from rq import Queue
 
 from pullbridge import keys
+from pullbridge.queueing import take_wanted
 from worker import inventory, periodic
 from worker.errors import TemporaryError
+from worker.lock import RepoLock
 
 from tests.worker.drift_support import ignoring, kubectl, replicas, run_reconcile
 from tests.worker.sync_manifests import app_files, deployment
@@ -115,3 +119,30 @@ def test_a_check_hanging_on_its_git_host_is_not_joined_by_the_next_intervals(syn
     assert "branch head not checked: git ls-remote failed" in synced.state()["last_check_result"]
     # The run is over: its claim covers the rest of its interval only, as a quick run's does.
     assert 0 < synced.conn.pttl(guard) <= periodic.guard_ms(synced.repo.interval)
+
+
+def test_a_head_whose_sync_is_queued_or_running_is_not_a_missed_push(synced):
+    """The webhook arrived: the periodic job neither calls it a missed push nor adds a sync."""
+    queue = Queue(keys.SYNC_QUEUE, connection=synced.conn)
+    v2 = synced.git.commit_and_push("v2", app_files("2.0"))
+    queued = synced.request(v2).job_id
+    assert periodic.reconcile(synced.repo.name) == {"result": "sync pending", "sha": v2, "job_id": queued}
+    assert synced.state()["last_check_result"] == f"head {v2[:12]} not applied yet: sync {queued} queued"
+    assert queue.job_ids == [queued]
+    # The worker has taken the job (it holds the repo and the wanted commits) and is applying it.
+    lock = RepoLock(synced.conn, synced.repo.name, owner=queued)
+    assert lock.acquire(0)
+    try:
+        take_wanted(synced.conn, synced.repo.name, queued)
+        queue.remove(queued)
+        synced.conn.delete(keys.periodic_guard(synced.repo.name))
+        assert periodic.reconcile(synced.repo.name) == {"result": "sync pending", "sha": v2, "job_id": queued}
+        assert synced.state()["last_check_result"] == \
+            f"head {v2[:12]} not applied yet: {lock.token} holds the repo"
+        assert queue.count == 0, "no second sync of the same head"
+    finally:
+        lock.release()
+    # A sync that died with the wanted commits (no job queued, none holds the repo) is replaced.
+    synced.conn.delete(keys.periodic_guard(synced.repo.name))
+    assert run_reconcile(synced)["result"] == "sync queued"
+    assert synced.state()["applied_sha"] == v2
