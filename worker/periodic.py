@@ -3,11 +3,9 @@
 Why it exists: a lost webhook or a hand edit must not leave the cluster away
 from Git for longer than one interval.  Each run:
 
-1. claims the interval with ``SET NX PX`` on ``keys.periodic_guard`` (duplicate
-   jobs from several schedulers return at once) for as long as the run may
-   take, so a run that outlives its interval (a git host that hangs) is not
-   joined by the next ones, each on a worker of its own; when the run ends
-   the claim is cut to 80% of the interval from its start;
+1. claims its interval (``worker.periodic_claim``: duplicate jobs from several
+   schedulers return at once, and a run that outlives its interval is not joined
+   by the next ones, which say so);
 2. does nothing more for a suspended repo but record the check;
 3. asks the git host for the branch head (``git ls-remote``); a head other
    than the applied commit means a push was missed: it queues a normal sync
@@ -55,55 +53,13 @@ from worker.jobs import PERMANENT_NOTE, _redis, process_config
 from worker.kube import ApiError, process_kube
 from worker.lock import LockLost, RepoLock
 from worker.ownership import stripped_manifests
+from worker.periodic_claim import claim_interval, end_run, overrun
 from worker.rendercache import rendered
 
 log = logging.getLogger("pullbridge.drift")
 # State hash field: the applied commit, branch head and paths: of the last head found to change no
 # filtered file (outside_paths_marker); while they stay the same the head is not compared again.
 OUTSIDE_PATHS = "outside_paths"
-
-def guard_ms(interval: float) -> int:
-    """How long one run holds its interval: most of it, so the next tick is never blocked."""
-    return max(1000, int(interval * 1000 * 0.8))
-
-
-def claim_interval(conn: Redis, repo: RepoConfig, running_ms: int) -> str | None:
-    """Claim this interval for as long as the run may take (``running_ms``: the job timeout, when
-    RQ ends the job), so a run slower than its interval (a git host that hangs) is not joined by
-    the next intervals' runs on other workers; -> the claim's token (its start time), None if taken."""
-    token = str(time.time())
-    ttl = max(guard_ms(repo.interval), running_ms)
-    return token if conn.set(keys.periodic_guard(repo.name), token, nx=True, px=ttl) else None
-
-
-# Once the run is over, keep our own claim only for the rest of its interval (ARGV[2] ms).
-_END_RUN = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if tonumber(ARGV[2]) > 0 then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return redis.call('DEL', KEYS[1])
-"""
-
-
-def end_run(conn: Redis, repo: RepoConfig, token: str) -> None:
-    """The run is over: its claim lasts until ``guard_ms`` after its start, so the next tick is free."""
-    left = guard_ms(repo.interval) - int((time.time() - float(token)) * 1000)
-    conn.eval(_END_RUN, 1, keys.periodic_guard(repo.name), token, left)
-
-
-def unclaimed_why(conn: Redis, repo: RepoConfig) -> dict:
-    """The interval is taken: by a duplicate tick (another scheduler's), or by a run that has
-    outlived its interval, which the check result then says."""
-    started = conn.get(keys.periodic_guard(repo.name))
-    try:
-        since = time.time() - float(started)
-    except (TypeError, ValueError):
-        return {"result": "duplicate"}
-    if since * 1000 < guard_ms(repo.interval):
-        return {"result": "duplicate"}
-    record_check(conn, repo.name, f"the check started {int(since)}s ago is still running "
-                                  f"(interval {repo.interval:g}s); this interval's check skipped")
-    return {"result": "still running", "started": float(started)}
-
 
 def record_check(conn: Redis, repo_name: str, result: str, **extra: str) -> None:
     conn.hset(keys.state(repo_name), mapping={"last_check_at": str(time.time()),
@@ -179,7 +135,12 @@ def reconcile(repo_name: str) -> dict:
         return {"result": "unknown repository"}
     token = claim_interval(conn, repo, int(config.repo_jobs(repo).job_timeout * 1000))
     if token is None:
-        return unclaimed_why(conn, repo)
+        since = overrun(conn, repo)
+        if since is None:
+            return {"result": "duplicate"}
+        record_check(conn, repo.name, f"the check started {int(since)}s ago is still running "
+                                      f"(interval {repo.interval:g}s); this interval's check skipped")
+        return {"result": "still running"}
     try:
         return _reconcile_claimed(conn, config, repo)
     finally:

@@ -15,7 +15,7 @@ from rq import Queue
 
 from pullbridge import keys
 from pullbridge.queueing import take_wanted
-from worker import inventory, periodic
+from worker import inventory, periodic, periodic_claim
 from worker.errors import TemporaryError
 from worker.lock import RepoLock
 
@@ -104,10 +104,10 @@ def test_a_check_hanging_on_its_git_host_is_not_joined_by_the_next_intervals(syn
     try:
         while not synced.conn.exists(guard):  # the hanging run has claimed its interval
             time.sleep(0.05)
-        while 0 < synced.conn.pttl(guard) <= periodic.guard_ms(synced.repo.interval):
+        while 0 < synced.conn.pttl(guard) <= periodic_claim.guard_ms(synced.repo.interval):
             time.sleep(0.2)  # an interval's claim would lapse here while the run still hangs
         with monkeypatch.context() as later_on:  # the next interval's tick, a minute on
-            later_on.setattr(periodic, "time", SimpleNamespace(time=lambda: time.time() + 60))
+            later_on.setattr(periodic_claim, "time", SimpleNamespace(time=lambda: time.time() + 60))
             later = run_reconcile(synced, next_interval=False)
         assert later["result"] == "still running", later
         assert re.fullmatch(r"the check started 6\ds ago is still running \(interval 10s\); "
@@ -118,7 +118,7 @@ def test_a_check_hanging_on_its_git_host_is_not_joined_by_the_next_intervals(syn
     assert first[0]["result"] == "in sync"
     assert "branch head not checked: git ls-remote failed" in synced.state()["last_check_result"]
     # The run is over: its claim covers the rest of its interval only, as a quick run's does.
-    assert 0 < synced.conn.pttl(guard) <= periodic.guard_ms(synced.repo.interval)
+    assert 0 < synced.conn.pttl(guard) <= periodic_claim.guard_ms(synced.repo.interval)
 
 
 def test_a_head_whose_sync_is_queued_or_running_is_not_a_missed_push(synced):
