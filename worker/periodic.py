@@ -48,7 +48,7 @@ from pullbridge.queueing import release_dead_marker, request_sync
 from worker import alerts, drift, history, metrics
 from worker.apply import Applier
 from worker.errors import PermanentError, TemporaryError, cut
-from worker.fetch import FETCH_TIMEOUT, Mirror, git_env
+from worker.fetch import FETCH_TIMEOUT, Mirror, git_env, redact
 from worker.jobs import PERMANENT_NOTE, _redis, process_config
 from worker.kube import ApiError, process_kube
 from worker.lock import LockLost, RepoLock
@@ -115,7 +115,7 @@ def remote_head(repo: RepoConfig) -> str | None:
         out = git.cmd.Git().ls_remote(repo.url, f"refs/heads/{repo.branch}", env=git_env(repo),
                                       kill_after_timeout=FETCH_TIMEOUT)
     except git.GitCommandError as exc:
-        raise TemporaryError(f"git ls-remote failed: {cut(exc.stderr or exc, 200)}") from None
+        raise TemporaryError(f"git ls-remote failed: {redact(cut(exc.stderr or exc, 200))}") from None
     for line in out.splitlines():
         sha, _, ref = line.partition("\t")
         if ref.strip() == f"refs/heads/{repo.branch}":

@@ -146,3 +146,20 @@ def test_a_head_whose_sync_is_queued_or_running_is_not_a_missed_push(synced):
     synced.conn.delete(keys.periodic_guard(synced.repo.name))
     assert run_reconcile(synced)["result"] == "sync queued"
     assert synced.state()["applied_sha"] == v2
+
+
+def test_a_git_host_that_times_out_is_said_without_the_credentials_of_its_url(synced, monkeypatch):
+    """git's own messages hide a URL's user:password; the timeout's (GitPython's) quotes the command."""
+    host = socket.socket()
+    host.bind(("127.0.0.1", 0))
+    host.listen(8)  # never answers
+    try:
+        synced.configure(synced.git, url=f"http://pb:s3cret-token@127.0.0.1:{host.getsockname()[1]}/heads.git",
+                         interval="10s", retries=0)
+        monkeypatch.setattr(periodic, "FETCH_TIMEOUT", 1)
+        assert run_reconcile(synced)["result"] == "in sync"
+    finally:
+        host.close()
+    check = synced.state()["last_check_result"]
+    assert "branch head not checked: git ls-remote failed" in check and "did not complete" in check, check
+    assert "s3cret-token" not in check and "http://***@127.0.0.1:" in check
