@@ -23,6 +23,11 @@ def wanted(repo: str) -> str:
     return f"pb:repo:{repo}:wanted"
 
 
+def suspended_told(repo: str) -> str:
+    """SET of wanted shas whose commit status already says the repo is suspended."""
+    return f"pb:repo:{repo}:suspended:told"
+
+
 def queued(repo: str) -> str:
     """STRING: id of the sync job waiting in the queue for this repo, if any."""
     return f"pb:repo:{repo}:queued"

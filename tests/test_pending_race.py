@@ -201,3 +201,33 @@ def test_a_retry_waits_again_until_it_took_the_commits(site, fake_hosts, redis_c
     assert Job.fetch(seen["late"], connection=redis_conn).return_value() == "posted"
     assert descriptions(fake_hosts)[-1] == "sync queued again"
     other.release()
+
+
+def test_a_push_to_a_suspended_repo_says_so_on_its_commit_once_until_resumed(site, fake_hosts,  # noqa: F811
+                                                                             redis_conn):
+    """Not a "sync queued" that stands until resume: the skipped sync says why the commit
+    waits, once per commit however many pushes follow, and the resumed sync applies it."""
+    from pullbridge import repostate
+    from pullbridge.queueing import request_sync
+
+    git, config, client = site
+    repostate.suspend(redis_conn, "app", by="test")
+    first = git.commit_and_push("v1", app_files("1.0"))
+    signed_push(client, first)
+    run_sync_worker(redis_conn)
+    second = git.commit_and_push("v2", app_files("2.0"))
+    signed_push(client, second)
+    run_sync_worker(redis_conn)
+    run_status_worker(redis_conn)
+    told = "suspended: not applied until `pullbridge resume app`"
+    posted = [(r["path"].rsplit("/", 1)[-1], r["payload"]["description"]) for r in fake_hosts.answered("github")]
+    assert sorted(sha for sha, text in posted if text == told) == sorted([first, second])
+    assert [text for sha, text in posted if text != told] == []  # no stale "sync queued" after them
+    assert fake_hosts.final[("github", "acme/deploy", second, CONTEXT)] == "pending"
+
+    repostate.resume(redis_conn, "app")
+    request_sync(redis_conn, config, config.repo("app"), None, reason="resume")
+    run_sync_worker(redis_conn)
+    run_status_worker(redis_conn)
+    assert fake_hosts.final[("github", "acme/deploy", second, CONTEXT)] == "success"
+    assert fake_hosts.final[("github", "acme/deploy", first, CONTEXT)] == "success"

@@ -42,6 +42,7 @@ from worker.status import enqueue_status, mark_taking_commits
 log = logging.getLogger("pullbridge.sync")
 # On a failed sync's record: the periodic job waits for a new push instead of queueing it again.
 PERMANENT_NOTE = "permanent failure: not retried until a new push"
+SUSPENDED_TOLD_TTL = 30 * 86400  # a suspension longer than this tells its waiting commits again
 
 _config_cache: dict[str, tuple[float, Config]] = {}
 _config_lock = threading.Lock()
@@ -78,6 +79,21 @@ def _status(conn, config, repo, sha, state, description, sync_id) -> None:
         enqueue_status(conn, config, repo, sha, state, description[:1000], sync_id)  # each host's limit: githosts
     except Exception:  # noqa: BLE001 - a status must never fail the sync
         log.exception("could not queue the %s status for %s@%s", state, repo.name, sha[:12])
+
+
+def _tell_suspended(conn, config, repo, wanted: list[str], sync_id: str) -> None:
+    """A pending status on each waiting commit not told yet, saying why it waits: the
+    receiver's "sync queued" would otherwise stand until the repo is resumed (once per
+    commit, however many pushes come while it is suspended)."""
+    told_key = keys.suspended_told(repo.name)
+    with conn.pipeline() as pipe:
+        for sha in wanted:
+            pipe.sadd(told_key, sha)
+        pipe.expire(told_key, SUSPENDED_TOLD_TTL)
+        new = [sha for sha, added in zip(wanted, pipe.execute()) if added]
+    for sha in new:
+        _status(conn, config, repo, sha, "pending", f"suspended: not applied until `pullbridge resume {repo.name}`",
+                sync_id)
 
 
 def _render(mirror: Mirror, repo: RepoConfig, sha: str) -> list:
@@ -155,6 +171,7 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         record.result = "skipped"
         record.notes.append("skipped: suspended")
         history.save(conn, record, limit=config.worker.history_limit)
+        _tell_suspended(conn, config, repo, wanted, record.id)
         return record.summary()
     state = history.repo_state(conn, repo.name)
     settings = config.repo_jobs(repo)
