@@ -89,14 +89,20 @@ class Item:
                          self.obj["metadata"]["name"])
 
 
-def invalid(details: str, applied: str = "nothing applied") -> PermanentError:
-    """Some objects failed their dry-run; ``details`` names each with its file.
+def invalid(errors: list[str], applied: str = "nothing applied") -> PermanentError:
+    """Some objects failed their dry-run; ``errors`` names each with its file.
 
     A plain PermanentError (operators read its class on the queue page and in
-    RQ's failed registry), carrying ``invalid_details`` so that
-    ``worker.apply_undo`` can retell it with what was undone."""
-    exc = PermanentError(f"validation failed, {applied}: {details}")
-    exc.invalid_details = details
+    RQ's failed registry) whose message names the first ``MAX_ERRORS_SHOWN``
+    (it becomes the commit status, the alert, the history line).  It carries
+    ``invalid_errors``, so that ``worker.apply_undo`` can retell it with what
+    was undone, and ``full_text``, naming every object, for the sync's record
+    (its page lists every failing object)."""
+    shown = "; ".join(errors[:MAX_ERRORS_SHOWN])
+    more = f" (and {len(errors) - MAX_ERRORS_SHOWN} more)" if len(errors) > MAX_ERRORS_SHOWN else ""
+    exc = PermanentError(f"validation failed, {applied}: {shown}{more}")
+    exc.invalid_errors = errors
+    exc.full_text = f"validation failed, {applied}: " + "; ".join(errors)
     return exc
 
 
@@ -216,9 +222,7 @@ class Applier:
             else:
                 item.action = "configured"
         if errors:
-            shown = "; ".join(errors[:MAX_ERRORS_SHOWN])
-            more = f" (and {len(errors) - MAX_ERRORS_SHOWN} more)" if len(errors) > MAX_ERRORS_SHOWN else ""
-            raise invalid(f"{shown}{more}")
+            raise invalid(errors)
         if temporary is not None:
             raise temporary
 

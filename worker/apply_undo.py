@@ -79,8 +79,8 @@ def undo(kube: Kube, written: dict, first: list, exc: Exception) -> Exception:
     else:
         applied = f"nothing applied ({undone})" if undone else "nothing applied"
     exc = sync_error(exc, "validating")
-    if getattr(exc, "invalid_details", None) is not None:
-        return invalid(exc.invalid_details, applied)
+    if getattr(exc, "invalid_errors", None) is not None:
+        return invalid(exc.invalid_errors, applied)
     if isinstance(exc, TemporaryError):
         return TemporaryError(f"{exc}; {applied}", exc.delay)
     return PermanentError(f"{exc}; {applied}")

@@ -45,6 +45,7 @@ class SyncRecord:
     finished_at: float | None = None
     result: str = "running"  # success | failure | retrying | skipped
     error: str | None = None
+    error_in_full: str | None = None  # when ``error`` names only some of the failing objects
     dry_run: bool = False
     phases: dict[str, float] = field(default_factory=dict)
     changes: list[dict] = field(default_factory=list)
@@ -79,7 +80,9 @@ class SyncRecord:
         }
 
     def full(self) -> dict:
-        return {**self.summary(), "changes": self.changes}
+        """The record as its page reads it: the summary, the change set, the error in full."""
+        extra = {"error_in_full": self.error_in_full} if self.error_in_full else {}
+        return {**self.summary(), "changes": self.changes, **extra}
 
 
 def save(conn: Redis, record: SyncRecord, *, limit: int = DEFAULT_LIMIT,

@@ -249,6 +249,7 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         return record.summary()
     except PermanentError as exc:
         record.result, record.error = "failure", str(exc)
+        record.error_in_full = getattr(exc, "full_text", None)  # every invalid object, for the page
         record.notes.append(PERMANENT_NOTE)
         history.save(conn, record, limit=limit)
         done_wanted(conn, repo.name, wanted)

@@ -285,3 +285,28 @@ def test_a_value_of_the_wrong_type_fails_for_good_naming_the_object(harness, git
     assert ".data.port: expected string" in record["error"]
     assert Job.fetch(queued.job_id, connection=harness.conn).get_status() == "failed"
     assert not Queue(keys.SYNC_QUEUE, connection=harness.conn).scheduled_job_registry.get_job_ids()
+
+
+def test_a_commit_with_many_invalid_objects_lists_every_one_on_its_page(harness, git_repo, kube, namespace):
+    """The error, and so the commit status and alert, names the first ten invalid objects; the
+    sync's page, where the status links, names every one: one push shows all there is to fix."""
+    from tests.pages.conftest import redis_url
+    from webhook import create_app
+
+    repo = git_repo("many")
+    harness.configure(repo)
+    files = {f"deploy/cm{i:03}.yaml": configmap(f"cm{i:03}", str(i)) for i in range(100)}
+    for i in range(12):
+        files[f"deploy/svc{i:02}.yaml"] = (f"apiVersion: v1\nkind: Service\nmetadata:\n  name: svc{i:02}\nspec:\n"
+                                           "  ports:\n    - port: 99999\n")
+    failed = harness.sync(repo.commit_and_push("many", files))
+    assert failed["result"] == "failure" and failed["error"].endswith(" (and 2 more)")
+    assert cm_value(kube, namespace, "cm000") is None  # nothing applied
+    app = create_app(harness.config, redis_url=redis_url(harness.conn))
+    try:
+        page = app.test_client().get(f"/syncs/{failed['id']}").get_data(as_text=True)
+    finally:
+        app.extensions["pullbridge"].conn.close()
+    for i in range(12):
+        assert f"<code>deploy/svc{i:02}.yaml</code> (document 1)" in page
+    assert "more invalid object" not in page

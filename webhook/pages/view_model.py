@@ -19,7 +19,8 @@ What is read (the contract with the workers):
   the history stands for the last drift check.
 * ``keys.history(repo)`` LIST of record summaries, newest first.
 * ``keys.sync_record(id)`` one full record; its ``changes`` are
-  ``{object, action, source, detail}``; drift diffs are its ``drift_entries``
+  ``{object, action, source, detail}``; ``error_in_full``, when set, is
+  ``error`` naming every invalid object, not the first ten; drift diffs are its ``drift_entries``
   (worker.periodic.DriftRecord: ``{object, field, live, declared, manager,
   changed_at, corrected}``) or a change's ``diffs`` list.  For a sync job's
   id instead, the RQ job and the newest history entry with that ``job_id``

@@ -179,7 +179,7 @@ def sync_page(sync_id: str):
     repo = config.repo(record.get("repo", ""))
     state = vm.repo_state(_conn(), repo.name) if repo else {}
     changes = vm.change_rows(record)
-    error = vm.parse_error(record.get("error"))
+    error = vm.parse_error(record.get("error_in_full") or record.get("error"))
     failed_objects = {o["object"] for o in error["objects"]} if error else set()
     for row in changes:
         row["failed"] = row["object"] in failed_objects
