@@ -5,7 +5,8 @@ prune) must name where an object came from.  Two inputs are supported:
 
 * plain YAML/JSON: every ``*.yaml``/``*.yml``/``*.json`` under the configured
   path, nested folders included, multi-document; files holding no manifest
-  (no document with ``apiVersion`` and ``kind``) and hidden folders are ignored,
+  (no document with ``apiVersion`` and ``kind``, nor with ``metadata`` and one
+  of them, see ``_meant_as_object``) and hidden folders are ignored,
   even YAML using tags of other tools (``!Ref``, ``!!python/name:``);
 * kustomize, when the path holds a ``kustomization.yaml``: rendered by a real
   ``kubectl kustomize`` ($PULLBRIDGE_KUBECTL, else ``kubectl`` on PATH), once
@@ -215,8 +216,7 @@ def parse_documents(text: str, rel: str, *, strict: bool = False) -> list[Manife
         raise PermanentError(f"{rel}: invalid YAML: a value does not match its explicit tag") from None
     finally:
         loader.dispose()
-    is_manifest = [isinstance(d, dict) and "apiVersion" in d and "kind" in d for d in docs]
-    if not strict and not any(is_manifest):
+    if not strict and not any(_meant_as_object(d) for d in docs):
         return []
     out: list[Manifest] = []
     for index, doc in enumerate(docs, start=1):
@@ -233,6 +233,18 @@ def parse_documents(text: str, rel: str, *, strict: bool = False) -> list[Manife
         for obj in (items if isinstance(items, list) else [doc]):
             out.append(_checked(obj, rel, index))
     return out
+
+
+def _meant_as_object(doc) -> bool:
+    """Does ``doc`` declare a Kubernetes object, or try to: apiVersion and kind, or metadata and
+    one of them (whatever its case)?  A file with such a document is a manifest file, so an object
+    whose apiVersion was forgotten or misspelt fails the sync instead of leaving Git unseen, and
+    being pruned.  Other YAML (a Helm Chart.yaml's apiVersion, tool configs) is not."""
+    if not isinstance(doc, dict):
+        return False
+    if "apiVersion" in doc and "kind" in doc:
+        return True
+    return isinstance(doc.get("metadata"), dict) and any(str(key).lower() in ("apiversion", "kind") for key in doc)
 
 
 def _checked(obj, rel: str, index: int) -> Manifest:

@@ -74,6 +74,19 @@ def test_bad_input_is_permanent_and_names_the_file(tmp_path, text, message):
         render(tmp_path)
 
 
+@pytest.mark.parametrize("text", [
+    "kind: ConfigMap\nmetadata:\n  name: a\ndata:\n  k: v\n",
+    "apiversion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+    "apiVersion: v1\nKind: ConfigMap\nmetadata:\n  name: a\n",
+])
+def test_an_object_alone_in_its_file_without_apiversion_or_kind_is_refused_not_ignored(tmp_path, text):
+    """Ignored, the object would be missing from the commit, and pruned."""
+    write(tmp_path, {"deploy/cm.yaml": text, "deploy/other.yaml": CM.format(name="b"),
+                     "chart/Chart.yaml": "apiVersion: v2\nname: web\nversion: 1.0.0\n"})
+    with pytest.raises(PermanentError, match=r"^deploy/cm.yaml, doc 1: not a Kubernetes object \(apiVersion"):
+        render(tmp_path)
+
+
 def test_yaml_with_custom_tags_that_declares_no_manifest_is_ignored(tmp_path):
     write(tmp_path, {
         "mkdocs.yml": "site_name: docs\nmarkdown_extensions:\n  - pymdownx.emoji:\n"

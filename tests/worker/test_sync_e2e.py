@@ -310,3 +310,15 @@ def test_a_commit_with_many_invalid_objects_lists_every_one_on_its_page(harness,
     for i in range(12):
         assert f"<code>deploy/svc{i:02}.yaml</code> (document 1)" in page
     assert "more invalid object" not in page
+
+
+def test_an_object_whose_apiversion_was_dropped_fails_the_sync_and_is_not_pruned(harness, git_repo, kube, namespace):
+    repo = git_repo("noapi")
+    harness.configure(repo)
+    files = app_files("1.0")
+    assert harness.sync(repo.commit_and_push("v1", files))["result"] == "success"
+    files["deploy/extra/settings.yaml"] = "kind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  value: b\n"
+    failed = harness.sync(repo.commit_and_push("no apiVersion", files))
+    assert failed["result"] == "failure", failed
+    assert failed["error"].startswith("deploy/extra/settings.yaml, doc 1: not a Kubernetes object")
+    assert cm_value(kube, namespace, "settings") == "a"
