@@ -38,6 +38,38 @@ def cut(text, limit: int = MAX_DETAIL) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+INVALID_VALUE = "Invalid value: "
+MAX_QUOTED_VALUE = 80
+
+
+def short_invalid_value(message: str, limit: int = MAX_QUOTED_VALUE) -> str:
+    """A field cause ``Invalid value: <value>: <why>`` with a long JSON object or list ``<value>``
+    shortened, so that ``cut`` keeps why (``field is immutable``) rather than the value: a Job's
+    ``spec.template`` is quoted whole.  Any other message is returned as it is."""
+    if not message.startswith(INVALID_VALUE) or message[len(INVALID_VALUE):][:1] not in ("{", "["):
+        return message
+    start = len(INVALID_VALUE)
+    depth, quoted, escaped = 0, False, False
+    for end in range(start, len(message)):
+        char = message[end]
+        if escaped:
+            escaped = False
+        elif quoted:
+            escaped, quoted = char == "\\", char != '"'
+        elif char == '"':
+            quoted = True
+        elif char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+            if depth == 0:
+                value = message[start:end + 1]
+                if len(value) <= limit:
+                    return message
+                return f"{INVALID_VALUE}{value[:limit - 5]}...{value[-1]}{message[end + 1:]}"
+    return message
+
+
 def cancel_retries(job) -> None:
     """Cancel RQ's remaining retries of ``job`` (None outside RQ): it fails for good."""
     if job is not None:

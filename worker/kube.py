@@ -27,7 +27,7 @@ import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from worker.errors import PermanentError, TemporaryError, cut
+from worker.errors import PermanentError, TemporaryError, cut, short_invalid_value
 from worker.protobuf_status import status_body
 from worker.secretmask import SecretMask, secret_mask
 
@@ -78,13 +78,13 @@ class ApiError(Exception):
 
     @property
     def detail(self) -> str:
-        """What the refusal says about the object: a 422's field causes, else the message without
-        the object's name (which the caller states)."""
+        """What the refusal says about the object: a 422's field causes (a long quoted object
+        shortened), else the message without the object's name (which the caller states)."""
         message = self.message
         causes = (self.body.get("details") or {}).get("causes") or []
         if self.status == 422 and causes:
-            return ", ".join(f"{c['field']}: {c.get('message', '')}" if c.get("field") else c.get("message", "")
-                             for c in causes)
+            return ", ".join(f"{c['field']}: {short_invalid_value(c.get('message', ''))}" if c.get("field")
+                             else c.get("message", "") for c in causes)
         if self.typed_patch_failed:  # "failed to create typed patch object (ns/name; /v1, Kind=X): .data.a: ..."
             message = message.split("): ", 1)[-1].removeprefix("errors:")  # several: "errors:\n  .a: ...\n  .b: ..."
             return ", ".join(line.strip() for line in message.splitlines() if line.strip())

@@ -322,3 +322,17 @@ def test_an_object_whose_apiversion_was_dropped_fails_the_sync_and_is_not_pruned
     assert failed["result"] == "failure", failed
     assert failed["error"].startswith("deploy/extra/settings.yaml, doc 1: not a Kubernetes object")
     assert cm_value(kube, namespace, "settings") == "a"
+
+
+def test_an_immutable_field_changed_is_refused_saying_so(harness, git_repo, kube, namespace):
+    """The API server quotes a Job's whole template when refusing a change to it; the error keeps why."""
+    job = ("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\nspec:\n  template:\n    spec:\n"
+           "      restartPolicy: Never\n      containers: [{{name: migrate, image: 'busybox:{tag}'}}]\n")
+    repo = git_repo("immutable")
+    harness.configure(repo)
+    assert harness.sync(repo.commit_and_push("v1", {"deploy/job.yaml": job.format(tag="1.36")}))["result"] == "success"
+    failed = harness.sync(repo.commit_and_push("v2", {"deploy/job.yaml": job.format(tag="1.37")}))
+    assert failed["result"] == "failure", failed
+    assert failed["error"].startswith(f"validation failed, nothing applied: Job/{namespace}/migrate "
+                                      "(deploy/job.yaml, doc 1): spec.template: Invalid value: {")
+    assert failed["error"].endswith(": field is immutable"), failed["error"]
