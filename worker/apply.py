@@ -106,6 +106,10 @@ def invalid(errors: list[str], applied: str = "nothing applied") -> PermanentErr
     return exc
 
 
+class UnknownKind(PermanentError):
+    """The API server serves no such kind (a typo, a CRD not installed); the message names the object."""
+
+
 @dataclass
 class ApplyResult:
     changes: list[Change] = field(default_factory=list)
@@ -170,8 +174,7 @@ class Applier:
         m = item.manifest
         mapping = self.kube.mapping(m.api_version, m.kind)
         if mapping is None and (m.group, m.kind) not in pending_crd_kinds:
-            raise PermanentError(f"{m.ref} ({m.source}): the API server has no kind {m.kind} "
-                                 f"in {m.api_version}")
+            raise UnknownKind(f"{m.ref} ({m.source}): the API server has no kind {m.kind} in {m.api_version}")
         item.mapping = mapping
         namespaced = mapping.namespaced if mapping else pending_crd_kinds[(m.group, m.kind)]
         # From the namespace the manifest declares, not the item's: an earlier resolve with stale
@@ -294,11 +297,20 @@ class Applier:
         return result
 
     def _plan(self, items: list[Item], crd_kinds: dict) -> tuple[list[Item], list[Item], list[Item], set[str]]:
-        """Resolve every item and read the live objects of those that can be dry-run now:
+        """Resolve every item (invalid, naming each, when kinds are not served) and read the live
+        objects of those that can be dry-run now:
         (deferred: of a CRD this commit creates, later: in a Namespace it creates, now, those
         Namespaces).  KindGone: a kind discovery served is gone; planning again resolves it afresh
         (it may come from this commit's own CRD now, or be no kind at all)."""
-        deferred = [i for i in items if not self._resolve(i, crd_kinds)]
+        deferred, unknown = [], []
+        for item in items:
+            try:
+                if not self._resolve(item, crd_kinds):
+                    deferred.append(item)
+            except UnknownKind as exc:
+                unknown.append(str(exc))
+        if unknown:  # every misspelt kind at once, not one per push
+            raise invalid(unknown)
         ready = [i for i in items if i.mapping is not None]
         check_duplicates([i.manifest for i in items], [i.obj["metadata"].get("namespace") for i in items])
         declared = {i.obj["metadata"]["name"] for i in ready

@@ -88,7 +88,8 @@ def test_a_kind_gone_for_good_fails_naming_the_object(harness, widgets, kube, na
     delete_crd(client.ApiextensionsV1Api(kube), group)
     failed = harness.sync(widgets.commit_and_push("the CRD moves elsewhere"))
     assert failed["result"] == "failure", failed
-    assert failed["error"] == f"Widget/w1 (widget.yaml, doc 1): the API server has no kind Widget in {group}/v1", \
+    assert failed["error"] == ("validation failed, nothing applied: "
+                               f"Widget/w1 (widget.yaml, doc 1): the API server has no kind Widget in {group}/v1"), \
         failed
 
 

@@ -336,3 +336,17 @@ def test_an_immutable_field_changed_is_refused_saying_so(harness, git_repo, kube
     assert failed["error"].startswith(f"validation failed, nothing applied: Job/{namespace}/migrate "
                                       "(deploy/job.yaml, doc 1): spec.template: Invalid value: {")
     assert failed["error"].endswith(": field is immutable"), failed["error"]
+
+
+def test_every_misspelt_kind_is_named_at_once(harness, git_repo, kube, namespace):
+    repo = git_repo("typos")
+    harness.configure(repo)
+    files = app_files("1.0")
+    files["deploy/a.yaml"] = configmap("a", "1").replace("kind: ConfigMap", "kind: ConfigMapp")
+    files["deploy/b.yaml"] = configmap("b", "1").replace("kind: ConfigMap", "kind: Confgmap")
+    failed = harness.sync(repo.commit_and_push("typos", files))
+    assert failed["result"] == "failure", failed
+    assert failed["error"] == ("validation failed, nothing applied: "
+                               "Confgmap/b (deploy/b.yaml, doc 1): the API server has no kind Confgmap in v1; "
+                               "ConfigMapp/a (deploy/a.yaml, doc 1): the API server has no kind ConfigMapp in v1")
+    assert cm_value(kube, namespace, "settings") is None  # nothing applied
