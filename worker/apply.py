@@ -148,6 +148,7 @@ class Applier:
         self.dry_run_only = dry_run_only
         self._live_cache: dict[tuple[str, str | None], dict[str, dict]] = {}
         self.written: dict[str, dict] = {}  # inventory entries of what this run wrote (and kept)
+        self._items: list[Item] = []
 
     # -- helpers ----------------------------------------------------------
     def _apply_request(self, item: Item, dry_run: bool, read_answer: bool) -> dict | None:
@@ -267,7 +268,7 @@ class Applier:
 
     def run(self, manifests: list[Manifest]) -> ApplyResult:
         # Only metadata.namespace is ever changed on an item: copy that level, share the rest.
-        items = [Item(m, {**m.obj, "metadata": dict(m.obj["metadata"])}) for m in manifests]
+        items = self._items = [Item(m, {**m.obj, "metadata": dict(m.obj["metadata"])}) for m in manifests]
         crd_kinds = {crd_kind(i.obj): crd_namespaced(i.obj) for i in items
                      if i.obj["kind"] == "CustomResourceDefinition"}
         try:
@@ -295,6 +296,10 @@ class Applier:
             result.changes.append(Change(item.ref, item.action or "skipped", item.manifest.source))
             result.entries[item.inventory_id] = {"v": item.obj["apiVersion"], "h": item.digest}
         return result
+
+    def written_changes(self) -> list[Change]:
+        """What a run that failed wrote all the same, and kept: the sync's change set says so."""
+        return [Change(i.ref, i.action, i.manifest.source) for i in self._items if i.inventory_id in self.written]
 
     def _plan(self, items: list[Item], crd_kinds: dict) -> tuple[list[Item], list[Item], list[Item], set[str]]:
         """Resolve every item (invalid, naming each, when kinds are not served) and read the live

@@ -217,6 +217,7 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         try:
             applied = applier.run(manifests)
         except Exception:
+            record.add(applier.written_changes())  # not "nothing applied" when some was
             _track_written(kube, inv_ns, repo, previous, applier.written)
             raise
         record.add(applied.changes)
