@@ -17,6 +17,30 @@ def day(n: int) -> datetime:
     return datetime(2026, 5, n, 12, 0, tzinfo=timezone.utc)
 
 
+AUTOMATED_WORKLOAD = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+  namespace: shop
+  annotations:
+    fluxcd.io/automated: "true"
+    fluxcd.io/tag.{container}: {tag_filter}
+spec:
+  template:
+    spec:
+      containers:
+        - name: app
+          image: {image}
+"""
+
+
+def automated_workload(name: str, image: str, tag_filter: str, container: str = "app") -> str:
+    """A Deployment ``shop/<name>`` whose one container, ``app``, runs ``image``, automated with
+    ``tag.<container>: <tag_filter>`` (a ``container`` other than ``app`` names none of its own)."""
+    return AUTOMATED_WORKLOAD.format(name=name, image=image, tag_filter=tag_filter, container=container)
+
+
 def demo_manifest(image: str, nginx_image: str, annotations: dict[str, str]) -> str:
     """The demo's fluxdemo Deployment with both images on our registry and Flux annotations.
 

@@ -8,33 +8,16 @@ import logging
 
 import pytest
 
-from tests.images.helpers import bare_git, day, make_config
+from tests.images.helpers import automated_workload, bare_git, day, make_config
 from worker.images.scan import scan
-
-WORKLOAD = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-  namespace: shop
-  annotations:
-    fluxcd.io/automated: "true"
-    fluxcd.io/tag.{container}: {tag_filter}
-spec:
-  template:
-    spec:
-      containers:
-        - name: app
-          image: {image}:v1.0.0
-"""
 
 
 def _setup(git_repo, registry, image_name, container: str, tag_filter: str):
     """``apps/bad.yaml`` with the filter under test, ``apps/good.yaml`` with a sound one."""
     repo = git_repo("images-filters")
     image = f"{registry.host}/{image_name}"
-    files = {"apps/bad.yaml": WORKLOAD.format(name="bad", container=container, tag_filter=tag_filter, image=image),
-             "apps/good.yaml": WORKLOAD.format(name="good", container="app", tag_filter="semver:~1", image=image)}
+    files = {"apps/bad.yaml": automated_workload("bad", f"{image}:v1.0.0", tag_filter, container),
+             "apps/good.yaml": automated_workload("good", f"{image}:v1.0.0", "semver:~1")}
     repo.commit_and_push("two workloads", files)
     for tag, when in (("v1.0.0", 1), ("v1.1.0", 2), ("master-9f1c", 3)):
         registry.push_image(image_name, tag, day(when))

@@ -4,25 +4,8 @@ policies agree (real registry, bare repo, the stack's Redis)."""
 
 from __future__ import annotations
 
-from tests.images.helpers import bare_git, day, make_config
+from tests.images.helpers import automated_workload, bare_git, day, make_config
 from worker.images.scan import scan
-
-WORKLOAD = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-  namespace: shop
-  annotations:
-    fluxcd.io/automated: "true"
-    fluxcd.io/tag.app: {tag_filter}
-spec:
-  template:
-    spec:
-      containers:
-        - name: app
-          image: {image}
-"""
 
 
 def _repo(git_repo, registry, image_name, files):
@@ -35,8 +18,8 @@ def _repo(git_repo, registry, image_name, files):
 
 def test_each_image_line_follows_its_own_workload_policy(git_repo, registry, image_name, redis_conn):
     image = f"{registry.host}/{image_name}"
-    text = (WORKLOAD.format(name="stable", tag_filter="semver:~1", image=f"{image}:v1.0.0") + "---\n"
-            + WORKLOAD.format(name="edge", tag_filter="glob:v*", image=f"{image}:v1.0.0"))
+    text = (automated_workload("stable", f"{image}:v1.0.0", "semver:~1") + "---\n"
+            + automated_workload("edge", f"{image}:v1.0.0", "glob:v*"))
     repo = _repo(git_repo, registry, image_name, {"shop.yaml": text})
     config = make_config(repo, registry)
 
@@ -57,8 +40,8 @@ def test_one_kustomization_entry_for_both_is_left_when_their_policies_disagree(g
     kustomization = f"resources: [stable.yaml, edge.yaml]\nimages:\n  - name: {image}\n    newTag: v1.0.0\n"
     repo = _repo(git_repo, registry, image_name, {
         "kustomization.yaml": kustomization,
-        "stable.yaml": WORKLOAD.format(name="stable", tag_filter="semver:~1", image=f"{image}:v0"),
-        "edge.yaml": WORKLOAD.format(name="edge", tag_filter="glob:v*", image=f"{image}:v0")})
+        "stable.yaml": automated_workload("stable", f"{image}:v0", "semver:~1"),
+        "edge.yaml": automated_workload("edge", f"{image}:v0", "glob:v*")})
     config = make_config(repo, registry)
     head = bare_git(repo, "rev-parse", "main").strip()
 
