@@ -97,12 +97,15 @@ def invalid(errors: list[str], applied: str = "nothing applied") -> PermanentErr
     (it becomes the commit status, the alert, the history line).  It carries
     ``invalid_errors``, so that ``worker.apply_undo`` can retell it with what
     was undone, and ``full_text``, naming every object, for the sync's record
-    (its page lists every failing object)."""
+    (its page lists every failing object).  With more than one, the summary
+    counts them first, as a status cut to 140 characters (GitHub's) still
+    shows: ``validation failed for 3 objects, nothing applied: ...``."""
     shown = "; ".join(errors[:MAX_ERRORS_SHOWN])
     more = f" (and {len(errors) - MAX_ERRORS_SHOWN} more)" if len(errors) > MAX_ERRORS_SHOWN else ""
-    exc = PermanentError(f"validation failed, {applied}: {shown}{more}")
+    summary = f"validation failed{f' for {len(errors)} objects' if len(errors) > 1 else ''}, {applied}: "
+    exc = PermanentError(f"{summary}{shown}{more}")
     exc.invalid_errors = errors
-    exc.full_text = f"validation failed, {applied}: " + "; ".join(errors)
+    exc.full_text = summary + "; ".join(errors)
     return exc
 
 

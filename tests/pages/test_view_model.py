@@ -77,10 +77,10 @@ def test_parse_error_names_object_and_file():
 
 def test_parse_error_with_several_objects_as_the_applier_words_it():
     parsed = vm.parse_error(
-        "validation failed, nothing applied: Deployment/web/api (apps/api.yaml, doc 2): spec.replicas: "
-        "Invalid value: -1; Namespace/web (ns.yaml, doc 1): forbidden: no; ConfigMap/web/c (c.yaml, doc 3): "
-        "data: Invalid value: \"a; b\" (and 4 more)")
-    assert parsed["summary"] == "validation failed, nothing applied" and parsed["more"] == 4
+        "validation failed for 7 objects, nothing applied: Deployment/web/api (apps/api.yaml, doc 2): "
+        "spec.replicas: Invalid value: -1; Namespace/web (ns.yaml, doc 1): forbidden: no; ConfigMap/web/c "
+        "(c.yaml, doc 3): data: Invalid value: \"a; b\" (and 4 more)")
+    assert parsed["summary"] == "validation failed for 7 objects, nothing applied" and parsed["more"] == 4
     assert [(o["kind"], o["namespace"], o["name"], o["file"], o["doc"]) for o in parsed["objects"]] == [
         ("Deployment", "web", "api", "apps/api.yaml", "2"), ("Namespace", "", "web", "ns.yaml", "1"),
         ("ConfigMap", "web", "c", "c.yaml", "3")]

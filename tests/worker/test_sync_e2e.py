@@ -126,7 +126,7 @@ def test_invalid_object_leaves_the_cluster_untouched_and_fails_for_good(harness,
     harness.work()
     record = harness.history()[0]
     assert record["result"] == "failure" and record["sha"] == bad_sha
-    assert record["error"].startswith("validation failed, nothing applied: ")
+    assert record["error"].startswith("validation failed for 2 objects, nothing applied: ")
     assert f"Deployment/{namespace}/fluxdemo (deploy/app.yaml, doc 2): spec.replicas: Invalid value: -1" \
         in record["error"]
     assert f"Service/{namespace}/broken (deploy/new.yaml, doc 1): spec.ports[0].port: Invalid value: 99999" \
@@ -301,6 +301,7 @@ def test_a_commit_with_many_invalid_objects_lists_every_one_on_its_page(harness,
                                            "  ports:\n    - port: 99999\n")
     failed = harness.sync(repo.commit_and_push("many", files))
     assert failed["result"] == "failure" and failed["error"].endswith(" (and 2 more)")
+    assert failed["error"].startswith("validation failed for 12 objects, nothing applied: Service/")  # in 140 chars
     assert cm_value(kube, namespace, "cm000") is None  # nothing applied
     app = create_app(harness.config, redis_url=redis_url(harness.conn))
     try:
@@ -346,7 +347,7 @@ def test_every_misspelt_kind_is_named_at_once(harness, git_repo, kube, namespace
     files["deploy/b.yaml"] = configmap("b", "1").replace("kind: ConfigMap", "kind: Confgmap")
     failed = harness.sync(repo.commit_and_push("typos", files))
     assert failed["result"] == "failure", failed
-    assert failed["error"] == ("validation failed, nothing applied: "
+    assert failed["error"] == ("validation failed for 2 objects, nothing applied: "
                                "Confgmap/b (deploy/b.yaml, doc 1): the API server has no kind Confgmap in v1; "
                                "ConfigMapp/a (deploy/a.yaml, doc 1): the API server has no kind ConfigMapp in v1")
     assert cm_value(kube, namespace, "settings") is None  # nothing applied
