@@ -185,6 +185,9 @@ def _reconcile_claimed(conn: Redis, config: Config, repo: RepoConfig) -> dict:
             compare_paths = True
         else:
             return queue_head(conn, config, repo, head, failed)
+    elif head and head != applied:  # held by a rollback: say why the head is not applied
+        about_head = (f"held at {state['held_sha'][:12]} by a rollback: head {head[:12]} not applied until "
+                      f"`pullbridge resume {repo.name}`")
     if not applied:
         record_check(conn, repo.name, _also("nothing applied yet", about_head))
         return {"result": "nothing applied"}

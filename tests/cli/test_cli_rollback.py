@@ -9,6 +9,7 @@ import pytest
 from pullbridge import keys, repostate
 from pullbridge.queueing import request_sync
 from tests.worker.sync_manifests import app_files, app_version
+from worker import periodic
 
 pytestmark = pytest.mark.stack
 
@@ -39,6 +40,9 @@ def test_rollback_applies_the_old_commit_and_holds_it_until_resume(ops, git_repo
     ops.work()
     assert app_version(kube, namespace) == "1.0"
     assert ops.conn.zcard(keys.wanted("app")) == 0
+    assert periodic.reconcile("app")["result"] == "in sync"  # the held commit's objects, not the head's
+    assert repostate.read(ops.conn, "app")["last_check_result"].endswith(
+        f"; held at {sha1[:12]} by a rollback: head {sha3[:12]} not applied until `pullbridge resume app`")
 
     code, out, _ = ops.run("history", "app")
     assert code == 0 and out.startswith(f"HELD: app is held at {sha1[:12]} by a rollback")
