@@ -34,6 +34,7 @@ from rq import Queue, Retry
 
 from pullbridge import keys
 from pullbridge.config import Config, ConfigError, RepoConfig
+from pullbridge.config_types import SecretUnusable
 from pullbridge.notify_config import AlertTarget
 from pullbridge.queueing import retry_intervals
 from worker.outbound import PermanentError, TemporaryError, check, job_config, run_job, send_json
@@ -169,11 +170,11 @@ def send(target: str, alert: dict) -> str:
             log.info("%s: destination no longer configured; dropped", what)
             return "dropped"
         try:
-            url = destination.url().value().decode().strip()
+            url = destination.usable_url()
+        except SecretUnusable as exc:  # empty, or not an http(s) URL: no retry mends it
+            raise PermanentError(f"{what}: {exc}") from None
         except ConfigError as exc:
             raise TemporaryError(f"{what}: URL unreadable: {exc}") from None
-        if problem := destination.url_problem(url.encode()):
-            raise PermanentError(f"{what}: {destination.url().describe()} {problem}")
         payload = slack_message(alert) if destination.kind == "slack" else alert
         check(send_json(url, payload, {}, destination.timeout), what)
         log.info("%s: sent", what)
