@@ -7,6 +7,7 @@ unreachable, naming the Redis URL without its password.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import os
@@ -38,8 +39,6 @@ def add_redis_option(parser, *, under_verb: bool = False) -> None:
     """``--redis-url``.  ``under_verb``: the option is also on the verb's parent parser
     (``queue --redis-url URL purge``); argparse would let the subcommand's default None
     overwrite the parent's value, and the verb would quietly act on ``$REDIS_URL``."""
-    import argparse
-
     default = argparse.SUPPRESS if under_verb else None
     parser.add_argument("--redis-url", metavar="URL", default=default, help=f"Redis URL (default: ${REDIS_ENV})")
 
