@@ -35,10 +35,10 @@ all, the host's redelivery is answered ``duplicate``), and a pending status
 not yet confirmed is reported so (``"not confirmed in time"``).  The clock
 starts once the body is in (and verified, microseconds later), not when the
 request began: the deadline is Redis' time, and a body that came slowly must
-not leave a push no time to be queued (it was answered 503 without Redis being asked).  The host's own
-wait runs from its request, so a slow upload eats into its 10 s
-(docs/webhooks.md: the read itself is bounded by neither this code nor
-gunicorn's gevent worker).
+not leave a push no time to be queued (it was answered 503 without Redis
+being asked).  The host's own wait runs from its request, so a slow upload
+eats into its 10 s (docs/webhooks.md: the read itself is bounded by neither
+this code nor gunicorn's gevent worker).
 """
 
 from __future__ import annotations
