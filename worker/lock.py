@@ -34,6 +34,11 @@ class LockLost(Exception):
     """The lock expired or was taken over while we worked."""
 
 
+def token_owner(token: str) -> str:
+    """The ``owner`` a lock token was made for (``<owner>:<random>``), the token itself without one."""
+    return token.rpartition(":")[0] or token
+
+
 class RepoLock:
     def __init__(self, conn: Redis, repo_name: str, ttl: float = DEFAULT_TTL, owner: str = ""):
         self.conn = conn

@@ -51,7 +51,7 @@ from worker.errors import PermanentError, TemporaryError, cut
 from worker.fetch import FETCH_TIMEOUT, Mirror, git_env, redact
 from worker.jobs import PERMANENT_NOTE, _redis, process_config
 from worker.kube import ApiError, process_kube
-from worker.lock import LockLost, RepoLock
+from worker.lock import LockLost, RepoLock, token_owner
 from worker.ownership import stripped_manifests
 from worker.periodic_claim import claim_interval, end_run, overrun
 from worker.rendercache import rendered
@@ -287,8 +287,8 @@ def pending_sync(conn: Redis, repo_name: str, sha: str) -> tuple[str, str] | Non
     queued = conn.get(keys.queued(repo_name))
     if queued:
         return queued.decode(), f"sync {queued.decode()} queued"
-    holder = RepoLock(conn, repo_name).holder()  # "<job id>:<token>"
-    return (holder.rpartition(":")[0] or holder, f"{holder} holds the repo") if holder else None
+    holder = RepoLock(conn, repo_name).holder()
+    return (token_owner(holder), f"{holder} holds the repo") if holder else None
 
 
 def failed_sync(conn: Redis, repo_name: str, sha: str) -> dict | None:
