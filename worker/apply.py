@@ -11,10 +11,11 @@ nothing and cheap when nothing changed.  The flow, after fluxcd/pkg ssa:
    all still hold live, is unchanged: no request at all (these comparisons
    are ``worker.apply_diff``'s);
 4. every other object is server-side dry-run applied (field manager
-   ``pullbridge``, force).  If any is rejected nothing is written and the
-   error names each object and file.  A dry-run result equal to the live
-   object (ignoring managedFields, resourceVersion, generation, status...)
-   is unchanged too, so it keeps its resourceVersion;
+   ``pullbridge``, force).  If any is rejected, or any kind is not served,
+   nothing is written and one error names each such object and its file.
+   A dry-run result equal to the live object (ignoring managedFields,
+   resourceVersion, generation, status...) is unchanged too, so it keeps its
+   resourceVersion;
 5. Namespaces and CRDs are applied first (CRDs waited for until
    Established), then the rest, kind by kind in a stable order, each kind
    concurrently.
@@ -30,6 +31,7 @@ is deleted again and what was changed put back as it was
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from worker.apply_diff import digest, unchanged_as_recorded, unchanged_by_apply
@@ -205,8 +207,9 @@ class Applier:
             i.live = self._live_cache.get((i.mapping, ns), {}).get(i.obj["metadata"]["name"])
 
     # -- the phases -------------------------------------------------------
-    def _validate(self, items: list[Item]) -> None:
-        """Decide each item's action; dry-run those that may differ.  Raise if any is invalid."""
+    def _validate(self, items: list[Item], unknown: Sequence[str] = ()) -> None:
+        """Decide each item's action; dry-run those that may differ.  Raise if any is invalid,
+        naming first the objects of ``unknown`` kinds (``_plan``'s), so that one push says all."""
         to_check = []
         for item in items:
             if unchanged_as_recorded(item.obj, item.live, self.previous.get(item.inventory_id), item.digest):
@@ -216,7 +219,7 @@ class Applier:
         # The answer is read only when there is a live object to compare it with.
         results = parallel(lambda i: self._apply_request(i, True, i.live is not None), to_check,
                            self.concurrency)
-        errors, temporary = [], None
+        errors, temporary = list(unknown), None
         for item, result in zip(to_check, results):
             if isinstance(result, ApiError) and not result.temporary:
                 errors.append(describe_api_error(item, result))
@@ -275,10 +278,10 @@ class Applier:
         crd_kinds = {crd_kind(i.obj): crd_namespaced(i.obj) for i in items
                      if i.obj["kind"] == "CustomResourceDefinition"}
         try:
-            deferred, later, now, fresh = self._plan(items, crd_kinds)
+            deferred, later, now, fresh, unknown = self._plan(items, crd_kinds)
         except KindGone:  # discovery was stale (a CRD deleted since); the Kube forgot that group
-            deferred, later, now, fresh = self._plan(items, crd_kinds)
-        self._validate(now)
+            deferred, later, now, fresh, unknown = self._plan(items, crd_kinds)
+        self._validate(now, unknown)
         stage_one = [i for i in now if i.obj["kind"] in STAGE_ONE_KINDS]
         first = self._needed_first(stage_one, deferred, later, fresh)
         if deferred or later:
@@ -304,23 +307,24 @@ class Applier:
         """What a run that failed wrote all the same, and kept: the sync's change set says so."""
         return [Change(i.ref, i.action, i.manifest.source) for i in self._items if i.inventory_id in self.written]
 
-    def _plan(self, items: list[Item], crd_kinds: dict) -> tuple[list[Item], list[Item], list[Item], set[str]]:
-        """Resolve every item (invalid, naming each, when kinds are not served) and read the live
-        objects of those that can be dry-run now:
+    def _plan(self, items: list[Item], crd_kinds: dict) \
+            -> tuple[list[Item], list[Item], list[Item], set[str], list[str]]:
+        """Resolve every item and read the live objects of those that can be dry-run now:
         (deferred: of a CRD this commit creates, later: in a Namespace it creates, now, those
-        Namespaces).  KindGone: a kind discovery served is gone; planning again resolves it afresh
+        Namespaces, unknown: the error of each object whose kind is not served, which is left out
+        of the rest, so that the others are still dry-run and one failure names them all).
+        KindGone: a kind discovery served is gone; planning again resolves it afresh
         (it may come from this commit's own CRD now, or be no kind at all)."""
-        deferred, unknown = [], []
+        deferred, unknown, resolved = [], [], []
         for item in items:
             try:
                 if not self._resolve(item, crd_kinds):
                     deferred.append(item)
+                resolved.append(item)
             except UnknownKind as exc:
                 unknown.append(str(exc))
-        if unknown:  # every misspelt kind at once, not one per push
-            raise invalid(unknown)
-        ready = [i for i in items if i.mapping is not None]
-        check_duplicates([i.manifest for i in items], [i.obj["metadata"].get("namespace") for i in items])
+        ready = [i for i in resolved if i.mapping is not None]
+        check_duplicates([i.manifest for i in resolved], [i.obj["metadata"].get("namespace") for i in resolved])
         declared = {i.obj["metadata"]["name"] for i in ready
                     if i.obj["kind"] == "Namespace" and i.manifest.group == ""}
         fresh = {name for name in declared if not self._namespace_exists(name)}
@@ -328,7 +332,7 @@ class Applier:
         later = [i for i in ready if i.obj["metadata"].get("namespace") in fresh]
         now = [i for i in ready if i.obj["metadata"].get("namespace") not in fresh]
         self._load_live(now, fresh)
-        return deferred, later, now, fresh
+        return deferred, later, now, fresh, unknown
 
     def _needed_first(self, stage_one: list[Item], deferred: list[Item], later: list[Item],
                       fresh: set[str]) -> list[Item]:

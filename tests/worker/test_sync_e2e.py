@@ -351,3 +351,28 @@ def test_every_misspelt_kind_is_named_at_once(harness, git_repo, kube, namespace
                                "Confgmap/b (deploy/b.yaml, doc 1): the API server has no kind Confgmap in v1; "
                                "ConfigMapp/a (deploy/a.yaml, doc 1): the API server has no kind ConfigMapp in v1")
     assert cm_value(kube, namespace, "settings") is None  # nothing applied
+
+
+def test_an_unknown_kind_and_an_invalid_object_are_named_in_one_failure(
+        harness, git_repo, kube, namespace, widget_groups):
+    """The objects whose kind the API server serves are still dry-run: one push names all that is wrong.
+    A Widget whose CRD the push declares is not unknown (it is not dry-run either: its CRD would have
+    to be written first, and nothing is)."""
+    group = widget_groups()
+    repo = git_repo("unknown-and-invalid")
+    harness.configure(repo)
+    files = app_files("1.0", replicas=-1)
+    files["deploy/a.yaml"] = configmap("a", "1").replace("kind: ConfigMap", "kind: ConfigMapp")
+    files["deploy/crd.yaml"] = widget_crd(group)
+    files["deploy/widget.yaml"] = widget(group, 1)
+    failed = harness.sync(repo.commit_and_push("typo and invalid", files))
+    assert failed["result"] == "failure", failed
+    assert failed["error"] == (
+        "validation failed for 2 objects, nothing applied: "
+        "ConfigMapp/a (deploy/a.yaml, doc 1): the API server has no kind ConfigMapp in v1; "
+        f"Deployment/{namespace}/fluxdemo (deploy/app.yaml, doc 2): "
+        "spec.replicas: Invalid value: -1: must be greater than or equal to 0"), failed
+    assert cm_value(kube, namespace, "settings") is None  # nothing applied
+    with pytest.raises(client.ApiException) as info:
+        client.ApiextensionsV1Api(kube).read_custom_resource_definition(f"widgets.{group}")
+    assert info.value.status == 404
