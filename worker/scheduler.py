@@ -7,6 +7,15 @@ sync queue, so the ordinary workers run it.  Any number of schedulers may
 run (one per host, say): the job itself claims its interval with an atomic
 Redis key, so the duplicates they queue do nothing.
 
+Repos with the same interval are not checked at the same moment (a load
+spike on the git host and the API server): each repo's check falls at its
+own offset within the interval, derived from its name (``RepoCronJob``), so
+it is the same after a restart and in every scheduler.  RQ's interval
+``CronJob`` has no such offset (it runs at once when the scheduler starts,
+then every interval after that), and its ``cron`` form cannot express one
+for every interval (cron steps restart at each hour or day, so ``*/7``
+minutes is not every 7 minutes; and it follows the local clock).
+
 The config file ($PULLBRIDGE_CONFIG) is watched: when it changes, repos that
 were added start their schedule, removed ones stop, and a changed interval
 takes effect; a repo whose interval did not change keeps its timing.  A
@@ -16,14 +25,16 @@ config that does not load keeps the previous schedule (and says so in the log).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import math
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 from redis import Redis
-from rq.cron import CronJob, CronScheduler
+from rq.cron import CronJob, CronScheduler, now
 
 from pullbridge import keys
 from pullbridge.config import CONFIG_ENV, Config, ConfigError, load_config
@@ -40,17 +51,50 @@ def job_name(repo_name: str) -> str:
     return f"pullbridge-reconcile:{repo_name}"
 
 
-def cron_jobs(config: Config) -> list[CronJob]:
-    """One interval CronJob per repo (RQ wants whole seconds; round up)."""
+def offset_seconds(repo_name: str, interval: int) -> float:
+    """Where in each ``interval`` (seconds) the repo's check falls: a fraction of it fixed by a
+    hash of the name (not Python's ``hash``, which differs from one process to the next)."""
+    fraction = int.from_bytes(hashlib.sha256(repo_name.encode()).digest()[:8], "big") / 2 ** 64
+    return interval * fraction
+
+
+class RepoCronJob(CronJob):
+    """An interval CronJob queued at the moments when the Unix time, less ``offset``, is a whole
+    number of intervals: the first such moment after the scheduler starts (not at once, as RQ's
+    interval jobs do), then once every interval.  Moments missed (a scheduler that was stopped or
+    stalled) are not caught up: the next one comes."""
+
+    def __init__(self, *args, offset: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.offset = offset
+        self.next_enqueue_time = self.moment_after(now())
+
+    def moment_after(self, when: datetime) -> datetime:
+        """The first of this job's moments later than ``when``."""
+        count = math.floor((when.timestamp() - self.offset) / self.interval) + 1
+        return datetime.fromtimestamp(count * self.interval + self.offset, timezone.utc)
+
+    def get_next_enqueue_time(self) -> datetime:
+        # Later than the moment just due as well: the enqueue time RQ records is its clock at the
+        # start of the tick, which may fall just before that moment.
+        return self.moment_after(max(t for t in (self.latest_enqueue_time, self.next_enqueue_time) if t))
+
+    def should_run(self) -> bool:
+        return now() >= self.next_enqueue_time
+
+
+def cron_jobs(config: Config) -> list[RepoCronJob]:
+    """One interval CronJob per repo (RQ wants whole seconds; round up), at the repo's offset."""
     from worker.periodic import reconcile
 
     jobs = []
     for repo in config.repos:
         settings = config.repo_jobs(repo)
-        jobs.append(CronJob(keys.SYNC_QUEUE, func=reconcile, args=(repo.name,),
-                            interval=max(1, math.ceil(repo.interval)), name=job_name(repo.name),
-                            job_timeout=int(settings.job_timeout), result_ttl=3600, failure_ttl=86400,
-                            meta={"repo": repo.name, "reason": "periodic"}))
+        interval = max(1, math.ceil(repo.interval))
+        jobs.append(RepoCronJob(keys.SYNC_QUEUE, func=reconcile, args=(repo.name,), interval=interval,
+                                offset=offset_seconds(repo.name, interval), name=job_name(repo.name),
+                                job_timeout=int(settings.job_timeout), result_ttl=3600, failure_ttl=86400,
+                                meta={"repo": repo.name, "reason": "periodic"}))
     return jobs
 
 
@@ -102,7 +146,8 @@ class ReconcileScheduler(CronScheduler):
                      f"; new/changed: {', '.join(changed)}" if changed and not initial else "",
                      f"; removed: {', '.join(removed)}" if removed else "")
             for job in new:
-                log.info("  %s every %ss on %s", job.name, job.interval, job.queue_name)
+                log.info("  %s every %ss, %.1fs into each interval, on %s", job.name, job.interval, job.offset,
+                         job.queue_name)
         return bool(changed or removed)
 
     def enqueue_jobs(self) -> list[CronJob]:

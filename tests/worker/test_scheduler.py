@@ -1,9 +1,11 @@
-"""The scheduler follows the config file: one RQ CronJob per repo, reloaded when the file changes."""
+"""The scheduler follows the config file: one RQ CronJob per repo, reloaded when the file changes; repos with
+the same interval are checked at moments of their own, once per interval."""
 
 from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timedelta, timezone
 
 from pullbridge import keys
 from worker.scheduler import JOB_FUNC, ReconcileScheduler, job_name
@@ -16,7 +18,23 @@ def write(path, repos, mtime):
     os.utime(path, (mtime, mtime))
 
 
-def test_jobs_follow_the_config_file(redis_conn, tmp_path):
+class Clock:
+    """The clock RQ's CronScheduler and the scheduler's jobs read, moved by the test."""
+
+    def __init__(self, monkeypatch):
+        self.time = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        monkeypatch.setattr("rq.cron.now", self)
+        monkeypatch.setattr("worker.scheduler.now", self, raising=False)
+
+    def __call__(self) -> datetime:
+        return self.time
+
+    def advance(self, seconds: float) -> None:
+        self.time += timedelta(seconds=seconds)
+
+
+def test_jobs_follow_the_config_file(redis_conn, tmp_path, monkeypatch):
+    clock = Clock(monkeypatch)
     cfg = tmp_path / "pullbridge.yaml"
     write(cfg, [("a", "10s"), ("b", "5m")], 1000)
     scheduler = ReconcileScheduler(redis_conn, str(cfg))
@@ -24,7 +42,9 @@ def test_jobs_follow_the_config_file(redis_conn, tmp_path):
     assert {n: (j.interval, j.func_name, j.args, j.queue_name) for n, j in jobs.items()} == {
         job_name("a"): (10, JOB_FUNC, ("a",), keys.SYNC_QUEUE),
         job_name("b"): (300, JOB_FUNC, ("b",), keys.SYNC_QUEUE)}
-    enqueued = scheduler.enqueue_jobs()  # interval jobs run at once on start
+    assert scheduler.enqueue_jobs() == []  # not at once on start: each at its own moment
+    clock.advance(300)
+    enqueued = scheduler.enqueue_jobs()  # the moments missed meanwhile are not caught up
     assert len(enqueued) == 2 and redis_conn.llen(f"rq:queue:{keys.SYNC_QUEUE}") == 2
     timing = jobs[job_name("b")].next_enqueue_time
 
@@ -52,3 +72,30 @@ def test_a_reload_to_an_unusable_interval_keeps_the_schedule(redis_conn, tmp_pat
         assert "repos[0].interval: " in caplog.text and "keeping the previous schedule" in caplog.text
         assert len(scheduler.enqueue_jobs()) <= 1  # the loop goes on
         caplog.clear()
+
+
+def test_repos_with_the_same_interval_are_checked_at_moments_of_their_own_once_per_interval(
+        redis_conn, tmp_path, monkeypatch):
+    """The moments come from the repo's name: a second scheduler (or this one restarted) started
+    later queues each repo at the same moments."""
+    clock = Clock(monkeypatch)
+    cfg = tmp_path / "pullbridge.yaml"
+    write(cfg, [("alpha", "10s"), ("beta", "10s")], 1000)
+    start, step = clock.time, 0.1
+    schedulers = {"first": ReconcileScheduler(redis_conn, str(cfg))}
+    checked = {(s, job_name(r)): [] for s in ("first", "second") for r in ("alpha", "beta")}
+    for tick in range(400):  # 40 s, that is four intervals
+        if tick == 37:
+            schedulers["second"] = ReconcileScheduler(redis_conn, str(cfg))
+        for which, scheduler in schedulers.items():
+            for job in scheduler.enqueue_jobs():
+                checked[which, job.name].append((clock.time - start).total_seconds())
+        clock.advance(step)
+    alpha, beta = checked["first", job_name("alpha")], checked["first", job_name("beta")]
+    for times in (alpha, beta):
+        assert len(times) == 4, checked  # once per interval
+        assert all(abs(later - earlier - 10) < step / 2 for earlier, later in zip(times, times[1:])), checked
+    assert abs(alpha[0] - beta[0]) > 1, checked  # not at the same moment
+    for repo in ("alpha", "beta"):
+        first = checked["first", job_name(repo)]
+        assert checked["second", job_name(repo)] == [t for t in first if t > 3.7], checked
