@@ -5,6 +5,12 @@ Event and delivery come in ``X-Gitea-Event`` / ``X-Gitea-Delivery`` (Forgejo
 also sends ``X-Forgejo-*``; both send GitHub- and Gogs-compatible copies).
 The push payload is shaped like GitHub's: ``ref``, ``before``, ``after``,
 ``commits[]`` with ``added``/``modified``/``removed``, ``repository.full_name``.
+
+Neither host has a ping event: the webhook page's "Test Delivery" button
+sends a push to the default branch whose ``before`` is its ``after`` (Gitea:
+the zero sha and a fake commit; Forgejo: the branch head), which no real ref
+update does.  It is reported as a ``ping``, not as a push of the branch (nor,
+for Gitea's zero sha, as the branch's deletion).
 """
 
 from __future__ import annotations
@@ -46,5 +52,8 @@ def parse(headers, payload, *, branch: str | None = None, with_paths: bool = Tru
     if event != "push":
         return PushEvent(NAME, event, delivery_id(headers),
                          repository=field(payload, "repository.full_name", required=False))
-    return commits_push(NAME, delivery_id(headers), payload, repository="repository.full_name",
+    push = commits_push(NAME, delivery_id(headers), payload, repository="repository.full_name",
                         with_paths=with_paths, total_key="total_commits")
+    if push.before == push.after:  # the "Test Delivery" button (see the module docstring)
+        return PushEvent(NAME, "ping", push.delivery, repository=push.repository)
+    return push

@@ -1,0 +1,69 @@
+"""Deliveries shaped exactly as Gitea/Forgejo, Bitbucket Server and the generic
+format send them in the cases a user meets first (the webhook page's test
+button, a push of several refs at once, a payload that leaves something
+out), through the real receiver and a real Redis.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.webhook import payloads as P
+from tests.webhook.conftest import secret
+from tests.webhook.helpers import post, sync_jobs
+
+
+# --- Gitea / Forgejo: the "Test Delivery" button --------------------------------------
+
+def _test_delivery(head: str) -> dict:
+    """What the button sends (routers/web/repo/setting/webhook.go, TestWebhook): a push to the
+    default branch with ``before`` = ``after`` = ``head`` and one commit, ``head`` itself."""
+    payload = P.gitea_push(before=head, after=head, modified=())
+    payload["compare_url"] = f"http://localhost:3000/gitea/deploy/compare/{head}...{head}"
+    payload["commits"][0]["message"] = "This is a fake commit for webhook push test"
+    return payload
+
+
+def _forgejo_headers(body: bytes, event: str = "push") -> dict:
+    signature = P.hex_hmac(secret("PB_TEST_GITEA_SECRET"), body)
+    return {"Content-Type": "application/json", "X-Forgejo-Event": event, "X-Forgejo-Event-Type": event,
+            "X-Forgejo-Delivery": "7b4a1e52-43b5-4a0f-9f0e-4d3b1a0f2c11", "X-Forgejo-Signature": signature,
+            "X-Gitea-Event": event, "X-Gitea-Delivery": "7b4a1e52-43b5-4a0f-9f0e-4d3b1a0f2c11",
+            "X-Gitea-Signature": signature, "X-Hub-Signature-256": "sha256=" + signature}
+
+
+@pytest.mark.parametrize("head", [P.ZERO, "0" * 64], ids=["sha1", "sha256"])
+def test_a_gitea_test_delivery_is_a_ping_not_a_branch_deletion(client, redis_conn, head):
+    # Gitea sends a fake commit: the zero sha of the repository's object format
+    for name in ("gitea", "gitea-paths"):
+        response = post(client, name, _test_delivery(head), provider="gitea", secret_env="PB_TEST_GITEA_SECRET")
+        assert response.status_code == 200, response.json
+        assert response.json["status"] == "ignored" and response.json["reason"].startswith("ping"), response.json
+    assert sync_jobs(redis_conn) == []
+
+
+def test_a_forgejo_test_delivery_is_a_ping_not_a_push_of_the_head(client, redis_conn):
+    # Forgejo sends the default branch's head as both before and after: nothing moved
+    body = json.dumps(_test_delivery(P.sha("head"))).encode()
+    response = client.post("/hooks/gitea", data=body, headers=_forgejo_headers(body))
+    assert response.status_code == 200, response.json
+    assert response.json["status"] == "ignored" and response.json["reason"].startswith("ping")
+    assert response.json["delivery"] == "7b4a1e52-43b5-4a0f-9f0e-4d3b1a0f2c11"
+    assert sync_jobs(redis_conn) == []
+
+
+def test_a_test_delivery_from_another_repository_is_still_refused(client, redis_conn):
+    payload = _test_delivery(P.ZERO)
+    payload["repository"]["full_name"] = "gitea/other"
+    response = post(client, "gitea", payload)
+    assert response.status_code == 403 and response.json["error"] == "repository_mismatch"
+
+
+def test_a_forgejo_push_is_queued_with_its_sha_and_ref(client, redis_conn):
+    body = json.dumps(P.gitea_push(before=P.sha("old"), after=P.sha("new"))).encode()
+    response = client.post("/hooks/gitea", data=body, headers=_forgejo_headers(body))
+    assert response.status_code == 202, response.json
+    assert (response.json["ref"], response.json["sha"]) == ("refs/heads/main", P.sha("new"))
+    assert len(sync_jobs(redis_conn)) == 1
