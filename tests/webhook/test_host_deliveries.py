@@ -67,3 +67,47 @@ def test_a_forgejo_push_is_queued_with_its_sha_and_ref(client, redis_conn):
     assert response.status_code == 202, response.json
     assert (response.json["ref"], response.json["sha"]) == ("refs/heads/main", P.sha("new"))
     assert len(sync_jobs(redis_conn)) == 1
+
+
+# --- Bitbucket Server: one repo:refs_changed delivery, several refs ------------------------
+
+def _change(ref: str, to_hash: str, kind: str = "UPDATE", ref_type: str = "BRANCH") -> dict:
+    return {"ref": {"id": ref, "displayId": ref.rsplit("/", 1)[-1], "type": ref_type}, "refId": ref,
+            "fromHash": P.ZERO if kind == "ADD" else P.sha("from " + ref),
+            "toHash": P.ZERO if kind == "DELETE" else to_hash, "type": kind}
+
+
+def _refs_changed(*changes: dict) -> dict:
+    payload = P.bitbucket_push()
+    payload["changes"] = list(changes)
+    return payload
+
+
+TAG = _change("refs/tags/v1.2.0", P.sha("tag"), "ADD", "TAG")
+DEV = _change("refs/heads/dev", P.sha("dev"))
+
+
+@pytest.mark.parametrize("changes,status,answer", [
+    ((TAG, DEV, _change("refs/heads/main", P.sha("main"))), 202, P.sha("main")),
+    ((_change("refs/heads/main", P.sha("main")), DEV, TAG), 202, P.sha("main")),
+    ((DEV, _change("refs/heads/main", P.sha("main"), "DELETE")), 200, "branch 'main' was deleted"),
+    ((DEV, TAG), 200, "not the tracked branch"),
+    ((TAG,), 200, "tag push (v1.2.0)"),
+], ids=["main-last", "main-first", "main-deleted", "main-absent", "tag-only"])
+def test_only_the_tracked_branch_of_several_refs_counts(client, redis_conn, changes, status, answer):
+    response = post(client, "bbs", _refs_changed(*changes))
+    assert response.status_code == status, response.json
+    if status == 202:
+        assert (response.json["ref"], response.json["sha"]) == ("refs/heads/main", answer)
+        assert len(sync_jobs(redis_conn)) == 1
+    else:
+        assert answer in response.json["reason"] and sync_jobs(redis_conn) == []
+
+
+def test_a_change_naming_its_ref_by_ref_id_alone_is_found_among_several(client, redis_conn):
+    # parse reads a change's ref from refId, else ref.id: it must pick the tracked branch the same way
+    changes = [{k: v for k, v in change.items() if k != "refId"}
+               for change in (DEV, _change("refs/heads/main", P.sha("main")))]
+    response = post(client, "bbs", _refs_changed(*changes))
+    assert response.status_code == 202, response.json
+    assert response.json["sha"] == P.sha("main")

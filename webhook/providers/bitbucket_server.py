@@ -32,6 +32,12 @@ def delivery_id(headers) -> str | None:
     return header(headers, DELIVERY_HEADER)
 
 
+def _ref_id(change: dict):
+    """The ref a change names: ``refId``, else ``ref.id`` (Bitbucket sends both), unchecked."""
+    ref = change.get("ref")
+    return change.get("refId") or (ref.get("id") if isinstance(ref, dict) else None)
+
+
 def parse(headers, payload, *, branch: str | None = None, with_paths: bool = True) -> PushEvent:
     raw_event = (header(headers, EVENT_HEADER) or "").strip()
     if not raw_event:
@@ -48,7 +54,7 @@ def parse(headers, payload, *, branch: str | None = None, with_paths: bool = Tru
     wanted_ref = f"refs/heads/{branch}" if branch else None
     index, change = 0, changes[0]
     for i, candidate in enumerate(changes):
-        if isinstance(candidate, dict) and wanted_ref and candidate.get("refId") == wanted_ref:
+        if isinstance(candidate, dict) and wanted_ref and _ref_id(candidate) == wanted_ref:
             index, change = i, candidate
             break
     if not isinstance(change, dict):
