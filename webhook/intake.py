@@ -279,11 +279,12 @@ class Intake:
 
     @staticmethod
     def _why_ignored(repo: RepoConfig, event: PushEvent) -> tuple[str, str] | None:
-        if event.repository is not None and not same_repository(event.repository, repo.repository,
-                                                                repo.repository_may_have_url_root):
-            raise errors.RepositoryMismatch(
-                f"payload is about {event.repository!r}, this hook serves {repo.repository!r}",
-                field="repository")
+        # a push must name it (only the generic format may leave it out: then only where none is configured)
+        if (event.repository is not None or event.event == "push") and not same_repository(
+                event.repository, repo.repository, repo.repository_may_have_url_root):
+            about = "names no repository" if event.repository is None else f"is about {event.repository!r}"
+            raise errors.RepositoryMismatch(f"payload {about}, this hook serves {repo.repository!r}",
+                                            field="repository")
         if event.event == "ping":
             return "ping", "ping: the hook is reachable and the signature is valid"
         if event.event not in repo.events:

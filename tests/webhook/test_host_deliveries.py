@@ -111,3 +111,26 @@ def test_a_change_naming_its_ref_by_ref_id_alone_is_found_among_several(client, 
     response = post(client, "bbs", _refs_changed(*changes))
     assert response.status_code == 202, response.json
     assert response.json["sha"] == P.sha("main")
+
+
+# --- the generic format, as webhook/providers/generic.py documents it ----------------------
+
+def test_a_generic_push_must_name_the_configured_repository(client, redis_conn):
+    # README: a webhook signed with the right secret is still refused (403) unless its payload
+    # names the configured repository; only a generic repository without repository: takes any
+    response = post(client, "generic", {"ref": "refs/heads/main", "after": P.sha("anonymous")})
+    assert response.status_code == 403 and response.json["error"] == "repository_mismatch"
+    assert response.json["message"] == "payload names no repository, this hook serves 'team/deploy'"
+    assert sync_jobs(redis_conn) == []
+    named = post(client, "generic", {"ref": "refs/heads/main", "after": P.sha("named"), "repository": "Team/Deploy"})
+    assert named.status_code == 202 and named.json["sha"] == P.sha("named")
+    ping = post(client, "generic", {}, event="ping")  # a ping changes nothing and need not name it
+    assert ping.status_code == 200 and ping.json["reason"].startswith("ping")
+
+
+def test_a_generic_push_whose_ref_is_a_bare_branch_name_is_400_naming_ref(client, redis_conn):
+    # not 200 "ref 'main' is not the tracked branch 'main'", which the sender takes for success
+    response = post(client, "generic", P.generic_push(ref="main"))
+    assert response.status_code == 400 and response.json["field"] == "ref", response.json
+    assert "refs/heads/<branch>" in response.json["message"]
+    assert sync_jobs(redis_conn) == []

@@ -4,10 +4,10 @@ Request: ``X-Signature: sha256=<hex HMAC-SHA256 of the body>``, optional
 ``X-Event`` (default ``push``; ``ping`` answers 200) and ``X-Delivery``
 (an id that stays the same when the sender retries).  Body (JSON)::
 
-    {"ref": "refs/heads/main",             # required
+    {"ref": "refs/heads/main",             # required, a full ref name
      "after": "<40 or 64 hex sha>",        # required; all zeros = branch deleted
      "before": "<sha>",                    # optional
-     "repository": "owner/name",           # optional; checked when configured
+     "repository": "owner/name",           # required where repository: is configured (else 403)
      "paths": ["deploy/app.yaml"],         # optional; changed files for path filters
      "deleted": false}                     # optional
 """
@@ -52,13 +52,16 @@ def parse(headers, payload, *, branch: str | None = None, with_paths: bool = Tru
     paths = payload.get("paths")
     if paths is not None and (not isinstance(paths, list) or not all(isinstance(p, str) for p in paths)):
         raise PayloadError("paths", "must be a list of strings")
+    ref = field(payload, "ref")
+    if not ref.startswith("refs/"):  # "main" would be answered "not the tracked branch 'main'"
+        raise PayloadError("ref", "must be a full ref name: refs/heads/<branch> or refs/tags/<tag>")
     after = sha_field(payload, "after")
     deleted = field(payload, "deleted", bool, required=False)
     return PushEvent(
         provider=NAME,
         event="push",
         delivery=delivery_id(headers),
-        ref=field(payload, "ref"),
+        ref=ref,
         before=sha_field(payload, "before", required=False),
         after=after,
         deleted=bool(deleted) or is_zero_sha(after),
