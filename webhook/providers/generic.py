@@ -1,8 +1,8 @@
 """The generic provider, for hosts and scripts that speak none of the others.
 
 Request: ``X-Signature: sha256=<hex HMAC-SHA256 of the body>``, optional
-``X-Event`` (default ``push``; ``ping`` answers 200) and ``X-Delivery``
-(an id that stays the same when the sender retries).  Body (JSON)::
+``X-Event`` (default ``push``; ``ping`` answers 200) and ``X-Delivery`` or
+``Idempotency-Key`` (an id that stays the same when the sender retries).  Body (JSON)::
 
     {"ref": "refs/heads/main",             # required, a full ref name
      "after": "<40 or 64 hex sha>",        # required; all zeros = branch deleted
