@@ -150,14 +150,20 @@ def test_gitlab_409_is_retried_once_then_posted(setup):
     assert FailedJobRegistry(keys.STATUS_QUEUE, connection=conn).count == 0
 
 
-def test_server_errors_are_retried_until_retries_run_out(setup):
+def test_server_errors_are_retried_until_retries_run_out(setup, caplog):
     hosts, conn, config = setup
+    caplog.set_level(logging.INFO)
     for _ in range(10):
         hosts.script.append((500, {"message": "boom"}, {}))
     enqueue_status(conn, config, config.repo("gh"), SHA, "success", "ok")
     run_status_worker(conn)
     assert len(hosts.requests) == 4  # first try + 3 retries
     assert FailedJobRegistry(keys.STATUS_QUEUE, connection=conn).count == 1
+    said = [r for r in caplog.records if r.name == "worker.outbound"]
+    assert [r.levelname for r in said] == ["WARNING"] * 3 + ["ERROR"]
+    assert all("will retry" in r.getMessage() for r in said[:3])
+    assert said[-1].getMessage() == f"status success gh@{SHA[:12]}: giving up, no retry left: " \
+                                    f"status success gh@{SHA[:12]}: HTTP 500: {{\"message\": \"boom\"}}"
 
 
 def test_connection_refused_is_retried(setup, monkeypatch, tmp_path):

@@ -176,8 +176,9 @@ def run_job(what: str, call):
     """Run ``call()`` inside an RQ job, applying the retry policy above.
 
     A TemporaryError whose server asked for a delay stretches the job's next
-    RQ retry interval; a PermanentError cancels the remaining retries.  Both
-    are re-raised so the job is recorded as failed (or scheduled again).
+    RQ retry interval, or is logged as giving up when no retry is left; a
+    PermanentError cancels the remaining retries.  Both are re-raised so the
+    job is recorded as failed (or scheduled again).
     """
     from rq import get_current_job
 
@@ -185,8 +186,11 @@ def run_job(what: str, call):
     try:
         return call()
     except TemporaryError as exc:
+        if job is None or not job.retries_left:
+            log.error("%s: giving up, no retry left: %s", what, exc)
+            raise
         log.warning("%s: will retry: %s", what, exc)
-        if job is not None and exc.delay:
+        if exc.delay:
             stretch_next_retry(job, exc.delay)
         raise
     except PermanentError as exc:
