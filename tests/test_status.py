@@ -166,6 +166,35 @@ def test_server_errors_are_retried_until_retries_run_out(setup, caplog):
                                     f"status success gh@{SHA[:12]}: HTTP 500: {{\"message\": \"boom\"}}"
 
 
+@pytest.mark.parametrize("code", [403, 429])
+def test_a_secondary_rate_limit_without_headers_waits_a_minute(setup, code):
+    """GitHub: a secondary rate limit is a 403 or 429 saying so; without retry-after or
+    x-ratelimit-remaining: 0, wait at least one minute before retrying."""
+    hosts, conn, config = setup
+    hosts.script.append((code, {"message": "You have exceeded a secondary rate limit. Please wait a few "
+                                           "minutes before you try again."}, {}))
+    queued_at = time.time()
+    job_id = enqueue_status(conn, config, config.repo("gh"), SHA, "success", "ok")
+    run_status_worker(conn)
+    assert FailedJobRegistry(keys.STATUS_QUEUE, connection=conn).count == 0
+    scheduled = ScheduledJobRegistry(keys.STATUS_QUEUE, connection=conn)
+    assert scheduled.get_scheduled_time(job_id).timestamp() >= queued_at + 59
+    scheduled.remove(job_id)  # the minute is up: queue it as the scheduler would
+    queue = Queue(keys.STATUS_QUEUE, connection=conn)
+    queue.enqueue_job(queue.fetch_job(job_id))
+    run_status_worker(conn)
+    assert hosts.final[("github", "acme/deploy", SHA, "pullbridge/gh")] == "success"
+
+
+def test_a_403_that_is_no_rate_limit_is_permanent(setup):
+    hosts, conn, config = setup
+    hosts.script.append((403, {"message": "Resource not accessible by personal access token"}, {}))
+    job_id = enqueue_status(conn, config, config.repo("gh"), SHA, "success", "ok")
+    run_status_worker(conn)
+    assert len(hosts.requests) == 1
+    assert FailedJobRegistry(keys.STATUS_QUEUE, connection=conn).get_job_ids() == [job_id]
+
+
 def test_connection_refused_is_retried(setup, monkeypatch, tmp_path):
     hosts, conn, config = setup
     dead = f"http://127.0.0.1:{free_port()}"

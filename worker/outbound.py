@@ -2,9 +2,10 @@
 
 Why it exists: every call Pullbridge makes to an outside service must decide
 the same thing after a failure: try again later (network error, 5xx, 409,
-429 or a rate limit, honouring ``Retry-After``) or give up at once (any other
-4xx: a bad token or a bad request will not improve by repeating it).  The
-decision is made here once, as kopf-style exceptions:
+429 or a rate limit, honouring ``Retry-After``, a minute when a rate limit
+names no wait) or give up at once (any other 4xx: a bad token or a bad
+request will not improve by repeating it).  The decision is made here once,
+as kopf-style exceptions:
 
 * ``TemporaryError(delay)``: the RQ job raises it and RQ's ``Retry`` runs it
   again; ``delay`` (from ``Retry-After``) stretches the next retry interval.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import re
 import socket
 import time
 import urllib.error
@@ -42,6 +44,9 @@ log = logging.getLogger(__name__)
 USER_AGENT = f"pullbridge/{__version__}"
 BODY_SHOWN = 300
 MAX_DELAY = 3600
+# A rate limit that says no wait (neither Retry-After nor a reset time): GitHub asks for a minute at least.
+RATE_LIMIT_WAIT = 60.0
+RATE_LIMIT_MESSAGE = re.compile(r"rate limit", re.IGNORECASE)
 
 
 class PermanentError(Exception):
@@ -155,11 +160,20 @@ def check(response: Response, what: str, *, fix: str = "fix the configured URL",
         raise PermanentError(f"{what}: HTTP {status}: redirected to {where}, not followed: {fix}",
                              status, cut(response.body))
     message = f"{what}: HTTP {status}: {cut(response.body) or '(empty body)'}"
-    if status >= 500 or status in (408, 409, 429):
+    if status >= 500 or status in (408, 409):
         raise TemporaryError(message, retry_after(response))
-    if status == 403 and (response.header("retry-after") or response.header("x-ratelimit-remaining") == "0"):
-        raise TemporaryError(message, retry_after(response))  # GitHub primary/secondary rate limits
+    if status == 429 or (status == 403 and rate_limited(response)):
+        delay = retry_after(response)
+        raise TemporaryError(message, RATE_LIMIT_WAIT if delay is None else delay)
     raise PermanentError(message, status, cut(response.body))
+
+
+def rate_limited(response: Response) -> bool:
+    """Is this 403 one of GitHub's rate limits rather than a lack of permission?  A primary limit
+    sets ``x-ratelimit-remaining: 0``; a secondary one says so in its message, with or without
+    ``retry-after``."""
+    return bool(response.header("retry-after") or response.header("x-ratelimit-remaining") == "0"
+                or RATE_LIMIT_MESSAGE.search(response.body))
 
 
 def job_config():
