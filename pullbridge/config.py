@@ -377,7 +377,7 @@ def check_secrets(config: Config) -> list[tuple[str, str]]:
     for i, repo in enumerate(config.repos):
         problems += _unreadable(f"repos[{i}].secret", repo.secret, repo.secret_problem)
         if repo.status is not None:
-            problems += _unreadable(f"repos[{i}].status.token", repo.status.token())
+            problems += _unreadable(f"repos[{i}].status.token", repo.status.token(), repo.status.token_problem)
     for i, target in enumerate(config.alerts):
         problems += _unreadable(f"alerts[{i}].url", target.url(), target.url_problem)
     for i, hook in enumerate(config.images.hooks):

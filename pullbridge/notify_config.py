@@ -77,6 +77,22 @@ class StatusSettings(StrictModel):
     def token(self):
         return Secret(env=self.token_env, file=self.token_file)
 
+    @staticmethod
+    def token_problem(value: bytes) -> str | None:
+        """Why the token ``value`` cannot go in an HTTP header, never quoting it: an API token is
+        printable ASCII, and a second line (an old token kept below) would be refused by the HTTP
+        client in an error that quotes the whole header."""
+        token = value.strip()
+        if not token:
+            return "is empty"
+        if not all(0x21 <= byte <= 0x7E for byte in token):
+            return "holds a space, line break or other character no API token has"
+        return None
+
+    def usable_token(self) -> str:
+        """The token, read now; ``ConfigError`` naming where it is kept when it is unusable."""
+        return self.token().usable_value(self.token_problem).decode().strip()
+
 
 class AlertTarget(StrictModel):
     """One alert destination: a Slack-compatible incoming webhook or a generic JSON webhook.

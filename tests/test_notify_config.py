@@ -91,3 +91,13 @@ def test_check_secrets_names_tokens_and_alert_urls_without_values(monkeypatch):
     problems = dict(check_secrets(config))
     assert problems["repos[0].status.token_env"] == "environment variable T is not set"
     assert problems["alerts[0].url_env"] == "env:SLACK_URL is empty"
+
+
+def test_check_secrets_refuses_a_status_token_no_header_can_carry(monkeypatch):
+    monkeypatch.setenv("S", "hook")
+    monkeypatch.setenv("T", "ghp_new\nghp_old")
+    problems = dict(check_secrets(parse_config({"repos": [repo()]})))
+    assert problems == {"repos[0].status.token_env": "env:T holds a space, line break or other character "
+                                                     "no API token has"}
+    monkeypatch.setenv("T", " ghp_new\n")  # the surrounding whitespace of a file or env value is dropped
+    assert check_secrets(parse_config({"repos": [repo()]})) == []

@@ -222,6 +222,23 @@ def test_validation_error_is_permanent_and_logged_without_the_token(setup, caplo
     assert GITHUB_TOKEN not in (job.latest_result().exc_string or "")
 
 
+def test_a_token_with_a_line_break_is_refused_without_showing_it(setup, tmp_path, caplog):
+    """A token file holding two lines (a rotated token kept below the new one) cannot go in a
+    header; urllib's own refusal would quote the whole header, token included, into the log
+    and the failed job that the /queue page shows."""
+    hosts, conn, config = setup
+    caplog.set_level(logging.INFO)
+    (tmp_path / "gitea-token").write_text(f"{GITEA_TOKEN}\nold-token-never-logged\n")
+    job_id = enqueue_status(conn, config, config.repo("tea"), SHA, "success", "ok")
+    run_status_worker(conn)
+    assert hosts.requests == []
+    assert FailedJobRegistry(keys.STATUS_QUEUE, connection=conn).get_job_ids() == [job_id]
+    error = Queue(keys.STATUS_QUEUE, connection=conn).fetch_job(job_id).latest_result().exc_string
+    for text in (error, caplog.text):
+        assert GITEA_TOKEN not in text and "old-token-never-logged" not in text
+    assert f"file:{tmp_path / 'gitea-token'} holds a space, line break or other character" in error
+
+
 def test_bad_token_is_permanent(setup, monkeypatch):
     hosts, conn, config = setup
     monkeypatch.setenv("GH_TOKEN", "wrong")

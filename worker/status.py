@@ -150,11 +150,9 @@ def post_now(conn: Redis, config: Config, repo: RepoConfig, sha: str, state: str
     settings = repo.status
     what = f"status {state} {repo.name}@{sha[:12]}"
     try:
-        token = settings.token().value().decode().strip()
+        token = settings.usable_token()
     except ConfigError as exc:
-        raise TemporaryError(f"{what}: token unreadable: {exc}") from None  # may be fixed in time
-    if not token:
-        raise TemporaryError(f"{what}: token {settings.token().describe()} is empty")
+        raise TemporaryError(f"{what}: token unusable: {exc}") from None  # may be fixed in time
 
     target = status_target(repo)
     order_key = keys.status_order(repo.name, sha)

@@ -42,7 +42,7 @@ def cmd_status(args) -> int:
     if repo.status is None:
         raise CommandError(f"repository {repo.name} has no `status:` settings")
     try:
-        token = repo.status.token().value().decode().strip()
+        token = repo.status.usable_token()
     except ConfigError as exc:
         raise CommandError(f"status token: {exc}") from None
     target = status_target(repo)
