@@ -59,6 +59,13 @@ def sync_record(sync_id: str) -> str:
     return f"pb:sync:{sync_id}"
 
 
+def sync_job_trail(job_id: str) -> str:
+    """HASH with a TTL (as long as sync records): what sync job ``job_id`` became, for the
+    ``/syncs/<job id>`` link of the receiver's "pending" once RQ has dropped the job:
+    ``sync_id`` (its newest sync record) or ``next_job_id`` (the job it handed its commits to)."""
+    return f"pb:syncjob:{job_id}"
+
+
 def delivery(repo: str, delivery_id: str) -> str:
     """STRING with a TTL: a webhook delivery already accepted (deduplication)."""
     return f"pb:delivery:{repo}:{delivery_id}"

@@ -87,7 +87,8 @@ class SyncRecord:
 
 def save(conn: Redis, record: SyncRecord, *, limit: int = DEFAULT_LIMIT,
          applied_sha: str | None = None) -> None:
-    """Store the record, push its summary on the repo's capped history, update the state hash."""
+    """Store the record, push its summary on the repo's capped history, update the state hash
+    and the trail of the record's job (``keys.sync_job_trail``)."""
     record.finished_at = record.finished_at or time.time()
     summary = record.summary()
     state = {"last_sync_id": record.id, "last_result": record.result,
@@ -99,8 +100,20 @@ def save(conn: Redis, record: SyncRecord, *, limit: int = DEFAULT_LIMIT,
         pipe.lpush(keys.history(record.repo), json.dumps(summary))
         pipe.ltrim(keys.history(record.repo), 0, limit - 1)
         pipe.hset(keys.state(record.repo), mapping=state)
+        if record.job_id:
+            pipe.hset(keys.sync_job_trail(record.job_id), "sync_id", record.id)
+            pipe.expire(keys.sync_job_trail(record.job_id), RECORD_TTL)
         pipe.execute()
     log_record(record)
+
+
+def save_handover(conn: Redis, job_id: str, next_job_id: str) -> None:
+    """Keep, as long as a sync record, that sync job ``job_id`` found the repo locked and handed
+    its commits to ``next_job_id``: its /syncs link leads on after RQ dropped both jobs."""
+    with conn.pipeline() as pipe:
+        pipe.hset(keys.sync_job_trail(job_id), "next_job_id", next_job_id)
+        pipe.expire(keys.sync_job_trail(job_id), RECORD_TTL)
+        pipe.execute()
 
 
 def log_record(record: SyncRecord) -> None:

@@ -155,6 +155,8 @@ def _requeue(conn, config, repo, job_id, reason, delivery, holder) -> dict:
     if job_id:
         conn.eval(_FORGET_MARKER, 1, keys.queued(repo.name), job_id)
     queued = request_sync(conn, config, repo, None, reason=reason, delivery=delivery)
+    if job_id:
+        history.save_handover(conn, job_id, queued.job_id)
     log.info("sync %s: repo locked by %s, re-queued as %s", repo.name, holder, queued.job_id)
     return requeued(queued.job_id)
 

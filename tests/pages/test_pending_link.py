@@ -4,8 +4,8 @@ The link is ``/syncs/<sync job id>``: when the receiver posts it, no sync
 record exists yet.  A signed push goes through the real receiver, the link
 is read from the queued status job, and the page is opened while the job
 waits, after a real RQ worker ran it against the stack (git host, API
-server), and when the job found the repository locked and ran again as
-another job.
+server), when the job found the repository locked and ran again as
+another job, and after RQ dropped the jobs and newer syncs filled the history.
 """
 
 from __future__ import annotations
@@ -83,6 +83,48 @@ def test_a_job_that_found_the_repo_locked_links_on_to_the_job_that_ran(site, red
     hop = client.get(path, follow_redirects=True)
     assert hop.status_code == 200 and f"Applied {sha[:12]}" in hop.data.decode()
     assert len(hop.history) == 2 and job_id not in hop.request.path
+
+
+def expire(conn, config, job_id: str) -> None:
+    """What a week of a busy repository does to a job id's trail: RQ dropped the job with its result
+    (kept a day) and a full history of newer syncs pushed its record out of the repository's list.
+    The record itself is kept (seven days)."""
+    from rq.job import Job
+
+    from worker import history
+
+    Job.fetch(job_id, connection=conn).delete()
+    for _ in range(config.worker.history_limit):
+        history.save(conn, history.SyncRecord("app", "push", result="skipped"), limit=config.worker.history_limit)
+
+
+def test_the_pending_link_leads_to_its_sync_after_the_job_expired(site, redis_conn):
+    git, config, client = site
+    sha = git.commit_and_push("v1", app_files("1.0"))
+    job_id = signed_push(client, sha)
+    path = status_links(redis_conn, config, "pending")[0].removeprefix(PUBLIC)
+    run_one_sync(redis_conn)
+    [success_link] = status_links(redis_conn, config, "success")
+    expire(redis_conn, config, job_id)
+    ran = client.get(path)
+    assert ran.status_code == 302 and PUBLIC + ran.headers["Location"] == success_link
+
+
+def test_a_handed_over_pending_link_leads_on_after_both_jobs_expired(site, redis_conn):
+    git, config, client = site
+    sha = git.commit_and_push("v1", app_files("1.0"))
+    job_id = signed_push(client, sha)
+    path = status_links(redis_conn, config, "pending")[0].removeprefix(PUBLIC)
+    other = RepoLock(redis_conn, "app", owner="another-worker")
+    assert other.acquire(0)
+    run_one_sync(redis_conn)  # requeued as a fresh job: the lock is held
+    next_job = client.get(path).headers["Location"].removeprefix("/syncs/")
+    other.release()
+    run_one_sync(redis_conn)
+    expire(redis_conn, config, job_id)
+    expire(redis_conn, config, next_job)
+    hop = client.get(path, follow_redirects=True)
+    assert hop.status_code == 200 and f"Applied {sha[:12]}" in hop.data.decode()
 
 
 def test_an_unknown_job_id_is_still_a_404(site):

@@ -9,7 +9,6 @@ repository locked, or where the job is until then.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
@@ -19,7 +18,6 @@ from rq.job import Job, JobStatus
 
 from pullbridge import keys
 from pullbridge.config import Config
-from pullbridge.queueing import handed_to
 
 _SYNC_JOB_RE = re.compile(r"^sync-(?P<repo>.+)-[0-9a-f]{12}$")  # pullbridge.queueing's job ids
 
@@ -44,25 +42,26 @@ class JobSync:
 
 
 def job_sync(conn: Redis, config: Config, job_id: str) -> JobSync | None:
-    """The sync job ``job_id`` of a configured repository, or None when unknown (or gone)."""
+    """The sync job ``job_id`` of a configured repository, or None when unknown (or gone).
+
+    What the job became is kept as long as sync records (``keys.sync_job_trail``), so the link
+    outlives the RQ job (its result is kept a day) and the repository's capped history."""
     m = _SYNC_JOB_RE.match(job_id)
     repo = config.repo(m["repo"]) if m else None
     if repo is None:
         return None
-    for raw in conn.lrange(keys.history(repo.name), 0, -1):  # newest first
-        entry = json.loads(raw)
-        if entry.get("job_id") == job_id and entry.get("id"):
-            return JobSync(repo.name, job_id, "ran", sync_id=entry["id"])
+    trail = {k.decode(): v.decode() for k, v in conn.hgetall(keys.sync_job_trail(job_id)).items()}
+    if trail.get("sync_id"):
+        return JobSync(repo.name, job_id, "ran", sync_id=trail["sync_id"])
+    if trail.get("next_job_id"):
+        return JobSync(repo.name, job_id, "requeued", next_job_id=trail["next_job_id"])
     try:
         job = Job.fetch(job_id, connection=conn)
     except NoSuchJobError:
         return None
     status = job.get_status(refresh=False)
     if status == JobStatus.FINISHED:
-        next_job = handed_to(job.return_value())
-        if next_job:
-            return JobSync(repo.name, job_id, "requeued", next_job_id=next_job)
-        return None  # ran, but its record has left the history
+        return None  # ran, but what it became is no longer kept
     state = {JobStatus.QUEUED: "queued", JobStatus.DEFERRED: "queued", JobStatus.SCHEDULED: "scheduled",
              JobStatus.STARTED: "running"}.get(status, "failed")
     return JobSync(repo.name, job_id, state, enqueued_at=job.enqueued_at.timestamp() if job.enqueued_at else None)
