@@ -26,6 +26,13 @@ ALERT_EVENTS = ("sync_failed", "sync_recovered", "drift_corrected", "drift_faile
 CONTEXT_MAX = 255  # GitLab's `name` and a sane bound for GitHub's `context`
 
 
+def printable_ascii(value: bytes) -> bool:
+    """Does ``value``, without its surrounding whitespace, hold only printable ASCII (no space)?
+    A token or URL that does not cannot be sent: the HTTP client refuses it in an error that
+    quotes it whole (a second line, say an old token or URL kept below the new one)."""
+    return all(0x21 <= byte <= 0x7E for byte in value.strip())
+
+
 def _durations(v):
     """Retry intervals: durations like 30s or 5m; 0 means retry at once."""
     items = v if isinstance(v, list) else [v]
@@ -79,15 +86,10 @@ class StatusSettings(StrictModel):
 
     @staticmethod
     def token_problem(value: bytes) -> str | None:
-        """Why the token ``value`` cannot go in an HTTP header, never quoting it: an API token is
-        printable ASCII, and a second line (an old token kept below) would be refused by the HTTP
-        client in an error that quotes the whole header."""
-        token = value.strip()
-        if not token:
+        """Why the token ``value`` cannot go in an HTTP header (``printable_ascii``), never quoting it."""
+        if not value.strip():
             return "is empty"
-        if not all(0x21 <= byte <= 0x7E for byte in token):
-            return "holds a space, line break or other character no API token has"
-        return None
+        return None if printable_ascii(value) else "holds a space, line break or other character no API token has"
 
     def usable_token(self) -> str:
         """The token, read now; ``ConfigError`` naming where it is kept when it is unusable."""
@@ -130,7 +132,9 @@ class AlertTarget(StrictModel):
     @staticmethod
     def url_problem(value: bytes) -> str | None:
         """Why the URL ``value`` cannot be posted to (never quoting it: the URL is the secret)."""
-        return None if value.strip().startswith((b"https://", b"http://")) else "is not an http(s) URL"
+        if not value.strip().startswith((b"https://", b"http://")):
+            return "is not an http(s) URL"
+        return None if printable_ascii(value) else "holds a space, line break or other character no URL has"
 
     def usable_url(self) -> str:
         """The URL, read now; ``ConfigError`` naming where it is kept when it is unusable."""

@@ -139,6 +139,22 @@ def test_a_redirected_alert_is_not_followed_and_its_secret_path_not_shown(setup,
     assert "secretpart" not in error and "secretpart" not in caplog.text
 
 
+def test_an_alert_url_file_with_two_lines_fails_without_quoting_it(setup, tmp_path, caplog):
+    """A URL file with an old URL kept below the new one: the HTTP client's refusal would quote
+    the URL's secret path into the log and the failed job; it is refused by name instead."""
+    hosts, conn, config, slack_url = setup
+    caplog.set_level(logging.INFO)
+    (tmp_path / "hook-url").write_text(f"{hosts.base}/hooks/generic/newsecret\n{hosts.base}/hooks/generic/oldsecret\n")
+    alerts.sync_finished(conn, config, config.repo("app"), "failure", "s-1", "boom")
+    run_status_worker(conn)
+    assert [r["path"].split("/")[2] for r in hosts.requests] == ["slack"]
+    failed = FailedJobRegistry(keys.STATUS_QUEUE, connection=conn)
+    error = Queue(keys.STATUS_QUEUE, connection=conn).fetch_job(failed.get_job_ids()[0]).latest_result().exc_string
+    assert f"file:{tmp_path / 'hook-url'} holds a space, line break or other character no URL has" in error
+    for text in (error, caplog.text):
+        assert "newsecret" not in text and "oldsecret" not in text
+
+
 def test_unknown_result_and_redis_down_never_raise(setup):
     hosts, conn, config, _ = setup
     assert alerts.sync_finished(conn, config, config.repo("app"), "exploded", "s", "x") == []
