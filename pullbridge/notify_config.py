@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -164,14 +165,28 @@ def status_api_url(repo) -> str:
 
 def status_project(repo) -> str:
     """owner/name, or for GitLab the project path or numeric id: ``status.project``, else
-    ``repository`` (which the configuration derives from ``url`` when it is not given)."""
+    ``repository`` (which the configuration derives from ``url`` when it is not given).
+
+    A GitLab served under a relative URL root gives a clone URL whose path begins with the root
+    (``/gitlab/group/app.git``), which the URL alone cannot tell from a group; a ``status.api_url``
+    under that root (``https://host/gitlab/api/v4``) tells it, and it is left out of a derived path."""
     project = ((repo.status.project if repo.status else None) or repo.repository).strip("/")
+    if repo.provider == "gitlab" and not (repo.status and repo.status.project) and repo.repository_may_have_url_root:
+        project = project.removeprefix(gitlab_url_root(status_api_url(repo)))
     if repo.provider == "gitlab":
         if not (project.isdigit() or re.fullmatch(r"[\w.-]+(/[\w.-]+)+", project)):
             raise ValueError(f"status.project {project!r} is not a GitLab project path or numeric id")
     elif not re.fullmatch(r"[\w.-]+/[\w.-]+", project):
         raise ValueError(f"status.project {project!r} must be owner/name")
     return project
+
+
+def gitlab_url_root(api_url: str) -> str:
+    """``gitlab/`` of ``https://host/gitlab/api/v4``: the relative URL root a GitLab API is served
+    under, with a trailing slash (empty when there is none)."""
+    path = urlsplit(api_url).path.rstrip("/")
+    root = path.removesuffix("/api/v4").strip("/") if path.endswith("/api/v4") else ""
+    return f"{root}/" if root else ""
 
 
 def status_context(repo) -> str:

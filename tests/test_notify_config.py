@@ -43,6 +43,19 @@ def test_explicit_settings_win():
     assert status_context(r) == "pullbridge/cluster-b"
 
 
+@pytest.mark.parametrize("url,api_url,project", [
+    ("https://git.corp/gitlab/grp/app.git", "https://git.corp/gitlab/api/v4", "grp/app"),
+    ("https://git.corp/tools/gitlab/grp/sub/app.git", "https://git.corp/tools/gitlab/api/v4", "grp/sub/app"),
+    ("https://git.corp/gitlab/grp/app.git", "https://git.corp/api/v4", "gitlab/grp/app"),  # no root: a group
+    ("https://git.corp/grp/app.git", "https://git.corp/gitlab/api/v4", "grp/app"),  # the URL has no root
+])
+def test_a_gitlab_relative_url_root_in_api_url_is_no_part_of_the_derived_project(url, api_url, project):
+    r = one(provider="gitlab", url=url, status={"token_env": "T", "api_url": api_url})
+    assert status_project(r) == project
+    given = one(provider="gitlab", url=url, repository="gitlab/grp/app", status={"token_env": "T", "api_url": api_url})
+    assert status_project(given) == "gitlab/grp/app"  # a given repository: as it is
+
+
 @pytest.mark.parametrize("status,expected", [
     ({}, "exactly one of token_env or token_file"),
     ({"token_env": "T", "token_file": "/f"}, "exactly one of token_env or token_file"),

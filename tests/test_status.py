@@ -24,7 +24,8 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 SHA2 = "fedcba9876543210fedcba9876543210fedcba98"
 
 
-def make_config(hosts, monkeypatch, tmp_path, **status_overrides):
+def make_config(hosts, monkeypatch, tmp_path, gitlab_url="https://gitlab.example/group/sub/deploy.git",
+                **status_overrides):
     monkeypatch.setenv("GH_TOKEN", GITHUB_TOKEN)
     monkeypatch.setenv("GL_TOKEN", GITLAB_TOKEN)
     (tmp_path / "gitea-token").write_text(GITEA_TOKEN + "\n")
@@ -37,7 +38,7 @@ def make_config(hosts, monkeypatch, tmp_path, **status_overrides):
              "secret_env": "HOOK_SECRET",
              "status": {"api_url": hosts.base + "/github", "token_env": "GH_TOKEN", **common,
                         **status_overrides}},
-            {"name": "gl", "url": "https://gitlab.example/group/sub/deploy.git", "provider": "gitlab",
+            {"name": "gl", "url": gitlab_url, "provider": "gitlab",
              "branch": "prod", "secret_env": "HOOK_SECRET",
              "status": {"api_url": hosts.base + "/gitlab/api/v4", "token_env": "GL_TOKEN",
                         "context": "pullbridge/cluster-a", **common, **status_overrides}},
@@ -102,6 +103,17 @@ def test_gitlab_status_uses_encoded_path_name_ref_and_private_token(setup):
     assert sent[0]["payload"]["ref"] == "prod"
     # the second "running" got GitLab's 400 "Cannot transition ... from :running": not an error
     assert FailedJobRegistry(keys.STATUS_QUEUE, connection=conn).count == 0
+    assert hosts.final[("gitlab", "group/sub/deploy", SHA, "pullbridge/cluster-a")] == "success"
+
+
+def test_a_gitlab_under_a_relative_url_root_takes_the_project_path_below_the_root(setup, monkeypatch, tmp_path):
+    """The fake GitLab answers under the relative URL root /gitlab; the clone URL's path begins with
+    that root, which is no part of the project's path: ``status.api_url`` says where the root ends."""
+    hosts, conn, _ = setup
+    config = make_config(hosts, monkeypatch, tmp_path, gitlab_url="https://gitlab.example/gitlab/group/sub/deploy.git")
+    enqueue_status(conn, config, config.repo("gl"), SHA, "success", "applied")
+    run_status_worker(conn)
+    assert [r["path"] for r in hosts.requests] == [f"/gitlab/api/v4/projects/group%2Fsub%2Fdeploy/statuses/{SHA}"]
     assert hosts.final[("gitlab", "group/sub/deploy", SHA, "pullbridge/cluster-a")] == "success"
 
 
