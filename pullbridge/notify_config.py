@@ -22,7 +22,7 @@ from pydantic import Field, field_validator, model_validator
 from pullbridge.config_types import Secret, StrictModel, parse_duration
 from pullbridge.repo_url import host_and_path
 
-STATUS_PROVIDERS = ("github", "gitlab", "gitea")
+STATUS_PROVIDERS = ("github", "gitlab", "gitea", "bitbucket-server")
 ALERT_EVENTS = ("sync_failed", "sync_recovered", "drift_corrected", "drift_failed", "drift_found")
 CONTEXT_MAX = 255  # GitLab's `name` and a sane bound for GitHub's `context`
 
@@ -53,7 +53,8 @@ class StatusSettings(StrictModel):
     enabled: bool = True
     api_url: str | None = Field(
         None, description="API base: https://api.github.com, https://host/api/v3 (GitHub Enterprise), "
-                          "https://host/api/v4 (GitLab), https://host/api/v1 (Gitea/Forgejo)")
+                          "https://host/api/v4 (GitLab), https://host/api/v1 (Gitea/Forgejo), "
+                          "https://host[/context] (Bitbucket Server)")
     token_env: str | None = None
     token_file: str | None = None
     context: str | None = Field(None, min_length=1, max_length=CONTEXT_MAX,
@@ -151,7 +152,7 @@ def status_api_url(repo) -> str:
     """The API base URL statuses are posted under (no trailing slash)."""
     if repo.status and repo.status.api_url:
         return repo.status.api_url
-    scheme, host, _ = host_and_path(repo.url)
+    scheme, host, path = host_and_path(repo.url)
     if not host:
         raise ValueError("status.api_url is required: no host in the repository URL")
     if repo.provider == "github":
@@ -160,6 +161,9 @@ def status_api_url(repo) -> str:
         return f"{scheme}://{host}/api/v3"
     if repo.provider == "gitlab":
         return f"{scheme}://{host}/api/v4"
+    if repo.provider == "bitbucket-server":  # the base URL: with its context path, what precedes /scm/
+        context = path.partition("/scm/")[0] if "/scm/" in path else ""
+        return f"{scheme}://{host}{context.rstrip('/')}"
     return f"{scheme}://{host}/api/v1"
 
 
@@ -176,8 +180,10 @@ def status_project(repo) -> str:
     if repo.provider == "gitlab":
         if not (project.isdigit() or re.fullmatch(r"[\w.-]+(/[\w.-]+)+", project)):
             raise ValueError(f"status.project {project!r} is not a GitLab project path or numeric id")
-    elif not re.fullmatch(r"[\w.-]+/[\w.-]+", project):
-        raise ValueError(f"status.project {project!r} must be owner/name")
+    elif not re.fullmatch(r"~?[\w.-]+/[\w.-]+" if repo.provider == "bitbucket-server" else r"[\w.-]+/[\w.-]+",
+                          project):
+        raise ValueError(f"status.project {project!r} must be owner/name"
+                         + (" (PROJECT/slug, ~user/slug)" if repo.provider == "bitbucket-server" else ""))
     return project
 
 

@@ -1,7 +1,7 @@
 """Test support for commit statuses and alerts: a git host API on a real socket, Redis, a worker.
 
 ``FakeHosts`` is a small HTTP server (http.server in a thread) that checks
-every request the way the documented APIs do: method, path, auth header,
+every request the way the documented APIs (GitHub, GitLab, Gitea, Bitbucket Server) do: method, path, auth header,
 required headers, JSON fields, allowed states and limits, answering 401/404/
 400/422 like the real host; a GET on a commit's statuses lists them (200),
 as GitHub's does, and is recorded with its headers.  It keeps a GitLab-like state machine per commit
@@ -31,6 +31,7 @@ from pullbridge import keys
 GITHUB_TOKEN = "ghp_test_token_never_logged"
 GITLAB_TOKEN = "glpat-test-token-never-logged"
 GITEA_TOKEN = "gitea-test-token-never-logged"
+BITBUCKET_TOKEN = "bbdc-test-token-never-logged"
 SHA_RE = r"[0-9a-f]{40}"
 
 
@@ -41,14 +42,15 @@ def free_port() -> int:
 
 
 class FakeHosts:
-    """GitHub (under /github), GitLab (/gitlab/api/v4), Gitea (/gitea/api/v1) and alert sinks (/hooks/...)."""
+    """GitHub (under /github), GitLab (/gitlab/api/v4), Gitea (/gitea/api/v1), Bitbucket Server (/bitbucket)
+    and alert sinks (/hooks/...)."""
 
     def __init__(self):
         self.requests: list[dict] = []
         self.script: list[tuple[int, dict, dict]] = []
         self.final: dict[tuple, str] = {}
         self.gitlab_open: dict[tuple, str] = {}
-        self.known_projects = {"acme/deploy", "group/sub/deploy", "42"}
+        self.known_projects = {"acme/deploy", "group/sub/deploy", "42", "ACME/deploy", "~ada/deploy"}
         self.lock = threading.Lock()
         hosts = self
 
@@ -61,9 +63,10 @@ class FakeHosts:
                 raw = self.rfile.read(length)
                 with hosts.lock:
                     status, body, headers = hosts.handle(self.path, dict(self.headers.items()), raw)
-                data = json.dumps(body).encode()
+                data = b"" if status == 204 else json.dumps(body).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                if data:
+                    self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 for k, v in headers.items():
                     self.send_header(k, v)
@@ -114,6 +117,9 @@ class FakeHosts:
         if path.startswith("/gitlab/api/v4/"):
             record["provider"] = "gitlab"
             return self.gitlab(path.removeprefix("/gitlab/api/v4"), headers, payload)
+        if path.startswith("/bitbucket/rest/"):
+            record["provider"] = "bitbucket"
+            return self.bitbucket(path.removeprefix("/bitbucket"), headers, payload)
         if path.startswith("/hooks/"):
             record["provider"] = "hook"
             if headers.get("content-type", "").split(";")[0] != "application/json" or not isinstance(payload, dict):
@@ -195,6 +201,36 @@ class FakeHosts:
             self.gitlab_open.pop(key, None)
         self.final[key] = state
         return 201, {"id": len(self.requests), "status": state, "name": name, "ref": payload.get("ref")}, {}
+
+    def bitbucket(self, path, headers, payload):
+        """Bitbucket Data Center's builds API (7.4+): key, state and url required; 204 No Content."""
+        m = re.fullmatch(rf"/rest/api/latest/projects/([^/]+)/repos/([^/]+)/commits/({SHA_RE})/builds", path)
+        if not m:
+            return 404, {"errors": [{"message": "Not Found"}]}, {}
+        if headers.get("authorization") != "Bearer " + BITBUCKET_TOKEN:
+            return 401, {"errors": [{"message": "Authentication failed. Please check your credentials."}]}, {}
+        project = f"{m.group(1)}/{m.group(2)}"
+        if project not in self.known_projects:
+            return 404, {"errors": [{"message": f"Repository {project} does not exist."}]}, {}
+        if not isinstance(payload, dict):
+            return 400, {"errors": [{"message": "Unable to parse the request body"}]}, {}
+        allowed = {"key", "state", "url", "name", "description", "ref", "buildNumber", "duration", "lastUpdated",
+                   "parent", "testResults"}
+        problems = [f"unknown field {k}" for k in sorted(set(payload) - allowed)]
+        if payload.get("state") not in ("INPROGRESS", "SUCCESSFUL", "FAILED", "CANCELLED", "UNKNOWN"):
+            problems.append("state is not valid")
+        for field, limit in (("key", 255), ("url", 450), ("name", 255), ("description", 255)):
+            value = payload.get(field)
+            if field in ("key", "url") and not value:
+                problems.append(f"{field} is required")
+            elif value is not None and (not isinstance(value, str) or len(value) > limit):
+                problems.append(f"{field} is longer than {limit} characters")
+        if payload.get("url") and not re.match(r"^https?://", payload["url"]):
+            problems.append("url is not a valid URL")
+        if problems:
+            return 400, {"errors": [{"message": p} for p in problems]}, {}
+        self.final[("bitbucket", project, m.group(3), payload["key"])] = payload["state"]
+        return 204, {}, {}
 
     def answered(self, provider: str) -> list[dict]:
         return [r for r in self.requests if r.get("provider") == provider]

@@ -26,6 +26,9 @@ def one(**kw):
     ("https://gitlab.corp/grp/sub/app.git", "gitlab", "https://gitlab.corp/api/v4", "grp/sub/app"),
     ("ssh://git@gitlab.corp:2222/grp/app.git", "gitlab", "https://gitlab.corp/api/v4", "grp/app"),
     ("http://127.0.0.1:3000/acme/app.git", "gitea", "http://127.0.0.1:3000/api/v1", "acme/app"),
+    ("https://bb.corp/scm/ACME/app.git", "bitbucket-server", "https://bb.corp", "ACME/app"),
+    ("https://bb.corp/bitbucket/scm/~ada/app.git", "bitbucket-server", "https://bb.corp/bitbucket", "~ada/app"),
+    ("ssh://git@bb.corp:7999/ACME/app.git", "bitbucket-server", "https://bb.corp", "ACME/app"),
 ])
 def test_defaults_by_provider(url, provider, api, project):
     r = one(url=url, provider=provider)
@@ -72,8 +75,8 @@ def test_status_settings_are_strict(status, expected):
 
 
 def test_unsupported_provider_and_bad_project_are_errors():
-    with pytest.raises(ConfigError, match="supported for github, gitlab, gitea"):
-        one(provider="bitbucket-server", repository="ACME/app")
+    with pytest.raises(ConfigError, match="supported for github, gitlab, gitea, bitbucket-server, not generic"):
+        one(provider="generic", repository="ACME/app")
     with pytest.raises(ConfigError, match="must be owner/name"):
         one(status={"token_env": "T", "project": "just-a-name"})
 

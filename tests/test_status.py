@@ -15,8 +15,8 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 from pullbridge import keys
 from pullbridge.config import parse_config
-from tests.notify_support import (GITEA_TOKEN, GITHUB_TOKEN, GITLAB_TOKEN, dead_redis, fake_hosts,  # noqa: F401
-                                  free_port, run_status_worker)
+from tests.notify_support import (BITBUCKET_TOKEN, GITEA_TOKEN, GITHUB_TOKEN, GITLAB_TOKEN, dead_redis,  # noqa: F401
+                                  fake_hosts, free_port, run_status_worker)
 from tests.rq_support import enqueue_when_due
 from worker.status import enqueue_status
 
@@ -28,6 +28,7 @@ def make_config(hosts, monkeypatch, tmp_path, gitlab_url="https://gitlab.example
                 **status_overrides):
     monkeypatch.setenv("GH_TOKEN", GITHUB_TOKEN)
     monkeypatch.setenv("GL_TOKEN", GITLAB_TOKEN)
+    monkeypatch.setenv("BB_TOKEN", BITBUCKET_TOKEN)
     (tmp_path / "gitea-token").write_text(GITEA_TOKEN + "\n")
     monkeypatch.setenv("HOOK_SECRET", "s3cret")
     common = {"backoff": [0], "retries": 3, "timeout": 5}
@@ -46,6 +47,9 @@ def make_config(hosts, monkeypatch, tmp_path, gitlab_url="https://gitlab.example
              "secret_env": "HOOK_SECRET",
              "status": {"api_url": hosts.base + "/gitea/api/v1", "token_file": str(tmp_path / "gitea-token"),
                         **common, **status_overrides}},
+            {"name": "bb", "url": "https://bitbucket.example/scm/ACME/deploy.git", "provider": "bitbucket-server",
+             "branch": "release", "secret_env": "HOOK_SECRET",
+             "status": {"api_url": hosts.base + "/bitbucket", "token_env": "BB_TOKEN", **common, **status_overrides}},
             {"name": "quiet", "url": "https://github.example/acme/deploy.git", "provider": "github",
              "secret_env": "HOOK_SECRET"},
         ],
@@ -150,6 +154,28 @@ def test_gitea_uses_token_auth_under_api_v1(setup):
     assert sent[0]["headers"]["authorization"] == f"token {GITEA_TOKEN}"
     assert sent[0]["payload"]["state"] == "pending"
     assert hosts.final[("gitea", "acme/deploy", SHA, "pullbridge/tea")] == "pending"
+
+
+def test_bitbucket_server_gets_a_build_status_under_its_repository(setup):
+    hosts, conn, config = setup
+    repo = config.repo("bb")
+    enqueue_status(conn, config, repo, SHA, "running", "sync running", sync_id="s-3")
+    enqueue_status(conn, config, repo, SHA, "failure", "apply failed: " + "x" * 300, sync_id="s-3")
+    enqueue_status(conn, config, repo, SHA2, "success", "already applied a newer commit")  # no sync id
+    run_status_worker(conn)
+
+    sent = hosts.answered("bitbucket")
+    assert [r["path"] for r in sent] == [f"/bitbucket/rest/api/latest/projects/ACME/repos/deploy/commits/{s}/builds"
+                                         for s in (SHA, SHA, SHA2)]
+    assert sent[0]["headers"]["authorization"] == f"Bearer {BITBUCKET_TOKEN}"
+    assert sent[0]["payload"] == {"key": "pullbridge/bb", "name": "pullbridge/bb", "state": "INPROGRESS",
+                                  "url": "https://pullbridge.example/syncs/s-3", "ref": "refs/heads/release",
+                                  "description": "sync running"}
+    assert len(sent[1]["payload"]["description"]) == 255
+    assert sent[2]["payload"]["url"] == "https://pullbridge.example/repos/bb"  # the url is required
+    assert hosts.final[("bitbucket", "ACME/deploy", SHA, "pullbridge/bb")] == "FAILED"
+    assert hosts.final[("bitbucket", "ACME/deploy", SHA2, "pullbridge/bb")] == "SUCCESSFUL"
+    assert FailedJobRegistry(keys.STATUS_QUEUE, connection=conn).count == 0
 
 
 def test_gitlab_409_is_retried_once_then_posted(setup):

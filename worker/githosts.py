@@ -1,6 +1,6 @@
-"""One commit status request per git host API: GitHub, GitLab, Gitea/Forgejo.
+"""One commit status request per git host API: GitHub, GitLab, Gitea/Forgejo, Bitbucket Server.
 
-Why it exists: the three APIs agree on the idea (a state per commit and
+Why it exists: the four APIs agree on the idea (a state per commit and
 context) but differ in path, auth header, field names, allowed states and
 limits.  Each ``*_request`` function returns the exact request to send; the
 checks a host would make are mirrored here so a status never fails for a
@@ -23,6 +23,10 @@ Documented APIs used:
 * Gitea/Forgejo: the GitHub-shaped ``POST {api}/repos/{owner}/{repo}/statuses/{sha}``
   under ``/api/v1``, ``Authorization: token <token>``; states pending,
   success, error, failure, warning.
+* Bitbucket Server/Data Center (7.4+): ``POST {base}/rest/api/latest/projects/{key}/repos/{slug}
+  /commits/{sha}/builds``, JSON ``key`` (our context), ``state`` (INPROGRESS, SUCCESSFUL,
+  FAILED), ``url`` (required: the repository's page when no sync is linked), ``name``,
+  ``description``, ``ref``; ``Authorization: Bearer`` (an HTTP access token); 204 No Content.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ GITHUB_STATES = {"pending": "pending", "running": "pending", "success": "success
 GITLAB_STATES = {"pending": "pending", "running": "running", "success": "success",
                  "failure": "failed", "error": "failed"}
 GITEA_STATES = GITHUB_STATES
+BITBUCKET_STATES = {"pending": "INPROGRESS", "running": "INPROGRESS", "success": "SUCCESSFUL",
+                    "failure": "FAILED", "error": "FAILED"}
+BITBUCKET_DESCRIPTION_MAX = 255
 
 ALREADY_IN_STATE = re.compile(r"Cannot transition status via :(run|enqueue) from :(running|pending)")
 
@@ -55,6 +62,7 @@ class StatusTarget:
     project: str
     context: str
     ref: str
+    repo_page: str  # Pullbridge's page of the repository: the link of a status no sync is known for
 
 
 @dataclass(frozen=True)
@@ -114,7 +122,21 @@ def gitlab_request(target: StatusTarget, token: str, sha: str, state: str, descr
     )
 
 
-BUILDERS = {"github": github_request, "gitlab": gitlab_request, "gitea": gitea_request}
+def bitbucket_request(target: StatusTarget, token: str, sha: str, state: str, description: str,
+                      target_url: str | None) -> StatusRequest:
+    owner, name = target.project.split("/", 1)
+    return StatusRequest(
+        url=f"{target.api_url}/rest/api/latest/projects/{quote(owner, safe='')}/repos/{quote(name, safe='')}"
+            f"/commits/{quote(sha, safe='')}/builds",
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+        payload={"key": target.context, "name": target.context, "state": BITBUCKET_STATES[state],
+                 "url": target_url or target.repo_page, "ref": f"refs/heads/{target.ref}",
+                 "description": shorten(description, BITBUCKET_DESCRIPTION_MAX)},
+    )
+
+
+BUILDERS = {"github": github_request, "gitlab": gitlab_request, "gitea": gitea_request,
+            "bitbucket-server": bitbucket_request}
 
 
 def build_request(target: StatusTarget, token: str, sha: str, state: str, description: str,

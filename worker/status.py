@@ -106,9 +106,10 @@ def _retry(retries: int, backoff: list[float]) -> Retry | None:
     return Retry(max=retries, interval=retry_intervals(backoff))
 
 
-def status_target(repo: RepoConfig) -> StatusTarget:
+def status_target(config: Config, repo: RepoConfig) -> StatusTarget:
     return StatusTarget(provider=repo.provider, api_url=status_api_url(repo),
-                        project=status_project(repo), context=status_context(repo), ref=repo.branch)
+                        project=status_project(repo), context=status_context(repo), ref=repo.branch,
+                        repo_page=f"{config.server.public_url.rstrip('/')}/repos/{repo.name}")
 
 
 def target_url(config: Config, sync_id: str | None) -> str | None:
@@ -154,7 +155,7 @@ def post_now(conn: Redis, config: Config, repo: RepoConfig, sha: str, state: str
     except ConfigError as exc:
         raise TemporaryError(f"{what}: token unusable: {exc}") from None  # may be fixed in time
 
-    target = status_target(repo)
+    target = status_target(config, repo)
     order_key = keys.status_order(repo.name, sha)
     lock = conn.lock(keys.status_lock(repo.name, sha), timeout=settings.timeout * 2 + 10,
                      blocking_timeout=LOCK_WAIT)

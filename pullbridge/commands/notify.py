@@ -45,7 +45,7 @@ def cmd_status(args) -> int:
         token = repo.status.usable_token()
     except ConfigError as exc:
         raise CommandError(f"status token: {exc}") from None
-    target = status_target(repo)
+    target = status_target(config, repo)
     request = build_request(target, token, args.sha, args.state, args.description, target_url(config, None))
     print(f"POST {request.url} ({target.provider}, context {target.context!r}, state {args.state})")
     try:
