@@ -72,9 +72,11 @@ def delivery(repo: str, delivery_id: str) -> str:
 
 
 def status_order(repo: str, sha: str) -> str:
-    """HASH per commit: ``enqueued`` (last sequence handed out) and ``posted``
-    (highest sequence posted).  A status job whose sequence is below ``posted``
-    is stale and dropped, so a late older status never overwrites a newer one."""
+    """HASH per commit: ``enqueued`` (last sequence handed out), ``posted``
+    (highest sequence posted) and ``result`` (the last success, failure or error
+    posted).  A status job whose sequence is below ``posted`` is stale and
+    dropped, so a late older status never overwrites a newer one; one that may
+    not replace a result (``keep_result``) is dropped once there is one."""
     return f"pb:status:{repo}:{sha}"
 
 

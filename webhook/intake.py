@@ -305,7 +305,7 @@ class Intake:
         from worker.status import enqueue_status  # the worker package is optional at import time
         try:
             queued = within(deadline, enqueue_status, self.conn, self.config, repo, sha, "pending",
-                            "sync queued", sync_id=job_id, sync_job=job_id, deadline=deadline)
+                            "sync queued", sync_id=job_id, sync_job=job_id, deadline=deadline, keep_result=True)
         except DeadlineExceeded:  # the answer is due; the status may still be queued after it
             self.logger.warning("pending commit status not confirmed in time", extra={
                 **log, "error": "DeadlineExceeded"})

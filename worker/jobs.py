@@ -72,11 +72,14 @@ def _redis() -> Redis:
     return connect(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
 
 
-def _status(conn, config, repo, sha, state, description, sync_id) -> None:
+def _status(conn, config, repo, sha, state, description, sync_id, keep_result: bool = False) -> None:
+    """Queue a commit status; ``keep_result`` for one about a commit this sync does not apply
+    (worker.status: it does not replace the commit's result)."""
     if not sha:
         return
     try:
-        enqueue_status(conn, config, repo, sha, state, description[:1000], sync_id)  # each host's limit: githosts
+        enqueue_status(conn, config, repo, sha, state, description[:1000], sync_id,  # each host's limit: githosts
+                       keep_result=keep_result)
     except Exception:  # noqa: BLE001 - a status must never fail the sync
         log.exception("could not queue the %s status for %s@%s", state, repo.name, sha[:12])
 
@@ -93,7 +96,7 @@ def _tell_suspended(conn, config, repo, wanted: list[str], sync_id: str) -> None
         new = [sha for sha, added in zip(wanted, pipe.execute()) if added]
     for sha in new:
         _status(conn, config, repo, sha, "pending", f"suspended: not applied until `pullbridge resume {repo.name}`",
-                sync_id)
+                sync_id, keep_result=True)
 
 
 def _render(mirror: Mirror, repo: RepoConfig, sha: str) -> list:
@@ -187,10 +190,10 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         record.phase("fetch")
         for sha in target.unreachable:
             record.notes.append(f"{sha[:12]} is not on branch {repo.branch}")
-            _status(conn, config, repo, sha, "error", f"not on branch {repo.branch}", record.id)
+            _status(conn, config, repo, sha, "error", f"not on branch {repo.branch}", record.id, keep_result=True)
         for sha in target.older_than_applied:
             record.notes.append(f"{sha[:12]} is older than the applied commit")
-            _status(conn, config, repo, sha, "success", "already applied a newer commit", record.id)
+            _status(conn, config, repo, sha, "success", "already applied a newer commit", record.id, keep_result=True)
         if target.sha is None:
             record.result = "skipped"
             history.save(conn, record, limit=limit)
@@ -204,7 +207,7 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
                                 f"(force push): the branch head is applied")
         for sha in target.superseded:
             _status(conn, config, repo, sha, "success", f"not applied: held at {target.sha[:12]} by a rollback"
-                    if target.reason == "held" else f"superseded by {target.sha[:12]}", record.id)
+                    if target.reason == "held" else f"superseded by {target.sha[:12]}", record.id, keep_result=True)
         _status(conn, config, repo, target.sha, "running", "sync running", record.id)
 
         declared = _render(mirror, repo, target.sha)
@@ -257,7 +260,7 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         history.save(conn, record, limit=limit)
         done_wanted(conn, repo.name, wanted)
         for sha in [record.sha] if record.sha else wanted:
-            _status(conn, config, repo, sha, "failure", str(exc), record.id)
+            _status(conn, config, repo, sha, "failure", str(exc), record.id, keep_result=not record.sha)
         _report(conn, config, repo, record, str(exc))
         cancel_retries(job)
         raise
@@ -269,7 +272,7 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         history.save(conn, record, limit=limit)
         if not retrying:
             for sha in [record.sha] if record.sha else wanted:
-                _status(conn, config, repo, sha, "error", str(exc), record.id)
+                _status(conn, config, repo, sha, "error", str(exc), record.id, keep_result=not record.sha)
         _report(conn, config, repo, record, record.error)
         raise
     finally:

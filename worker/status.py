@@ -28,6 +28,15 @@ nothing and may yet hand over.  So the sync marks its job's attempt just
 before it takes the commits (``mark_taking_commits``), and only that mark (or
 the job ending) says the wait is over.  A job queued again for a retry waits
 again, as the first attempt may have failed before it posted anything.
+
+A commit's result, once posted (success, failure or error: ``RESULTS``), is
+not replaced by a status about a sync that does not apply that commit: an
+older commit pushed again after a newer one was applied (a redelivered
+webhook) is "already applied a newer commit" or "superseded", and the
+receiver's "pending" promises a sync that may not come; a failure must not
+turn green.  Such statuses are enqueued with ``keep_result`` and dropped when
+the commit has a result (``keys.status_order``'s ``result``); statuses of the
+sync that applies the commit (running, its outcome) always go out.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ from worker.outbound import PermanentError, TemporaryError, job_config, run_job,
 log = logging.getLogger(__name__)
 
 STATES = ("pending", "running", "success", "failure", "error")
+RESULTS = ("success", "failure", "error")
 ORDER_TTL = 14 * 86400
 LOCK_WAIT = 30
 WAITING = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
@@ -60,11 +70,13 @@ REQUEUE_HOPS = 5
 
 def enqueue_status(conn: Redis, config: Config, repo: RepoConfig, sha: str, state: str,
                    description: str, sync_id: str | None = None, sync_job: str | None = None,
-                   deadline: float | None = None) -> str | None:
+                   deadline: float | None = None, keep_result: bool = False) -> str | None:
     """Queue a status post for ``sha``; returns the job id, or None when the repo posts none.
 
     ``sync_job``: for a "pending", the sync job it announces; the post is
     dropped once that job no longer waits (see the module docstring).
+    ``keep_result``: not about a sync that applies ``sha``; dropped when the
+    commit already has a result (see the module docstring).
     ``deadline`` (the receiver's push, ``pullbridge.deadline``): once it has
     passed, the job is not queued (None, logged); a sequence number taken
     before is only a gap in the order.
@@ -87,7 +99,8 @@ def enqueue_status(conn: Redis, config: Config, repo: RepoConfig, sha: str, stat
         job = Queue(keys.STATUS_QUEUE, connection=conn).enqueue_call(
             "worker.status.post",
             args=(repo.name, sha, state, description, sync_id),
-            kwargs={"seq": seq, "sync_job": sync_job} if sync_job else {"seq": seq},
+            kwargs={"seq": seq, **({"sync_job": sync_job} if sync_job else {}),
+                    **({"keep_result": True} if keep_result else {})},
             retry=_retry(settings.retries, settings.backoff),
             timeout=int(settings.timeout * 2 + LOCK_WAIT + 10),
             result_ttl=3600,
@@ -119,7 +132,7 @@ def target_url(config: Config, sync_id: str | None) -> str | None:
 
 
 def post(repo_name: str, sha: str, state: str, description: str, sync_id: str | None = None,
-         seq: int | None = None, sync_job: str | None = None) -> str:
+         seq: int | None = None, sync_job: str | None = None, keep_result: bool = False) -> str:
     """The RQ job: post one status.  Returns 'posted', 'unchanged', 'stale' or 'disabled'."""
     what = f"status {state} {repo_name}@{sha[:12]}"
 
@@ -135,13 +148,14 @@ def post(repo_name: str, sha: str, state: str, description: str, sync_id: str | 
         conn = job.connection if job is not None else None
         if conn is None:
             raise PermanentError("post() runs as an RQ job (no Redis connection)")
-        return post_now(conn, config, repo, sha, state, description, sync_id, seq, sync_job)
+        return post_now(conn, config, repo, sha, state, description, sync_id, seq, sync_job, keep_result)
 
     return run_job(what, attempt)
 
 
 def post_now(conn: Redis, config: Config, repo: RepoConfig, sha: str, state: str, description: str,
-             sync_id: str | None = None, seq: int | None = None, sync_job: str | None = None) -> str:
+             sync_id: str | None = None, seq: int | None = None, sync_job: str | None = None,
+             keep_result: bool = False) -> str:
     """Post under the per-commit lock unless a newer status was already posted.
 
     Raises TemporaryError / PermanentError (see worker.outbound).
@@ -162,21 +176,27 @@ def post_now(conn: Redis, config: Config, repo: RepoConfig, sha: str, state: str
     if not lock.acquire():
         raise TemporaryError(f"{what}: another status of this commit is being posted")
     try:
-        posted = int(conn.hget(order_key, "posted") or 0)
+        posted, result = conn.hmget(order_key, "posted", "result")
+        posted = int(posted or 0)
         if seq is not None and seq < posted:
             log.info("%s: dropped, a newer status (#%d > #%d) was already posted", what, posted, seq)
             return "stale"
         if state == "pending" and sync_job and not sync_waiting(conn, sync_job):
             log.info("%s: dropped, sync job %s no longer waits", what, sync_job)
             return "stale"
+        if keep_result and result:
+            log.info("%s: dropped, the commit's result (%s) stands", what, result.decode())
+            return "stale"
         request = build_request(target, token, sha, state, description, target_url(config, sync_id))
         response = send_json(request.url, request.payload, request.headers, settings.timeout)
         outcome = interpret(target, response, what)
-        if seq is not None:
-            with conn.pipeline() as pipe:
+        with conn.pipeline() as pipe:
+            if seq is not None:
                 pipe.hset(order_key, "posted", max(seq, posted))
-                pipe.expire(order_key, ORDER_TTL)
-                pipe.execute()
+            if state in RESULTS:
+                pipe.hset(order_key, "result", state)
+            pipe.expire(order_key, ORDER_TTL)
+            pipe.execute()
         log.info("%s: %s", what, outcome)
         return outcome
     finally:
