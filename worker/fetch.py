@@ -11,7 +11,9 @@ is the commit's tree byte for byte: a commit's .gitattributes must not drop
 files (export-ignore, which prune would then delete) or rewrite them.
 
 Transport settings (deploy key, pinned host keys for SSH URLs) come from
-``git_env(repo, config)``, which defers to worker.ssh.
+``git_env(repo, config)``, which defers to worker.ssh.  A failed fetch becomes
+``fetch_failure``: temporary when a retry can help, else permanent, saying
+what the operator must do when ssh refused a key.
 """
 
 from __future__ import annotations
@@ -56,6 +58,32 @@ _URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
 def redact(text: str) -> str:
     """Hide credentials written into URLs (``https://user:token@host``) in git's messages."""
     return _URL_CREDENTIALS.sub(r"\1***@", text)
+
+
+def git_stderr(exc: git.GitCommandError) -> str:
+    """What git wrote to stderr, without GitPython's ``stderr: '...'`` wrapping (else the whole error)."""
+    text = (exc.stderr or "").strip()
+    if text.startswith("stderr: '") and text.endswith("'"):
+        return text[len("stderr: '"):-1]
+    return text or str(exc)
+
+
+def fetch_failure(exc: git.GitCommandError, repo: RepoConfig, config: Config | None = None,
+                  what: str = "git fetch") -> PermanentError | TemporaryError:
+    """The error for a failed fetch (or ls-remote) of ``repo``: temporary when a retry can help,
+    saying what to do when the operator must act; never a credential written in the URL."""
+    text = redact(git_stderr(exc))
+    detail = cut(text, 300)
+    refused = ssh.refusal(repo, config, text)
+    if refused:
+        return PermanentError(refused)
+    if "couldn't find remote ref" in text.lower():
+        return PermanentError(f"branch {repo.branch!r} does not exist at the configured URL")
+    if _MISSING.search(text):
+        return PermanentError(f"{what} failed: {detail}")
+    if _UNREACHABLE.search(text) or exc.status in (-9, -15) or exc.status is None:
+        return TemporaryError(f"git host unreachable: {detail}")
+    return PermanentError(f"{what} failed: {detail}")
 
 
 def cache_dir() -> Path:
@@ -144,14 +172,7 @@ class Mirror:
             repo.git.fetch(self.repo.url, refspec, "--no-tags", "--quiet",
                            env=git_env(self.repo, self.config), kill_after_timeout=FETCH_TIMEOUT)
         except git.GitCommandError as exc:
-            detail = redact(cut(exc.stderr or exc, 300))
-            if "couldn't find remote ref" in detail.lower():
-                raise PermanentError(f"branch {self.repo.branch!r} does not exist at the configured URL") from None
-            if _MISSING.search(detail):
-                raise PermanentError(f"git fetch failed: {detail}") from None
-            if _UNREACHABLE.search(detail) or exc.status in (-9, -15) or exc.status is None:
-                raise TemporaryError(f"git host unreachable: {detail}") from None
-            raise PermanentError(f"git fetch failed: {detail}") from None
+            raise fetch_failure(exc, self.repo, self.config) from None
         return self.head()
 
     def head(self) -> str:

@@ -16,6 +16,8 @@ Usage (the fetch module)::
 
 Problems an operator must fix (missing or world-readable key, host not in
 known_hosts) raise ``SshSetupError`` before git runs: retrying will not help.
+Those only the connection shows (the host's key is not the pinned one, the
+host refused the deploy key) are put in the operator's words by ``refusal``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ from pullbridge.known_hosts import KnownHostsError, host_pattern, lookup
 
 SSH_URL_RE = re.compile(r"^(?:ssh|git\+ssh|ssh\+git)://", re.IGNORECASE)
 SCP_URL_RE = re.compile(r"^(?:[^@/:]+@)?(\[[^\]]+\]|[^:/]+):(?!//)")
+# What ssh writes when the host's key is not the pinned one (changed, or of another type) ...
+HOST_KEY_REFUSED = re.compile(r"host key verification failed|remote host identification has changed", re.I)
+# ... and when the host accepted none of the keys offered (only the deploy key is).
+KEY_REFUSED = re.compile(r"permission denied \(publickey", re.I)
 
 
 class SshSetupError(Exception):
@@ -90,6 +96,12 @@ def _settings_from_env() -> SshSettings:
     return _load_ssh_settings(path, mtime)
 
 
+def _settings(config: Config | SshSettings | None) -> SshSettings:
+    if isinstance(config, Config):
+        return config.ssh
+    return config or _settings_from_env()
+
+
 @functools.lru_cache(maxsize=4)
 def _load_ssh_settings(path: str, mtime) -> SshSettings:
     try:
@@ -107,10 +119,7 @@ def git_env(repo: RepoConfig, config: Config | SshSettings | None = None) -> dic
     target = ssh_host_port(repo.url)
     if target is None:
         return {}
-    if isinstance(config, Config):
-        settings = config.ssh
-    else:
-        settings = config or _settings_from_env()
+    settings = _settings(config)
     key_file = str(settings.key_path(repo))
     known_hosts = settings.known_hosts_path()
     try:
@@ -123,12 +132,39 @@ def git_env(repo: RepoConfig, config: Config | SshSettings | None = None) -> dic
     except KnownHostsError as exc:
         raise SshSetupError(f"repo {repo.name}: {exc}") from None
     if pinned == []:
-        port_opt = f" --port {port}" if port != 22 else ""
         raise SshSetupError(
             f"repo {repo.name}: no host key pinned for {host_pattern(host, port)} in {known_hosts}; "
-            f"check the host's fingerprint and run `pullbridge known-hosts add {host}{port_opt}`")
+            f"check the host's fingerprint and run {_pin_command(host, port)}")
     return {
         "GIT_SSH_COMMAND": ssh_command(key_file, str(known_hosts), settings.connect_timeout),
         "GIT_SSH_VARIANT": "ssh",
         "GIT_TERMINAL_PROMPT": "0",
     }
+
+
+def _pin_command(host: str, port: int) -> str:
+    port_opt = f" --port {port}" if port != 22 else ""
+    return f"`pullbridge known-hosts add {host}{port_opt}`"
+
+
+def refusal(repo: RepoConfig, config: Config | SshSettings | None, git_stderr: str) -> str | None:
+    """What the operator must do when ssh refused the host's key or the host refused the deploy
+    key, from git's message; None for any other failure (or a URL that is not SSH)."""
+    target = ssh_host_port(repo.url)
+    if target is None:
+        return None
+    host, port = target
+    try:
+        settings = _settings(config)
+    except SshSetupError:
+        return None
+    if HOST_KEY_REFUSED.search(git_stderr):
+        return (f"repo {repo.name}: the SSH host key of {host_pattern(host, port)} is not the one pinned in "
+                f"{settings.known_hosts_path()}, so the connection was refused (it may be intercepted). "
+                f"If the host really changed its key, compare the new fingerprint with the one the host "
+                f"publishes and run {_pin_command(host, port)}")
+    if KEY_REFUSED.search(git_stderr):
+        key = settings.key_path(repo)
+        return (f"repo {repo.name}: {host_pattern(host, port)} refused the deploy key {key}; add the public "
+                f"key `pullbridge identity --file {shlex.quote(str(key))}` prints to the repository as a deploy key")
+    return None

@@ -12,6 +12,8 @@ import pytest
 from pullbridge.config import SshSettings, parse_config
 from pullbridge.identity import ensure_file_identity
 from pullbridge.known_hosts import HostKey, record, scan
+from worker.errors import PermanentError
+from worker.fetch import Mirror
 from worker.ssh import SshSetupError, git_env, ssh_host_port
 
 
@@ -198,3 +200,36 @@ def test_paths_with_spaces_and_percent_signs(setup):
                   SshSettings(identity_file=str(key), known_hosts_file=str(known)))
     clone = git.Repo.clone_from(sshd.url(name), tmp / "odd-clone", env=env)
     assert clone.head.commit.hexsha == seed_sha
+
+
+def _mirror(url, settings, root):
+    """The worker's mirror of ``url``, with ``settings`` as the config's ssh: section."""
+    config = parse_config({"ssh": settings.model_dump(),
+                           "repos": [{"name": "demo", "url": url, "provider": "generic", "secret_env": "X"}]})
+    return Mirror(config.repos[0], root=root, config=config)
+
+
+def test_a_sync_refused_for_a_changed_host_key_says_what_to_run(setup):
+    """ssh's long MITM warning must not hide what to do, and a retry cannot help."""
+    sshd, settings, name, _, tmp = setup
+    impostor = tmp / "impostor"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(impostor)], check=True)
+    kind, blob = impostor.with_suffix(".pub").read_text().split()[:2]
+    record(settings.known_hosts_path(), sshd.host, sshd.port, [HostKey("x", kind, blob)])
+    with pytest.raises(PermanentError) as refused:
+        _mirror(sshd.url(name), settings, tmp / "cache").fetch()
+    message = str(refused.value)
+    assert f"host key of [{sshd.host}]:{sshd.port} is not the one pinned in {settings.known_hosts_path()}" in message
+    assert message.endswith(f"run `pullbridge known-hosts add {sshd.host} --port {sshd.port}`")
+
+
+def test_a_sync_refused_for_its_deploy_key_says_which_key_to_add(setup):
+    sshd, settings, name, _, tmp = setup
+    other = tmp / "not authorized"
+    ensure_file_identity(other)
+    with pytest.raises(PermanentError) as refused:
+        _mirror(sshd.url(name), SshSettings(identity_file=str(other), known_hosts_file=settings.known_hosts_file),
+                tmp / "cache").fetch()
+    assert str(refused.value) == (
+        f"repo demo: [{sshd.host}]:{sshd.port} refused the deploy key {other}; add the public key "
+        f"`pullbridge identity --file '{other}'` prints to the repository as a deploy key")
