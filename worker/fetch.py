@@ -18,12 +18,14 @@ what the operator must do when ssh refused a key.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import re
 import shutil
 import tarfile
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +43,9 @@ KEEP_CHECKOUTS = 3
 # $Format$/$Id$ expansion, no end-of-line, encoding or filter conversion).
 EXACT_TREE_ATTRIBUTES = "* -export-ignore -export-subst -ident -text -filter -working-tree-encoding\n"
 FETCH_TIMEOUT = 120
+# git holds a ref's lock file for the moment it takes to move the ref: an older one was left by a
+# git that was killed (with its worker), and would fail every later fetch until removed.
+STALE_REF_LOCK_AGE = 10.0
 
 _UNREACHABLE = re.compile(
     r"could not resolve host|connection refused|connection timed out|timed out|"
@@ -51,6 +56,9 @@ _UNREACHABLE = re.compile(
 _MISSING = re.compile(r"does not appear to be a git repository|repository .* not found|not found|"
                       r"authentication failed|permission denied|http 40[134]|returned error: 40[134]", re.I)
 
+
+# Another git moved, or is moving, the mirror's branch ref (a retry finds it done or unlocked).
+_REF_BUSY = re.compile(r"cannot lock ref .*(?:file exists|but expected)", re.I)
 
 _URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
 
@@ -79,6 +87,8 @@ def fetch_failure(exc: git.GitCommandError, repo: RepoConfig, config: Config | N
         return PermanentError(refused)
     if "couldn't find remote ref" in text.lower():
         return PermanentError(f"branch {repo.branch!r} does not exist at the configured URL")
+    if _REF_BUSY.search(text):
+        return TemporaryError(f"the mirror of {repo.name} is being updated by another git process: {detail}")
     if _MISSING.search(text):
         return PermanentError(f"{what} failed: {detail}")
     if _UNREACHABLE.search(text) or exc.status in (-9, -15) or exc.status is None:
@@ -165,15 +175,32 @@ class Mirror:
         os.replace(tmp, attributes)
 
     def fetch(self) -> str:
-        """Fetch the tracked branch from the configured URL; return its head sha."""
+        """Fetch the tracked branch from the configured URL; return its head sha.
+
+        One fetch of the mirror at a time (a sync, the periodic check and an operator's
+        ``pullbridge diff`` share it): the next waits for the lock instead of failing on the ref
+        the first one moved.  The lock is an flock, which the kernel releases when its holder dies.
+        """
         repo = self._open()
         refspec = f"+{self.ref}:{self.ref}"
+        with open(self.root / f"{self.repo.name}.fetch-lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._remove_stale_ref_lock()
+            try:
+                repo.git.fetch(self.repo.url, refspec, "--no-tags", "--quiet",
+                               env=git_env(self.repo, self.config), kill_after_timeout=FETCH_TIMEOUT)
+            except git.GitCommandError as exc:
+                raise fetch_failure(exc, self.repo, self.config) from None
+            return self.head()
+
+    def _remove_stale_ref_lock(self) -> None:
+        """Remove the branch ref's lock file when a killed git left it (STALE_REF_LOCK_AGE)."""
+        ref_lock = self.path / f"{self.ref}.lock"
         try:
-            repo.git.fetch(self.repo.url, refspec, "--no-tags", "--quiet",
-                           env=git_env(self.repo, self.config), kill_after_timeout=FETCH_TIMEOUT)
-        except git.GitCommandError as exc:
-            raise fetch_failure(exc, self.repo, self.config) from None
-        return self.head()
+            if time.time() - ref_lock.stat().st_mtime > STALE_REF_LOCK_AGE:
+                ref_lock.unlink()
+        except FileNotFoundError:
+            pass
 
     def head(self) -> str:
         return self._open().git.rev_parse("--verify", f"{self.ref}^{{commit}}")

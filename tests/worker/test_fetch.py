@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import threading
 
 import pytest
 
 from pullbridge.config import parse_config
 from worker.errors import PermanentError, TemporaryError
-from worker.fetch import Mirror
+from worker.fetch import STALE_REF_LOCK_AGE, Mirror
 
 
 def git(*args, cwd=None) -> str:
@@ -214,3 +216,46 @@ def test_credentials_in_urls_never_reach_error_messages(tmp_path):
     with pytest.raises(TemporaryError) as info:
         mirror.fetch()
     assert "s3cret" not in str(info.value)
+
+
+def test_a_ref_lock_left_by_a_killed_git_does_not_fail_every_later_fetch(upstream, mirror):
+    upstream.commit("a")
+    mirror.fetch()
+    head = upstream.commit("b")
+    ref_lock = mirror.path / "refs" / "heads" / "main.lock"
+    ref_lock.write_text("")  # git was killed while it moved the branch
+    with pytest.raises(TemporaryError, match="mirror of r is being updated by another git process"):
+        mirror.fetch()  # a live git may still hold it: retry later
+    left = ref_lock.stat().st_mtime - STALE_REF_LOCK_AGE - 1
+    os.utime(ref_lock, (left, left))
+    assert mirror.fetch() == head
+    assert not ref_lock.exists()
+
+
+def test_fetches_of_one_mirror_at_once_all_succeed_while_the_branch_moves(upstream, tmp_path):
+    """A sync, the periodic check and `pullbridge diff` may fetch the same mirror at the same time."""
+    upstream.commit("a")
+    failures, pushing = [], True
+
+    def fetch_until_pushed():
+        while pushing:
+            mirror = Mirror(repo_config(f"file://{upstream.bare}"), root=tmp_path / "cache")
+            try:
+                mirror.fetch()
+            except (PermanentError, TemporaryError) as exc:
+                failures.append(str(exc))
+            finally:
+                mirror.close()
+
+    fetchers = [threading.Thread(target=fetch_until_pushed) for _ in range(3)]
+    for thread in fetchers:
+        thread.start()
+    try:
+        for n in range(20):
+            head = upstream.commit(f"c{n}")
+    finally:
+        pushing = False
+        for thread in fetchers:
+            thread.join()
+    assert failures == []
+    assert Mirror(repo_config(f"file://{upstream.bare}"), root=tmp_path / "cache").fetch() == head
