@@ -163,7 +163,7 @@ def _reconcile_claimed(conn: Redis, config: Config, repo: RepoConfig) -> dict:
     about_head = ""  # what became of the branch head (unknown, or not applied): said in every result of this run
     try:
         head = remote_head(repo)
-    except TemporaryError as exc:
+    except (PermanentError, TemporaryError) as exc:  # permanent: SSH not set up, the operator's to fix
         head = None
         about_head = f"branch head not checked: {exc}"
         log.warning("periodic %s: %s (checking drift only)", repo.name, exc)

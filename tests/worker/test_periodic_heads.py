@@ -14,6 +14,7 @@ import pytest
 from rq import Queue
 
 from pullbridge import keys
+from pullbridge.identity import ensure_file_identity
 from pullbridge.queueing import take_wanted
 from worker import inventory, periodic, periodic_claim
 from worker.errors import TemporaryError
@@ -163,3 +164,16 @@ def test_a_git_host_that_times_out_is_said_without_the_credentials_of_its_url(sy
     check = synced.state()["last_check_result"]
     assert "branch head not checked: git ls-remote failed" in check and "did not complete" in check, check
     assert "s3cret-token" not in check and "http://***@127.0.0.1:" in check
+
+
+def test_a_repo_whose_ssh_is_not_set_up_is_still_checked_and_says_what_to_run(synced, tmp_path, monkeypatch):
+    """First run on a bare machine: the repo's host is not pinned yet. The check says so (and
+    checks drift) instead of failing the periodic job."""
+    (tmp_path / "known_hosts").write_text("")
+    monkeypatch.setenv("PULLBRIDGE_KNOWN_HOSTS", str(tmp_path / "known_hosts"))
+    monkeypatch.setenv("PULLBRIDGE_IDENTITY", str(ensure_file_identity(tmp_path / "identity").location))
+    synced.configure(synced.git, url="ssh://git@127.0.0.1:1/heads.git", interval="10s", retries=0)
+    assert run_reconcile(synced)["result"] == "in sync"
+    check = synced.state()["last_check_result"]
+    assert "branch head not checked: git over SSH is not set up: repo app: no host key pinned for " \
+        "[127.0.0.1]:1" in check and "run `pullbridge known-hosts add 127.0.0.1 --port 1`" in check, check
