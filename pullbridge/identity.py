@@ -72,7 +72,12 @@ def generate_private_key() -> bytes:
 
 
 def _load_private(data: bytes, where: str):
+    """The private key in ``data``: the OpenSSH format, or PEM (PKCS#1, SEC1, PKCS#8) as other tools
+    write it (``ssh-keygen -m PEM``, Terraform's ``tls_private_key``), which ssh reads too."""
+    pem = data.lstrip().startswith(b"-----BEGIN ") and b"-----BEGIN OPENSSH PRIVATE KEY-----" not in data
     try:
+        if pem:
+            return serialization.load_pem_private_key(data, password=None)
         return serialization.load_ssh_private_key(data, password=None)
     except TypeError:
         raise IdentityError(f"{where}: the key is protected by a passphrase; Pullbridge needs an "

@@ -83,6 +83,25 @@ def test_missing_and_foreign_keys_get_clear_errors(tmp_path):
         ensure_file_identity(locked)
 
 
+@pytest.mark.parametrize("kind", ["rsa", "ecdsa"])
+@pytest.mark.parametrize("pem", ["PEM", "PKCS8"])
+def test_a_pem_key_another_tool_wrote_is_shown_as_ssh_sees_it(tmp_path, kind, pem):
+    """ssh reads PEM private keys (ssh-keygen -m PEM, Terraform's tls_private_key): so does identity."""
+    path = tmp_path / "identity"
+    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-m", pem, "-N", "", "-C", "", "-f", str(path)], check=True)
+    derived = subprocess.run(["ssh-keygen", "-y", "-f", str(path)], capture_output=True, text=True,
+                             check=True).stdout.split()
+    ident = ensure_file_identity(path, comment="c")
+    assert ident.public_line.split() == [*derived[:2], "c"] and not ident.created
+    listed = subprocess.run(["ssh-keygen", "-lf", str(path)], capture_output=True, text=True,
+                            check=True).stdout.split()
+    assert ident.fingerprint == listed[1]
+    locked = tmp_path / "locked"
+    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-m", pem, "-N", "pass phrase", "-f", str(locked)], check=True)
+    with pytest.raises(IdentityError, match="passphrase"):
+        ensure_file_identity(locked)
+
+
 def _race(path, barrier, results):
     barrier.wait()
     results.put(ensure_file_identity(path).fingerprint)
