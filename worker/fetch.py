@@ -53,7 +53,12 @@ _UNREACHABLE = re.compile(
     r"the remote end hung up|early eof|http 5\d\d|returned error: 5\d\d|"
     r"could not read from remote repository", re.I)
 
+# The repository is not there, or not for these credentials: git's words, and the hosts' over SSH
+# (GitLab "could not be found or you don't have permission", Gitea/Forgejo "Cannot find repository"
+# and "either does not exist or you are not authorized"), which git follows with "Could not read
+# from remote repository", an _UNREACHABLE phrase.
 _MISSING = re.compile(r"does not appear to be a git repository|repository .* not found|not found|"
+                      r"could not be found|cannot find repository|does not exist|"
                       r"authentication failed|permission denied|http 40[134]|returned error: 40[134]", re.I)
 
 

@@ -233,3 +233,19 @@ def test_a_sync_refused_for_its_deploy_key_says_which_key_to_add(setup):
     assert str(refused.value) == (
         f"repo demo: [{sshd.host}]:{sshd.port} refused the deploy key {other}; add the public key "
         f"`pullbridge identity --file '{other}'` prints to the repository as a deploy key")
+
+
+@pytest.mark.parametrize("answer", [
+    "The project you were looking for could not be found or you don't have permission to view it.",  # GitLab
+    "Gitea: Cannot find repository: acme/app",
+    "Forgejo: The repository you are trying to reach either does not exist or you are not authorized to view it.",
+])
+def test_a_repository_the_host_says_is_missing_or_not_ours_is_permanent(setup, answer):
+    """Git hosts answer SSH with a forced command; theirs says the repository is not there (or the
+    deploy key may not read it): retrying cannot help, and the host is not 'unreachable'."""
+    sshd, settings, name, _, tmp = setup
+    public = ensure_file_identity(settings.identity_file).public_line
+    sshd.authorize(f'command="echo \\"{answer}\\" >&2; exit 1",restrict {public}')
+    with pytest.raises(PermanentError, match="git fetch failed: ") as missing:
+        _mirror(sshd.url(name), settings, tmp / "cache").fetch()
+    assert answer.split(":")[-1].strip() in str(missing.value)
