@@ -45,10 +45,10 @@ from pullbridge import keys, repostate
 from pullbridge.config import Config, RepoConfig
 from pullbridge.pathfilter import touches
 from pullbridge.queueing import release_dead_marker, request_sync
-from worker import alerts, drift, history, metrics
+from worker import alerts, drift, history, metrics, ssh
 from worker.apply import Applier
 from worker.errors import PermanentError, TemporaryError, cut
-from worker.fetch import FETCH_TIMEOUT, Mirror, git_env, redact
+from worker.fetch import FETCH_TIMEOUT, Mirror, git_env, git_stderr, redact
 from worker.jobs import PERMANENT_NOTE, _redis, process_config
 from worker.kube import ApiError, process_kube
 from worker.lock import LockLost, RepoLock, token_owner
@@ -115,7 +115,8 @@ def remote_head(repo: RepoConfig) -> str | None:
         out = git.cmd.Git().ls_remote(repo.url, f"refs/heads/{repo.branch}", env=git_env(repo),
                                       kill_after_timeout=FETCH_TIMEOUT)
     except git.GitCommandError as exc:
-        raise TemporaryError(f"git ls-remote failed: {redact(cut(exc.stderr or exc, 200))}") from None
+        text = redact(git_stderr(exc))
+        raise TemporaryError(f"git ls-remote failed: {ssh.refusal(repo, None, text) or cut(text, 200)}") from None
     for line in out.splitlines():
         sha, _, ref = line.partition("\t")
         if ref.strip() == f"refs/heads/{repo.branch}":

@@ -12,8 +12,9 @@ import pytest
 from pullbridge.config import SshSettings, parse_config
 from pullbridge.identity import ensure_file_identity
 from pullbridge.known_hosts import HostKey, record, scan
-from worker.errors import PermanentError
+from worker.errors import PermanentError, TemporaryError
 from worker.fetch import Mirror
+from worker.periodic import remote_head
 from worker.ssh import SshSetupError, git_env, ssh_host_port
 
 
@@ -98,10 +99,7 @@ def test_scp_like_url_works(setup):
 def test_unknown_host_key_is_refused(setup):
     sshd, settings, name, _, tmp = setup
     # The file pins a different key for this host: ssh must refuse, not ask or replace it.
-    impostor = tmp / "impostor"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(impostor)], check=True)
-    kind, blob = (impostor.with_suffix(".pub")).read_text().split()[:2]
-    record(settings.known_hosts_path(), sshd.host, sshd.port, [HostKey("x", kind, blob)])
+    _pin_an_impostor(settings, sshd, tmp)
     before = settings.known_hosts_path().read_text()
     env = git_env(_repo_config(sshd.url(name)), settings)
     with pytest.raises(git.GitCommandError) as err:
@@ -209,18 +207,36 @@ def _mirror(url, settings, root):
     return Mirror(config.repos[0], root=root, config=config)
 
 
-def test_a_sync_refused_for_a_changed_host_key_says_what_to_run(setup):
-    """ssh's long MITM warning must not hide what to do, and a retry cannot help."""
-    sshd, settings, name, _, tmp = setup
+def _pin_an_impostor(settings, sshd, tmp):
+    """Pin another key for the sshd, as if the host's key had changed."""
     impostor = tmp / "impostor"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(impostor)], check=True)
     kind, blob = impostor.with_suffix(".pub").read_text().split()[:2]
     record(settings.known_hosts_path(), sshd.host, sshd.port, [HostKey("x", kind, blob)])
+
+
+def test_a_sync_refused_for_a_changed_host_key_says_what_to_run(setup):
+    """ssh's long MITM warning must not hide what to do, and a retry cannot help."""
+    sshd, settings, name, _, tmp = setup
+    _pin_an_impostor(settings, sshd, tmp)
     with pytest.raises(PermanentError) as refused:
         _mirror(sshd.url(name), settings, tmp / "cache").fetch()
     message = str(refused.value)
     assert f"host key of [{sshd.host}]:{sshd.port} is not the one pinned in {settings.known_hosts_path()}" in message
     assert message.endswith(f"run `pullbridge known-hosts add {sshd.host} --port {sshd.port}`")
+
+
+def test_the_periodic_head_check_refused_for_a_changed_host_key_says_what_to_run(setup, monkeypatch):
+    sshd, settings, name, _, tmp = setup
+    _pin_an_impostor(settings, sshd, tmp)
+    monkeypatch.delenv("PULLBRIDGE_CONFIG", raising=False)
+    monkeypatch.setenv("PULLBRIDGE_IDENTITY", settings.identity_file)
+    monkeypatch.setenv("PULLBRIDGE_KNOWN_HOSTS", settings.known_hosts_file)
+    with pytest.raises(TemporaryError) as refused:  # the check tries again next interval
+        remote_head(_repo_config(sshd.url(name)))
+    assert str(refused.value).startswith(f"git ls-remote failed: repo demo: the SSH host key of "
+                                         f"[{sshd.host}]:{sshd.port} is not the one pinned")
+    assert str(refused.value).endswith(f"run `pullbridge known-hosts add {sshd.host} --port {sshd.port}`")
 
 
 def test_a_sync_refused_for_its_deploy_key_says_which_key_to_add(setup):
