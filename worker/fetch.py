@@ -46,6 +46,8 @@ FETCH_TIMEOUT = 120
 # git holds a ref's lock file for the moment it takes to move the ref: an older one was left by a
 # git that was killed (with its worker), and would fail every later fetch until removed.
 STALE_REF_LOCK_AGE = 10.0
+# A temporary directory among the checkouts this old (seconds) was left by a killed worker.
+STALE_TEMP_AGE = 3600.0
 
 _UNREACHABLE = re.compile(
     r"could not resolve host|connection refused|connection timed out|timed out|"
@@ -280,20 +282,40 @@ class Mirror:
         self.checkouts.mkdir(parents=True, exist_ok=True)
         data = self._open().git.archive("--format=tar", sha, stdout_as_string=False)
         tmp = Path(tempfile.mkdtemp(prefix=f".{sha[:12]}-", dir=self.checkouts))
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            tar.extractall(tmp, filter="tar")
         try:
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                tar.extractall(tmp, filter="tar")
             tmp.rename(dest)
-        except OSError:
+        except BaseException:  # a full disk, the job's timeout: no partial tree left behind
             shutil.rmtree(tmp, ignore_errors=True)
+            if not dest.is_dir():  # else another process made it first: use theirs
+                raise
         self._trim_checkouts()
         return dest
 
     def _trim_checkouts(self) -> None:
-        entries = sorted((p for p in self.checkouts.iterdir() if not p.name.startswith(".")),
-                         key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in entries[KEEP_CHECKOUTS:]:
-            shutil.rmtree(old, ignore_errors=True)
+        """Keep the KEEP_CHECKOUTS newest checkouts.  An older one is renamed away before it is
+        deleted, so a worker killed meanwhile never leaves part of a tree under a commit's name;
+        what a killed worker left (dot names) goes once older than STALE_TEMP_AGE."""
+        entries = []
+        for path in self.checkouts.iterdir():
+            try:
+                entries.append((path.stat().st_mtime, path))
+            except FileNotFoundError:  # removed by another process meanwhile
+                pass
+        entries.sort(reverse=True)
+        checkouts = [path for _, path in entries if not path.name.startswith(".")]
+        for old in checkouts[KEEP_CHECKOUTS:]:
+            trash = Path(tempfile.mkdtemp(prefix=".trash-", dir=self.checkouts))
+            try:
+                old.rename(trash / old.name)
+            except OSError:  # another process trimmed it
+                pass
+            shutil.rmtree(trash, ignore_errors=True)
+        stale = time.time() - STALE_TEMP_AGE
+        for mtime, path in entries:
+            if path.name.startswith(".") and mtime < stale:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def newest(shas: list[str], is_ancestor) -> str | None:

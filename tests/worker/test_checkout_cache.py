@@ -1,0 +1,89 @@
+"""The checkouts next to a mirror: a full disk, a killed worker or a job's timeout never leave a
+partial tree under a commit's name, nor temporary trees that pile up."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from worker.fetch import KEEP_CHECKOUTS, STALE_TEMP_AGE, Mirror
+
+from tests.worker.test_fetch import Upstream, repo_config
+
+
+@pytest.fixture
+def upstream(tmp_path):
+    return Upstream(tmp_path)
+
+
+@pytest.fixture
+def mirror(upstream, tmp_path):
+    return Mirror(repo_config(f"file://{upstream.bare}"), root=tmp_path / "cache")
+
+
+def _files(tree) -> list[str]:
+    return sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file())
+
+
+def test_a_worker_killed_while_trimming_leaves_no_part_of_a_tree_under_a_commits_name(
+        upstream, mirror, monkeypatch):
+    shas = [upstream.commit(f"c{n}") for n in range(KEEP_CHECKOUTS + 1)]
+    mirror.fetch()
+    for sha in shas[:KEEP_CHECKOUTS]:
+        mirror.checkout(sha)
+    oldest = mirror.checkouts / shas[0]
+    os.utime(oldest, (1, 1))
+
+    def killed_halfway(path, ignore_errors=False):
+        """shutil.rmtree stopped by the kill after it deleted one file."""
+        next(p for p in sorted(path.rglob("*.yaml"))).unlink()
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(shutil, "rmtree", killed_halfway)
+    with pytest.raises(SystemExit):
+        mirror.checkout(shas[-1])  # trims the oldest checkout
+    monkeypatch.undo()
+    # The commit is needed again (a rollback, a drift check): its whole tree, not what was left.
+    assert _files(mirror.checkout(shas[0])) == ["c0.yaml"]
+
+
+def test_temporary_trees_left_by_killed_workers_are_removed_once_old(upstream, mirror):
+    first = upstream.commit("a")
+    mirror.fetch()
+    mirror.checkout(first)
+    left = [mirror.checkouts / ".0123456789ab-killed", mirror.checkouts / ".trash-killed"]
+    for path in left:
+        (path / "deploy").mkdir(parents=True)
+        (path / "deploy" / "a.yaml").write_text("kind: ConfigMap\n")
+        os.utime(path, (1, 1))
+    in_use = mirror.checkouts / ".fedcba987654-extracting"  # another worker's checkout, being written
+    in_use.mkdir()
+    old_enough = in_use.stat().st_mtime - STALE_TEMP_AGE + 60
+    os.utime(in_use, (old_enough, old_enough))
+    second = upstream.commit("b")
+    mirror.fetch()
+    mirror.checkout(second)
+    assert sorted(p.name for p in mirror.checkouts.iterdir()) == sorted([first, second, in_use.name])
+
+
+def test_a_checkout_cut_short_by_a_full_disk_leaves_nothing_behind(upstream, mirror, tmp_path):
+    upstream.commit("a")
+    (upstream.work / "big.bin").write_bytes(os.urandom(512 * 1024))
+    sha = upstream.commit("b")
+    mirror.fetch()
+    mirror.checkouts.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mirror.checkouts)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"a small tmpfs is needed for a full disk (run as root): {mounted.stderr.strip()}")
+    try:
+        with pytest.raises(OSError) as full:
+            mirror.checkout(sha)
+        assert full.value.errno == errno.ENOSPC
+        assert list(mirror.checkouts.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(mirror.checkouts)], check=True)
