@@ -5,7 +5,8 @@ newer one on the same branch, never an older one (unless a force push took
 the applied commit off the branch) and never one from elsewhere.  The worker
 keeps a bare mirror per repository under a cache dir
 ($PULLBRIDGE_CACHE_DIR, default ~/.cache/pullbridge/mirrors) and fetches
-into it only the tracked branch from only the configured URL.  Wanted shas
+into it only the tracked branch from only the configured URL (a mirror a crash
+damaged is only a cache: it is fetched again from scratch).  Wanted shas
 are ordered with git ancestry, not with webhook arrival order.  A checkout
 is the commit's tree byte for byte: a commit's .gitattributes must not drop
 files (export-ignore, which prune would then delete) or rewrite them.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import io
+import logging
 import os
 import re
 import shutil
@@ -34,6 +36,8 @@ import git
 from pullbridge.config import Config, RepoConfig
 from worker import ssh
 from worker.errors import PermanentError, TemporaryError, cut
+
+log = logging.getLogger("pullbridge.fetch")
 
 CACHE_ENV = "PULLBRIDGE_CACHE_DIR"
 SHA_RE = re.compile(r"^[0-9a-f]{40}\Z")
@@ -63,6 +67,10 @@ _MISSING = re.compile(r"does not appear to be a git repository|repository .* not
                       r"could not be found|cannot find repository|does not exist|"
                       r"authentication failed|permission denied|http 40[134]|returned error: 40[134]", re.I)
 
+
+# The mirror's own files are damaged (a crash left an empty object or ref file): it is only a cache.
+_DAMAGED = re.compile(r"object file .* is empty|loose object .* is corrupt|bad object|unable to unpack|"
+                      r"inflate: data stream error|did not send all necessary objects", re.I)
 
 # Another git moved, or is moving, the mirror's branch ref (a retry finds it done or unlocked).
 _REF_BUSY = re.compile(r"cannot lock ref .*(?:file exists|but expected)", re.I)
@@ -118,6 +126,10 @@ def git_env(repo: RepoConfig, config: Config | None = None) -> dict[str, str]:
     except ssh.SshSetupError as exc:
         raise PermanentError(f"git over SSH is not set up: {exc}") from None
     return env
+
+
+class _Damaged(Exception):
+    """The mirror's files are damaged; ``Mirror.fetch`` replaces it once."""
 
 
 @dataclass
@@ -188,17 +200,44 @@ class Mirror:
         ``pullbridge diff`` share it): the next waits for the lock instead of failing on the ref
         the first one moved.  The lock is an flock, which the kernel releases when its holder dies.
         """
-        repo = self._open()
-        refspec = f"+{self.ref}:{self.ref}"
+        self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / f"{self.repo.name}.fetch-lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            self._remove_stale_ref_lock()
             try:
-                repo.git.fetch(self.repo.url, refspec, "--no-tags", "--quiet",
-                               env=git_env(self.repo, self.config), kill_after_timeout=FETCH_TIMEOUT)
-            except git.GitCommandError as exc:
-                raise fetch_failure(exc, self.repo, self.config) from None
-            return self.head()
+                return self._fetch_locked(repair=True)
+            except _Damaged as damage:
+                log.warning("the mirror of %s is damaged (%s): fetching it again from scratch",
+                            self.repo.name, damage)
+                self._discard()
+                return self._fetch_locked(repair=False)
+
+    def _fetch_locked(self, repair: bool) -> str:
+        """``fetch`` under its lock.  ``repair``: raise _Damaged when the mirror's own files are
+        damaged (a crash left empty objects or refs), for ``fetch`` to make a new one."""
+        try:
+            repo = self._open()
+        except git.InvalidGitRepositoryError:
+            if repair:
+                raise _Damaged("not a git repository") from None
+            raise
+        self._remove_stale_ref_lock()
+        try:
+            repo.git.fetch(self.repo.url, f"+{self.ref}:{self.ref}", "--no-tags", "--quiet",
+                           env=git_env(self.repo, self.config), kill_after_timeout=FETCH_TIMEOUT)
+        except git.GitCommandError as exc:
+            if repair and _DAMAGED.search(git_stderr(exc)):
+                raise _Damaged(cut(redact(git_stderr(exc)), 200)) from None
+            raise fetch_failure(exc, self.repo, self.config) from None
+        return self.head()
+
+    def _discard(self) -> None:
+        """Delete the mirror (moved away first, so no half-deleted mirror is ever opened)."""
+        self.close()
+        trash = Path(tempfile.mkdtemp(prefix=f".{self.repo.name}-damaged-", dir=self.root))
+        try:
+            self.path.rename(trash / self.path.name)
+        finally:
+            shutil.rmtree(trash, ignore_errors=True)
 
     def _remove_stale_ref_lock(self) -> None:
         """Remove the branch ref's lock file when a killed git left it (STALE_REF_LOCK_AGE)."""

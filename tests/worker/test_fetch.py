@@ -259,3 +259,28 @@ def test_fetches_of_one_mirror_at_once_all_succeed_while_the_branch_moves(upstre
             thread.join()
     assert failures == []
     assert Mirror(repo_config(f"file://{upstream.bare}"), root=tmp_path / "cache").fetch() == head
+
+
+def _empty_objects(mirror):
+    for path in (mirror.path / "objects").glob("??/*"):
+        os.chmod(path, 0o644)
+        path.write_bytes(b"")
+
+
+@pytest.mark.parametrize("damage", [
+    _empty_objects,
+    lambda mirror: (mirror.path / "refs" / "heads" / "main").write_text(""),
+    lambda mirror: (mirror.path / "HEAD").write_text(""),
+], ids=["empty objects", "empty ref", "empty HEAD"])
+def test_a_mirror_a_crash_left_damaged_is_fetched_again(upstream, mirror, tmp_path, damage):
+    """A machine that crashed mid-write leaves empty files (delayed allocation); the mirror is a
+    cache: the next fetch makes a new one instead of failing every sync until someone deletes it."""
+    first = upstream.commit("a")
+    mirror.fetch()
+    mirror.close()
+    damage(mirror)
+    head = upstream.commit("b")
+    again = Mirror(mirror.repo, root=tmp_path / "cache")
+    assert again.fetch() == head
+    assert sorted(p.name for p in again.checkout(first).iterdir()) == ["a.yaml"]
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["r.checkouts", "r.fetch-lock", "r.git"]
