@@ -286,7 +286,10 @@ class Mirror:
         """
         if held:
             if not self.has_commit(held) or not self.is_ancestor(held, head):
-                raise PermanentError(f"held commit {held[:12]} is not on branch {self.repo.branch}")
+                raise PermanentError(
+                    f"held commit {held[:12]} is not on branch {self.repo.branch} (a force push removed it?); "
+                    f"`pullbridge resume {self.repo.name}` to follow the branch, or `pullbridge rollback "
+                    f"{self.repo.name} SHA` to hold another commit")
             return Target(held, superseded=[s for s in wanted if s != held], reason="held")
         reachable, unreachable = [], []
         for sha in dict.fromkeys(wanted):

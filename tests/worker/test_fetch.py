@@ -134,6 +134,16 @@ def test_held_commit_pins(upstream, mirror):
     assert mirror.choose(head, [head], applied=head, held=c1).sha == c1
 
 
+def test_a_held_commit_a_force_push_removed_says_how_to_release_it(upstream, mirror):
+    c1, c2 = upstream.commit("a"), upstream.commit("b")
+    upstream.force_push(c1)
+    head = mirror.fetch()
+    with pytest.raises(PermanentError, match=rf"held commit {c2[:12]} is not on branch main .*"
+                                             r"`pullbridge resume r` to follow the branch, or "
+                                             r"`pullbridge rollback r SHA` to hold another commit"):
+        mirror.choose(head, [], applied=c2, held=c2)
+
+
 def test_commits_not_on_the_branch_are_not_applied(upstream, mirror):
     c1 = upstream.commit("a")
     other = upstream.commit("x", branch="feature")
