@@ -26,6 +26,7 @@ import base64
 import hashlib
 import os
 import secrets
+import shlex
 import socket
 import stat
 from dataclasses import dataclass
@@ -126,7 +127,8 @@ def check_key_file(path: str | os.PathLike) -> None:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise IdentityError(f"{path}: no such key file; create one with `pullbridge identity`") from None
+        raise IdentityError(f"{path}: no such key file; create it with "
+                            f"`pullbridge identity --file {shlex.quote(str(path))}`") from None
     except OSError as exc:
         raise IdentityError(f"{path}: cannot read the key file: {exc.strerror}") from None
     if not stat.S_ISREG(st.st_mode):

@@ -69,8 +69,11 @@ def test_readable_key_is_refused(tmp_path, mode):
 
 
 def test_missing_and_foreign_keys_get_clear_errors(tmp_path):
-    with pytest.raises(IdentityError, match="no such key file"):
-        check_key_file(tmp_path / "nope")
+    # The command names the file: a plain `pullbridge identity` may use another (no --config given).
+    missing = tmp_path / "keys dir" / "nope"
+    with pytest.raises(IdentityError, match=f"no such key file; create it with `pullbridge identity --file "
+                                            f"'{missing}'`"):
+        check_key_file(missing)
     junk = tmp_path / "junk"
     junk.write_text("not a key\n")
     os.chmod(junk, 0o600)
