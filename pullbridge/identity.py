@@ -122,7 +122,8 @@ def _identity(private_bytes: bytes, comment: str, location: str, created: bool) 
 # ---------------------------------------------------------------- key files
 
 def check_key_file(path: str | os.PathLike) -> None:
-    """Refuse a key file other users can read (ssh refuses it too, less clearly)."""
+    """Refuse a key file other users can read (ssh refuses it too, less clearly), or this user
+    cannot (ssh would go on without a key, and the host's refusal would blame the key)."""
     path = user_path(path)
     try:
         st = path.stat()
@@ -139,6 +140,12 @@ def check_key_file(path: str | os.PathLike) -> None:
         raise IdentityError(
             f"{path}: the private key is readable by {who} (mode {mode:04o}); "
             f"a deploy key must be private: run `chmod 600 {path}` (or rotate it if it may have leaked)")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise IdentityError(f"{path}: cannot read the key file as user {os.getuid()} (owner {st.st_uid}, "
+                            f"mode {mode:04o}): {exc.strerror}") from None
 
 
 def _write_private_temp(directory: Path, data: bytes) -> Path:

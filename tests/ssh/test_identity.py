@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -103,6 +106,38 @@ def test_a_pem_key_another_tool_wrote_is_shown_as_ssh_sees_it(tmp_path, kind, pe
     subprocess.run(["ssh-keygen", "-q", "-t", kind, "-m", pem, "-N", "pass phrase", "-f", str(locked)], check=True)
     with pytest.raises(IdentityError, match="passphrase"):
         ensure_file_identity(locked)
+
+
+def _check_as(uid, path, results):
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    try:
+        check_key_file(path)
+        results.put("accepted")
+    except IdentityError as exc:
+        results.put(str(exc))
+
+
+def test_a_key_the_worker_user_cannot_read_is_refused_before_ssh_runs(tmp_path):
+    """A Secret mounted 0400 for root (no fsGroup) and a worker running as another user: the error
+    must say so, not leave ssh to go on without a key and blame the git host's refusal on it."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to check the file as another user")
+    shared = Path(tempfile.mkdtemp())  # traversable by the other user, unlike tmp_path
+    try:
+        os.chmod(shared, 0o755)
+        path = shared / "identity"
+        ensure_file_identity(path)
+        os.chmod(path, 0o400)  # owned by root: private, but not the worker's
+        results = multiprocessing.get_context("fork").Queue()
+        child = multiprocessing.get_context("fork").Process(target=_check_as, args=(65534, path, results))
+        child.start()
+        child.join()
+        assert results.get() == (f"{path}: cannot read the key file as user 65534 (owner 0, mode 0400): "
+                                 "Permission denied")
+    finally:
+        shutil.rmtree(shared)
 
 
 def _race(path, barrier, results):
