@@ -94,6 +94,14 @@ def test_every_overlay_keeps_the_security_settings(stack):
                 assert spec.get("automountServiceAccountToken") is False, name
 
 
+def test_the_worker_pod_reaps_the_processes_a_killed_git_leaves(stack):
+    """git killed on FETCH_TIMEOUT orphans its remote helper; PID 1 must reap it, and the worker
+    process is not an init: the pause container is, once the pod shares its PID namespace."""
+    for overlay in OVERLAYS:
+        worker = dict(pod_specs(render(stack, overlay)))["pullbridge-worker"]
+        assert worker.get("shareProcessNamespace") is True, overlay
+
+
 def test_processes_probes_and_ingress(stack):
     objects = render(stack, "overlays/namespaced")
     specs = dict(pod_specs(objects))
