@@ -46,8 +46,6 @@ ACTION_ORDER = ("created", "configured", "deleted", "skipped", "unchanged")
 HISTORY_PAGE = 25
 DRIFT_REASONS = ("drift", "periodic", "reconcile")  # syncs that compare the cluster with Git
 DRIFT_LOOKBACK = 20
-ERROR_CUT = 600
-VALUE_CUT = 300
 
 # "Kind/ns/name (file, doc N): message", as worker.apply and worker.render word errors;
 # several are joined with "; " after a summary ("validation failed, nothing applied: ").
@@ -146,7 +144,7 @@ def repo_rows(conn: Redis, config: Config) -> list[RepoRow]:
             last_sync_at=_float(state.get("last_sync_at")) or (latest or {}).get("finished_at"),
             last_sync_id=state.get("last_sync_id") or (latest or {}).get("id"),
             last_result=state.get("last_result") or (latest or {}).get("result"),
-            last_error=cut(state.get("last_error") or ""),
+            last_error=state.get("last_error") or "",
             last_drift_check_at=drift_check,
             held_sha=state.get("held_sha") or None,
             suspended=word == "suspended", syncing=bool(locked), queued=bool(queued),
@@ -304,8 +302,7 @@ def drift_rows(record: dict) -> list[dict]:
 def show_value(value) -> str:
     if value is None:
         return "(absent)"
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    return cut(text, VALUE_CUT)
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
 def phase_rows(record: dict) -> list[dict]:
@@ -339,11 +336,6 @@ def headline(record: dict) -> tuple[str, str]:
 
 
 # -- masking ----------------------------------------------------------------
-
-def cut(text: str, limit: int = ERROR_CUT) -> str:
-    text = text or ""
-    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
-
 
 class Redactor:
     """Replaces every configured secret value (and URL credentials) in text shown on a page."""
