@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.pages.conftest import WEBHOOK_SECRET, save_record
+from tests.pages.conftest import WEBHOOK_SECRET, failed_job, save_record
 
 pytestmark = pytest.mark.stack
 
@@ -27,3 +27,12 @@ def test_a_secret_where_a_long_text_is_cut_is_masked_before_the_cut(client, redi
         page = text(client.get(path))
         assert WEBHOOK_SECRET[:6] not in page, path
         assert "y" * 400 not in page, path  # cut all the same
+
+
+def test_a_crafted_link_to_the_queue_page_puts_no_words_on_it(client, redis_conn):
+    job = failed_job(redis_conn, "stuck")
+    lure = "x is queued again. Your session expired: log in again at https://evil.example/login"
+    page = text(client.get("/queue", query_string={"done": "retried", "job": lure}))
+    assert "Your session expired" not in page and 'id="notice"' not in page
+    page = text(client.get("/queue", query_string={"done": "deleted", "job": job.id}))
+    assert f"Job <code>{job.id}</code> was deleted." in page

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from redis import Redis
 from rq import Queue
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
-from rq.job import Job
+from rq.job import JOB_ID_PATTERN, Job
 from rq.registry import (DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegistry,
                          StartedJobRegistry)
 
@@ -23,6 +23,7 @@ from pullbridge import keys
 QUEUE_NAMES = tuple(keys.QUEUES.values())
 LIST_LIMIT = 100
 ERROR_LINES = 3
+JOB_ID_MAX = 200
 
 
 @dataclass
@@ -132,8 +133,8 @@ def failed(conn: Redis) -> list[JobRow]:
     return out
 
 
-# What the page says after an action; the redirect carries only the code, so a
-# crafted link cannot put words on the page.
+# What the page says after an action; the redirect carries only the code and the job's id
+# (shown only when it is one: ``is_job_id``), so a crafted link cannot put words on the page.
 OUTCOMES = {
     "retried": "is queued again; it left the failed jobs.",
     "deleted": "was deleted.",
@@ -142,6 +143,11 @@ OUTCOMES = {
     "bad-queue": "names an unknown queue.",
     "not-requeued": "could not be requeued.",
 }
+
+
+def is_job_id(text: str) -> bool:
+    """Could ``text`` be an RQ job's id (RQ allows letters, digits, ``_`` and ``-``)?"""
+    return len(text) <= JOB_ID_MAX and JOB_ID_PATTERN.fullmatch(text) is not None
 
 
 class JobActionError(Exception):

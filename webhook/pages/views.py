@@ -194,10 +194,10 @@ def sync_page(sync_id: str):
 @bp.get("/queue")
 def queue_page():
     conn = _conn()
-    outcome = request.args.get("done", "")
-    notice = queues.OUTCOMES.get(outcome)
+    outcome, job_id = request.args.get("done", ""), request.args.get("job", "")
+    notice = queues.OUTCOMES.get(outcome) if queues.is_job_id(job_id) else None
     return _page("queue.html", notice=notice, notice_ok=outcome in ("retried", "deleted"),
-                 notice_job=request.args.get("job", "")[:200], depths=queues.depths(conn), running=queues.running(conn),
+                 notice_job=job_id, depths=queues.depths(conn), running=queues.running(conn),
                  scheduled=queues.scheduled(conn), failed=queues.failed(conn), limit=queues.LIST_LIMIT)
 
 
