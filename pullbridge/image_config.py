@@ -39,13 +39,16 @@ class RegistryConfig(StrictModel):
             raise ValueError("username_env and a password (password_env or password_file) go together")
         return self
 
+    @property
+    def password(self) -> Secret | None:
+        """Where the password is kept; None for anonymous access."""
+        return Secret(env=self.password_env, file=self.password_file) if self.username_env else None
+
     def credentials(self) -> tuple[str, str] | None:
         """(username, password) read now, or None for anonymous access."""
-        if not self.username_env:
+        if self.password is None:
             return None
-        user = Secret(env=self.username_env).value().decode()
-        password = Secret(env=self.password_env, file=self.password_file).value().decode()
-        return user, password
+        return Secret(env=self.username_env).value().decode(), self.password.value().decode()
 
 
 class RegistryHookConfig(StrictModel):

@@ -338,11 +338,14 @@ def headline(record: dict) -> tuple[str, str]:
 # -- masking ----------------------------------------------------------------
 
 class Redactor:
-    """Replaces every configured secret value (and URL credentials) in text shown on a page."""
+    """Replaces every configured secret value (and URL credentials) in text shown on a page.
+
+    A value is masked without its surrounding whitespace: that is how it is used (a status token
+    or alert URL read from a variable ending in a newline is stripped) and how a text quotes it."""
 
     def __init__(self, secrets: list[bytes]):
-        self.values = sorted({s.decode(errors="replace") for s in secrets if s and len(s) >= 4},
-                             key=len, reverse=True)
+        values = (s.strip().decode(errors="replace") for s in secrets if s)
+        self.values = sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
 
     def __call__(self, text) -> str:
         if text is None:
@@ -364,6 +367,8 @@ def configured_secrets(config: Config, operator_token: bytes | None) -> list[byt
             sources.append(repo.status.token())
     for target in config.alerts:
         sources.append(target.url())
+    sources += [hook.secret for hook in config.images.hooks]
+    sources += [registry.password for registry in config.images.registries if registry.password is not None]
     for source in sources:
         try:
             found.append(source.value())
