@@ -84,11 +84,12 @@ def failed_job(conn, message: str, queue_name: str = keys.STATUS_QUEUE, descript
     return job
 
 
-def login(client) -> str:
-    """Log the test client in; returns the CSRF token the queue page carries."""
-    answer = client.post("/login", data={"token": OPERATOR_TOKEN, "next": "/queue"})
+def login(client, **request) -> str:
+    """Log the test client in (``request``: more arguments of its requests, as ``headers``);
+    returns the CSRF token the queue page carries."""
+    answer = client.post("/login", data={"token": OPERATOR_TOKEN, "next": "/queue"}, **request)
     assert answer.status_code == 303, answer.data
-    page = client.get("/queue").data.decode()
+    page = client.get("/queue", **request).data.decode()
     marker = 'name="csrf_token" value="'
     start = page.index(marker) + len(marker)
     return page[start:page.index('"', start)]

@@ -179,6 +179,19 @@ def test_retry_needs_the_token_then_leaves_the_failed_registry(client, redis_con
     assert "done=not-failed" in again.headers["Location"]
 
 
+def test_behind_a_proxy_that_ends_tls_the_public_url_is_this_site(make_app, redis_conn):
+    """The proxy passes the request on as http; the browser's Origin is the https public_url."""
+    job = failed_job(redis_conn, "once")
+    client = make_app(base_config(public_url="https://pb.example.com")).test_client()
+    site = {"base_url": "http://pb.example.com", "headers": {"Origin": "https://pb.example.com"}}
+    csrf = login(client, **site)
+    url = f"/queue/{keys.STATUS_QUEUE}/{job.id}/retry"
+    assert client.post(url, data={"csrf_token": csrf}, base_url=site["base_url"],
+                       headers={"Origin": "https://evil.example"}).status_code == 403
+    assert client.post(url, data={"csrf_token": csrf}, **site).status_code == 303
+    assert job.id not in FailedJobRegistry(queue=Queue(keys.STATUS_QUEUE, connection=redis_conn))
+
+
 def test_delete_with_a_bearer_token(client, redis_conn):
     job = failed_job(redis_conn, "gone soon")
     url = f"/queue/{keys.STATUS_QUEUE}/{job.id}/delete"

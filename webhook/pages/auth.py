@@ -14,7 +14,7 @@ to visit.  The rules:
   SameSite=Strict) holding an expiry and an HMAC of it keyed by the token,
   never the token itself.  Every POST made with that cookie must also carry
   a form field ``csrf_token`` derived from the cookie with the token, and a
-  POST whose ``Origin`` is another site is refused.
+  POST whose ``Origin`` is another site (neither the request's nor ``server.public_url``'s) is refused.
 """
 
 from __future__ import annotations
@@ -91,12 +91,17 @@ def is_operator(config: Config, request: Request) -> bool:
     return session_valid(config, request.cookies.get(COOKIE))
 
 
-def same_origin(request: Request) -> bool:
-    """A POST from a page of another site is refused (browsers send Origin on POST)."""
+def same_origin(config: Config, request: Request) -> bool:
+    """A POST from a page of another site is refused (browsers send Origin on POST).
+
+    This site is the address the request came to, and ``server.public_url``: a proxy that
+    ends TLS passes an ``https://`` page's POST on as ``http://``."""
     origin = request.headers.get("Origin")
     if not origin or origin == "null":
         return origin is None
-    return origin.rstrip("/") == request.host_url.rstrip("/")
+    public = urlsplit(config.server.public_url)
+    return origin.rstrip("/").lower() in (request.host_url.rstrip("/").lower(),
+                                          f"{public.scheme}://{public.netloc}".lower())
 
 
 def may_change(config: Config, request: Request) -> tuple[bool, str]:
@@ -106,7 +111,7 @@ def may_change(config: Config, request: Request) -> tuple[bool, str]:
     offered = bearer(request)
     if offered is not None:
         return (True, "") if token_matches(config, offered) else (False, "The operator token is wrong.")
-    if not same_origin(request):
+    if not same_origin(config, request):
         return False, "The request came from another site."
     cookie = request.cookies.get(COOKIE)
     if not session_valid(config, cookie):

@@ -230,7 +230,7 @@ def login():
     target = auth.safe_next(request.values.get("next"))
     if request.method == "GET":
         return _page("login.html", next=target, failed=False)
-    if not auth.same_origin(request):
+    if not auth.same_origin(config, request):
         return _page("message.html", 403, title="Not allowed", message="The request came from another site.")
     if not auth.token_matches(config, request.form.get("token")):
         log.warning("pages: failed operator login from %s", request.remote_addr)
