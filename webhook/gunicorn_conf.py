@@ -22,7 +22,7 @@ interface, as a container needs; the demo, the tests and the benches set
 above; ``gthread`` works too), ``GUNICORN_WORKER_CONNECTIONS``,
 ``GUNICORN_TIMEOUT``, ``GUNICORN_KEEPALIVE``,
 ``GUNICORN_BACKLOG``, ``GUNICORN_ACCESSLOG`` (a path or ``-``; off by
-default, the app logs every delivery itself).  ``GUNICORN_CMD_ARGS`` still
+default, the app logs every delivery itself; a line names the path, never the query).  ``GUNICORN_CMD_ARGS`` still
 overrides anything here, as gunicorn documents.
 
 Per worker, once the app is loaded (``post_worker_init``): the garbage
@@ -58,6 +58,9 @@ keepalive = _int("GUNICORN_KEEPALIVE", 15)
 backlog = _int("GUNICORN_BACKLOG", 2048)
 worker_connections = _int("GUNICORN_WORKER_CONNECTIONS", 1000)
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
+# gunicorn's default line, with the path where it has the request line: a registry hook's
+# secret may be in the query (?token=, Docker Hub's only way).
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 proc_name = "pullbridge-web"
