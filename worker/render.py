@@ -160,7 +160,11 @@ def uses_kustomize(checkout: Path, path: str = ".") -> bool:
 
 
 def _rel(root: Path, file: Path) -> str:
-    return file.relative_to(root).as_posix() if file.is_relative_to(root) else file.name
+    """``file`` as sources and errors name it: relative to ``root``, with any byte that is not
+    UTF-8 (Git allows any name) shown as ``\\xNN``.  Python reads such a byte as a lone surrogate,
+    which no text can be encoded with: not stored in Redis, not logged, not put on a page."""
+    rel = file.relative_to(root).as_posix() if file.is_relative_to(root) else file.name
+    return os.fsencode(rel).decode("utf-8", "backslashreplace")
 
 
 def walk(root: Path, base: Path) -> list[Path]:
@@ -178,7 +182,7 @@ def walk(root: Path, base: Path) -> list[Path]:
                 continue
             display = shown / entry.name
             if entry.is_symlink() and not _inside(root, entry):
-                raise PermanentError(f"{display.relative_to(root).as_posix()}: symlink leads outside the repository")
+                raise PermanentError(f"{_rel(root, display)}: symlink leads outside the repository")
             if entry.is_dir():
                 visit(entry, display)
             elif entry.is_file() and entry.name.endswith(MANIFEST_SUFFIXES):
