@@ -160,13 +160,18 @@ def test_kustomize_is_rendered_by_real_kubectl(tmp_path, stack):
     assert got[0].obj["metadata"]["labels"] == {"tier": "web"}
 
 
-def test_a_file_name_that_is_not_utf8_is_named_with_its_bytes_escaped(tmp_path):
-    """Git allows any bytes in a name; a lone surrogate in a source could not be stored or shown."""
+def test_a_file_name_that_is_not_utf8_or_not_printable_is_named_escaped(tmp_path):
+    """Git allows any bytes in a name; a lone surrogate in a source could not be stored or shown,
+    and a control or bidi character would garble, or reorder, what the pages and logs show."""
     folder = os.fsencode(tmp_path / "deploy")
     os.makedirs(folder + b"/d\xe9j\xe0")
     with open(folder + b"/d\xe9j\xe0/caf\xe9.yaml", "w") as f:
         f.write(CM.format(name="a"))
     assert refs(render(tmp_path, "deploy")) == [("ConfigMap/a", "deploy/d\\xe9j\\xe0/caf\\xe9.yaml, doc 1")]
+    write(tmp_path, {"deploy/bidi-\u202egnp.yaml": CM.format(name="b"), "deploy/line\nbreak.yaml": CM.format(name="c")})
+    sources = dict(refs(render(tmp_path, "deploy")))
+    assert (sources["ConfigMap/b"], sources["ConfigMap/c"]) == ("deploy/bidi-\\u202egnp.yaml, doc 1",
+                                                                "deploy/line\\nbreak.yaml, doc 1")
     os.symlink(tmp_path.parent, folder + b"/\xff.yaml")
     with pytest.raises(PermanentError, match=r"^deploy/\\xff.yaml: symlink leads outside"):
         render(tmp_path, "deploy")
