@@ -126,7 +126,7 @@ class Secret:
             raw = os.environ.get(self.env)
             if raw is None:
                 raise ConfigError([("", f"environment variable {self.env} is not set")])
-            return raw.encode()
+            return raw.encode().strip()  # as a file's: a Secret made --from-file ends in a newline
         if self.file:
             try:
                 return Path(self.file).read_bytes().strip()

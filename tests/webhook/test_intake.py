@@ -15,7 +15,7 @@ from rq import Queue
 
 from pullbridge import keys
 from tests.webhook import payloads as P
-from tests.webhook.conftest import secret
+from tests.webhook.conftest import SECRETS, secret
 from tests.webhook.helpers import PROVIDER_CASES, post, sync_jobs
 
 @pytest.mark.parametrize("name", sorted(PROVIDER_CASES))
@@ -177,6 +177,16 @@ def test_a_signed_gitlab_delivery_replayed_under_another_idempotency_key_is_a_du
     assert first.status_code == 202 and replay.status_code == 200
     assert replay.json["status"] == "duplicate" and replay.json["delivery"] == headers["webhook-id"]
     assert len(sync_jobs(redis_conn)) == 1
+
+
+@pytest.mark.parametrize("name", ["gh", "gl"])
+def test_a_secret_in_the_environment_is_read_without_surrounding_whitespace(client, monkeypatch, redis_conn, name):
+    """As a secret file is: a Kubernetes Secret made with --from-file, or a value set with
+    `echo`, ends in a newline that the git host's secret does not have."""
+    env = PROVIDER_CASES[name][1]
+    monkeypatch.setenv(env, SECRETS[env] + "\n")
+    response = post(client, name, PROVIDER_CASES[name][2](after=P.sha("env-newline")))
+    assert response.status_code == 202, response.json
 
 
 def test_a_gitlab_signing_secret_whose_key_is_not_base64_is_misconfigured(client, monkeypatch, capfd):
