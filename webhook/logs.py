@@ -12,10 +12,13 @@ the writer formats whatever has gathered and writes it with one ``write``.
 The line per delivery skips even the record (``log_fields``): its fields
 are queued as they are and formatted into the same line by the writer.
 Written from the request, every line cost a system call (and, with OS
-threads, a wait for the handler's lock) on the request's path.
-``stop_writer`` (gunicorn's ``worker_exit``) writes what is still queued;
-lines queued in a worker that is killed outright (SIGKILL) are lost, as
-with any buffered log.
+threads, a wait for the handler's lock) on the request's path.  The writer
+takes the lines of every other logger too (the root logger's: WARNING and
+up, from code such as ``worker.metrics`` that the web process runs), which
+gunicorn, configuring no root logger, left to Python's last-resort handler:
+bare messages without time or level.  ``stop_writer`` (gunicorn's
+``worker_exit``) writes what is still queued; lines queued in a worker that
+is killed outright (SIGKILL) are lost, as with any buffered log.
 """
 
 from __future__ import annotations
@@ -209,7 +212,7 @@ def log_fields(logger: logging.Logger, level: int, msg: str, fields: dict) -> No
 
 
 def start_writer() -> LogWriter:
-    """Route the receiver's log lines through a writer thread (idempotent)."""
+    """Route the receiver's log lines, and the root logger's, through a writer thread (idempotent)."""
     global _writer
     logger = setup_logging(logging.getLogger(LOGGER_NAME).level or "INFO")
     if _writer is None:
@@ -220,20 +223,25 @@ def start_writer() -> LogWriter:
         queued._direct = direct
         logger.removeHandler(direct)
         logger.addHandler(queued)
+        logging.getLogger().addHandler(queued)
         writer.thread.start()
         _writer = writer
     return _writer
 
 
 def stop_writer() -> None:
-    """Write what is queued and go back to writing from the logging thread."""
+    """Write what is queued and go back to writing from the logging thread (the root logger
+    to Python's default)."""
     global _writer
     writer, _writer = _writer, None
     if writer is None:
         return
-    logger = logging.getLogger(LOGGER_NAME)
+    logger, root = logging.getLogger(LOGGER_NAME), logging.getLogger()
     for handler in list(logger.handlers):
         if getattr(handler, "_direct", None) is writer.handler:
             logger.removeHandler(handler)
             logger.addHandler(writer.handler)
+    for handler in list(root.handlers):
+        if getattr(handler, "_direct", None) is writer.handler:
+            root.removeHandler(handler)
     writer.stop()

@@ -20,6 +20,11 @@ known under another host name than the one it reports still counts.  The
 scan, not the payload, decides what changes:
 a forged or stale notification can at worst cause one extra scan.
 
+Each notification taken, and each answer that is our fault (500: the
+hook's secret is unusable, said where it is kept; 503: Redis), is a line
+of the receiver's JSON log (``webhook.logs``); refusals anyone can cause
+(401, 404, 413, 400) are not logged.
+
 ``register(app, config=None, conn=None)`` mounts the blueprint; without
 arguments it uses the intake's configuration and Redis client
 (``app.extensions["pullbridge"]``).
@@ -48,7 +53,7 @@ MANIFEST_TYPES = ("manifest", "image.index", "manifest.list")
 EXTENSION = "pullbridge_registry_hooks"
 
 bp = Blueprint("registry_hooks", __name__)
-log = logging.getLogger("pullbridge.registry_hooks")
+log = logging.getLogger("pullbridge.webhook.registry_hooks")  # the receiver's JSON lines (webhook.logs)
 
 
 def register(app: Flask, config: Config | None = None, conn=None) -> None:
@@ -157,10 +162,10 @@ def receive(name: str):
         return _error(400, "bad_payload", str(exc))
     try:  # an empty secret is our mistake (500), not every sender's (401)
         secret = hook.secret.usable_value()
-    except SecretUnusable as exc:
-        return _error(500, "misconfigured", f"the secret of registry hook {name} {exc.problem}")
-    except ConfigError:
-        return _error(500, "misconfigured", f"the secret of registry hook {name} cannot be read")
+    except ConfigError as exc:  # where the secret is kept is said in the log line only
+        log.warning("registry hook %s: its secret is unusable", name, extra={"status": 500, "error": str(exc)})
+        problem = exc.problem if isinstance(exc, SecretUnusable) else "cannot be read"
+        return _error(500, "misconfigured", f"the secret of registry hook {name} {problem}")
     if not verify(secret, body, request.headers, request.args):
         return _error(401, "unauthorized", "missing or wrong shared secret")
     try:
@@ -178,8 +183,9 @@ def receive(name: str):
         scans = {repo.name: request_scan(conn, config, repo, reason=f"registry hook {name}")
                  for repo in config.repos if repo.images.enabled}
     except RedisError as exc:
-        log.warning("registry hook %s: Redis unavailable (%s)", name, type(exc).__name__)
+        log.warning("registry hook %s: Redis unavailable", name, extra={"status": 503, "error": type(exc).__name__})
         return _error(503, "unavailable", "the queue is unavailable; retry later")
-    log.info("registry hook %s: %d image(s) pushed, %d scan(s) requested", name, len(images), len(scans))
+    log.info("registry hook %s: %d image(s) pushed, %d scan(s) requested", name, len(images), len(scans),
+             extra={"status": 202})
     return jsonify(accepted=True, images=[{"repository": r, "tag": t} for r, t in images],
                    scans=scans), 202

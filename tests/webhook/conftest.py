@@ -99,9 +99,11 @@ def procfile_web(app: str | None = None) -> list[str]:
 
 @contextlib.contextmanager
 def running_web(tmp: Path, workers: int, extra_env: dict[str, str] | None = None,
-                app: str | None = None, server: dict | None = None, redis_url: str | None = None):
+                app: str | None = None, server: dict | None = None, redis_url: str | None = None,
+                images: dict | None = None):
     """The Procfile's web command with ``workers`` processes, on a free port, for repo "gh" with the
-    ``server`` settings (``max_body_bytes`` CAP if not given), with the Redis at ``redis_url`` or one of
+    ``server`` settings (``max_body_bytes`` CAP if not given) and the ``images`` section (registry
+    hooks), if given, with the Redis at ``redis_url`` or one of
     its own (and ``extra_env`` added to its environment; serving ``app`` instead of the receiver, if
     given); yields its base URL, port and log file, and stops it (and its own Redis) afterwards."""
     own_redis = RedisServer() if redis_url is None else None
@@ -110,7 +112,8 @@ def running_web(tmp: Path, workers: int, extra_env: dict[str, str] | None = None
         f"server: {json.dumps(server or {'max_body_bytes': CAP})}\n"
         "repos:\n"
         "  - {name: gh, url: 'https://github.com/octo-org/deploy.git', provider: github,\n"
-        "     repository: octo-org/deploy, secret_env: PB_TEST_GITHUB_SECRET}\n")
+        "     repository: octo-org/deploy, secret_env: PB_TEST_GITHUB_SECRET}\n"
+        + (f"images: {json.dumps(images)}\n" if images else ""))
     port = free_port()
     env = {**os.environ, **SECRETS, "PORT": str(port), "WEB_HOST": "127.0.0.1", "PULLBRIDGE_CONFIG": str(config),
            "REDIS_URL": redis_url or own_redis.url, "WEB_CONCURRENCY": str(workers), "GUNICORN_THREADS": "2",
