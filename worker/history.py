@@ -121,8 +121,11 @@ def log_record(record: SyncRecord) -> None:
     sha = (record.sha or "-")[:12]
     timing = " ".join(f"{k}={v:.3f}s" for k, v in record.phases.items())
     level = logging.INFO if record.result in ("success", "skipped") else logging.WARNING
-    log.log(level, "sync %s repo=%s sha=%s reason=%s result=%s %s %s%s", record.id, record.repo, sha,
-            record.reason, record.result, counts, timing, f" error={record.error}" if record.error else "")
+    # the job and the delivery: a delivery's id (the receiver's line) finds its sync's outcome
+    origin = "".join(f" {name}={value}" for name, value in (("job", record.job_id), ("delivery", record.delivery))
+                     if value)
+    log.log(level, "sync %s repo=%s sha=%s reason=%s%s result=%s %s %s%s", record.id, record.repo, sha,
+            record.reason, origin, record.result, counts, timing, f" error={record.error}" if record.error else "")
     for change in record.changes:
         if change["action"] != "unchanged":
             log.info("  %s %s %s", change["action"], change["object"], change.get("source", ""))

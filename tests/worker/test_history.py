@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from pullbridge import keys
 from worker import history
@@ -34,3 +35,15 @@ def test_failure_keeps_the_applied_sha(redis_conn):
     state = history.repo_state(redis_conn, "app")
     assert state["applied_sha"] == "a" * 40 and state["last_error"] == "validation failed"
     assert json.loads(redis_conn.lindex(keys.history("app"), 0))["error"] == "validation failed"
+
+
+def test_the_sync_line_names_its_job_and_delivery(redis_conn, caplog):
+    """The receiver's line names the delivery and its job; the sync's line names both too, so
+    the delivery's id finds what became of it in the worker's log."""
+    record = history.SyncRecord("app", "push", delivery="d-7f3a", job_id="sync-app-0123456789ab",
+                                sha="c" * 40, result="failure", error="validation failed")
+    with caplog.at_level(logging.INFO, logger="pullbridge.sync"):
+        history.save(redis_conn, record)
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"sync {record.id} ")]
+    assert " job=sync-app-0123456789ab delivery=d-7f3a " in line
+    assert " result=failure " in line and line.endswith("error=validation failed")
