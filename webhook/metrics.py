@@ -33,7 +33,9 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 DELIVERIES = Counter(
     "pullbridge_webhook_deliveries_total",
-    "Webhook deliveries by provider and outcome (queued, coalesced, duplicate, ignored, rejected, ...).",
+    "Webhook deliveries by provider and outcome: queued, coalesced, duplicate, ignored, ping, or the error "
+    "answered (unauthorized, unknown_repo, payload_too_large, bad_payload, repository_mismatch, "
+    "misconfigured, unavailable, error).",
     ["provider", "outcome"],
 )
 INTAKE_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)

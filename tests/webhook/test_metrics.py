@@ -82,3 +82,14 @@ def test_stopping_the_flusher_adds_what_is_left(monkeypatch):
     metrics.observe("tally-test", "coalesced", 0.002)
     metrics.stop_flusher()
     assert delivered("tally-test", "coalesced") == before + 1
+
+
+def test_the_help_of_the_deliveries_counter_names_every_outcome():
+    from webhook import errors
+
+    def codes(cls):
+        return {cls.code}.union(*(codes(sub) for sub in cls.__subclasses__()))
+
+    text = metrics.DELIVERIES._documentation
+    answered = {"queued", "coalesced", "duplicate", "ignored", "ping"}  # webhook.intake's answers
+    assert [outcome for outcome in sorted(answered | codes(errors.HookError)) if outcome not in text] == []
