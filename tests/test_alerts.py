@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 
 import pytest
@@ -12,6 +13,7 @@ from rq.registry import FailedJobRegistry
 
 from pullbridge import keys
 from pullbridge.config import parse_config
+from tests.conftest import ROOT
 from tests.notify_support import dead_redis, fake_hosts, run_status_worker  # noqa: F401
 from worker import alerts
 
@@ -168,3 +170,16 @@ def test_slack_message_escapes_and_links():
                                 "url": "https://pb/syncs/s-1", "summary": "a <b> & c"})
     assert msg["text"].startswith(":red_circle: Pullbridge: sync failed for *app* (<https://pb/syncs/s-1|sync s-1>)")
     assert "a &lt;b&gt; &amp; c" in msg["text"]
+
+
+def test_the_json_body_is_the_one_documented(setup):
+    """docs/notifications.md shows the generic webhook's body: the same fields, `at` in its form."""
+    hosts, conn, config, _ = setup
+    documented = (ROOT / "docs" / "notifications.md").read_text().split("The JSON webhook body:", 1)[1]
+    example = json.loads(documented.split("```json", 1)[1].split("```", 1)[0])
+    assert len(alerts.sync_finished(conn, config, config.repo("app"), "failure", "s-1", "apply failed")) == 2
+    run_status_worker(conn)
+    body = next(payload for kind, payload in delivered(hosts) if kind == "generic")
+    assert list(body) == list(example)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["at"]), body["at"]
+    assert example["at"].startswith("2026-") and example["at"].endswith("Z")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from pullbridge.cli import main
 from tests.notify_support import GITHUB_TOKEN, fake_hosts  # noqa: F401
@@ -58,3 +59,12 @@ def test_an_alert_url_without_its_scheme_is_named_never_printed(fake_hosts, monk
     assert main(["config", "check", str(path)]) == 2
     out, err = capsys.readouterr()
     assert (out, err) == ("", f"pullbridge: {path}: alerts[0].url_env: env:SLACK_URL is not an http(s) URL\n")
+
+
+def test_the_test_alert_has_the_time_every_alert_has(fake_hosts, monkeypatch, tmp_path, capsys):  # noqa: F811
+    """A receiver that reads `at` as a timestamp is checked by the test alert too, not given null."""
+    path = alert_config(monkeypatch, tmp_path, fake_hosts.base + "/hooks/slack/x", "webhook",
+                        fake_hosts.base + "/hooks/generic")
+    assert main(["notify", "alert", "--config", str(path)]) == 0
+    [generic] = [r["payload"] for r in fake_hosts.requests if r["path"] == "/hooks/generic"]
+    assert generic["event"] == "test" and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", generic["at"] or "")

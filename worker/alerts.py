@@ -53,6 +53,11 @@ TITLES = {"sync_failed": "sync failed", "sync_recovered": "sync recovered",
           "drift_found": "drift found", "test": "test alert"}
 
 
+def alert_time() -> str:
+    """An alert's ``at``: now, in UTC, as docs/notifications.md shows it (``2026-01-02T03:04:05Z``)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def target_key(target: AlertTarget) -> str:
     """Names a destination without its URL; survives reordering of the config list."""
     return f"{target.kind}:{target.url().describe()}"
@@ -136,7 +141,7 @@ def _enqueue(pipe, conn: Redis, config: Config, repo: RepoConfig, event: str,
         "sync_id": sync_id,
         "summary": summary or "",
         "url": f"{config.server.public_url.rstrip('/')}/syncs/{sync_id}" if sync_id else None,
-        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "at": alert_time(),
     }
     queue = Queue(keys.STATUS_QUEUE, connection=conn)
     job_ids = []

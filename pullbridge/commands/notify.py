@@ -62,7 +62,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_alert(args) -> int:
-    from worker.alerts import slack_message, target_key
+    from worker.alerts import alert_time, slack_message, target_key
     from worker.outbound import PermanentError, TemporaryError, check, send_json
 
     config = common.load(args)
@@ -70,7 +70,7 @@ def cmd_alert(args) -> int:
         raise CommandError("no `alerts:` destinations in the configuration")
     repo_name = args.repo or (config.repos[0].name if config.repos else "example")
     alert = {"source": "pullbridge", "event": "test", "repo": repo_name, "state": "test",
-             "sync_id": None, "summary": "Test alert from `pullbridge notify alert`.", "url": None, "at": None}
+             "sync_id": None, "summary": "Test alert from `pullbridge notify alert`.", "url": None, "at": alert_time()}
     failures = 0
     for target in config.alerts:
         label = target_key(target)
