@@ -38,7 +38,8 @@ DELIVERIES = Counter(
     "misconfigured, unavailable, error).",
     ["provider", "outcome"],
 )
-INTAKE_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# up to 10 s: the git hosts' wait (GitHub, GitLab), and 5 s, server.queue_timeout's default, below it
+INTAKE_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 INTAKE_SECONDS = Histogram(
     "pullbridge_webhook_intake_seconds",
     "Time from reading a webhook request to answering it.",

@@ -93,3 +93,17 @@ def test_the_help_of_the_deliveries_counter_names_every_outcome():
     text = metrics.DELIVERIES._documentation
     answered = {"queued", "coalesced", "duplicate", "ignored", "ping"}  # webhook.intake's answers
     assert [outcome for outcome in sorted(answered | codes(errors.HookError)) if outcome not in text] == []
+
+
+def test_an_answer_later_than_the_git_hosts_wait_is_told_apart():
+    """GitHub and GitLab wait 10 s for an answer; server.queue_timeout (5 s by default, under 10 s)
+    ends a push's wait on Redis.  A 3 s answer, a 7 s one (past the default queue_timeout) and
+    a 12 s one (the host gave up) fall in different buckets."""
+    before = samples(metrics.INTAKE_SECONDS, "slow-test")
+    for seconds in (3.0, 7.0, 12.0):
+        metrics.observe("slow-test", "unavailable", seconds)
+    after = samples(metrics.INTAKE_SECONDS, "slow-test")
+    added = {le: after[("pullbridge_webhook_intake_seconds_bucket", le)]
+             - before.get(("pullbridge_webhook_intake_seconds_bucket", le), 0.0)
+             for le in ("2.5", "5.0", "10.0", "+Inf") if ("pullbridge_webhook_intake_seconds_bucket", le) in after}
+    assert added == {"2.5": 0, "5.0": 1, "10.0": 2, "+Inf": 3}
