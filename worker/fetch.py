@@ -325,8 +325,12 @@ class Mirror:
         data = self._open().git.archive("--format=tar", sha, stdout_as_string=False)
         tmp = Path(tempfile.mkdtemp(prefix=f".{sha[:12]}-", dir=self.checkouts))
         try:
-            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-                tar.extractall(tmp, filter="tar")
+            try:
+                with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                    tar.extractall(tmp, filter="tar")
+            except tarfile.ReadError:  # tarfile refuses an archive of no file (its one header is git's)
+                if self._open().git.ls_tree(sha):  # not the empty tree (every file deleted): a real error
+                    raise
             tmp.rename(dest)
         except BaseException:  # a full disk, the job's timeout: no partial tree left behind
             shutil.rmtree(tmp, ignore_errors=True)

@@ -159,6 +159,15 @@ def test_checkout_holds_the_commit_tree(upstream, mirror):
     assert sorted(p.name for p in mirror.checkout(c2).iterdir()) == ["a.yaml", "b.yaml"]
 
 
+def test_checkout_of_a_commit_that_deleted_every_file_is_an_empty_tree(upstream, mirror):
+    upstream.commit("a")
+    git("rm", "-q", "a.yaml", cwd=upstream.work)
+    git("-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-q", "-m", "empty", cwd=upstream.work)
+    git("push", "-q", str(upstream.bare), "HEAD:refs/heads/main", cwd=upstream.work)
+    empty = mirror.fetch()
+    assert list(mirror.checkout(empty).iterdir()) == []
+
+
 EXPORT_ATTRIBUTES = {
     ".gitattributes": "[attr]hidden export-ignore\n"
                       "deploy/a.yaml export-ignore\ndeploy/b.yaml export-subst\n"
