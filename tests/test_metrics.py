@@ -54,6 +54,7 @@ def test_worker_process_records_web_process_reads(redis_conn, config):
         metrics.record_sync(conn, "gone", "success", 1.0)
     """)
     subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT)  # a separate process, like a worker
+    conn.hset(keys.state("infra"), "last_check_at", "2400.0")  # as worker.periodic leaves it
 
     s = scrape(conn, config, clock=lambda: 2500.0)
     assert s[("pullbridge_metrics_redis_up", ())] == 1
@@ -69,6 +70,9 @@ def test_worker_process_records_web_process_reads(redis_conn, config):
     assert s[("pullbridge_last_success_timestamp_seconds", (("repo", "app"),))] == 2000.0
     assert s[("pullbridge_last_success_age_seconds", (("repo", "app"),))] == 500.0
     assert ("pullbridge_last_success_age_seconds", (("repo", "infra"),)) not in s  # never succeeded
+    assert s[("pullbridge_last_check_timestamp_seconds", (("repo", "infra"),))] == 2400.0  # but checked
+    assert s[("pullbridge_last_check_age_seconds", (("repo", "infra"),))] == 100.0
+    assert ("pullbridge_last_check_age_seconds", (("repo", "app"),)) not in s  # never checked
     assert not any(dict(labels).get("repo") == "gone" for _, labels in s)  # not configured any more
 
 

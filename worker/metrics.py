@@ -26,6 +26,8 @@ Exposed (per-repo series only for repositories in the current config):
   (objects found drifted / objects reverted)
 * ``pullbridge_queue_jobs`` gauge {queue, state=queued|started|scheduled|deferred|failed}
 * ``pullbridge_last_success_timestamp_seconds`` and ``pullbridge_last_success_age_seconds`` gauges {repo}
+* ``pullbridge_last_check_timestamp_seconds`` and ``pullbridge_last_check_age_seconds`` gauges {repo}:
+  the last periodic check, which a repo in sync with no push has too (its last success may be old)
 * ``pullbridge_metrics_redis_up`` gauge: 0 when Redis could not be read (other series are then absent)
 """
 
@@ -126,8 +128,11 @@ class PullbridgeCollector(Collector):
             pipe.hgetall(keys.metrics_last_success())
             for name in repos:
                 pipe.hgetall(keys.metrics_durations(name))
+            for name in repos:
+                pipe.hget(keys.state(name), "last_check_at")  # written by every periodic check
             replies = pipe.execute()
-        counters, last_success, durations = replies[0], replies[1], replies[2:]
+        counters, last_success = replies[0], replies[1]
+        durations, last_check = replies[2:2 + len(repos)], replies[2 + len(repos):]
 
         results = CounterMetricFamily("pullbridge_sync_results", "Finished sync attempts by result",
                                       labels=["repo", "result"])
@@ -164,20 +169,11 @@ class PullbridgeCollector(Collector):
             histogram.add_metric([name], buckets, sum_value=float(data.get("sum", 0)))
         yield histogram
 
-        stamp = GaugeMetricFamily("pullbridge_last_success_timestamp_seconds",
-                                  "Unix time of the last successful sync", labels=["repo"])
-        age = GaugeMetricFamily("pullbridge_last_success_age_seconds",
-                                "Seconds since the last successful sync", labels=["repo"])
         now = self.clock()
-        for name in repos:
-            raw = last_success.get(name.encode())
-            if raw is None:
-                continue
-            when = float(raw)
-            stamp.add_metric([name], when)
-            age.add_metric([name], max(0.0, now - when))
-        yield stamp
-        yield age
+        yield from _time_and_age("last_success", "the last successful sync",
+                                 [(name, last_success.get(name.encode())) for name in repos], now)
+        yield from _time_and_age("last_check", "the last periodic check (in sync or not)",
+                                 list(zip(repos, last_check)), now)
 
         depth = GaugeMetricFamily("pullbridge_queue_jobs", "RQ jobs by queue and state",
                                   labels=["queue", "state"])
@@ -188,6 +184,22 @@ class PullbridgeCollector(Collector):
                 registry = registry_class(queue_name, connection=conn)
                 depth.add_metric([queue_name, state], registry.get_job_count(cleanup=False))
         yield depth
+
+
+def _time_and_age(what: str, described: str, stamps: list, now: float):
+    """``pullbridge_<what>_timestamp_seconds`` and ``_age_seconds`` {repo}, from (repo, Unix time
+    or None) pairs: a repo with no time yet has neither."""
+    stamp = GaugeMetricFamily(f"pullbridge_{what}_timestamp_seconds", f"Unix time of {described}",
+                              labels=["repo"])
+    age = GaugeMetricFamily(f"pullbridge_{what}_age_seconds", f"Seconds since {described}", labels=["repo"])
+    for name, raw in stamps:
+        if raw is None:
+            continue
+        when = float(raw)
+        stamp.add_metric([name], when)
+        age.add_metric([name], max(0.0, now - when))
+    yield stamp
+    yield age
 
 
 def _fmt(bound: float) -> str:
