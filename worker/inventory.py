@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 
+from worker.apply import object_id
 from worker.errors import PermanentError, TemporaryError
 from worker.kube import FIELD_MANAGER, ApiError, Kube, sync_error
 
@@ -27,6 +28,11 @@ REPO_LABEL = "pullbridge.io/repo"  # on each inventory ConfigMap: whose inventor
 
 def configmap_name(repo_name: str) -> str:
     return f"pullbridge-inventory-{repo_name}"
+
+
+def own_id(namespace: str, repo_name: str) -> str:
+    """The inventory ConfigMap's own object id, as inventories name objects."""
+    return object_id("", "ConfigMap", namespace, configmap_name(repo_name))
 
 
 def load(kube: Kube, namespace: str, repo_name: str) -> dict[str, dict]:
@@ -99,8 +105,8 @@ def declared_elsewhere(kube: Kube, namespace: str, repo_name: str) -> dict[str, 
         except ValueError:
             continue  # a corrupt inventory fails its own repo's sync, not this one
         if isinstance(entries, dict):
-            for object_id in entries:
-                owners.setdefault(object_id, []).append(other)
+            for oid in entries:
+                owners.setdefault(oid, []).append(other)
     return owners
 
 

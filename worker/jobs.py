@@ -230,7 +230,8 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         lock.check()
         try:
             pruned = prune(kube, previous, applied.entries, dry_run_only=repo.mode == "report",
-                           declared_elsewhere=lambda: inventory.declared_elsewhere(kube, inv_ns, repo.name))
+                           declared_elsewhere=lambda: inventory.declared_elsewhere(kube, inv_ns, repo.name),
+                           inventory_id=inventory.own_id(inv_ns, repo.name))
         except (PermanentError, TemporaryError):
             if repo.mode == "apply":  # keep tracking what could not be pruned yet
                 stale = {k: v for k, v in previous.items() if k not in applied.entries}

@@ -15,7 +15,10 @@ annotated as kept, be it one this sync skips or one an earlier sync let go
 of (what the Namespace or CRD holds is looked through, metadata only, when
 nothing the sync knows holds it).  Such a Namespace or CRD stays in the
 inventory, to be pruned once it is empty, unless an annotated object holds
-it: Pullbridge lets go of both then, as it does of the annotated object.  One
+it: Pullbridge lets go of both then, as it does of the annotated object.  The
+Namespace holding the inventories (Pullbridge's own, when Git declares it) is
+let go of in the same way, never deleted: it would take every repo's record of
+what to prune with it.  One
 whose contents cannot all be read (a group-version whose discovery fails, as
 an aggregated API's does while its server is down; a kind that cannot be
 listed, forbidden or unavailable) is kept as well, naming what could not be
@@ -39,6 +42,7 @@ from worker.render import STAGE_ONE_KINDS, kind_rank, object_ref
 PRUNE_ANNOTATION = "pullbridge.io/prune"
 PRUNE_DISABLED = "disabled"
 KEPT = f"{PRUNE_ANNOTATION}: {PRUNE_DISABLED}"  # why an annotated object stays, as changes show it
+INVENTORY = "Pullbridge's inventory"  # why the inventory ConfigMap stays, as changes show it
 CRD = ("apiextensions.k8s.io", "CustomResourceDefinition")
 
 
@@ -60,17 +64,22 @@ def check_allowed(rendered: int, allow_empty: bool) -> None:
 
 def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
           dry_run_only: bool = False,
-          declared_elsewhere: Callable[[], dict[str, list[str]]] | None = None) -> PruneResult:
+          declared_elsewhere: Callable[[], dict[str, list[str]]] | None = None,
+          inventory_id: str | None = None) -> PruneResult:
     """Delete objects in ``previous`` but not in ``desired``.
 
     ``declared_elsewhere`` (called only when something is stale): object id ->
     the other repos that declare it; those objects are left to them.
+    ``inventory_id``: this repo's inventory ConfigMap, which stays: its
+    Namespace holds every repo's inventory and is let go of, never deleted.
     """
     result = PruneResult()
     stale = stale_entries(previous, desired)
     elsewhere = declared_elsewhere() if stale and declared_elsewhere is not None else {}
     order = sorted(stale, key=lambda oid: (parse_id(oid)[3] in STAGE_ONE_KINDS, -kind_rank(parse_id(oid)[3]), oid))
     staying = Staying(kube, desired, elsewhere)
+    if inventory_id is not None:
+        staying.add(inventory_id, INVENTORY, let_go=True)
     for oid in order:
         namespace, name, group, kind = parse_id(oid)
         ref = object_ref(kind, namespace, name)
@@ -91,7 +100,7 @@ def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
                 continue  # already gone
             if kept_by_annotation(live.get("metadata") or {}):
                 result.changes.append(Change(ref, "skipped", detail=KEPT))
-                staying.add(oid, KEPT, annotated=True)
+                staying.add(oid, KEPT, let_go=True)
                 continue
             if (live.get("metadata") or {}).get("deletionTimestamp"):
                 result.changes.append(Change(ref, "deleted", detail="already terminating"))
@@ -103,9 +112,9 @@ def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
                 result.kept[oid] = stale[oid]
                 continue
             if held is not None:
-                held_ref, why, annotated = held
+                held_ref, why, let_go = held
                 result.changes.append(Change(ref, "skipped", detail=f"holds objects that stay: {held_ref} ({why})"))
-                if not annotated:
+                if not let_go:
                     result.kept[oid] = stale[oid]  # pruned once nothing in it stays
                 continue
             if not dry_run_only:
@@ -151,8 +160,8 @@ class Staying:
     First what the sync knows: the ids this commit declares and those other
     repos declare, read only once a Namespace or CRD is stale, and the stale
     objects prune skips, added as it goes (before any Namespace or CRD: those
-    come last).  An annotated object is named first, as it decides that
-    Pullbridge lets go.  When none of those holds it, what the Namespace or
+    come last).  An annotated object (or the inventory) is named first, as it
+    decides that Pullbridge lets go.  When none of those holds it, what the Namespace or
     CRD holds in the cluster is looked through for an annotated object, one
     an earlier sync let go of: every namespaced kind in the Namespace (kinds
     discovered once per prune), every object of the CRD.  NotLookedThrough
@@ -167,18 +176,20 @@ class Staying:
         self._by_namespace: dict[str, tuple[str, str, bool]] = {}
         self._by_kind: dict[tuple[str, str], tuple[str, str, bool]] = {}
 
-    def add(self, oid: str, why: str, annotated: bool = False) -> None:
+    def add(self, oid: str, why: str, let_go: bool = False) -> None:
+        """``oid`` stays, for ``why``; ``let_go``: what holds it is let go of, as it is (an
+        annotated object, Pullbridge's inventory), not kept to be pruned once it is empty."""
         try:
             namespace, name, group, kind = parse_id(oid)
         except PermanentError:
             return  # an id this version cannot read: it cannot name what holds it either
-        held = (object_ref(kind, namespace, name), why, annotated)
+        held = (object_ref(kind, namespace, name), why, let_go)
         for index, key in ((self._by_namespace, namespace), (self._by_kind, (group, kind))):
-            if key and (key not in index or annotated and not index[key][2]):
+            if key and (key not in index or let_go and not index[key][2]):
                 index[key] = held
 
     def holding(self, kind: str, group: str, live: dict) -> tuple[str, str, bool] | None:
-        """(ref, why it stays, annotated) of one object that keeps this one, or None; NotLookedThrough
+        """(ref, why it stays, let go) of one object that keeps this one, or None; NotLookedThrough
         when none is known and what it holds could not all be read."""
         if (group, kind) == ("", "Namespace"):
             key, index = live["metadata"]["name"], self._by_namespace

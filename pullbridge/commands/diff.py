@@ -131,7 +131,8 @@ def compute(config, repo, sha: str | None) -> dict:
                            default_namespace=repo.namespace or config.worker.default_namespace)
     applied = applier.run(manifests)
     pruned = prune(kube, previous, applied.entries, dry_run_only=True,
-                   declared_elsewhere=lambda: inventory.declared_elsewhere(kube, inv_ns, repo.name))
+                   declared_elsewhere=lambda: inventory.declared_elsewhere(kube, inv_ns, repo.name),
+                   inventory_id=inventory.own_id(inv_ns, repo.name))
     changes = []
     for change in applied.changes + pruned.changes:
         entry = change.as_dict()

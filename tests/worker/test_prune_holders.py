@@ -248,3 +248,32 @@ def test_a_namespace_is_kept_while_an_aggregated_apis_discovery_is_down_and_prun
     assert change(harness, pruned, f"Namespace/{new_namespace}")["action"] == "deleted"
     assert not namespace_live(kube, new_namespace)
     assert object_id("", "Namespace", None, new_namespace) not in inventory_ids(kube, namespace)
+
+
+
+def test_the_inventory_namespace_is_not_deleted_and_is_let_go_of(harness, git_repo, kube, namespace, new_namespace):
+    """Git declared the Namespace that holds the inventories (Pullbridge's own, managed from Git), then
+    dropped it: deleting it would delete every repo's inventory, and with them what each must prune."""
+    import json
+
+    from worker.apply import object_id
+    from worker.inventory import configmap_name
+
+    first, second = git_repo("ownsinv"), git_repo("otherinv")
+    harness.configure_repos([harness.repo_entry("app", first), harness.repo_entry("other", second)])
+    config = json.loads(harness.config_path.read_text())
+    config["worker"]["inventory_namespace"] = new_namespace
+    harness.config_path.write_text(json.dumps(config))
+    harness.configure_from_file()
+    sync_repo(harness, 1, second.commit_and_push("v1", {"deploy/theirs.yaml": configmap("theirs", "t")}))
+    sync_repo(harness, 0, first.commit_and_push("v1", {"deploy/ns.yaml": namespace_doc(new_namespace),
+                                                       "deploy/stays.yaml": configmap("stays", "s")}))
+    first.remove("deploy/ns.yaml")
+    done = sync_repo(harness, 0, first.commit_and_push("Pullbridge's namespace is no longer in Git"))
+    assert namespace_live(kube, new_namespace)
+    assert change(harness, done, f"Namespace/{new_namespace}") == {
+        "object": f"Namespace/{new_namespace}", "action": "skipped",
+        "detail": f"holds objects that stay: ConfigMap/{new_namespace}/{configmap_name('app')} (Pullbridge's inventory)"}
+    assert object_id("", "Namespace", None, new_namespace) not in inventory_ids(kube, new_namespace)
+    theirs = client.CoreV1Api(kube).read_namespaced_config_map(configmap_name("other"), new_namespace)
+    assert object_id("", "ConfigMap", namespace, "theirs") in json.loads(theirs.data["inventory.json"])
