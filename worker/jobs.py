@@ -35,7 +35,7 @@ from worker.fetch import Mirror
 from worker.kube import process_kube
 from worker.lock import LockLost, RepoLock
 from worker.ownership import stripped_manifests
-from worker.prune import check_allowed, prune
+from worker.prune import PruneResult, check_allowed, prune
 from worker.render import render, uses_kustomize
 from worker.status import enqueue_status, mark_taking_commits
 
@@ -228,11 +228,13 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         record.add(applied.changes)
         record.phase("apply")
         lock.check()
+        pruned = PruneResult()
         try:
-            pruned = prune(kube, previous, applied.entries, dry_run_only=repo.mode == "report",
-                           declared_elsewhere=lambda: inventory.declared_elsewhere(kube, inv_ns, repo.name),
-                           inventory_id=inventory.own_id(inv_ns, repo.name))
+            prune(kube, previous, applied.entries, dry_run_only=repo.mode == "report",
+                  declared_elsewhere=lambda: inventory.declared_elsewhere(kube, inv_ns, repo.name),
+                  inventory_id=inventory.own_id(inv_ns, repo.name), result=pruned)
         except (PermanentError, TemporaryError):
+            record.add(pruned.changes)  # what it deleted before it failed: no later sync sees it
             if repo.mode == "apply":  # keep tracking what could not be pruned yet
                 stale = {k: v for k, v in previous.items() if k not in applied.entries}
                 inventory.save(kube, inv_ns, repo.name, {**applied.entries, **stale}, previous)

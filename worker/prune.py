@@ -65,15 +65,17 @@ def check_allowed(rendered: int, allow_empty: bool) -> None:
 def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
           dry_run_only: bool = False,
           declared_elsewhere: Callable[[], dict[str, list[str]]] | None = None,
-          inventory_id: str | None = None) -> PruneResult:
+          inventory_id: str | None = None, result: PruneResult | None = None) -> PruneResult:
     """Delete objects in ``previous`` but not in ``desired``.
 
     ``declared_elsewhere`` (called only when something is stale): object id ->
     the other repos that declare it; those objects are left to them.
     ``inventory_id``: this repo's inventory ConfigMap, which stays: its
     Namespace holds every repo's inventory and is let go of, never deleted.
+    ``result``: filled as prune goes, so that one that fails part way still
+    says what it deleted.
     """
-    result = PruneResult()
+    result = PruneResult() if result is None else result
     stale = stale_entries(previous, desired)
     elsewhere = declared_elsewhere() if stale and declared_elsewhere is not None else {}
     order = sorted(stale, key=lambda oid: (parse_id(oid)[3] in STAGE_ONE_KINDS, -kind_rank(parse_id(oid)[3]), oid))
