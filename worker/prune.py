@@ -8,6 +8,9 @@ apply.  It refuses when the commit rendered no objects (unless the repo sets
 (they leave the inventory: Pullbridge lets go of them), keeps objects another
 repo's inventory still lists (they leave this repo's inventory: the other
 repo keeps them), and objects already gone are dropped from the inventory.
+An object whose apiVersion is no longer served (a CRD's version dropped, a
+built-in one a cluster upgrade removed) is read and deleted through another
+version of its group: it is the same object.
 Namespaces and CRDs go last, and not at all while they hold an object that
 stays (deleting a Namespace deletes everything in it, a CRD all its
 objects): one this commit still declares, another repo declares, or one
@@ -36,7 +39,7 @@ from dataclasses import dataclass, field
 from worker.apply import Change, crd_kind, crd_namespaced
 from worker.errors import PermanentError, cut
 from worker.inventory import parse_id
-from worker.kube import ApiError, Kube, Mapping, sync_error
+from worker.kube import ApiError, Kube, Mapping, split_api_version, sync_error
 from worker.render import STAGE_ONE_KINDS, kind_rank, object_ref
 
 PRUNE_ANNOTATION = "pullbridge.io/prune"
@@ -92,14 +95,13 @@ def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
             continue
         api_version = stale[oid].get("v") or ""
         try:
-            mapping = kube.mapping(api_version, kind)
+            mapping, live = read_stale(kube, api_version, kind, namespace, name)
             if mapping is None:
                 result.changes.append(Change(ref, "skipped", detail="kind no longer served"))
                 continue
-            path = mapping.path(namespace, name)
-            live = kube.get(path)
             if live is None:
                 continue  # already gone
+            path = mapping.path(namespace, name)
             if kept_by_annotation(live.get("metadata") or {}):
                 result.changes.append(Change(ref, "skipped", detail=KEPT))
                 staying.add(oid, KEPT, let_go=True)
@@ -131,6 +133,44 @@ def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
     if dry_run_only:
         result.kept = dict(stale)
     return result
+
+
+def read_stale(kube: Kube, api_version: str, kind: str, namespace: str | None,
+               name: str) -> tuple[Mapping | None, dict | None]:
+    """Where a stale object's kind is served (None: nowhere), and the object as it is (None: gone).
+
+    In the apiVersion it was applied in, else in another version of its group:
+    a CRD's version dropped since, or a built-in one a cluster upgrade removed,
+    names an object that the group's other versions still serve.  A 404 about
+    the kind rather than the object (discovery was stale: the Kube forgot the
+    group) looks the kind up again.
+    """
+    mapping = served_mapping(kube, api_version, kind)
+    live = kube.get(mapping.path(namespace, name)) if mapping else None
+    if mapping is not None and live is None:
+        again = served_mapping(kube, api_version, kind)
+        if again is not None and again != mapping:
+            mapping, live = again, kube.get(again.path(namespace, name))
+    return mapping, live
+
+
+def served_mapping(kube: Kube, api_version: str, kind: str) -> Mapping | None:
+    """``kind`` in ``api_version``, else in another version of its group that serves it (the
+    group's preferred version first); None when no version does."""
+    mapping = kube.mapping(api_version, kind)
+    if mapping is not None:
+        return mapping
+    group, version = split_api_version(api_version)
+    if group:
+        served = kube.get(f"/apis/{group}") or {}
+        versions = [v.get("version") for v in [served.get("preferredVersion") or {}, *served.get("versions", [])]]
+    else:
+        versions = (kube.get("/api") or {}).get("versions") or []
+    for other in dict.fromkeys(v for v in versions if v and v != version):
+        mapping = kube.mapping(f"{group}/{other}" if group else other, kind)
+        if mapping is not None:
+            return mapping
+    return None
 
 
 class NotLookedThrough(Exception):

@@ -1,12 +1,17 @@
 """What prune deleted is said, and what it tracks is deleted, on the real stack: a prune that fails part
-way still lists what it deleted before."""
+way still lists what it deleted before; an object whose apiVersion is no longer served is deleted through
+another version of its group."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
+import yaml
 from kubernetes import client
 
-from tests.worker.sync_manifests import cm_value, configmap, inventory_ids
+from tests.kube_support import SAFETY_TIMEOUT
+from tests.worker.sync_manifests import cm_value, configmap, inventory_ids, widget, widget_crd, widget_specs
 
 pytestmark = pytest.mark.stack
 
@@ -45,3 +50,41 @@ def test_a_prune_that_fails_part_way_lists_what_it_deleted(harness, git_repo, ku
     with pytest.raises(client.ApiException) as gone:
         client.CoreV1Api(kube).read_namespaced_secret("s", namespace)
     assert gone.value.status == 404
+
+
+def _until_served(kube, path: str, served: bool) -> None:
+    """Until the API server's discovery serves (or stops serving) ``path``; a CRD's change takes a moment."""
+    from worker.kube import Kube
+
+    deadline = time.monotonic() + SAFETY_TIMEOUT
+    while (Kube(kube).get(path) is not None) != served:
+        assert time.monotonic() < deadline, f"{path} is still {'not ' if served else ''}served"
+        time.sleep(0.1)
+
+
+def test_an_object_of_a_version_no_longer_served_is_pruned_through_one_that_is(
+        harness, git_repo, kube, namespace, widget_groups):
+    """Git declared a Widget in v1alpha1 of a CRD installed by another tool, which then stopped serving
+    v1alpha1 (an upgrade; v1 stores the Widgets).  Git dropping the Widget deletes it through v1: the
+    object is still there, only the version it was applied in is gone."""
+    from worker import history
+    from worker.apply import object_id
+
+    group = widget_groups()
+    extensions = client.ApiextensionsV1Api(kube)
+    extensions.create_custom_resource_definition(yaml.safe_load(widget_crd(group, versions=("v1alpha1", "v1"))))
+    _until_served(kube, f"/apis/{group}/v1alpha1/widgets", True)
+    repo = git_repo("oldversion")
+    harness.configure(repo)
+    assert harness.sync(repo.commit_and_push("v1", {"widget.yaml": widget(group, 3, version="v1alpha1"),
+                                                    "stays.yaml": configmap("stays", "s")}))["result"] == "success"
+    extensions.patch_custom_resource_definition(f"widgets.{group}", yaml.safe_load(widget_crd(group)))
+    _until_served(kube, f"/apis/{group}/v1alpha1/widgets", False)
+
+    repo.remove("widget.yaml")
+    done = harness.sync(repo.commit_and_push("drop the widget"))
+    assert done["result"] == "success", done
+    changes = {c["object"]: c["action"] for c in history.get_record(harness.conn, done["id"])["changes"]}
+    assert changes[f"Widget/{namespace}/w1"] == "deleted"
+    assert widget_specs(kube, group, namespace) == {}
+    assert object_id(group, "Widget", namespace, "w1") not in inventory_ids(kube, namespace)
