@@ -2,7 +2,9 @@
 
 Why it exists: prune must know what Git used to declare, and that knowledge
 belongs next to the objects (like Flux's inventory), not in a worker's
-cache or in Redis that may be flushed.  One ConfigMap per repo, in the
+cache or in Redis that may be flushed.  An inventory that cannot be read
+(edited by hand, written by another tool) fails the sync before anything is
+applied, naming the ConfigMap and what is wrong with it.  One ConfigMap per repo, in the
 configured inventory namespace, maps each object id (``namespace_name_group_kind``)
 to its apiVersion and the digest of the manifest last applied.  The digest
 lets an unchanged object skip its dry-run on the next sync.
@@ -47,8 +49,25 @@ def load(kube: Kube, namespace: str, repo_name: str) -> dict[str, dict]:
     try:
         entries = json.loads((cm.get("data") or {}).get(DATA_KEY) or "{}")
     except ValueError:
-        raise PermanentError(f"inventory ConfigMap {namespace}/{configmap_name(repo_name)} is corrupt") from None
-    return entries if isinstance(entries, dict) else {}
+        raise corrupt(namespace, repo_name, f"{DATA_KEY} is not JSON") from None
+    if not isinstance(entries, dict):
+        raise corrupt(namespace, repo_name, f"{DATA_KEY} is not a JSON object")
+    for oid, entry in entries.items():
+        try:
+            parse_id(oid)
+        except PermanentError as exc:
+            raise corrupt(namespace, repo_name, str(exc)) from None
+        if not isinstance(entry, dict):
+            raise corrupt(namespace, repo_name, f"inventory entry {oid!r} is not a JSON object")
+    return entries
+
+
+def corrupt(namespace: str, repo_name: str, what: str) -> PermanentError:
+    """An inventory that cannot be read: refused before anything is applied (prune could not trust it),
+    saying how to start afresh."""
+    return PermanentError(f"inventory ConfigMap {namespace}/{configmap_name(repo_name)} is corrupt ({what}): "
+                          "fix it, or delete it to start a new inventory (objects Git dropped since the last "
+                          "sync are then left in the cluster, not pruned)")
 
 
 def save(kube: Kube, namespace: str, repo_name: str, entries: dict[str, dict],

@@ -129,3 +129,34 @@ def test_inventory_namespace_being_deleted_is_a_temporary_error(stack, kube, inv
     _wait_until_gone(lambda: core.read_namespace(inventory_namespace))
     assert inventory.save(kube_, inventory_namespace, "held", entries)  # the retry makes it again
     assert inventory.load(kube_, inventory_namespace, "held") == entries
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("data, what", [
+    ("{not json", "inventory.json is not JSON"),
+    ("[1, 2]", "inventory.json is not a JSON object"),
+    ('{"a_b": {"v": "v1"}}', "inventory entry 'a_b' is malformed"),
+    ('{"NS_a__ConfigMap": "v1"}', "inventory entry 'NS_a__ConfigMap' is not a JSON object"),
+])
+def test_a_corrupt_inventory_fails_the_sync_before_anything_is_applied(harness, git_repo, kube, namespace,
+                                                                       data, what):
+    """Edited by hand or by another tool: it is not trusted for prune, nor silently replaced (what it
+    tracked would be left behind without a word); the error says which ConfigMap and how to start afresh."""
+    from worker import inventory
+    from tests.worker.sync_manifests import cm_value
+
+    repo = git_repo("corrupt")
+    harness.configure(repo)
+    first = harness.sync(repo.commit_and_push("v1", {"a.yaml": configmap("a", "1"), "b.yaml": configmap("b", "1")}))
+    assert first["result"] == "success", first
+    name = inventory.configmap_name("app")
+    client.CoreV1Api(kube).patch_namespaced_config_map(
+        name, namespace, {"data": {inventory.DATA_KEY: data.replace("NS", namespace)}})
+    repo.remove("a.yaml")
+    failed = harness.sync(repo.commit_and_push("drop a, change b", {"b.yaml": configmap("b", "2")}))
+    assert failed["result"] == "failure"
+    assert failed["error"] == (
+        f"inventory ConfigMap {namespace}/{name} is corrupt ({what.replace('NS', namespace)}): fix it, or delete "
+        "it to start a new inventory (objects Git dropped since the last sync are then left in the cluster, "
+        "not pruned)")
+    assert cm_value(kube, namespace, "a") == "1" and cm_value(kube, namespace, "b") == "1"
