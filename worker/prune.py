@@ -10,7 +10,9 @@ repo's inventory still lists (they leave this repo's inventory: the other
 repo keeps them), and objects already gone are dropped from the inventory.
 An object whose apiVersion is no longer served (a CRD's version dropped, a
 built-in one a cluster upgrade removed) is read and deleted through another
-version of its group: it is the same object.
+version of its group: it is the same object.  One deleted (by prune or before)
+that waits for finalizers says which in its change: it stays, terminating,
+until they finish.
 Namespaces and CRDs go last, and not at all while they hold an object that
 stays (deleting a Namespace deletes everything in it, a CRD all its
 objects): one this commit still declares, another repo declares, or one
@@ -107,7 +109,8 @@ def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
                 staying.add(oid, KEPT, let_go=True)
                 continue
             if (live.get("metadata") or {}).get("deletionTimestamp"):
-                result.changes.append(Change(ref, "deleted", detail="already terminating"))
+                result.changes.append(Change(ref, "deleted", detail="; ".join(
+                    ["already terminating", *waiting_for_finalizers(live)])))
                 continue
             try:
                 held = staying.holding(kind, group, live)
@@ -125,7 +128,7 @@ def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
                 kube.delete(path, live=live)
                 if (group, kind) == CRD:  # its kind goes with it: the worker's discovery must not keep it
                     kube.forget(crd_kind(live)[0])
-            result.changes.append(Change(ref, "deleted"))
+            result.changes.append(Change(ref, "deleted", detail="".join(waiting_for_finalizers(live))))
         except ApiError as exc:
             if exc.status == 404:
                 continue
@@ -133,6 +136,13 @@ def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
     if dry_run_only:
         result.kept = dict(stale)
     return result
+
+
+def waiting_for_finalizers(live: dict) -> list[str]:
+    """What a deleted object still waits for, as its change says it: it stays, terminating, until
+    its finalizers' controllers finish (forever, if none runs); [] when it has none."""
+    finalizers = (live.get("metadata") or {}).get("finalizers") or []
+    return [f"waiting for finalizers: {', '.join(finalizers)}"] if finalizers else []
 
 
 def read_stale(kube: Kube, api_version: str, kind: str, namespace: str | None,

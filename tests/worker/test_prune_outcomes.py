@@ -1,6 +1,6 @@
 """What prune deleted is said, and what it tracks is deleted, on the real stack: a prune that fails part
 way still lists what it deleted before; an object whose apiVersion is no longer served is deleted through
-another version of its group."""
+another version of its group; one left waiting for finalizers says so."""
 
 from __future__ import annotations
 
@@ -88,3 +88,34 @@ def test_an_object_of_a_version_no_longer_served_is_pruned_through_one_that_is(
     assert changes[f"Widget/{namespace}/w1"] == "deleted"
     assert widget_specs(kube, group, namespace) == {}
     assert object_id(group, "Widget", namespace, "w1") not in inventory_ids(kube, namespace)
+
+
+
+def test_a_deleted_object_waiting_for_finalizers_says_so(harness, git_repo, kube, namespace):
+    """An object whose finalizer no controller finishes stays, terminating: its change says what it waits
+    for (a bare "deleted" for an object still there would mislead), whether prune deleted it or found it
+    being deleted already (by hand)."""
+    from worker import history
+
+    core = client.CoreV1Api(kube)
+    hold = "\n  finalizers: [pullbridge.io/test-hold]"
+    repo = git_repo("finalizer")
+    harness.configure(repo)
+    try:
+        assert harness.sync(repo.commit_and_push("v1", {
+            "held.yaml": configmap("held", "1", hold), "by-hand.yaml": configmap("by-hand", "1", hold),
+            "stays.yaml": configmap("stays", "s")}))["result"] == "success"
+        core.delete_namespaced_config_map("by-hand", namespace)
+        repo.remove("held.yaml")
+        repo.remove("by-hand.yaml")
+        done = harness.sync(repo.commit_and_push("drop both"))
+        assert done["result"] == "success", done
+        details = {c["object"]: (c["action"], c.get("detail"))
+                   for c in history.get_record(harness.conn, done["id"])["changes"]}
+        assert details[f"ConfigMap/{namespace}/held"] == ("deleted", "waiting for finalizers: pullbridge.io/test-hold")
+        assert details[f"ConfigMap/{namespace}/by-hand"] == (
+            "deleted", "already terminating; waiting for finalizers: pullbridge.io/test-hold")
+        assert core.read_namespaced_config_map("held", namespace).metadata.deletion_timestamp is not None
+    finally:
+        for name in ("held", "by-hand"):
+            core.patch_namespaced_config_map(name, namespace, {"metadata": {"finalizers": None}})
