@@ -46,12 +46,7 @@ def load(kube: Kube, namespace: str, repo_name: str) -> dict[str, dict]:
         raise sync_error(exc, "reading the inventory") from None
     if not cm:
         return {}
-    try:
-        entries = json.loads((cm.get("data") or {}).get(DATA_KEY) or "{}")
-    except ValueError:
-        raise corrupt(namespace, repo_name, f"{DATA_KEY} is not JSON") from None
-    if not isinstance(entries, dict):
-        raise corrupt(namespace, repo_name, f"{DATA_KEY} is not a JSON object")
+    entries = _entries(cm, namespace, repo_name)
     for oid, entry in entries.items():
         try:
             parse_id(oid)
@@ -62,10 +57,26 @@ def load(kube: Kube, namespace: str, repo_name: str) -> dict[str, dict]:
     return entries
 
 
-def corrupt(namespace: str, repo_name: str, what: str) -> PermanentError:
-    """An inventory that cannot be read: refused before anything is applied (prune could not trust it),
-    saying how to start afresh."""
-    return PermanentError(f"inventory ConfigMap {namespace}/{configmap_name(repo_name)} is corrupt ({what}): "
+def _entries(cm: dict, namespace: str, repo_name: str) -> dict:
+    """The entries of an inventory ConfigMap as read, by object id; CorruptInventory when they are not
+    a JSON object."""
+    try:
+        entries = json.loads((cm.get("data") or {}).get(DATA_KEY) or "{}")
+    except ValueError:
+        raise corrupt(namespace, repo_name, f"{DATA_KEY} is not JSON") from None
+    if not isinstance(entries, dict):
+        raise corrupt(namespace, repo_name, f"{DATA_KEY} is not a JSON object")
+    return entries
+
+
+class CorruptInventory(PermanentError):
+    """An inventory that cannot be read (edited by hand, written by another tool)."""
+
+
+def corrupt(namespace: str, repo_name: str, what: str) -> CorruptInventory:
+    """An inventory that cannot be read: its own repo's sync is refused before anything is applied
+    (prune could not trust it), saying how to start afresh; another repo's prune keeps what is stale."""
+    return CorruptInventory(f"inventory ConfigMap {namespace}/{configmap_name(repo_name)} is corrupt ({what}): "
                           "fix it, or delete it to start a new inventory (objects Git dropped since the last "
                           "sync are then left in the cluster, not pruned)")
 
@@ -108,7 +119,8 @@ INVENTORY_SELECTOR = f"app.kubernetes.io/managed-by=pullbridge,{REPO_LABEL}"
 
 
 def declared_elsewhere(kube: Kube, namespace: str, repo_name: str) -> dict[str, list[str]]:
-    """Object id -> the other repos whose inventory lists it (one LIST of the inventory ConfigMaps)."""
+    """Object id -> the other repos whose inventory lists it (one LIST of the inventory ConfigMaps).
+    CorruptInventory when one cannot be read: what that repo declares is unknown."""
     try:
         listed = kube.get(f"/api/v1/namespaces/{namespace}/configmaps",
                           query={"labelSelector": INVENTORY_SELECTOR})
@@ -119,13 +131,8 @@ def declared_elsewhere(kube: Kube, namespace: str, repo_name: str) -> dict[str, 
         other = ((cm.get("metadata") or {}).get("labels") or {}).get(REPO_LABEL)
         if not other or other == repo_name:
             continue
-        try:
-            entries = json.loads((cm.get("data") or {}).get(DATA_KEY) or "{}")
-        except ValueError:
-            continue  # a corrupt inventory fails its own repo's sync, not this one
-        if isinstance(entries, dict):
-            for oid in entries:
-                owners.setdefault(oid, []).append(other)
+        for oid in _entries(cm, namespace, other):
+            owners.setdefault(oid, []).append(other)
     return owners
 
 

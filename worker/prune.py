@@ -8,6 +8,8 @@ apply.  It refuses when the commit rendered no objects (unless the repo sets
 (they leave the inventory: Pullbridge lets go of them), keeps objects another
 repo's inventory still lists (they leave this repo's inventory: the other
 repo keeps them), and objects already gone are dropped from the inventory.
+While another repo's inventory cannot be read, nothing is pruned (any stale
+object may be that repo's): all of it is kept, saying why, to be pruned later.
 An object whose apiVersion is no longer served (a CRD's version dropped, a
 built-in one a cluster upgrade removed) is read and deleted through another
 version of its group: it is the same object.  One deleted (by prune or before)
@@ -40,7 +42,7 @@ from dataclasses import dataclass, field
 
 from worker.apply import Change, crd_kind, crd_namespaced
 from worker.errors import PermanentError, cut
-from worker.inventory import parse_id
+from worker.inventory import CorruptInventory, parse_id
 from worker.kube import ApiError, Kube, Mapping, split_api_version, sync_error
 from worker.render import STAGE_ONE_KINDS, kind_rank, object_ref
 
@@ -82,8 +84,16 @@ def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
     """
     result = PruneResult() if result is None else result
     stale = stale_entries(previous, desired)
-    elsewhere = declared_elsewhere() if stale and declared_elsewhere is not None else {}
     order = sorted(stale, key=lambda oid: (parse_id(oid)[3] in STAGE_ONE_KINDS, -kind_rank(parse_id(oid)[3]), oid))
+    try:
+        elsewhere = declared_elsewhere() if stale and declared_elsewhere is not None else {}
+    except CorruptInventory as exc:  # any stale object may be the other repo's: none is deleted
+        for oid in order:
+            namespace, name, _, kind = parse_id(oid)
+            result.changes.append(Change(object_ref(kind, namespace, name), "skipped",
+                                         detail=f"another repo's inventory cannot be read: {exc}"))
+        result.kept = dict(stale)
+        return result
     staying = Staying(kube, desired, elsewhere)
     if inventory_id is not None:
         staying.add(inventory_id, INVENTORY, let_go=True)

@@ -119,3 +119,30 @@ def test_a_deleted_object_waiting_for_finalizers_says_so(harness, git_repo, kube
     finally:
         for name in ("held", "by-hand"):
             core.patch_namespaced_config_map(name, namespace, {"metadata": {"finalizers": None}})
+
+
+def test_nothing_is_pruned_while_another_repos_inventory_cannot_be_read(harness, git_repo, kube, namespace):
+    """Both repos declare "shared"; the other's inventory, edited by hand, is no longer JSON.  What it
+    declares is unknown, so the repo dropping "shared" deletes none of what it drops, says why, and
+    keeps tracking it: once the other inventory is readable again, prune decides."""
+    from worker import history, inventory
+    from worker.apply import object_id
+    from tests.worker.sync_manifests import sync_repo
+
+    first, second = git_repo("first"), git_repo("second")
+    harness.configure_repos([harness.repo_entry("app", first), harness.repo_entry("other", second)])
+    sync_repo(harness, 0, first.commit_and_push("v1", {"shared.yaml": configmap("shared", "s"),
+                                                       "own.yaml": configmap("own", "o")}))
+    sync_repo(harness, 1, second.commit_and_push("v1", {"shared.yaml": configmap("shared", "s")}))
+    broken = inventory.configmap_name("other")
+    client.CoreV1Api(kube).patch_namespaced_config_map(broken, namespace, {"data": {inventory.DATA_KEY: "{oops"}})
+
+    first.remove("shared.yaml")
+    done = sync_repo(harness, 0, first.commit_and_push("drop shared"))
+    [change] = [c for c in history.get_record(harness.conn, done["id"])["changes"]
+                if c["object"] == f"ConfigMap/{namespace}/shared"]
+    assert change["action"] == "skipped"
+    assert change["detail"].startswith(f"another repo's inventory cannot be read: inventory ConfigMap "
+                                       f"{namespace}/{broken} is corrupt (inventory.json is not JSON)")
+    assert cm_value(kube, namespace, "shared") == "s"
+    assert object_id("", "ConfigMap", namespace, "shared") in inventory_ids(kube, namespace)
