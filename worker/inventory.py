@@ -2,17 +2,18 @@
 
 Why it exists: prune must know what Git used to declare, and that knowledge
 belongs next to the objects (like Flux's inventory), not in a worker's
-cache or in Redis that may be flushed.  An inventory that cannot be read
-(edited by hand, written by another tool) fails the sync before anything is
-applied, naming the ConfigMap and what is wrong with it.  One ConfigMap per repo, in the
+cache or in Redis that may be flushed.  One ConfigMap per repo, in the
 configured inventory namespace, maps each object id (``namespace_name_group_kind``)
 to its apiVersion and the digest of the manifest last applied.  The digest
-lets an unchanged object skip its dry-run on the next sync.
+lets an unchanged object skip its dry-run on the next sync.  An inventory
+that cannot be read (edited by hand, written by another tool) fails its
+repo's sync before anything is applied, naming the ConfigMap and what is
+wrong with it.
 
 The inventories also say who else declares an object: before pruning, a
 repo reads the others' (``declared_elsewhere``, one LIST), so an object that
 two repos declare is not deleted by the one that dropped it while the other
-still declares it.
+still declares it (nor while the other's cannot be read).
 """
 
 from __future__ import annotations
@@ -77,8 +78,8 @@ def corrupt(namespace: str, repo_name: str, what: str) -> CorruptInventory:
     """An inventory that cannot be read: its own repo's sync is refused before anything is applied
     (prune could not trust it), saying how to start afresh; another repo's prune keeps what is stale."""
     return CorruptInventory(f"inventory ConfigMap {namespace}/{configmap_name(repo_name)} is corrupt ({what}): "
-                          "fix it, or delete it to start a new inventory (objects Git dropped since the last "
-                          "sync are then left in the cluster, not pruned)")
+                            "fix it, or delete it to start a new inventory (objects Git dropped since the last "
+                            "sync are then left in the cluster, not pruned)")
 
 
 def save(kube: Kube, namespace: str, repo_name: str, entries: dict[str, dict],

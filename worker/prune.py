@@ -223,8 +223,8 @@ class Staying:
     repos declare, read only once a Namespace or CRD is stale, and the stale
     objects prune skips, added as it goes (before any Namespace or CRD: those
     come last).  An annotated object (or the inventory) is named first, as it
-    decides that Pullbridge lets go.  When none of those holds it, what the Namespace or
-    CRD holds in the cluster is looked through for an annotated object, one
+    decides that Pullbridge lets go.  When none of those holds it, what the
+    Namespace or CRD holds in the cluster is looked through for an annotated object, one
     an earlier sync let go of: every namespaced kind in the Namespace (kinds
     discovered once per prune), every object of the CRD.  NotLookedThrough
     when not all of it could be read.

@@ -273,7 +273,8 @@ def test_the_inventory_namespace_is_not_deleted_and_is_let_go_of(harness, git_re
     assert namespace_live(kube, new_namespace)
     assert change(harness, done, f"Namespace/{new_namespace}") == {
         "object": f"Namespace/{new_namespace}", "action": "skipped",
-        "detail": f"holds objects that stay: ConfigMap/{new_namespace}/{configmap_name('app')} (Pullbridge's inventory)"}
+        "detail": f"holds objects that stay: ConfigMap/{new_namespace}/{configmap_name('app')} "
+                  "(Pullbridge's inventory)"}
     assert object_id("", "Namespace", None, new_namespace) not in inventory_ids(kube, new_namespace)
     theirs = client.CoreV1Api(kube).read_namespaced_config_map(configmap_name("other"), new_namespace)
     assert object_id("", "ConfigMap", namespace, "theirs") in json.loads(theirs.data["inventory.json"])
