@@ -23,6 +23,10 @@ The config file ($PULLBRIDGE_CONFIG) is watched: when it changes, repos that
 were added start their schedule, removed ones stop, and a changed interval
 takes effect; a repo whose interval did not change keeps its timing.  A
 config that does not load keeps the previous schedule (and says so in the log).
+
+Redis unreachable (restarted, failed over) does not end the process: RQ's
+loop would exit on the first refused connection, so it is begun again once
+Redis answers (``worker.redis_outage``), keeping each repo's timing.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from pullbridge import keys
 from pullbridge.config import CONFIG_ENV, Config, ConfigError, load_config
 from pullbridge.config_types import log_level
 from pullbridge.redis_url import RedisUnusable, connect_checked
+from worker.redis_outage import rerun_while_redis_is_down
 
 log = logging.getLogger("pullbridge.scheduler")
 
@@ -111,6 +116,7 @@ class ReconcileScheduler(CronScheduler):
         self.config_file = config_path
         self._mtime: float | None = None
         self.config = None
+        self._stopping = False  # SIGTERM/SIGINT seen: Redis being unreachable must not restart the loop
         self.reload(initial=True)
 
     def _stat(self) -> float:
@@ -192,6 +198,14 @@ class ReconcileScheduler(CronScheduler):
 
     def calculate_sleep_interval(self) -> float:
         return min(super().calculate_sleep_interval(), RELOAD_CHECK_SECONDS)
+
+    def start(self) -> None:
+        """RQ's loop, begun again after Redis was unreachable, until SIGTERM/SIGINT."""
+        rerun_while_redis_is_down(super().start, lambda: self._stopping, "scheduler")
+
+    def _request_stop(self, signum, frame):
+        self._stopping = True
+        super()._request_stop(signum, frame)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -149,3 +149,39 @@ def test_503_carries_retry_after(aof_redis, deployment):
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(req, timeout=10)
     assert caught.value.code == 503 and int(caught.value.headers["Retry-After"]) > 0
+
+
+def test_the_scheduler_outlives_a_redis_restart(aof_redis, deployment, figure):
+    """RQ's CronScheduler loop exits on the first refused connection: the periodic reconcile
+    would stop until someone restarted the process.  It waits for Redis and goes on."""
+    name = f"rsch{uuid.uuid4().hex[:6]}"
+    run = deployment(name=name, full_name=f"pullbridge/{name}", redis_url=aof_redis.url,
+                     repo_settings={"interval": "10s"})
+    run.write_config()
+    run.start("scheduler")  # no worker: the reconcile jobs it queues stay in the queue
+    scheduler = run.procs["scheduler"]
+    conn = redis.Redis.from_url(aof_redis.url)
+    queue = Queue(keys.SYNC_QUEUE, connection=conn)
+    assert wait_for(lambda: queue.count > 0, 60, 0.2) is not None, run.log_tail("scheduler")
+    conn.close()
+
+    aof_redis.kill()
+    noticed = wait_for(lambda: scheduler.poll() is not None or "Redis unreachable" in run.log_tail("scheduler"),
+                       60, 0.2)
+    assert noticed is not None
+    assert scheduler.poll() is None, run.log_tail("scheduler", 40)
+    aof_redis.start()
+    restarted = time.time()
+    conn = redis.Redis.from_url(aof_redis.url)
+    queue = Queue(keys.SYNC_QUEUE, connection=conn)
+
+    def queued_after_restart() -> bool:
+        return any(job.enqueued_at.timestamp() > restarted for job in queue.get_jobs())
+
+    took = wait_for(queued_after_restart, 60, 0.2)
+    assert took is not None, run.log_tail("scheduler", 40)
+    assert scheduler.poll() is None
+    conn.close()
+    figure(f"redis restart under the scheduler: it kept running and queued the next reconcile {took:.1f}s "
+           f"after Redis was back")
+
