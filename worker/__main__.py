@@ -5,6 +5,8 @@ Why it exists: the Procfile's ``worker`` process.  It loads the configuration
 and runs an RQ worker with its scheduler (so Retry intervals fire).  Jobs run
 in this process (no fork per job), so clients, discovery and git mirrors are
 reused across jobs.
+
+Redis going away (a restart, a failover) does not end it: ``worker.redis_outage``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import os
 import sys
 
-from rq import Queue, SimpleWorker
+from rq import Queue
 
 from pullbridge import keys
 from pullbridge.config import ConfigError
@@ -23,6 +25,7 @@ from pullbridge.redis_url import RedisUnusable, connect_checked
 from worker.errors import PermanentError
 from worker.jobs import process_config
 from worker.kube import process_kube
+from worker.redis_outage import SyncWorker
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"worker: {exc}", file=sys.stderr)
         return 2
     queues = [Queue(name, connection=conn) for name in keys.QUEUES.values()]
-    worker = SimpleWorker(queues, connection=conn, name=args.name)
+    worker = SyncWorker(queues, connection=conn, name=args.name)
     logging.getLogger("pullbridge.sync").info("worker %s: %d repos, queues %s", worker.name,
                                                len(config.repos), ", ".join(q.name for q in queues))
     worker.work(burst=args.burst, with_scheduler=True, logging_level=args.log_level)

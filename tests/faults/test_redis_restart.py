@@ -185,3 +185,83 @@ def test_the_scheduler_outlives_a_redis_restart(aof_redis, deployment, figure):
     figure(f"redis restart under the scheduler: it kept running and queued the next reconcile {took:.1f}s "
            f"after Redis was back")
 
+
+def test_retries_are_still_scheduled_after_a_redis_restart(aof_redis, deployment, figure):
+    """A retry waits in RQ's scheduled registry until the worker's RQ scheduler process
+    queues it.  That process exited when Redis went away, and RQ starts it again only at
+    the worker's maintenance pass (every 10 minutes): no retry ran in the meantime."""
+    from datetime import timedelta
+
+    name = f"rret{uuid.uuid4().hex[:6]}"
+    run = deployment(name=name, full_name=f"pullbridge/{name}", redis_url=aof_redis.url)
+    run.write_config()
+    run.start("worker")
+    conn = redis.Redis.from_url(aof_redis.url)
+    from rq import Worker
+
+    def waiting_for_jobs() -> bool:  # its RQ scheduler process started, itself waiting for a job
+        idle = [w for w in Worker.all(connection=conn) if w.get_state() == "idle"]
+        return bool(idle) and bool(conn.exists(f"rq:scheduler-lock:{keys.SYNC_QUEUE}"))
+
+    assert wait_for(waiting_for_jobs, 60, 0.1) is not None, run.log_tail("worker")
+    conn.close()
+    aof_redis.kill()
+    log_says = lambda text: text in run.log_tail("worker", 1000)  # noqa: E731
+    # RQ's scheduler process noticed: it exited ("Scheduler [PID n] raised an exception"), or it waits.
+    assert wait_for(lambda: log_says("Scheduler [PID") or log_says("Redis unreachable"), 60, 0.2) is not None, \
+        run.log_tail("worker", 60)
+    aof_redis.start()
+    restarted = time.monotonic()
+    conn = redis.Redis.from_url(aof_redis.url)
+    # What a TemporaryError's Retry does: the job waits in the scheduled registry for its backoff.
+    job = Queue(keys.SYNC_QUEUE, connection=conn).enqueue_in(timedelta(seconds=1), "worker.periodic_claim.guard_ms", 10)
+    took = wait_for(lambda: job.get_status(refresh=True) == "finished", 120, 0.2)
+    assert took is not None, f"still {job.get_status()}\n" + run.log_tail("worker", 40)
+    assert run.procs["worker"].poll() is None
+    conn.close()
+    figure(f"redis restart under a worker: a job scheduled 1 s ahead (a retry's backoff) ran "
+           f"{time.monotonic() - restarted:.1f}s after Redis was back")
+
+
+def test_a_worker_outlives_redis_going_away_mid_sync(aof_redis, deployment, namespace, kube, figure):
+    """The sync ends while Redis is down: RQ cannot record its end, and the error it raises
+    ended the worker.  The worker waits for Redis instead; the commit, still wanted, is
+    applied by the sync the periodic reconcile queues once the dead sync's lock expired."""
+    from kubernetes import client
+
+    from tests.faults.test_worker_killed import manifests
+
+    name = f"rmid{uuid.uuid4().hex[:6]}"
+    objects = 150
+    run = deployment(name=name, full_name=f"pullbridge/{name}", redis_url=aof_redis.url,
+                     repo_settings={"interval": "10s", "concurrency": 1})
+    run.write_config({"worker": {"inventory_namespace": namespace, "lock_ttl": "4s", "lock_wait": "2s"}})
+    run.start("web", "worker", "scheduler")
+    core = client.CoreV1Api(kube)
+    conn = redis.Redis.from_url(aof_redis.url)
+    applied = lambda sha: (conn.hget(keys.state(name), "applied_sha") or b"").decode() == sha  # noqa: E731
+    v1, status, _ = run.push({"deploy/all.yaml": manifests(namespace, "v1", 3)}, "v1")
+    assert status == 202 and wait_for(lambda: applied(v1), 60, 0.2) is not None, run.log_tail("worker")
+
+    def v2_count() -> int:
+        return sum(1 for cm in core.list_namespaced_config_map(namespace).items
+                   if cm.metadata.name.startswith("kill-") and (cm.data or {}).get("value") == "v2")
+
+    v2, status, _ = run.push({"deploy/all.yaml": manifests(namespace, "v2", objects)}, "v2")
+    assert status == 202 and wait_for(lambda: 10 <= v2_count() < objects, 60, 0.05) is not None
+    aof_redis.kill()
+    worker = run.procs["worker"]
+    ended = wait_for(lambda: worker.poll() is not None
+                     or "could not record the start or end" in run.log_tail("worker", 1000), 120, 0.2)
+    assert ended is not None, run.log_tail("worker", 40)
+    assert worker.poll() is None, run.log_tail("worker", 40)
+    aof_redis.start()
+    restarted = time.monotonic()
+    conn = redis.Redis.from_url(aof_redis.url)
+    took = wait_for(lambda: applied(v2), 120, 0.2)
+    assert took is not None, run.log_tail("worker", 40) + run.log_tail("scheduler", 20)
+    assert v2_count() == objects and worker.poll() is None
+    assert conn.zcard(keys.wanted(name)) == 0 and not conn.exists(keys.lock(name))
+    conn.close()
+    figure(f"redis down as a sync ended: the worker waited for Redis; the commit was applied again "
+           f"{time.monotonic() - restarted:.1f}s after Redis was back")
