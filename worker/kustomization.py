@@ -20,7 +20,8 @@ entry is remote, leads outside the checkout (``..`` taken as written, as
 kustomize joins paths, then symlinks followed), or asks for what the worker
 does not run: Helm charts, and plugin configurations built from a directory
 (what those read is known only after kustomize's own transformations).  A
-kustomization or configuration this module cannot read is refused too:
+kustomization or configuration this module cannot read, or that is unsafe to
+load (``worker.yamlbounds``), is refused too:
 kustomize must never follow what was not checked.  Image automation lists
 the files a build reads from the same walk (``worker.images.kustomize``).
 """
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import yaml
 
+from worker import yamlbounds
 from worker.errors import PermanentError, cut
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -224,7 +226,12 @@ class _Walker:
     def documents(self, real: Path, shown: Path) -> list:
         """The YAML documents of a file kustomize reads; [] and a refusal when unreadable."""
         try:
-            return list(yaml.load_all(real.read_bytes(), Loader=_AsKustomizeReads))
+            text = real.read_bytes()
+            unsafe = yamlbounds.problem(text)
+            if unsafe:
+                self.refuse(shown, unsafe)
+                return []
+            return list(yaml.load_all(text, Loader=_AsKustomizeReads))
         except OSError as exc:
             self.refuse(shown, f"cannot read: {exc.strerror}")
         except yaml.YAMLError as exc:
@@ -257,6 +264,8 @@ def _strings(node, keys: tuple[str, ...]) -> list[str]:
 def _read_entry(value: str) -> list | str | None:
     """An entry as kustomize tells inline YAML from a path: its documents when written inline,
     the entry itself when it reads as a path (one string), None when it is no YAML at all."""
+    if yamlbounds.problem(value):
+        return None
     try:
         docs = list(yaml.load_all(value, Loader=_AsKustomizeReads))
     except (yaml.YAMLError, ValueError):

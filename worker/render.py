@@ -14,7 +14,7 @@ prune) must name where an object came from.  Two inputs are supported:
   checkout and nothing remote.
 
 A path or symlink leading out of the checkout is a permanent error, as is
-bad YAML, a malformed manifest (a tag YAML does not know included) or the
+bad YAML, YAML unsafe to load (``worker.yamlbounds``), a malformed manifest (a tag YAML does not know included) or the
 same object declared twice.  Errors name files relative to the repository,
 kustomize's too: it names what it visits by absolute path.
 """
@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from worker.errors import PermanentError, TemporaryError, cut
+from worker import yamlbounds
 from worker.kustomization import check_build, kustomization_in
 
 KUBECTL_ENV = "PULLBRIDGE_KUBECTL"
@@ -208,6 +209,9 @@ def parse_file(file: Path, rel: str) -> list[Manifest]:
 
 def parse_documents(text: str, rel: str, *, strict: bool = False) -> list[Manifest]:
     """Parse multi-document YAML; ``strict``: every non-empty document must be a manifest."""
+    unsafe = yamlbounds.problem(text)
+    if unsafe:
+        raise PermanentError(f"{rel}: {unsafe}")
     loader = _TagTolerantLoader(text)
     docs, unknown_tags = [], []
     try:

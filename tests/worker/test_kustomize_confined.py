@@ -213,3 +213,15 @@ def test_a_kustomization_that_cannot_be_read_is_refused_before_kustomize_follows
                      "base/kustomization.yaml": "resources: [a.yaml\n"})
     with pytest.raises(PermanentError, match=r"^base/kustomization\.yaml: invalid YAML: line 2: "):
         render(tmp_path, "deploy")
+
+
+@pytest.mark.parametrize("kustomization, problem", [
+    ("resources: &r [app.yaml, *r]\n", r"line 1: YAML alias \*r lies inside the node it names"),
+    ("resources: [app.yaml]\nnamePrefix: " + "[" * 900 + "]" * 900 + "\n", "line 2: YAML nested deeper than 200"),
+])
+def test_a_kustomization_that_cannot_be_loaded_safely_is_refused_naming_the_line(tmp_path, stack,
+                                                                                 kustomization, problem):
+    """Loaded, the first one contains itself: following its resources never ended (RecursionError)."""
+    write(tmp_path, {"deploy/kustomization.yaml": kustomization, "deploy/app.yaml": CM.format(name="app")})
+    with pytest.raises(PermanentError, match=rf"^deploy/kustomization\.yaml: {problem}"):
+        render(tmp_path, "deploy")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -195,3 +196,40 @@ def test_a_kustomize_error_names_the_checkout_itself_as_the_repository_root(tmp_
     assert message == ("overlay/kustomization.yaml: kustomize failed: error: accumulating resources: accumulation "
                        "err='accumulating resources from '..': '.' must resolve to a file': cycle detected: "
                        "candidate root '.' contains visited root 'overlay'"), message
+
+
+def _alias_bomb(levels: int) -> str:
+    lines = ["apiVersion: v1", "kind: ConfigMap", "metadata:", "  name: bomb", "data:", "  a0: &a0 lol"]
+    lines += [f"  a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+UNSAFE_YAML = {
+    # loaded, it fails the sync's copies (RecursionError, retried); a libyaml before 0.2.6 crashed
+    # the worker outright on a few ten thousand levels (a segmentation fault in its composer)
+    "deep nesting": ("data:\n  k: " + "[" * 900 + "]" * 900 + "\n", "line 6: YAML nested deeper than 200 levels"),
+    "an alias bomb (billion laughs)": (_alias_bomb(9).split("data:\n", 1)[1],
+                                       "line 13: YAML aliases expand the document by more than 100000 values"),
+    "an alias inside the node it names": ("data: &d\n  self: *d\n",
+                                          "line 6: YAML alias \\*d lies inside the node it names"),
+}
+
+
+@pytest.mark.parametrize("body, message", UNSAFE_YAML.values(), ids=list(UNSAFE_YAML))
+def test_yaml_that_would_take_the_worker_down_is_refused_naming_file_and_line(tmp_path, body, message):
+    write(tmp_path, {"deploy/ok.yaml": CM.format(name="ok"),
+                     "deploy/bad.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\n" + body})
+    with pytest.raises(PermanentError, match=f"^deploy/bad.yaml: {message}"):
+        render(tmp_path, "deploy")
+
+
+def test_anchors_merge_keys_and_deep_schemas_within_bounds_render(tmp_path):
+    deep = "{a: " * 150 + "x" + "}" * 150
+    write(tmp_path, {"cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  labels: &l {app: web}\n"
+                                "  annotations:\n    <<: *l\n    deep: ok\n"
+                                "data:\n  k: v\n---\n" + _alias_bomb(4) +
+                                f"---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s}}\ndata: {{k: {deep}}}\n"})
+    got = render(tmp_path)
+    assert [m.ref for m in got] == ["ConfigMap/a", "ConfigMap/bomb", "Secret/s"]
+    assert got[0].obj["metadata"]["annotations"] == {"app": "web", "deep": "ok"}
+    assert len(json.dumps(got[1].obj)) > 9 ** 4 * 5  # 6561 "lol"s, each a value in the JSON sent
