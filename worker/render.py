@@ -130,11 +130,8 @@ def sort_manifests(manifests: list[Manifest]) -> list[Manifest]:
 
 
 def _inside(root: Path, path: Path) -> bool:
-    try:
-        path.resolve().relative_to(root)
-        return True
-    except ValueError:
-        return False
+    """Does ``path`` lead into ``root``, symlinks followed?  (A loop of links never raises here.)"""
+    return Path(os.path.realpath(path)).is_relative_to(root)
 
 
 def render(checkout: Path, path: str = ".") -> list[Manifest]:
@@ -174,24 +171,35 @@ def _rel(root: Path, file: Path) -> str:
 
 
 def walk(root: Path, base: Path) -> list[Path]:
-    """Manifest-looking files under ``base`` in name order; symlinks must stay inside ``root``."""
+    """Manifest-looking files under ``base`` in name order.  A symlink must lead to a file or
+    folder inside ``root``; each file and folder is read once, under the first path that reaches it
+    (a link to one read anyway, or to a folder above, adds nothing)."""
     found: list[Path] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
+
+    def first_time(path: Path) -> bool:
+        real = os.path.realpath(path)
+        if real in seen:
+            return False
+        seen.add(real)
+        return True
 
     def visit(directory: Path, shown: Path):
-        real = directory.resolve()
-        if real in seen:
+        if not first_time(directory):
             return
-        seen.add(real)
         for entry in sorted(directory.iterdir(), key=lambda p: p.name):
             if entry.name.startswith("."):
                 continue
             display = shown / entry.name
-            if entry.is_symlink() and not _inside(root, entry):
-                raise PermanentError(f"{_rel(root, display)}: symlink leads outside the repository")
+            if entry.is_symlink():
+                if not _inside(root, entry):
+                    raise PermanentError(f"{_rel(root, display)}: symlink leads outside the repository")
+                if not entry.exists():  # what it named would silently no longer be applied, and be pruned
+                    raise PermanentError(f"{_rel(root, display)}: symlink leads nowhere (its target is "
+                                         "missing, or links lead in a loop)")
             if entry.is_dir():
                 visit(entry, display)
-            elif entry.is_file() and entry.name.endswith(MANIFEST_SUFFIXES):
+            elif entry.is_file() and entry.name.endswith(MANIFEST_SUFFIXES) and first_time(entry):
                 found.append(display)
 
     visit(base, base)

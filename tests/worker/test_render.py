@@ -141,6 +141,30 @@ def test_symlink_inside_the_repo_is_followed(tmp_path):
     assert refs(render(tmp_path, "deploy")) == [("ConfigMap/a", "deploy/shared/a.yaml, doc 1")]
 
 
+@pytest.mark.parametrize("link, target", [("app.yaml", "missing.yaml"), ("shared", "../gone"),
+                                          ("loop.yaml", "loop.yaml")])
+def test_a_symlink_leading_nowhere_is_refused_not_skipped(tmp_path, link, target):
+    """Skipped, what it named would silently be missing from the commit, and pruned; a loop of
+    links failed the sync with an error that was retried, naming the worker's checkout path."""
+    write(tmp_path, {"deploy/ok.yaml": CM.format(name="ok")})
+    os.symlink(target, tmp_path / "deploy" / link)
+    with pytest.raises(PermanentError) as info:
+        render(tmp_path, "deploy")
+    assert str(info.value) == (f"deploy/{link}: symlink leads nowhere (its target is missing, or links lead "
+                               "in a loop)")
+
+
+def test_a_file_or_folder_reached_twice_through_symlinks_is_read_once(tmp_path):
+    """Whether a link names a file or the folder holding it, the objects are declared once, under
+    the first path that reaches them (name order), not 'declared twice' for files only."""
+    write(tmp_path, {"deploy/base/a.yaml": CM.format(name="a"), "deploy/base/b.yaml": CM.format(name="b")})
+    os.symlink("base/a.yaml", tmp_path / "deploy" / "a-link.yaml")
+    os.symlink("base", tmp_path / "deploy" / "z-link")
+    os.symlink("..", tmp_path / "deploy" / "base" / "up")
+    assert refs(render(tmp_path, "deploy")) == [("ConfigMap/a", "deploy/a-link.yaml, doc 1"),
+                                                ("ConfigMap/b", "deploy/base/b.yaml, doc 1")]
+
+
 def test_configured_path_outside_or_missing(tmp_path):
     os.symlink("/", tmp_path / "root")
     with pytest.raises(PermanentError, match="leads outside"):
