@@ -4,7 +4,9 @@ Why it exists: the periodic reconcile compares the cluster with the applied
 commit every interval; rendering it again each time (a checkout, YAML
 parsing, maybe ``kubectl kustomize``) would cost more than the scan itself.
 Rendered manifests are kept in memory (a few commits per process) and as a
-JSON file next to the git mirror (a few per repo), keyed by commit and path.
+JSON file next to the git mirror (a few per repo), keyed by commit and path;
+a file is written whole or not at all, and what a killed worker left half
+written is removed once old.
 The sync job seeds the cache with what it just applied (``remember``).
 
 The cache holds the *declared* bodies, ``pullbridge.io/ignore-fields``
@@ -21,11 +23,12 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections import OrderedDict
 from pathlib import Path
 
 from worker.errors import PermanentError
-from worker.fetch import Mirror
+from worker.fetch import STALE_TEMP_AGE, Mirror
 from worker.render import Manifest, render
 
 log = logging.getLogger("pullbridge.drift")
@@ -104,5 +107,9 @@ def _write_cache(file: Path, manifests: list[Manifest]) -> None:
         old = sorted((p for p in file.parent.glob("*.json")), key=lambda p: p.stat().st_mtime, reverse=True)
         for stale in old[KEEP_RENDERED_FILES:]:
             stale.unlink(missing_ok=True)
+        killed = time.time() - STALE_TEMP_AGE  # an older temporary file's writer was killed
+        for partial in file.parent.glob(".tmp-*"):
+            if partial.stat().st_mtime < killed:
+                partial.unlink(missing_ok=True)
     except OSError as exc:  # a cache is not worth failing the check
         log.warning("could not cache rendered objects in %s: %s", file.parent.name, exc)

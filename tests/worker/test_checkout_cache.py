@@ -1,5 +1,5 @@
-"""The checkouts next to a mirror: a full disk, a killed worker or a job's timeout never leave a
-partial tree under a commit's name, nor temporary trees that pile up."""
+"""The checkouts and rendered objects next to a mirror: a full disk, a killed worker or a job's
+timeout never leave a partial tree under a commit's name, nor temporary trees or files that pile up."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from worker import rendercache
 from worker.fetch import KEEP_CHECKOUTS, STALE_TEMP_AGE, Mirror
 
 from tests.worker.test_fetch import Upstream, repo_config
@@ -68,6 +69,22 @@ def test_temporary_trees_left_by_killed_workers_are_removed_once_old(upstream, m
     mirror.fetch()
     mirror.checkout(second)
     assert sorted(p.name for p in mirror.checkouts.iterdir()) == sorted([first, second, in_use.name])
+
+
+def test_rendered_objects_half_written_by_killed_workers_are_removed_once_old(upstream, mirror):
+    first = upstream.commit("a")
+    mirror.fetch()
+    [cached_first] = [m.name for m in rendercache.rendered(mirror, first)]
+    cache = mirror.root / "r.rendered"
+    killed, in_use = cache / ".tmp-killed", cache / ".tmp-being-written"  # in_use: another worker's
+    for partial, age in ((killed, STALE_TEMP_AGE + 60), (in_use, STALE_TEMP_AGE - 60)):
+        partial.write_text('[{"obj": {"apiVersion": "v1", "ki')
+        os.utime(partial, (partial.stat().st_mtime - age,) * 2)
+    second = upstream.commit("b")
+    mirror.fetch()
+    assert sorted(m.name for m in rendercache.rendered(mirror, second)) == [cached_first, "b"]
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [".tmp-being-written", f"{first}-_.declared.json", f"{second}-_.declared.json"])
 
 
 def test_a_checkout_cut_short_by_a_full_disk_leaves_nothing_behind(upstream, mirror, tmp_path):
