@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,10 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 KUSTOMIZE_TIMEOUT = 120
 # C0 and C1 controls, and Unicode's bidirectional marks, embeddings, overrides and isolates
 _UNSHOWN_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+MIB = 1024 * 1024
+# What a build may output: a 3 KB kustomization repeating one 1 MB file (which git stores in a few KB)
+# 200 times in a configMapGenerator builds 200 MB, which the worker held, then parsed, in memory.
+KUSTOMIZE_MAX_OUTPUT = 64 * MIB
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -320,14 +325,22 @@ def kustomize(root: Path, base: Path) -> list[Manifest]:
     (``worker.kustomization``); objects are attributed to its kustomization file."""
     rel = _rel(root, kustomization_in(base))
     check_build(root, base)
-    try:
-        proc = subprocess.run([kubectl_binary(), "kustomize", str(base)], capture_output=True,
-                              timeout=KUSTOMIZE_TIMEOUT, cwd=root, env={**os.environ, "HOME": str(root)})
-    except FileNotFoundError:
-        raise TemporaryError(f"kubectl not found (set {KUBECTL_ENV})") from None
-    except subprocess.TimeoutExpired:
-        raise TemporaryError(f"kubectl kustomize took longer than {KUSTOMIZE_TIMEOUT}s") from None
-    if proc.returncode != 0:
-        message = repo_relative(proc.stderr.decode("utf-8", "replace"), root)
-        raise PermanentError(f"{rel}: kustomize failed: {cut(message, 400)}")
-    return parse_documents(proc.stdout.decode("utf-8"), rel, strict=True)
+    with tempfile.TemporaryFile() as output:  # not in memory: read only once known not to be too large
+        try:
+            proc = subprocess.run([kubectl_binary(), "kustomize", str(base)], stdout=output, stderr=subprocess.PIPE,
+                                  timeout=KUSTOMIZE_TIMEOUT, cwd=root, env={**os.environ, "HOME": str(root)})
+        except FileNotFoundError:
+            raise TemporaryError(f"kubectl not found (set {KUBECTL_ENV})") from None
+        except subprocess.TimeoutExpired:
+            raise TemporaryError(f"kubectl kustomize took longer than {KUSTOMIZE_TIMEOUT}s") from None
+        if proc.returncode != 0:
+            message = repo_relative(proc.stderr.decode("utf-8", "replace"), root)
+            raise PermanentError(f"{rel}: kustomize failed: {cut(message, 400)}")
+        size = os.fstat(output.fileno()).st_size
+        if size > KUSTOMIZE_MAX_OUTPUT:
+            raise PermanentError(f"{rel}: kustomize built {size // MIB} MiB of objects, more than the "
+                                 f"{KUSTOMIZE_MAX_OUTPUT // MIB} MiB Pullbridge renders (a generator or "
+                                 "replacement repeating a large file?)")
+        output.seek(0)
+        text = output.read().decode("utf-8")
+    return parse_documents(text, rel, strict=True)

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from worker import render as render_module
 from worker.errors import PermanentError
 from tests.tree_support import CM, write
 from worker.render import Manifest, render, sort_manifests
@@ -200,6 +201,21 @@ def test_a_file_name_that_is_not_utf8_or_not_printable_is_named_escaped(tmp_path
     os.symlink(tmp_path.parent, folder + b"/\xff.yaml")
     with pytest.raises(PermanentError, match=r"^deploy/\\xff.yaml: symlink leads outside"):
         render(tmp_path, "deploy")
+
+
+def test_a_kustomize_build_larger_than_the_bound_is_refused_not_read(tmp_path, stack, monkeypatch):
+    """A small kustomization repeating one file in a generator builds as much as it likes (a 3 KB
+    one and a 1 MB file, which git compresses to a few KB, build 200 MB): held in memory, then
+    parsed, such output could take the worker down.  Here the bound is 1 MiB, the build 2.4 MB."""
+    monkeypatch.setattr(render_module, "KUSTOMIZE_MAX_OUTPUT", render_module.MIB)
+    write(tmp_path, {"k/big.txt": "x" * 300_000, "k/kustomization.yaml": "configMapGenerator:\n- name: huge\n"
+                     "  files: [" + ", ".join(f"k{i}=big.txt" for i in range(8)) + "]\n"})
+    with pytest.raises(PermanentError) as info:
+        render(tmp_path, "k")
+    assert str(info.value) == ("k/kustomization.yaml: kustomize built 2 MiB of objects, more than the 1 MiB "
+                               "Pullbridge renders (a generator or replacement repeating a large file?)")
+    monkeypatch.setattr(render_module, "KUSTOMIZE_MAX_OUTPUT", 3 * render_module.MIB)
+    assert [m.ref for m in render(tmp_path, "k")][0].startswith("ConfigMap/huge-")
 
 
 def test_kustomize_error_is_permanent_without_machine_paths(tmp_path, stack):
