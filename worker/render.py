@@ -263,9 +263,12 @@ def parse_documents(text: str, rel: str, *, strict: bool = False) -> list[Manife
 
 def _meant_as_object(doc) -> bool:
     """Does ``doc`` declare a Kubernetes object, or try to: apiVersion and kind, or metadata and
-    one of them (whatever its case)?  A file with such a document is a manifest file, so an object
-    whose apiVersion was forgotten or misspelt fails the sync instead of leaving Git unseen, and
-    being pruned.  Other YAML (a Helm Chart.yaml's apiVersion, tool configs) is not."""
+    one of them (whatever its case), or a bare list holding such objects (kubectl refuses it)?
+    A file with such a document is a manifest file, so an object whose apiVersion was forgotten or
+    misspelt fails the sync instead of leaving Git unseen, and being pruned.  Other YAML (a Helm
+    Chart.yaml's apiVersion, tool configs) is not."""
+    if isinstance(doc, list):
+        return any(isinstance(item, dict) and _meant_as_object(item) for item in doc)
     if not isinstance(doc, dict):
         return False
     if "apiVersion" in doc and "kind" in doc:

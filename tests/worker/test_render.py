@@ -89,6 +89,18 @@ def test_an_object_alone_in_its_file_without_apiversion_or_kind_is_refused_not_i
         render(tmp_path)
 
 
+@pytest.mark.parametrize("file, text", [
+    ("deploy/objects.yaml", "- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: a}\n"),
+    ("deploy/objects.json", '[{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}]'),
+])
+def test_a_bare_list_of_objects_is_refused_not_ignored(tmp_path, file, text):
+    """kubectl refuses it; ignored, the objects would be missing from the commit, and pruned."""
+    write(tmp_path, {file: text, "deploy/other.yaml": CM.format(name="b"),
+                     "deploy/tools.yaml": "plugins:\n- name: lint\n  kind: check\n"})
+    with pytest.raises(PermanentError, match=rf"^{file}, doc 1: not a Kubernetes object \(apiVersion and kind"):
+        render(tmp_path, "deploy")
+
+
 def test_yaml_with_custom_tags_that_declares_no_manifest_is_ignored(tmp_path):
     write(tmp_path, {
         "mkdocs.yml": "site_name: docs\nmarkdown_extensions:\n  - pymdownx.emoji:\n"
