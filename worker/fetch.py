@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 import tarfile
 import tempfile
 import time
@@ -333,7 +334,7 @@ class Mirror:
                     raise
             tmp.rename(dest)
         except BaseException:  # a full disk, the job's timeout: no partial tree left behind
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)
             if not dest.is_dir():  # else another process made it first: use theirs
                 raise
         self._trim_checkouts()
@@ -357,11 +358,18 @@ class Mirror:
                 old.rename(trash / old.name)
             except OSError:  # another process trimmed it
                 pass
-            shutil.rmtree(trash, ignore_errors=True)
+            remove_tree(trash)
         stale = time.time() - STALE_TEMP_AGE
         for mtime, path in entries:
             if path.name.startswith(".") and mtime < stale:
-                shutil.rmtree(path, ignore_errors=True)
+                remove_tree(path)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a checkout, whatever fails, as ``rm -rf``: Python 3.11's ``shutil.rmtree`` calls itself
+    per folder level, and a commit may nest folders deeper than the recursion limit (its checkout
+    then failed every later checkout of the repository, which trims it)."""
+    subprocess.run(["rm", "-rf", "--", str(path)], capture_output=True, check=False)
 
 
 def newest(shas: list[str], is_ancestor) -> str | None:

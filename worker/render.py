@@ -180,19 +180,27 @@ def walk(root: Path, base: Path) -> list[Path]:
     folder inside ``root``; each file and folder is read once, under the first path that reaches it
     (a link to one read anyway, or to a folder above, adds nothing)."""
     found: list[Path] = []
-    seen: set[str] = set()
+    seen: set[tuple[int, int]] = set()
 
     def first_time(path: Path) -> bool:
-        real = os.path.realpath(path)
-        if real in seen:
+        status = path.stat()  # symlinks followed
+        if (status.st_dev, status.st_ino) in seen:
             return False
-        seen.add(real)
+        seen.add((status.st_dev, status.st_ino))
         return True
 
-    def visit(directory: Path, shown: Path):
-        if not first_time(directory):
-            return
-        for entry in sorted(directory.iterdir(), key=lambda p: p.name):
+    # (path, as shown, is a folder): depth first, in name order, without a call per level (a
+    # commit may nest folders a thousand deep)
+    pending = [(base, base, True)]
+    while pending:
+        path, shown, folder = pending.pop()
+        if not first_time(path):
+            continue
+        if not folder:
+            found.append(shown)
+            continue
+        entries = []
+        for entry in sorted(path.iterdir(), key=lambda p: p.name):
             if entry.name.startswith("."):
                 continue
             display = shown / entry.name
@@ -203,11 +211,10 @@ def walk(root: Path, base: Path) -> list[Path]:
                     raise PermanentError(f"{_rel(root, display)}: symlink leads nowhere (its target is "
                                          "missing, or links lead in a loop)")
             if entry.is_dir():
-                visit(entry, display)
-            elif entry.is_file() and entry.name.endswith(MANIFEST_SUFFIXES) and first_time(entry):
-                found.append(display)
-
-    visit(base, base)
+                entries.append((entry, display, True))
+            elif entry.is_file() and entry.name.endswith(MANIFEST_SUFFIXES):
+                entries.append((entry, display, False))
+        pending.extend(reversed(entries))
     return found
 
 

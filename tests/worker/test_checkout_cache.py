@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import subprocess
 
 import pytest
 
-from worker import rendercache
-from worker.fetch import KEEP_CHECKOUTS, STALE_TEMP_AGE, Mirror
+from worker import fetch, rendercache
+from worker.fetch import KEEP_CHECKOUTS, STALE_TEMP_AGE, Mirror, remove_tree
 
+from tests.tree_support import write
 from tests.worker.test_fetch import Upstream, repo_config
 
 
@@ -39,12 +39,12 @@ def test_a_worker_killed_while_trimming_leaves_no_part_of_a_tree_under_a_commits
     oldest = mirror.checkouts / shas[0]
     os.utime(oldest, (1, 1))
 
-    def killed_halfway(path, ignore_errors=False):
-        """shutil.rmtree stopped by the kill after it deleted one file."""
+    def killed_halfway(path):
+        """The removal stopped by the kill after it deleted one file."""
         next(p for p in sorted(path.rglob("*.yaml"))).unlink()
         raise SystemExit("killed")
 
-    monkeypatch.setattr(shutil, "rmtree", killed_halfway)
+    monkeypatch.setattr(fetch, "remove_tree", killed_halfway)
     with pytest.raises(SystemExit):
         mirror.checkout(shas[-1])  # trims the oldest checkout
     monkeypatch.undo()
@@ -69,6 +69,23 @@ def test_temporary_trees_left_by_killed_workers_are_removed_once_old(upstream, m
     mirror.fetch()
     mirror.checkout(second)
     assert sorted(p.name for p in mirror.checkouts.iterdir()) == sorted([first, second, in_use.name])
+
+
+def test_a_checkout_nesting_folders_deeper_than_pythons_recursion_limit_is_trimmed(upstream, mirror,
+                                                                                 nested_folders):
+    """Python 3.11's rmtree calls itself per level: such a checkout, once trimmed, failed every later
+    checkout of the repository."""
+    write(nested_folders(upstream.work, 1100), {"deep.yaml": "kind: ConfigMap\n"})
+    deep = upstream.commit("deep")
+    remove_tree(upstream.work / "a")  # in that commit only
+    shas = [upstream.commit(f"c{n}") for n in range(KEEP_CHECKOUTS)]
+    mirror.fetch()
+    try:
+        for sha in [deep, *shas]:
+            os.utime(mirror.checkout(sha))
+        assert sorted(p.name for p in mirror.checkouts.iterdir()) == sorted(shas)
+    finally:  # left, pytest's own cleanup would fail on it
+        remove_tree(mirror.checkouts / deep)
 
 
 def test_rendered_objects_half_written_by_killed_workers_are_removed_once_old(upstream, mirror):

@@ -178,6 +178,12 @@ def test_a_file_or_folder_reached_twice_through_symlinks_is_read_once(tmp_path):
                                                 ("ConfigMap/b", "deploy/base/b.yaml, doc 1")]
 
 
+def test_folders_nested_deeper_than_pythons_recursion_limit_render(tmp_path, nested_folders):
+    write(tmp_path, {"deploy/cm.yaml": CM.format(name="top")})
+    write(nested_folders(tmp_path / "deploy", 1100), {"deep.yaml": CM.format(name="deep")})
+    assert [m.name for m in render(tmp_path, "deploy")] == ["deep", "top"]
+
+
 def test_configured_path_outside_or_missing(tmp_path):
     os.symlink("/", tmp_path / "root")
     with pytest.raises(PermanentError, match="leads outside"):
