@@ -9,7 +9,8 @@ into it only the tracked branch from only the configured URL (a mirror a crash
 damaged is only a cache: it is fetched again from scratch).  Wanted shas
 are ordered with git ancestry, not with webhook arrival order.  A checkout
 is the commit's tree byte for byte: a commit's .gitattributes must not drop
-files (export-ignore, which prune would then delete) or rewrite them.
+files (export-ignore, which prune would then delete) or rewrite them; it is
+streamed to disk, and refused when its files total more than a bound.
 
 Transport settings (deploy key, pinned host keys for SSH URLs) come from
 ``git_env(repo, config)``, which defers to worker.ssh.  A failed fetch becomes
@@ -20,7 +21,6 @@ what the operator must do when ssh refused a key.
 from __future__ import annotations
 
 import fcntl
-import io
 import logging
 import os
 import re
@@ -43,6 +43,9 @@ log = logging.getLogger("pullbridge.fetch")
 CACHE_ENV = "PULLBRIDGE_CACHE_DIR"
 SHA_RE = re.compile(r"^[0-9a-f]{40}\Z")
 KEEP_CHECKOUTS = 3
+MAX_CHECKOUT_ENV = "PULLBRIDGE_MAX_CHECKOUT_MIB"
+DEFAULT_MAX_CHECKOUT_MIB = 512
+MIB = 1024 * 1024
 # In the mirror's info/attributes, which outranks every .gitattributes of a commit:
 # `git archive` then writes each file as committed (no export-ignore dropping it, no
 # $Format$/$Id$ expansion, no end-of-line, encoding or filter conversion).
@@ -323,15 +326,17 @@ class Mirror:
             os.utime(dest)
             return dest
         self.checkouts.mkdir(parents=True, exist_ok=True)
-        data = self._open().git.archive("--format=tar", sha, stdout_as_string=False)
+        self._check_checkout_size(sha)
         tmp = Path(tempfile.mkdtemp(prefix=f".{sha[:12]}-", dir=self.checkouts))
-        try:
+        try:  # streamed: a commit's files are not held in memory
+            archive = self._open().git.archive("--format=tar", sha, as_process=True)
             try:
-                with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                with tarfile.open(fileobj=archive.stdout, mode="r|") as tar:
                     tar.extractall(tmp, filter="tar")
             except tarfile.ReadError:  # tarfile refuses an archive of no file (its one header is git's)
                 if self._open().git.ls_tree(sha):  # not the empty tree (every file deleted): a real error
                     raise
+            archive.wait()
             tmp.rename(dest)
         except BaseException:  # a full disk, the job's timeout: no partial tree left behind
             remove_tree(tmp)
@@ -339,6 +344,17 @@ class Mirror:
                 raise
         self._trim_checkouts()
         return dest
+
+    def _check_checkout_size(self, sha: str) -> None:
+        """Refuse a commit whose files would not fit: git stores a GiB of repeated bytes in a few
+        KB, and a checkout lies next to the mirror (a volume with a size limit, in a pod)."""
+        limit = int(os.environ.get(MAX_CHECKOUT_ENV) or DEFAULT_MAX_CHECKOUT_MIB) * MIB
+        listing = self._open().git.ls_tree("-r", "-l", "-z", sha, stdout_as_string=False)
+        total = sum(int(meta[3]) for entry in listing.split(b"\0")
+                    if len(meta := entry.partition(b"\t")[0].split()) == 4 and meta[1] == b"blob")
+        if total > limit:
+            raise PermanentError(f"commit {sha[:12]}: its files total {total // MIB} MiB, more than the "
+                                 f"{limit // MIB} MiB a checkout may hold (${MAX_CHECKOUT_ENV})")
 
     def _trim_checkouts(self) -> None:
         """Keep the KEEP_CHECKOUTS newest checkouts.  An older one is renamed away before it is

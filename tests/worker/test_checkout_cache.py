@@ -10,7 +10,8 @@ import subprocess
 import pytest
 
 from worker import fetch, rendercache
-from worker.fetch import KEEP_CHECKOUTS, STALE_TEMP_AGE, Mirror, remove_tree
+from worker.errors import PermanentError
+from worker.fetch import KEEP_CHECKOUTS, MAX_CHECKOUT_ENV, MIB, STALE_TEMP_AGE, Mirror, remove_tree
 
 from tests.tree_support import write
 from tests.worker.test_fetch import Upstream, repo_config
@@ -102,6 +103,22 @@ def test_rendered_objects_half_written_by_killed_workers_are_removed_once_old(up
     assert sorted(m.name for m in rendercache.rendered(mirror, second)) == [cached_first, "b"]
     assert sorted(p.name for p in cache.iterdir()) == sorted(
         [".tmp-being-written", f"{first}-_.declared.json", f"{second}-_.declared.json"])
+
+
+def test_a_commit_larger_than_a_checkout_may_hold_is_refused_before_it_is_written(upstream, mirror, monkeypatch):
+    """git stores a GiB of repeated bytes in a few KB: its checkout was held in memory whole, then
+    written next to the mirror, a volume with a size limit in a pod."""
+    monkeypatch.setenv(MAX_CHECKOUT_ENV, "1")
+    (upstream.work / "big.bin").write_bytes(bytes(2 * MIB))
+    sha = upstream.commit("big")
+    mirror.fetch()
+    with pytest.raises(PermanentError) as info:
+        mirror.checkout(sha)
+    assert str(info.value) == (f"commit {sha[:12]}: its files total 2 MiB, more than the 1 MiB a checkout may "
+                               f"hold (${MAX_CHECKOUT_ENV})")
+    assert list(mirror.checkouts.iterdir()) == []
+    monkeypatch.setenv(MAX_CHECKOUT_ENV, "3")
+    assert (mirror.checkout(sha) / "big.bin").read_bytes() == bytes(2 * MIB)
 
 
 def test_a_checkout_cut_short_by_a_full_disk_leaves_nothing_behind(upstream, mirror, tmp_path):
