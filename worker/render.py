@@ -13,10 +13,12 @@ prune) must name where an object came from.  Two inputs are supported:
   ``worker.kustomization`` has checked that the build reads nothing outside the
   checkout and nothing remote.
 
-A path or symlink leading out of the checkout is a permanent error, as is
-bad YAML, YAML unsafe to load (``worker.yamlbounds``), a malformed manifest (a tag YAML does not know included) or the
-same object declared twice.  Errors name files relative to the repository,
-kustomize's too: it names what it visits by absolute path.
+A path or symlink leading out of the checkout (or nowhere) is a permanent
+error, as is bad YAML, YAML unsafe to load (``worker.yamlbounds``), a
+malformed manifest (a tag YAML does not know included), the same object
+declared twice, or a kustomize build larger than KUSTOMIZE_MAX_OUTPUT.
+Errors name files relative to the repository, kustomize's too: it names what
+it visits by absolute path.
 """
 
 from __future__ import annotations
