@@ -96,6 +96,20 @@ def test_find_containers_walks_the_repo_path_and_reports_bad_files(tmp_path):
     assert [p for p, _ in problems.files] == ["deploy/broken.yaml"]
 
 
+def test_a_file_symlinked_out_of_the_repository_is_never_read(tmp_path):
+    """Read, its workloads (another tenant's checkout) were scanned and edited, and a parse error
+    quoted its lines (the worker's key) in the scan's report."""
+    (tmp_path / "worker-key").write_text("-----BEGIN KEY-----\nsecret: [AAAAB3NzaC1yc2E\n")
+    (tmp_path / "tenant.yaml").write_text(MULTI)
+    (tmp_path / "repo" / "deploy").mkdir(parents=True)
+    (tmp_path / "repo" / "deploy" / "key.yaml").symlink_to(tmp_path / "worker-key")
+    (tmp_path / "repo" / "deploy" / "tenant.yaml").symlink_to("../../tenant.yaml")
+    found, problems = find_containers(tmp_path / "repo", "deploy")
+    assert found == []
+    assert problems.files == [(f"deploy/{name}.yaml", "symlink leads outside the repository: not read")
+                              for name in ("key", "tenant")]
+
+
 def test_crlf_file_keeps_every_other_byte(tmp_path):
     from worker.images.writeback import ImageChange, apply_changes
 

@@ -164,8 +164,12 @@ def containers_in_files(root: Path, files: list[Path], default_namespace: str = 
     """All workload containers of ``files`` (under ``root``); unreadable files are listed, not fatal."""
     problems = ScanProblems(files=[])
     found: list[ContainerImage] = []
+    inside = root.resolve()
     for file in files:
-        rel = file.relative_to(root.resolve()).as_posix()
+        rel = file.relative_to(inside).as_posix()
+        if not Path(os.path.realpath(file)).is_relative_to(inside):  # the worker's files, another tenant's
+            problems.files.append((rel, "symlink leads outside the repository: not read"))
+            continue
         try:
             found.extend(containers_in_text(read_text(file), rel, default_namespace))
         except (YAMLError, UnicodeDecodeError, ValueError) as exc:
