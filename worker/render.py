@@ -16,7 +16,7 @@ prune) must name where an object came from.  Two inputs are supported:
 A path or symlink leading out of the checkout (or nowhere) is a permanent
 error, as is bad YAML, YAML unsafe to load (``worker.yamlbounds``), a
 malformed manifest (a tag YAML does not know included), the same object
-declared twice, or a kustomize build larger than KUSTOMIZE_MAX_OUTPUT.
+declared twice, or more than MAX_MANIFEST_BYTES to parse.
 Errors name files relative to the repository, kustomize's too: it names what
 it visits by absolute path.
 """
@@ -42,9 +42,10 @@ KUSTOMIZE_TIMEOUT = 120
 # C0 and C1 controls, and Unicode's bidirectional marks, embeddings, overrides and isolates
 _UNSHOWN_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 MIB = 1024 * 1024
-# What a build may output: a 3 KB kustomization repeating one 1 MB file (which git stores in a few KB)
-# 200 times in a configMapGenerator builds 200 MB, which the worker held, then parsed, in memory.
-KUSTOMIZE_MAX_OUTPUT = 64 * MIB
+# What one render may parse: the files under the path, or what kustomize outputs (a 3 KB
+# kustomization repeating one 1 MB file 200 times in a configMapGenerator builds 200 MB).  Parsed,
+# manifests take about 11 times their size in memory; a worker is given 1 GiB.
+MAX_MANIFEST_BYTES = 32 * MIB
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -149,14 +150,15 @@ def render(checkout: Path, path: str = ".") -> list[Manifest]:
         raise PermanentError(f"path {path!r} leads outside the repository")
     if not base.exists():
         raise PermanentError(f"path {path!r} does not exist in the repository")
-    if base.is_file():
-        manifests = parse_file(base, _rel(root, base))
-    elif kustomization_in(base) is not None:
+    if kustomization_in(base) is not None:
         manifests = kustomize(root, base)
     else:
-        manifests = []
-        for file in walk(root, base):
-            manifests.extend(parse_file(file, _rel(root, file)))
+        files = [base] if base.is_file() else walk(root, base)
+        size = sum(file.stat().st_size for file in files)
+        if size > MAX_MANIFEST_BYTES:
+            raise PermanentError(f"path {path!r}: its manifest files total {size / MIB:.1f} MiB, more than the "
+                                 f"{MAX_MANIFEST_BYTES // MIB} MiB Pullbridge renders")
+        manifests = [m for file in files for m in parse_file(file, _rel(root, file))]
     check_duplicates(manifests)
     return sort_manifests(manifests)
 
@@ -349,9 +351,9 @@ def kustomize(root: Path, base: Path) -> list[Manifest]:
             message = repo_relative(proc.stderr.decode("utf-8", "replace"), root)
             raise PermanentError(f"{rel}: kustomize failed: {cut(message, 400)}")
         size = os.fstat(output.fileno()).st_size
-        if size > KUSTOMIZE_MAX_OUTPUT:
-            raise PermanentError(f"{rel}: kustomize built {size // MIB} MiB of objects, more than the "
-                                 f"{KUSTOMIZE_MAX_OUTPUT // MIB} MiB Pullbridge renders (a generator or "
+        if size > MAX_MANIFEST_BYTES:
+            raise PermanentError(f"{rel}: kustomize built {size / MIB:.1f} MiB of objects, more than the "
+                                 f"{MAX_MANIFEST_BYTES // MIB} MiB Pullbridge renders (a generator or "
                                  "replacement repeating a large file?)")
         output.seek(0)
         text = output.read().decode("utf-8")

@@ -225,15 +225,30 @@ def test_a_kustomize_build_larger_than_the_bound_is_refused_not_read(tmp_path, s
     """A small kustomization repeating one file in a generator builds as much as it likes (a 3 KB
     one and a 1 MB file, which git compresses to a few KB, build 200 MB): held in memory, then
     parsed, such output could take the worker down.  Here the bound is 1 MiB, the build 2.4 MB."""
-    monkeypatch.setattr(render_module, "KUSTOMIZE_MAX_OUTPUT", render_module.MIB)
+    monkeypatch.setattr(render_module, "MAX_MANIFEST_BYTES", render_module.MIB)
     write(tmp_path, {"k/big.txt": "x" * 300_000, "k/kustomization.yaml": "configMapGenerator:\n- name: huge\n"
                      "  files: [" + ", ".join(f"k{i}=big.txt" for i in range(8)) + "]\n"})
     with pytest.raises(PermanentError) as info:
         render(tmp_path, "k")
-    assert str(info.value) == ("k/kustomization.yaml: kustomize built 2 MiB of objects, more than the 1 MiB "
+    assert str(info.value) == ("k/kustomization.yaml: kustomize built 2.3 MiB of objects, more than the 1 MiB "
                                "Pullbridge renders (a generator or replacement repeating a large file?)")
-    monkeypatch.setattr(render_module, "KUSTOMIZE_MAX_OUTPUT", 3 * render_module.MIB)
+    monkeypatch.setattr(render_module, "MAX_MANIFEST_BYTES", 3 * render_module.MIB)
     assert [m.ref for m in render(tmp_path, "k")][0].startswith("ConfigMap/huge-")
+
+
+@pytest.mark.parametrize("path, size", [("deploy", "1.8"), ("deploy/b.yaml", "1.1")])
+def test_manifest_files_larger_than_the_bound_are_refused_before_they_are_parsed(tmp_path, monkeypatch, path,
+                                                                                  size):
+    """Parsed, manifests take about 11 times their size in memory: a few hundred MB of them (which
+    git may store in a few KB) got the worker killed.  Here the bound is 1 MiB."""
+    monkeypatch.setattr(render_module, "MAX_MANIFEST_BYTES", render_module.MIB)
+    write(tmp_path, {"deploy/a.yaml": CM.format(name="a") + "#" * 700_000 + "\n",
+                     "deploy/b.yaml": CM.format(name="b") + "#" * 1_200_000 + "\n"})
+    with pytest.raises(PermanentError) as info:
+        render(tmp_path, path)
+    assert str(info.value) == (f"path {path!r}: its manifest files total {size} MiB, more than the 1 MiB "
+                               "Pullbridge renders")
+    assert [m.name for m in render(tmp_path, "deploy/a.yaml")] == ["a"]
 
 
 def test_kustomize_error_is_permanent_without_machine_paths(tmp_path, stack):
