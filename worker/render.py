@@ -347,6 +347,9 @@ def kustomize(root: Path, base: Path) -> list[Manifest]:
             raise TemporaryError(f"kubectl not found (set {KUBECTL_ENV})") from None
         except subprocess.TimeoutExpired:
             raise TemporaryError(f"kubectl kustomize took longer than {KUSTOMIZE_TIMEOUT}s") from None
+        if proc.returncode < 0:  # the kernel's OOM killer picks the largest process: a build held in memory
+            raise PermanentError(f"{rel}: kustomize failed: kubectl was killed by signal {-proc.returncode} "
+                                 "(out of memory, building too much?)")
         if proc.returncode != 0:
             message = repo_relative(proc.stderr.decode("utf-8", "replace"), root)
             raise PermanentError(f"{rel}: kustomize failed: {cut(message, 400)}")

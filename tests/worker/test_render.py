@@ -251,6 +251,20 @@ def test_manifest_files_larger_than_the_bound_are_refused_before_they_are_parsed
     assert [m.name for m in render(tmp_path, "deploy/a.yaml")] == ["a"]
 
 
+def test_kubectl_killed_while_building_says_so(tmp_path, monkeypatch):
+    """A pod's OOM killer ends kubectl, the largest process, while it holds a huge build: that
+    failed with an empty message ('kustomize failed: ')."""
+    kubectl = tmp_path / "kubectl"
+    kubectl.write_text("#!/bin/sh\nkill -9 $$\n")
+    kubectl.chmod(0o755)
+    monkeypatch.setenv("PULLBRIDGE_KUBECTL", str(kubectl))
+    write(tmp_path, {"k/kustomization.yaml": "resources: [cm.yaml]\n", "k/cm.yaml": CM.format(name="a")})
+    with pytest.raises(PermanentError) as info:
+        render(tmp_path, "k")
+    assert str(info.value) == ("k/kustomization.yaml: kustomize failed: kubectl was killed by signal 9 "
+                               "(out of memory, building too much?)")
+
+
 def test_kustomize_error_is_permanent_without_machine_paths(tmp_path, stack):
     write(tmp_path, {"k/kustomization.yaml": "resources: [missing.yaml]\n"})
     with pytest.raises(PermanentError) as info:
