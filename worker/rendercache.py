@@ -19,6 +19,7 @@ bodies) are never read.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -67,8 +68,11 @@ def remember(mirror: Mirror, sha: str, manifests: list[Manifest]) -> None:
 
 
 def _cache_file(mirror: Mirror, sha: str, path: str) -> Path:
+    """The file for ``path`` at ``sha``: the path readable, and hashed, as 'deploy/prod' and
+    'deploy-prod' read alike once made a file name."""
     safe = "".join(c if c.isalnum() else "_" for c in path)
-    return mirror.root / f"{mirror.repo.name}.rendered" / f"{sha}-{safe}.{CACHE_FORMAT}.json"
+    digest = hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return mirror.root / f"{mirror.repo.name}.rendered" / f"{sha}-{safe}-{digest}.{CACHE_FORMAT}.json"
 
 
 def rendered(mirror: Mirror, sha: str) -> list[Manifest]:

@@ -102,7 +102,7 @@ def test_rendered_objects_half_written_by_killed_workers_are_removed_once_old(up
     mirror.fetch()
     assert sorted(m.name for m in rendercache.rendered(mirror, second)) == [cached_first, "b"]
     assert sorted(p.name for p in cache.iterdir()) == sorted(
-        [".tmp-being-written", f"{first}-_.declared.json", f"{second}-_.declared.json"])
+        [".tmp-being-written", *(rendercache._cache_file(mirror, sha, ".").name for sha in (first, second))])
 
 
 def test_a_commit_larger_than_a_checkout_may_hold_is_refused_before_it_is_written(upstream, mirror, monkeypatch):
@@ -119,6 +119,20 @@ def test_a_commit_larger_than_a_checkout_may_hold_is_refused_before_it_is_writte
     assert list(mirror.checkouts.iterdir()) == []
     monkeypatch.setenv(MAX_CHECKOUT_ENV, "3")
     assert (mirror.checkout(sha) / "big.bin").read_bytes() == bytes(2 * MIB)
+
+
+def test_paths_alike_as_file_names_have_rendered_objects_of_their_own(upstream, tmp_path):
+    """The cache file of 'deploy/prod' was the one of 'deploy-prod' at the same commit: once a
+    repository's path changed so, its drift scan took the other path's objects for the applied ones."""
+    write(upstream.work, {"deploy/prod/a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
+                          "deploy-prod/b.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n"})
+    sha = upstream.commit("two paths")
+    repo = repo_config(f"file://{upstream.bare}")
+    for path, name in (("deploy/prod", "a"), ("deploy-prod", "b")):
+        mirror = Mirror(repo.model_copy(update={"path": path}), root=tmp_path / "cache")
+        mirror.fetch()
+        rendercache._rendered.clear()  # another worker process: only the file is shared
+        assert [m.name for m in rendercache.rendered(mirror, sha)] == [name]
 
 
 def test_a_checkout_cut_short_by_a_full_disk_leaves_nothing_behind(upstream, mirror, tmp_path):

@@ -60,7 +60,10 @@ def test_kubectl_scale_is_reverted_and_recorded(synced, stack, namespace, monkey
 
 def test_deleted_object_is_recreated(synced, stack, namespace, kube):
     cached = Path(os.environ["PULLBRIDGE_CACHE_DIR"]) / "app.rendered"
-    assert [p.name for p in cached.glob("*.json")] == [f"{synced.state()['applied_sha']}-_.declared.json"], \
+    from worker import rendercache
+    from worker.fetch import Mirror
+    expected = rendercache._cache_file(Mirror(synced.repo), synced.state()["applied_sha"], synced.repo.path).name
+    assert [p.name for p in cached.glob("*.json")] == [expected], \
         "the sync leaves its rendered objects for the drift scan"
     kubectl(stack, "delete", "configmap", "settings", "-n", namespace)
     result = run_reconcile(synced)
