@@ -17,6 +17,6 @@ def cmd_demo(args) -> int:
     from pullbridge.demo import run_demo
     from pullbridge.stack import Stack
 
-    if any(state == "stopped" for _, state in Stack().status()):
+    if any(not state.startswith("running") for _, state in Stack().status()):
         raise CommandError("the local stack is not running: run `pullbridge stack up` (or ./dev demo)")
     return run_demo()

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pullbridge.stack import certs, gotoolchain
-from pullbridge.stack.procs import Process, StackError, exclusive, wait_until
+from pullbridge.stack.procs import Process, StackError, exclusive, port_in_use, wait_until
 
 K8S_VERSION = os.environ.get("PULLBRIDGE_K8S_VERSION", "v1.36.2")
 CACHE = Path(os.environ.get("PULLBRIDGE_CACHE", Path.home() / ".cache" / "pullbridge"))
@@ -34,8 +34,12 @@ APT_PACKAGES = {"etcd": "etcd-server", "redis-server": "redis-server", "git": "g
                 "/etc/ssl/certs/ca-certificates.crt": "ca-certificates"}
 
 
+def _port_variable(name: str) -> str:
+    return f"PULLBRIDGE_{name}_PORT"
+
+
 def _port(name: str, default: int) -> int:
-    return int(os.environ.get(f"PULLBRIDGE_{name}_PORT", default))
+    return int(os.environ.get(_port_variable(name), default))
 
 
 @dataclass
@@ -168,6 +172,11 @@ class Stack:
         except OSError:
             return False
 
+    def port_variables(self) -> dict[int, str]:
+        """Each port the stack listens on -> the environment variable that moves it."""
+        return {getattr(self, f"{name.lower()}_port"): _port_variable(name)
+                for name in ("ETCD", "ETCD_PEER", "APISERVER", "KCM", "REDIS", "GIT")}
+
     # ---- verbs -------------------------------------------------------------
     @property
     def lock_file(self) -> Path:
@@ -187,12 +196,25 @@ class Stack:
         for sub in ("etcd", "redis", "logs", "run", "apiserver-certs", "kcm-certs"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.git_root.mkdir(parents=True, exist_ok=True)
+        run = self.root / "run"
+        self._check_ports(run)
         paths = certs.ensure_pki(self.root / "pki")
         certs.write_kubeconfig(self.kubeconfig, self.apiserver_url, paths)
         for proc in self.processes():
-            proc.start(self.root / "run", self.logs, log)
+            proc.start(run, self.logs, log)
         log(f"stack up: Kubernetes {K8S_VERSION} at {self.apiserver_url}, Redis at {self.redis_url}, "
             f"git at {self.git_http_url}")
+
+    def _check_ports(self, run: Path) -> None:
+        """Every port a stopped part needs is free, or nothing starts (no half-started stack)."""
+        variables = self.port_variables()
+        taken = [f"{proc.name} needs port {port} (moved with {variables.get(port, 'its variable')})"
+                 for proc in self.processes() if proc.running_pid(run) is None
+                 for port in proc.ports if port_in_use(port)]
+        if taken:
+            raise StackError(f"ports on 127.0.0.1 taken by another program, so nothing was started: "
+                             f"{'; '.join(taken)}. Free them, or pick other ports and set the same "
+                             f"variables for `pullbridge stack up`, `env` and `down`")
 
     def down(self, log=print) -> None:
         with exclusive(self.lock_file, log):
@@ -203,7 +225,10 @@ class Stack:
         rows = []
         for proc in self.processes():
             pid = proc.running_pid(self.root / "run")
-            if pid is None:
+            if pid is None and proc.pid_file(self.root / "run").exists():
+                rows.append((proc.name, f"died (see {self.logs / (proc.name + '.log')}); "
+                                        f"`pullbridge stack up` starts it again"))
+            elif pid is None:
                 rows.append((proc.name, "stopped"))
             else:
                 rows.append((proc.name, f"running (pid {pid}){'' if proc.ready() else ', not ready'}"))

@@ -107,10 +107,15 @@ class Process:
                 raise StackError(f"{self.name}: port {port} on 127.0.0.1 is taken by another program; "
                                  f"free it or set PULLBRIDGE_*_PORT (see `pullbridge stack --help`)")
         log_path = log_dir / f"{self.name}.log"
-        out = open(log_path, "ab")
-        proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **self.env}, start_new_session=True)
-        out.close()
+        with open(log_path, "ab") as out:
+            # The log keeps earlier runs: an error shows only what this start wrote.
+            this_run = out.tell()
+            try:
+                proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, env={**os.environ, **self.env},
+                                        start_new_session=True)
+            except OSError as exc:
+                raise StackError(f"{self.name}: cannot run {self.argv[0]}: {exc.strerror}") from None
         self.pid_file(run_dir).write_text(f"{proc.pid} {_start_time(proc.pid)}\n")
         started = time.monotonic()
         # Exited first, ready second: a process that died (say, it lost the bind) must not pass
@@ -118,12 +123,12 @@ class Process:
         while proc.poll() is None and not self.ready():
             if time.monotonic() - started > self.timeout:
                 raise StackError(f"{self.name} did not become ready within {self.timeout:.0f}s; "
-                                 f"log: {log_path}\n{_tail(log_path)}")
+                                 f"log: {log_path}\n{_tail(log_path, this_run)}")
             time.sleep(0.2)
         if proc.poll() is not None:
             self.pid_file(run_dir).unlink(missing_ok=True)
-            raise StackError(f"{self.name} exited with status {proc.returncode} at start; "
-                             f"log: {log_path}\n{_tail(log_path)}")
+            raise StackError(f"{self.name} {how_it_ended(proc.returncode)} at start; "
+                             f"log: {log_path}\n{_tail(log_path, this_run)}")
         log(f"{self.name}: started (pid {proc.pid}) in {time.monotonic() - started:.1f}s")
 
     def stop(self, run_dir: Path, log=print, timeout: float = 15.0) -> None:
@@ -146,8 +151,21 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def _tail(path: Path, lines: int = 15) -> str:
+def how_it_ended(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+def _tail(path: Path, start: int, lines: int = 15) -> str:
+    """The last lines written to path from byte offset start on."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        with open(path, "rb") as log:
+            log.seek(start)
+            text = log.read().decode(errors="replace")
     except OSError:
         return ""
+    return "\n".join(text.splitlines()[-lines:]) or "(it wrote nothing to its log)"

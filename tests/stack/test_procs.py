@@ -1,6 +1,8 @@
 """Process bookkeeping: `down` stops exactly what `up` started, by pid file, even when two `up`s race."""
 
 import multiprocessing
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -173,3 +175,69 @@ def test_up_waits_while_another_caller_holds_the_stack_lock(tmp_path):
             child.join()
         one_process_stack(tmp_path, port).down(log=lambda m: None)
     assert not port_in_use(port)
+
+
+def test_a_failed_start_shows_only_what_this_start_logged_and_names_the_signal(tmp_path):
+    (tmp_path / "crashing.log").write_text("an earlier run's last words\n")
+    proc = Process("crashing", ["sh", "-c", "echo segfaulting now; kill -SEGV $$"], ports=[],
+                   ready=lambda: False, timeout=60)
+    with pytest.raises(StackError) as failed:
+        proc.start(tmp_path, tmp_path, log=lambda m: None)
+    assert "crashing was killed by SIGSEGV at start" in str(failed.value)
+    assert "segfaulting now" in str(failed.value)
+    assert "earlier run" not in str(failed.value), "the log's older lines are not this start's"
+
+
+def test_a_program_the_kernel_refuses_is_a_clear_error(tmp_path):
+    truncated = tmp_path / "kube-apiserver"
+    truncated.write_bytes(b"")
+    truncated.chmod(0o755)
+    proc = Process("kube-apiserver", [str(truncated)], ports=[], ready=lambda: False)
+    with pytest.raises(StackError, match=f"kube-apiserver: cannot run {truncated}: Exec format error"):
+        proc.start(tmp_path, tmp_path, log=lambda m: None)
+
+
+def test_a_process_that_died_is_shown_so_and_up_starts_it_again(tmp_path):
+    port = free_port()
+    stack = one_process_stack(tmp_path, port)
+    stack.up(log=lambda m: None)
+    try:
+        pid = http_process(port).running_pid(tmp_path / "run")
+        os.kill(pid, signal.SIGKILL)
+        assert wait_until(lambda: not port_in_use(port), timeout=60)
+        [(name, state)] = stack.status()
+        assert state.startswith("died (see ") and "`pullbridge stack up` starts it again" in state
+        stack.up(log=lambda m: None)
+        assert stack.status()[0][1].startswith("running")
+        assert http_process(port).running_pid(tmp_path / "run") not in (None, pid)
+    finally:
+        stack.down(log=lambda m: None)
+    assert stack.status() == [("testhttp", "stopped")]
+
+
+class TwoProcessStack(Stack):
+    """Two small HTTP servers on the stack's etcd and Redis ports (chosen by the test)."""
+
+    def install(self, log=print) -> None:
+        pass
+
+    def processes(self) -> list[Process]:
+        return [http_process(self.etcd_port), http_process(self.redis_port)]
+
+
+def test_a_taken_port_starts_nothing_and_names_the_variable_that_moves_it(tmp_path):
+    etcd_port = free_port()
+    stack = TwoProcessStack(root=tmp_path, etcd_port=etcd_port)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        stack.redis_port = taken.getsockname()[1]
+        try:
+            with pytest.raises(StackError) as failed:
+                stack.up(log=lambda m: None)
+        finally:
+            stack.down(log=lambda m: None)
+    assert f"needs port {stack.redis_port} (moved with PULLBRIDGE_REDIS_PORT)" in str(failed.value)
+    assert "nothing was started" in str(failed.value)
+    assert not port_in_use(etcd_port), "the parts whose ports are free were not started either"
+
