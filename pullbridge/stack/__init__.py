@@ -198,7 +198,9 @@ class Stack:
         self.git_root.mkdir(parents=True, exist_ok=True)
         run = self.root / "run"
         self._check_ports(run)
-        paths = certs.ensure_pki(self.root / "pki")
+        paths, made = certs.ensure_pki(self.root / "pki")
+        if made:
+            self._stop_pki_users(run, log)
         certs.write_kubeconfig(self.kubeconfig, self.apiserver_url, paths)
         for proc in self.processes():
             proc.start(run, self.logs, log)
@@ -215,6 +217,15 @@ class Stack:
             raise StackError(f"ports on 127.0.0.1 taken by another program, so nothing was started: "
                              f"{'; '.join(taken)}. Free them, or pick other ports and set the same "
                              f"variables for `pullbridge stack up`, `env` and `down`")
+
+    def _stop_pki_users(self, run: Path, log) -> None:
+        """The certificates were made anew: a running part still holds the old ones, so it stops
+        (to be started again with the new ones) instead of failing TLS with its peers."""
+        pki = str(self.root / "pki")
+        for proc in reversed(self.processes()):
+            if any(pki in arg for arg in proc.argv) and proc.running_pid(run) is not None:
+                log(f"{proc.name}: restarting, the certificates in {pki} were made anew")
+                proc.stop(run, log)
 
     def down(self, log=print) -> None:
         with exclusive(self.lock_file, log):

@@ -16,6 +16,7 @@ import secrets
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -68,14 +69,34 @@ def _name(cn: str, org: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
-def ensure_pki(pki: Path) -> dict[str, Path]:
-    """Create the CA, serving cert, admin client cert, SA keys and token once; return their paths."""
+def _pki_is_whole(paths: dict[str, Path]) -> bool:
+    """Every file is there and reads back: each cert signed by the CA and matching its key."""
+    try:
+        ca = x509.load_pem_x509_certificate(paths["ca.crt"].read_bytes())
+        for name in ("ca", "apiserver", "admin"):
+            cert = x509.load_pem_x509_certificate(paths[f"{name}.crt"].read_bytes())
+            key = serialization.load_pem_private_key(paths[f"{name}.key"].read_bytes(), None)
+            cert.verify_directly_issued_by(ca)
+            if cert.public_key() != key.public_key():
+                return False
+        sa_key = serialization.load_pem_private_key(paths["sa.key"].read_bytes(), None)
+        if serialization.load_pem_public_key(paths["sa.pub"].read_bytes()) != sa_key.public_key():
+            return False
+        token = paths["admin.token"].read_text()
+        return bool(token) and paths["tokens.csv"].read_text().startswith(f"{token},")
+    except (OSError, ValueError, TypeError, InvalidSignature):
+        return False
+
+
+def ensure_pki(pki: Path) -> tuple[dict[str, Path], bool]:
+    """The CA, serving cert, admin client cert, SA keys and token, made when any is missing or
+    damaged (all anew: they belong together); -> their paths, and whether they were made now."""
     pki.mkdir(parents=True, exist_ok=True)
     paths = {name: pki / name for name in (
         "ca.crt", "ca.key", "apiserver.crt", "apiserver.key", "admin.crt", "admin.key",
         "sa.key", "sa.pub", "tokens.csv", "admin.token")}
-    if all(p.exists() for p in paths.values()):
-        return paths
+    if _pki_is_whole(paths):
+        return paths, False
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("pullbridge-local-ca")
@@ -108,7 +129,7 @@ def ensure_pki(pki: Path) -> dict[str, Path]:
     _write(paths["tokens.csv"], f'{token},pullbridge-admin,pullbridge-admin,"system:masters"\n'.encode(),
            private=True)
     _write(paths["admin.token"], token.encode(), private=True)
-    return paths
+    return paths, True
 
 
 def kubeconfig_text(server: str, paths: dict[str, Path]) -> str:

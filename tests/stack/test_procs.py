@@ -241,3 +241,33 @@ def test_a_taken_port_starts_nothing_and_names_the_variable_that_moves_it(tmp_pa
     assert "nothing was started" in str(failed.value)
     assert not port_in_use(etcd_port), "the parts whose ports are free were not started either"
 
+
+class PkiReaderStack(OneProcessStack):
+    """One HTTP server whose command line names the stack's certificate directory, as
+    kube-apiserver's does."""
+
+    def processes(self) -> list[Process]:
+        return [Process("testhttp", [sys.executable, "-m", "http.server", "--directory",
+                                     str(self.root / "pki"), "--bind", "127.0.0.1", str(self.test_port)],
+                        ports=[self.test_port], ready=lambda: port_in_use(self.test_port), timeout=15)]
+
+
+def test_damaged_certificates_are_made_anew_and_their_readers_restarted(tmp_path):
+    stack = PkiReaderStack(root=tmp_path)
+    stack.test_port = free_port()
+    stack.up(log=lambda m: None)
+    try:
+        run = tmp_path / "run"
+        pid = stack.processes()[0].running_pid(run)
+        old_ca = (tmp_path / "pki" / "ca.crt").read_bytes()
+        (tmp_path / "pki" / "admin.key").write_bytes(b"-----BEGIN PRIVATE KEY-----\ncut sh")
+        messages = []
+        stack.up(log=messages.append)
+        assert (tmp_path / "pki" / "ca.crt").read_bytes() != old_ca, "the whole PKI is made anew"
+        assert f"testhttp: restarting, the certificates in {tmp_path / 'pki'} were made anew" in messages
+        new_pid = stack.processes()[0].running_pid(run)
+        assert new_pid not in (None, pid)
+        stack.up(log=messages.append)
+        assert stack.processes()[0].running_pid(run) == new_pid, "whole certificates restart nothing"
+    finally:
+        stack.down(log=lambda m: None)
