@@ -25,13 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pullbridge.stack import certs, gotoolchain
-from pullbridge.stack.procs import Process, StackError, exclusive, port_in_use, wait_until
+from pullbridge.stack.procs import (Process, StackError, exclusive, how_it_ended, port_in_use,
+                                    wait_until)
 
 K8S_VERSION = os.environ.get("PULLBRIDGE_K8S_VERSION", "v1.36.2")
 CACHE = Path(os.environ.get("PULLBRIDGE_CACHE", Path.home() / ".cache" / "pullbridge"))
 # A command (or, starting with "/", a file) that shows a Debian package is there.
 APT_PACKAGES = {"etcd": "etcd-server", "redis-server": "redis-server", "git": "git", "curl": "curl",
                 "/etc/ssl/certs/ca-certificates.crt": "ca-certificates"}
+# The binaries built from k8s.io/kubernetes -> the arguments that make each print its version.
+K8S_BINARIES = {"kube-apiserver": ["--version"], "kube-controller-manager": ["--version"],
+                "kubectl": ["version", "--client"]}
 
 
 def _port_variable(name: str) -> str:
@@ -288,10 +292,40 @@ def ensure_packages(log=print) -> None:
         subprocess.run(["service", service, "stop"], capture_output=True, check=False)
 
 
+def damaged_k8s_binaries(bin_dir: Path) -> list[str]:
+    """What is wrong with each cached binary that is missing or does not answer its version
+    (a truncated or half-copied file crashes or is refused by the kernel)."""
+    problems = []
+    for name, version_args in K8S_BINARIES.items():
+        path = bin_dir / name
+        if not path.exists():
+            problems.append(f"{name} is missing")
+            continue
+        try:
+            result = subprocess.run([str(path), *version_args], capture_output=True, text=True,
+                                    timeout=60, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.SubprocessError) as exc:
+            problems.append(f"{name} does not run ({exc})")
+            continue
+        if result.returncode != 0 or K8S_VERSION not in result.stdout:
+            answer = (f"answers {result.stdout.strip()[:80]!r}" if result.returncode == 0
+                      else how_it_ended(result.returncode))
+            problems.append(f"{name} does not answer `{' '.join(version_args)}` with {K8S_VERSION} "
+                            f"(it {answer})")
+    return problems
+
+
 def ensure_k8s_binaries(bin_dir: Path, log=print) -> None:
-    wanted = [bin_dir / name for name in ("kube-apiserver", "kube-controller-manager", "kubectl")]
-    if all(p.exists() for p in wanted):
+    problems = damaged_k8s_binaries(bin_dir)
+    if not problems:
         return
+    if bin_dir.exists():
+        log(f"the Kubernetes binaries in {bin_dir} are damaged ({'; '.join(problems)}): "
+            f"building them again")
+    build_k8s_binaries(bin_dir, log)
+
+
+def build_k8s_binaries(bin_dir: Path, log=print) -> None:
     proxy = gotoolchain.proxy_base()
     mod_url = f"{proxy}/k8s.io/kubernetes/@v/{K8S_VERSION}.mod"
     try:

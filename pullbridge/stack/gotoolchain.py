@@ -31,6 +31,8 @@ from pullbridge.stack.procs import StackError
 DEFAULT_PROXY = "https://proxy.golang.org"
 DEFAULT_SUMDB = "sum.golang.org"
 MODULE = "golang.org/toolchain"
+# In an unpacked toolchain: each file the zip held, with its size.
+MANIFEST = ".pullbridge-files"
 _VERSION = re.compile(r"(?:go)?(\d+)\.(\d+)(?:\.(\d+))?(?:(rc|beta)(\d+))?$")
 
 
@@ -165,7 +167,9 @@ def _download(url: str, dest: Path) -> int:
 
 
 def _unpack(zip_path: Path, prefix: str, dest: Path) -> None:
-    """Unpack the module zip's files (all under "module@version/") into dest, executables made so."""
+    """Unpack the module zip's files (all under "module@version/") into dest, executables made so,
+    and list them with their sizes in dest/MANIFEST."""
+    sizes = {}
     with zipfile.ZipFile(zip_path) as archive:
         for info in archive.infolist():
             name = info.filename
@@ -175,11 +179,26 @@ def _unpack(zip_path: Path, prefix: str, dest: Path) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             with archive.open(info) as src, open(target, "wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
+            sizes[name[len(prefix):]] = info.file_size
+    (dest / MANIFEST).write_text("".join(f"{size} {name}\n" for name, size in sizes.items()))
     # Module zips keep no file modes; go sets these bits itself after a GOTOOLCHAIN download.
     for sub in ("bin", "pkg/tool"):
         for path in (dest / sub).rglob("*"):
             if path.is_file():
                 path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+
+def _unpacked_whole(home: Path) -> bool:
+    """Every file the toolchain zip held is in home, at its size (a damaged copy, or one
+    unpacked before the list was kept, is fetched again rather than failing a build)."""
+    try:
+        for line in (home / MANIFEST).read_text().splitlines():
+            size, name = line.split(" ", 1)
+            if (home / name).stat().st_size != int(size):
+                return False
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def ensure_go(wanted: str, cache: Path, log=print, env=os.environ) -> Path:
@@ -191,7 +210,10 @@ def ensure_go(wanted: str, cache: Path, log=print, env=os.environ) -> Path:
     arch = goarch()
     home = cache / f"{wanted}.linux-{arch}"
     if go_version(home / "bin" / "go") == wanted:
-        return home / "bin"
+        if _unpacked_whole(home):
+            return home / "bin"
+        log(f"the Go toolchain in {home} is incomplete (a file is missing or cut short): "
+            f"fetching it again")
     proxy = proxy_base(env)
     version = module_version(wanted, arch)
     url = toolchain_url(proxy, wanted, arch)

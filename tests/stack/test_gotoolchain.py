@@ -181,3 +181,16 @@ def test_a_broken_zip_is_a_clear_error(tmp_path, proxy):
     env = {"PATH": str(tmp_path / "empty"), "GOPROXY": proxy.url, "GOSUMDB": "off"}
     with pytest.raises(StackError, match="not a valid zip"):
         gotoolchain.ensure_go("go1.99.0", tmp_path / "cache", lambda m: None, env=env)
+
+
+def test_a_cached_toolchain_missing_a_file_is_fetched_again(tmp_path, proxy):
+    env = {"PATH": str(tmp_path / "empty"), "GOPROXY": proxy.url}
+    cache = tmp_path / "cache"
+    bin_dir = gotoolchain.ensure_go("go1.99.0", cache, lambda m: None, env=env)
+    compiler = bin_dir.parent / "pkg/tool/linux_amd64/compile"
+    compiler.unlink()  # what a copy cut short leaves: `go version` answers, a build fails
+    messages = []
+    assert gotoolchain.ensure_go("go1.99.0", cache, messages.append, env=env) == bin_dir
+    assert messages[0] == f"the Go toolchain in {bin_dir.parent} is incomplete (a file is missing " \
+                          f"or cut short): fetching it again"
+    assert len(proxy.zip_requests) == 2 and compiler.exists()
