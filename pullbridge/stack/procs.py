@@ -70,7 +70,7 @@ def _start_time(pid: int) -> str | None:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return fields[19] if len(fields) > 19 and fields[0] != "Z" else None
+    return fields[19] if len(fields) > 19 and not _exited(pid, fields[0]) else None
 
 
 @dataclass
@@ -136,22 +136,37 @@ class Process:
         if pid is None:
             self.pid_file(run_dir).unlink(missing_ok=True)
             return
-        os.kill(pid, signal.SIGTERM)
-        if not wait_until(lambda: self.running_pid(run_dir) is None or _zombie(pid), timeout):
-            os.kill(pid, signal.SIGKILL)
-            wait_until(lambda: self.running_pid(run_dir) is None or _zombie(pid), 5)
+        _signal(pid, signal.SIGTERM)
+        if not wait_until(lambda: self.running_pid(run_dir) is None, timeout):
+            _signal(pid, signal.SIGKILL)
+            wait_until(lambda: self.running_pid(run_dir) is None, 5)
         self.pid_file(run_dir).unlink(missing_ok=True)
         log(f"{self.name}: stopped (pid {pid})")
 
 
-def _zombie(pid: int) -> bool:
+def _exited(pid: int, state: str) -> bool:
+    """Whether a process in this state has exited: a zombie none of whose threads still runs.
+
+    A zombie first thread is not enough: the process's other threads (Go's, a
+    threaded server's) go on holding its files, its listening ports among them.
+    """
+    if state != "Z":
+        return False
     try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+        return os.listdir(f"/proc/{pid}/task") in ([], [str(pid)])
     except OSError:
         return True
 
 
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:  # it exited since it was last looked at
+        pass
+
+
 def how_it_ended(returncode: int) -> str:
+    """How a process ended, from its return code (negative: the signal that killed it)."""
     if returncode < 0:
         try:
             return f"was killed by {signal.Signals(-returncode).name}"

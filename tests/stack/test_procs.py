@@ -271,3 +271,31 @@ def test_damaged_certificates_are_made_anew_and_their_readers_restarted(tmp_path
         assert stack.processes()[0].running_pid(run) == new_pid, "whole certificates restart nothing"
     finally:
         stack.down(log=lambda m: None)
+
+
+# The first thread exits (as a Go program's or a threaded server's can) while another
+# thread, sleeping, keeps the listening socket: the process is a zombie in /proc, yet holds
+# the port until every thread has gone.
+FIRST_THREAD_EXITS = """import ctypes, socket, sys, threading, time
+server = socket.socket()
+server.bind(("127.0.0.1", int(sys.argv[1])))
+server.listen()
+threading.Thread(target=time.sleep, args=(3600,)).start()
+ctypes.CDLL(None).pthread_exit(None)
+"""
+
+
+def test_down_waits_for_every_thread_so_the_port_is_free(tmp_path):
+    port = free_port()
+    proc = Process("threaded", [sys.executable, "-c", FIRST_THREAD_EXITS, str(port)], ports=[port],
+                   ready=lambda: port_in_use(port), timeout=15)
+    proc.start(tmp_path, tmp_path, log=lambda m: None)
+    pid = int((tmp_path / "threaded.pid").read_text().split()[0])
+    try:
+        assert wait_until(lambda: _state(pid) == "Z", timeout=60)
+        assert proc.running_pid(tmp_path) == pid, "a zombie whose threads run is still running"
+        proc.stop(tmp_path, log=lambda m: None)
+        assert not port_in_use(port), "down returns once the port is free"
+    finally:
+        if port_in_use(port):  # the check failed: do not leave the sleeping thread behind
+            os.kill(pid, signal.SIGKILL)
