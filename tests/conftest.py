@@ -23,6 +23,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+pytest_plugins = ["tests.leaked_processes"]
+
 
 @dataclass
 class StackInfo:
