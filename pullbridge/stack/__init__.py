@@ -119,7 +119,9 @@ class Stack:
                 "--auto-compaction-mode", "periodic", "--auto-compaction-retention", "30m",
                 "--quota-backend-bytes", str(4 * 1024 ** 3),
             ], ports=[self.etcd_port, self.etcd_peer_port],
-                ready=lambda: _http_ok(f"{etcd_url}/health")),
+                ready=lambda: _http_ok(f"{etcd_url}/health"),
+                hint=f"If it cannot read its data (an older etcd's, or damaged), move {self.root / 'etcd'} "
+                     f"away and run `pullbridge stack up` again: the cluster then starts empty."),
             Process("kube-apiserver", [
                 str(self.bin_dir / "kube-apiserver"),
                 f"--etcd-servers={etcd_url}",

@@ -81,6 +81,7 @@ class Process:
     ready: Callable[[], bool]
     env: dict[str, str] = field(default_factory=dict)
     timeout: float = 30.0
+    hint: str = ""  # what to try when it exits at start, after what its log says
 
     def pid_file(self, run_dir: Path) -> Path:
         return run_dir / f"{self.name}.pid"
@@ -128,7 +129,8 @@ class Process:
         if proc.poll() is not None:
             self.pid_file(run_dir).unlink(missing_ok=True)
             raise StackError(f"{self.name} {how_it_ended(proc.returncode)} at start; "
-                             f"log: {log_path}\n{_tail(log_path, this_run)}")
+                             f"log: {log_path}\n{_tail(log_path, this_run)}"
+                             + (f"\n{self.hint}" if self.hint else ""))
         log(f"{self.name}: started (pid {proc.pid}) in {time.monotonic() - started:.1f}s")
 
     def stop(self, run_dir: Path, log=print, timeout: float = 15.0) -> None:

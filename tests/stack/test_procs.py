@@ -180,10 +180,11 @@ def test_up_waits_while_another_caller_holds_the_stack_lock(tmp_path):
 def test_a_failed_start_shows_only_what_this_start_logged_and_names_the_signal(tmp_path):
     (tmp_path / "crashing.log").write_text("an earlier run's last words\n")
     proc = Process("crashing", ["sh", "-c", "echo segfaulting now; kill -SEGV $$"], ports=[],
-                   ready=lambda: False, timeout=60)
+                   ready=lambda: False, timeout=60, hint="Move its data away.")
     with pytest.raises(StackError) as failed:
         proc.start(tmp_path, tmp_path, log=lambda m: None)
     assert "crashing was killed by SIGSEGV at start" in str(failed.value)
+    assert str(failed.value).endswith("segfaulting now\nMove its data away.")
     assert "segfaulting now" in str(failed.value)
     assert "earlier run" not in str(failed.value), "the log's older lines are not this start's"
 
