@@ -5,6 +5,7 @@ repository's top level, with a stand-in `python3` that records what it is asked
 to do and makes a venv whose pip records its calls.
 """
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -59,3 +60,23 @@ def test_a_complete_venv_is_kept(tmp_path):
     top = repo_copy(tmp_path)
     run_install_python(top)
     assert run_install_python(top) == [], "nothing is recreated or reinstalled"
+
+
+# Commands every Debian system has (essential packages), and those the stack or ./dev itself
+# brings: the rest must be in ./dev's PACKAGES, or a bare machine lacks them.
+ESSENTIAL = {"sh", "bash", "rm", "sleep", "sha256sum", "mount", "umount", "service", "apt-get"}
+RUN_COMMAND = re.compile(r'(?:subprocess\.(?:run|Popen|check_output|check_call)|Popen)\(\s*\[\s*"([^"/]+)"')
+
+
+def dev_packages() -> dict[str, str]:
+    text = (ROOT / "dev").read_text().split('PACKAGES="', 1)[1].split('"', 1)[0]
+    return dict(pair.split(":", 1) for pair in text.split())
+
+
+def test_every_command_the_tests_and_benchmarks_run_is_installed_by_dev():
+    sources = [*ROOT.joinpath("tests").rglob("*.py"), *ROOT.joinpath("bench").iterdir()]
+    used = {match for path in sources if path.is_file()
+            for match in RUN_COMMAND.findall(path.read_text(errors="replace"))}
+    # ./dev checks openssh-client by its ssh-keyscan; the package brings these too.
+    provided = set(dev_packages()) | ESSENTIAL | {"ssh", "ssh-keygen", "ssh-agent", "ssh-add"}
+    assert used - provided == set(), "commands a bare machine lacks: add them to ./dev's PACKAGES"
