@@ -257,14 +257,14 @@ def _http_ok(url: str, cert: Path | None = None, any_status: bool = False) -> bo
     import urllib.error
     import urllib.request
 
-    ctx = ssl.create_default_context()
-    if cert is not None:
-        ctx.load_verify_locations(cert / "ca.crt")
-        ctx.load_cert_chain(cert / "admin.crt", cert / "admin.key")
-    else:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
     try:
+        ctx = ssl.create_default_context()
+        if cert is not None:  # missing or damaged files (`stack up` makes them anew): no answer
+            ctx.load_verify_locations(cert / "ca.crt")
+            ctx.load_cert_chain(cert / "admin.crt", cert / "admin.key")
+        else:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
         with urllib.request.urlopen(url, timeout=2, context=ctx) as resp:
             return resp.status == 200 or any_status
     except urllib.error.HTTPError:

@@ -64,7 +64,7 @@ def _start_time(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (/proc/PID/stat field 22).
 
     Together with the pid it names one process for the life of the machine,
-    which a pid alone does not (pids are reused).
+    which a pid alone does not (pids are reused).  None once it has exited.
     """
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

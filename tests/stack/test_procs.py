@@ -300,3 +300,9 @@ def test_down_waits_for_every_thread_so_the_port_is_free(tmp_path):
     finally:
         if port_in_use(port):  # the check failed: do not leave the sleeping thread behind
             os.kill(pid, signal.SIGKILL)
+
+
+def test_the_apiserver_without_its_certificates_reads_not_ready_rather_than_failing(tmp_path):
+    # `stack status` asks this of a running kube-apiserver: certificate files gone (which
+    # `stack up` makes anew) must show as "not ready", not end `status` with a traceback.
+    assert Stack(root=tmp_path, apiserver_port=free_port())._apiserver_ready() is False
