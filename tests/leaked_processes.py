@@ -6,8 +6,8 @@ and pile up on a developer's machine, holding ports, Redis connections and CPU.
 
 How: this run marks its environment with ``PULLBRIDGE_TEST_RUN=<uuid>``, which
 every process it starts inherits (unless started with an environment of its
-own).  After each test, a marked process still alive is noted against that
-test; once the session is over (fixtures torn down), any still alive is
+own).  After each test, a marked process or a child of pytest still alive is
+noted against that test; once the session is over (fixtures torn down), any still alive is
 reported, stopped, and the run fails.  The stack's own processes are not
 counted: when the session had to start the stack, they carry the mark but
 belong to the machine (``stack down`` stops them).
@@ -37,16 +37,20 @@ def pytest_configure(config):
 
 
 def marked_processes() -> set[int]:
-    """The live processes this run started (other than pytest itself and the stack's)."""
+    """The live processes this run started (other than pytest itself and the stack's): those
+    with the mark, and pytest's own children (a program such as redis-server writes its
+    title over its environment, mark included)."""
     needle = f"{MARK}={_run_id}".encode()
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
+            state, parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            if state != "Z" and (int(parent) == os.getpid()
+                                 or needle in (entry / "environ").read_bytes().split(b"\0")):
                 found.add(int(entry.name))
-        except OSError:  # gone meanwhile, or not ours to read
+        except (OSError, ValueError):  # gone meanwhile, or not ours to read
             continue
     return found - _stack_pids()
 

@@ -24,6 +24,10 @@ def test_stops_what_it_starts():
 def test_leaves_a_daemon_behind():
     # Started in a shell that exits at once: the sleep outlives its parent, as a daemon does.
     subprocess.run(["sh", "-c", "sleep 301 >/dev/null 2>&1 &"], check=True)
+
+
+def test_leaves_a_child_with_an_environment_of_its_own():
+    subprocess.Popen(["sleep", "302"], env={"PATH": "/usr/bin:/bin"})
 '''
 
 
@@ -49,11 +53,14 @@ def running(command_line: bytes) -> list[Path]:
 def test_a_leaked_process_fails_the_run_and_is_stopped(tmp_path):
     result = run_pytest(tmp_path, LEAKY_TESTS)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "2 passed" in result.stdout
+    assert "3 passed" in result.stdout
     assert "processes left behind by tests (now killed)" in result.stdout
     assert "(sleep 301), alive since test_inner.py::test_leaves_a_daemon_behind" in result.stdout
+    assert ("(sleep 302), alive since test_inner.py::test_leaves_a_child_with_an_environment_of_its_own"
+            in result.stdout)
     assert "sleep 300" not in result.stdout
-    assert running(b"sleep\0" b"301\0") == [], "the leaked process was stopped"
+    assert running(b"sleep\0" b"301\0") == running(b"sleep\0" b"302\0") == [], \
+        "the leaked processes were stopped"
 
 
 def test_a_run_that_stops_what_it_starts_passes(tmp_path):
