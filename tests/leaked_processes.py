@@ -36,7 +36,7 @@ def pytest_configure(config):
     os.environ[MARK] = _run_id
 
 
-def marked_processes() -> set[int]:
+def started_processes() -> set[int]:
     """The live processes this run started (other than pytest itself and the stack's): those
     with the mark, and pytest's own children (a program such as redis-server writes its
     title over its environment, mark included)."""
@@ -75,7 +75,7 @@ def pytest_runtest_teardown(item, nextitem):
     try:
         return (yield)
     finally:
-        for pid in marked_processes():
+        for pid in started_processes():
             _first_seen.setdefault(pid, item.nodeid)
 
 
@@ -83,7 +83,7 @@ def pytest_runtest_teardown(item, nextitem):
 def pytest_sessionfinish(session):
     gc.collect()  # an unreachable object still holding a process (GitPython's git cat-file) lets go
     deadline = time.monotonic() + SETTLE_SECONDS
-    while (alive := marked_processes()) and time.monotonic() < deadline:
+    while (alive := started_processes()) and time.monotonic() < deadline:
         time.sleep(0.2)
     for pid in sorted(alive):
         _leaked.append(f"pid {pid} ({_command_line(pid)}), alive since "
@@ -92,7 +92,7 @@ def pytest_sessionfinish(session):
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    if _leaked:
+    if _leaked and session.exitstatus == pytest.ExitCode.OK:  # a failing run keeps its own status
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

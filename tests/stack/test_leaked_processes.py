@@ -67,3 +67,14 @@ def test_a_run_that_stops_what_it_starts_passes(tmp_path):
     result = run_pytest(tmp_path, LEAKY_TESTS.split("\n\ndef test_leaves")[0])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "left behind" not in result.stdout
+
+
+def test_a_run_ending_otherwise_keeps_its_exit_status(tmp_path):
+    result = run_pytest(tmp_path, LEAKY_TESTS + '''
+
+def test_stops_the_run():
+    import pytest
+    pytest.exit("stopped by the test", returncode=pytest.ExitCode.INTERRUPTED)
+''')
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "(sleep 301), alive since test_inner.py::test_leaves_a_daemon_behind" in result.stdout
