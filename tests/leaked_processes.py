@@ -7,10 +7,13 @@ and pile up on a developer's machine, holding ports, Redis connections and CPU.
 How: this run marks its environment with ``PULLBRIDGE_TEST_RUN=<uuid>``, which
 every process it starts inherits (unless started with an environment of its
 own).  After each test, a marked process or a child of pytest still alive is
-noted against that test; once the session is over (fixtures torn down), any still alive is
-reported, stopped, and the run fails.  The stack's own processes are not
-counted: when the session had to start the stack, they carry the mark but
-belong to the machine (``stack down`` stops them).
+noted against that test; once the session is over (fixtures torn down), any
+still alive is reported, stopped, and the run fails.  The stack's own
+processes are not counted: when the session had to start the stack, they
+carry the mark but belong to the machine (``stack down`` stops them).  Not
+seen: a process that both loses the mark (its own environment, or a program
+writing its title over it, as redis-server does) and leaves pytest's children
+(a daemon).
 """
 
 from __future__ import annotations
