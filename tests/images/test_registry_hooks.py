@@ -159,7 +159,11 @@ def test_registry_notification_triggers_a_scan_that_commits(demo, registry, imag
         redis_conn.delete(keys.image_scan_queued("images-demo"))
         Queue(keys.IMAGES_QUEUE, connection=redis_conn).empty()
         notifying.push_image(image_name, NEW, day(5))
-        job_id = _wait_for(lambda: redis_conn.get(keys.image_scan_queued("images-demo")))
+        # a late notification of the pushes above may have queued a scan that empty() then removed,
+        # leaving its marker: wait for a marker whose job exists (the next notification replaces it)
+        images_queue = Queue(keys.IMAGES_QUEUE, connection=redis_conn)
+        job_id = _wait_for(lambda: (marker := redis_conn.get(keys.image_scan_queued("images-demo")))
+                           and images_queue.fetch_job(marker.decode()) is not None and marker)
         assert job_id
         worker = SimpleWorker([Queue(keys.IMAGES_QUEUE, connection=redis_conn)], connection=redis_conn)
         worker.work(burst=True)
