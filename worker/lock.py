@@ -6,6 +6,12 @@ token; a background thread extends it while the sync runs, so a worker that
 dies (or hangs past the TTL with its thread dead) lets go on its own.
 Release and extension are token-checked so a worker never frees or extends a
 lock another worker took over.
+
+``check()`` says, without asking Redis, whether the lock is still surely
+ours: not when an extension found it taken, nor once a TTL has passed since
+the last one Redis confirmed (Redis unreachable, or this process stalled):
+by then it may have expired and another worker may hold it.  It is cheap
+enough to call before every write.
 """
 
 from __future__ import annotations
@@ -47,12 +53,15 @@ class RepoLock:
         self.token = f"{owner}:{secrets.token_hex(8)}" if owner else secrets.token_hex(8)
         self.held = False
         self.lost = threading.Event()
+        self.sure_until = 0.0  # time.monotonic() when the TTL Redis last set for us may run out
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def try_acquire(self) -> bool:
+        asked = time.monotonic()
         if self.conn.set(self.key, self.token, nx=True, px=self.ttl_ms):
             self.held = True
+            self.sure_until = asked + self.ttl_ms / 1000
             self.lost.clear()
             self._start_keepalive()
         return self.held
@@ -71,15 +80,23 @@ class RepoLock:
         return value.decode() if value else None
 
     def extend(self) -> bool:
+        asked = time.monotonic()  # the new TTL runs from no earlier than this
         ok = bool(self.conn.eval(_EXTEND, 1, self.key, self.token, self.ttl_ms))
-        if not ok:
+        if ok:
+            self.sure_until = asked + self.ttl_ms / 1000
+        else:
             self.lost.set()
         return ok
 
     def check(self) -> None:
-        """Raise LockLost when the lock is no longer ours (call before writing)."""
-        if self.lost.is_set() or not self.held:
-            raise LockLost(f"lost the lock {self.key}")
+        """Raise LockLost when the lock is no longer surely ours (call before writing; no Redis request)."""
+        if not self.held:
+            raise LockLost(f"the lock {self.key} is not held")
+        if self.lost.is_set():
+            raise LockLost(f"lost the lock {self.key}: it expired or another worker took it over")
+        if time.monotonic() >= self.sure_until:
+            raise LockLost(f"lost the lock {self.key}: not renewed for {self.ttl_ms / 1000:g}s "
+                           "(Redis unreachable, or this worker stalled), so another worker may hold it")
 
     def release(self) -> None:
         self._stop.set()

@@ -1,10 +1,15 @@
-"""The per-repo lock on the real Redis: exclusive, token-checked, expiring, kept alive."""
+"""The per-repo lock on the real Redis: exclusive, token-checked, expiring, kept alive, and not
+trusted once Redis has been away for a TTL."""
 
 from __future__ import annotations
 
 import time
 
-from worker.lock import RepoLock
+import pytest
+from redis import Redis
+
+from tests.webhook.conftest import RedisServer
+from worker.lock import LockLost, RepoLock
 
 
 def test_exclusive_and_token_checked(redis_conn):
@@ -36,3 +41,20 @@ def test_kept_alive_while_working(redis_conn):
     assert redis_conn.get(lock.key).decode() == lock.token
     lock.check()
     lock.release()
+
+
+def test_not_trusted_once_unrenewed_for_a_ttl():
+    """Redis gone (a private redis-server, killed): the keepalive's extensions fail, and once a TTL has
+    passed since the last one, the lock may have expired there and another worker hold it."""
+    server = RedisServer()
+    lock = RepoLock(Redis.from_url(server.url), "r", ttl=0.6)
+    try:
+        assert lock.try_acquire()
+        lock.check()
+        server.stop()
+        time.sleep(0.6)  # the outage outlasts the TTL
+        with pytest.raises(LockLost, match=r"not renewed for 0\.6s"):
+            lock.check()
+    finally:
+        lock._stop.set()  # nothing to release: that Redis is gone
+        server.stop()
