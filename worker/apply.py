@@ -26,6 +26,10 @@ those Namespaces and CRDs are written before the rest is validated (a change
 to an existing Namespace waits), and when the rest fails, what was created
 is deleted again and what was changed put back as it was
 (``worker.apply_undo``), so that "nothing applied" holds.
+
+Each write first checks, without asking Redis, that the repo lock is still
+surely ours: once not, another worker may be applying the repo, so nothing
+more is written (nor undone), and ``LockLost`` ends the run.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from dataclasses import dataclass, field
 from worker.apply_diff import digest, unchanged_as_recorded, unchanged_by_apply
 from worker.errors import PermanentError, TemporaryError, cut
 from worker.kube import FIELD_MANAGER, ApiError, KindGone, Kube, Mapping, parallel, sync_error
+from worker.lock import LockLost, RepoLock
 from worker.render import STAGE_ONE_KINDS, Manifest, check_duplicates, object_ref
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
@@ -142,11 +147,14 @@ def describe_api_error(item: Item, exc: ApiError) -> str:
 
 
 class Applier:
-    """Applies one rendered commit; ``previous`` is the inventory of the last apply."""
+    """Applies one rendered commit; ``previous`` is the inventory of the last apply, ``lock``
+    the repo lock it writes under (checked before each write)."""
 
     def __init__(self, kube: Kube, *, concurrency: int, default_namespace: str,
-                 previous: dict[str, dict] | None = None, dry_run_only: bool = False):
+                 previous: dict[str, dict] | None = None, dry_run_only: bool = False,
+                 lock: RepoLock | None = None):
         self.kube = kube
+        self._check_lock = lock.check if lock is not None else lambda: None
         self.concurrency = concurrency
         self.default_namespace = default_namespace
         self.previous = previous or {}
@@ -241,16 +249,25 @@ class Applier:
 
         As in Flux's staged apply, only Namespaces and CRDs form a stage of
         their own; everything else is one batch.  With ``read_answers`` each
-        written item keeps the API server's answer in ``applied``.
+        written item keeps the API server's answer in ``applied``.  Once the
+        lock is lost, the writes not started yet are not made: LockLost.
         """
         todo = [i for i in items if i.action in ("created", "configured")]
         if self.dry_run_only or not todo:
             return
-        results = parallel(lambda i: self._apply_request(i, False, read_answers), todo, self.concurrency)
+
+        def write(item: Item) -> dict | None:
+            self._check_lock()
+            return self._apply_request(item, False, read_answers)
+
+        results = parallel(write, todo, self.concurrency)
         for item, result in zip(todo, results):  # every success is recorded, even when one failed
             if not isinstance(result, Exception):
                 self.written[item.inventory_id] = {"v": item.obj["apiVersion"], "h": item.digest}
                 item.applied = result
+        lost = next((r for r in results if isinstance(r, LockLost)), None)
+        if lost is not None:
+            raise lost
         for item, result in zip(todo, results):
             if isinstance(result, ApiError) and not result.temporary:
                 raise PermanentError(f"applying {describe_api_error(item, result)}")
@@ -262,6 +279,7 @@ class Applier:
         for item in crds:
             path = item.mapping.path(None, item.obj["metadata"]["name"])
             while True:
+                self._check_lock()  # a lost lock ends the wait: nothing more is written
                 live = self.kube.get(path) or {}
                 conditions = (live.get("status") or {}).get("conditions") or []
                 if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
@@ -288,6 +306,8 @@ class Applier:
             try:
                 self._write(first, read_answers=True)  # what undo puts back a changed one over
                 self._validate_rest(deferred, later, first, crd_kinds, fresh)
+            except LockLost:  # another worker may rely on what was written: undoing is a write too
+                raise
             except Exception as exc:  # noqa: BLE001 - re-raised, saying what was undone
                 raise self._undo(first, exc) from None
         written_first = {id(i) for i in first}

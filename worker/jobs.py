@@ -218,12 +218,13 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         lock.check()
         applier = Applier(kube, concurrency=settings.concurrency, previous=previous,
                           default_namespace=repo.namespace or config.worker.default_namespace,
-                          dry_run_only=repo.mode == "report")
+                          dry_run_only=repo.mode == "report", lock=lock)
         try:
             applied = applier.run(manifests)
-        except Exception:
+        except Exception as exc:
             record.add(applier.written_changes())  # not "nothing applied" when some was
-            _track_written(kube, inv_ns, repo, previous, applier.written)
+            if not isinstance(exc, LockLost):  # the inventory is the new lock holder's to write now
+                _track_written(kube, inv_ns, repo, previous, applier.written)
             raise
         record.add(applied.changes)
         record.phase("apply")

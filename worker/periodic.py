@@ -335,7 +335,7 @@ def check_drift(conn: Redis, config: Config, repo: RepoConfig, sha: str, lock: R
     if repo.mode == "apply":
         try:
             lock.check()
-            corrected = correct(kube, found, record, default_ns, settings.concurrency)
+            corrected = correct(kube, found, record, default_ns, settings.concurrency, lock)
             record.result = "success"
         except (PermanentError, TemporaryError, ApiError, LockLost) as exc:
             record.result, record.error = "failure", f"correcting drift: {cut(exc, 300)}"
@@ -383,10 +383,10 @@ def check_drift(conn: Redis, config: Config, repo: RepoConfig, sha: str, lock: R
 
 
 def correct(kube, found: drift.ScanResult, record: DriftRecord, default_namespace: str,
-            concurrency: int) -> set[str]:
-    """Re-apply only the drifted objects (their declared bodies, ignored fields removed)."""
+            concurrency: int, lock: RepoLock) -> set[str]:
+    """Re-apply only the drifted objects (their declared bodies, ignored fields removed), under ``lock``."""
     manifests = stripped_manifests([t.manifest for t in found.drifted])
-    applier = Applier(kube, concurrency=concurrency, default_namespace=default_namespace)
+    applier = Applier(kube, concurrency=concurrency, default_namespace=default_namespace, lock=lock)
     result = applier.run(manifests)
     record.add(result.changes)
     return {c.ref for c in result.changes if c.action in ("created", "configured")}
