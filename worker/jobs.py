@@ -233,7 +233,10 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         try:
             prune(kube, previous, applied.entries, dry_run_only=repo.mode == "report",
                   declared_elsewhere=lambda: inventory.declared_elsewhere(kube, inv_ns, repo.name),
-                  inventory_id=inventory.own_id(inv_ns, repo.name), result=pruned)
+                  inventory_id=inventory.own_id(inv_ns, repo.name), result=pruned, lock=lock)
+        except LockLost:
+            record.add(pruned.changes)  # what it deleted; the inventory is the new lock holder's to write
+            raise
         except (PermanentError, TemporaryError):
             record.add(pruned.changes)  # what it deleted before it failed: no later sync sees it
             if repo.mode == "apply":  # keep tracking what could not be pruned yet

@@ -32,7 +32,8 @@ listed, forbidden or unavailable) is kept as well, naming what could not be
 read, and stays in the inventory to be looked through again on the next sync:
 prune never deletes what it could not inspect, nor fails the sync for it.  A
 deleted CRD's group leaves the worker's discovery cache, so that a later
-commit declaring the CRD again creates it before its objects.
+commit declaring the CRD again creates it before its objects.  As apply
+does, prune deletes nothing more once the repo lock is lost (``LockLost``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from worker.apply import Change, crd_kind, crd_namespaced
 from worker.errors import PermanentError, cut
 from worker.inventory import CorruptInventory, parse_id
 from worker.kube import ApiError, Kube, Mapping, split_api_version, sync_error
+from worker.lock import RepoLock
 from worker.render import STAGE_ONE_KINDS, kind_rank, object_ref
 
 PRUNE_ANNOTATION = "pullbridge.io/prune"
@@ -72,7 +74,8 @@ def check_allowed(rendered: int, allow_empty: bool) -> None:
 def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
           dry_run_only: bool = False,
           declared_elsewhere: Callable[[], dict[str, list[str]]] | None = None,
-          inventory_id: str | None = None, result: PruneResult | None = None) -> PruneResult:
+          inventory_id: str | None = None, result: PruneResult | None = None,
+          lock: RepoLock | None = None) -> PruneResult:
     """Delete objects in ``previous`` but not in ``desired``.
 
     ``declared_elsewhere`` (called only when something is stale): object id ->
@@ -80,7 +83,7 @@ def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
     ``inventory_id``: this repo's inventory ConfigMap, which stays: its
     Namespace holds every repo's inventory and is let go of, never deleted.
     ``result``: filled as prune goes, so that one that fails part way still
-    says what it deleted.
+    says what it deleted.  ``lock``: the repo lock, checked before each delete (no Redis request).
     """
     result = PruneResult() if result is None else result
     stale = stale_entries(previous, desired)
@@ -135,6 +138,8 @@ def prune(kube: Kube, previous: dict[str, dict], desired: dict[str, dict], *,
                     result.kept[oid] = stale[oid]  # pruned once nothing in it stays
                 continue
             if not dry_run_only:
+                if lock is not None:
+                    lock.check()
                 kube.delete(path, live=live)
                 if (group, kind) == CRD:  # its kind goes with it: the worker's discovery must not keep it
                     kube.forget(crd_kind(live)[0])

@@ -1,4 +1,5 @@
-"""A sync whose repo lock is taken over while it applies writes nothing more, and its record says what it wrote.
+"""A sync whose repo lock is taken over while it applies (or prunes) writes nothing more, and its record says what
+it wrote (or deleted).
 
 On the real stack: the sync runs in this process with a 2 s lock TTL, writing one object at a time
 (concurrency 1).  Right after its n-th write, the lock's key is deleted (as when it expires during a Redis
@@ -18,6 +19,7 @@ from kubernetes import client
 from tests.worker.sync_manifests import configmap, in_namespace, inventory_ids, namespace_doc, read_namespace
 from worker import history, jobs
 from worker.apply import Applier
+from worker.kube import Kube
 from worker.lock import RepoLock
 
 pytestmark = pytest.mark.stack
@@ -27,8 +29,9 @@ GUARD = 60  # seconds: only so that a keepalive that never notices cannot hang t
 
 @pytest.fixture
 def lock_taken_after(harness, monkeypatch):
-    """``lock_taken_after(n)`` -> the refs the sync wrote (filled as it runs); another owner takes the
-    sync's lock right after its ``n``-th write, which returns once the sync's lock knows it is lost."""
+    """``lock_taken_after(n, cls, method, named)`` -> what the sync wrote (filled as it runs): ``named(*args)``
+    of each call of ``cls.method`` that writes (None for the others).  Another owner takes the sync's lock
+    right after its ``n``-th write, which returns once the sync's lock knows it is lost."""
     sync_locks, others = [], []
 
     class SyncLock(RepoLock):
@@ -36,19 +39,19 @@ def lock_taken_after(harness, monkeypatch):
             super().__init__(*args, **kwargs)
             sync_locks.append(self)
 
-    def make(n: int) -> list[str]:
+    def make(n: int, cls: type, method: str, named) -> list[str]:
         data = json.loads(harness.config_path.read_text())
         data["worker"]["lock_ttl"] = "2s"  # extended every 0.67 s
         harness.config_path.write_text(json.dumps(data))
         harness.configure_from_file()
         monkeypatch.setattr(jobs, "RepoLock", SyncLock)
         written = []
-        apply_request = Applier._apply_request
+        write = getattr(cls, method)
 
-        def apply_then_lose_the_lock(self, item, dry_run, read_answer):
-            answer = apply_request(self, item, dry_run, read_answer)
-            if not dry_run:
-                written.append(item.ref)
+        def write_then_lose_the_lock(*args, **kwargs):
+            answer = write(*args, **kwargs)
+            if (name := named(*args, **kwargs)) is not None:
+                written.append(name)
                 if len(written) == n:
                     [lock] = sync_locks
                     harness.conn.delete(lock.key)  # expired
@@ -57,12 +60,16 @@ def lock_taken_after(harness, monkeypatch):
                     assert lock.lost.wait(GUARD), "the sync's lock never found out it was taken"
             return answer
 
-        monkeypatch.setattr(Applier, "_apply_request", apply_then_lose_the_lock)
+        monkeypatch.setattr(cls, method, write_then_lose_the_lock)
         return written
 
     yield make
     for other in others:
         other.release()
+
+
+def applied_ref(applier, item, dry_run, read_answer):
+    return None if dry_run else item.ref
 
 
 def recorded_changes(harness, summary: dict) -> dict[str, str]:
@@ -72,7 +79,7 @@ def recorded_changes(harness, summary: dict) -> dict[str, str]:
 def test_a_sync_stops_writing_once_its_lock_is_taken(harness, git_repo, kube, namespace, lock_taken_after):
     repo = git_repo("locklost")
     harness.configure(repo, concurrency=1)
-    written = lock_taken_after(3)
+    written = lock_taken_after(3, Applier, "_apply_request", applied_ref)
     names = {f"cm-{i:02}" for i in range(20)}
     files = {"deploy/many.yaml": "---\n".join(configmap(name, "1") for name in sorted(names))}
     failed = harness.sync(repo.commit_and_push("twenty configmaps", files))
@@ -101,7 +108,7 @@ def test_what_was_written_first_is_not_undone_once_the_lock_is_taken(
     applying into it)."""
     repo = git_repo("locklostfirst")
     harness.configure(repo, concurrency=1)
-    written = lock_taken_after(1)
+    written = lock_taken_after(1, Applier, "_apply_request", applied_ref)
     files = {f"deploy/{name}.yaml": namespace_doc(name) + "---\n" + in_namespace(configmap("app", "1"), name)
              for name in new_namespaces}
     failed = harness.sync(repo.commit_and_push("two namespaces", files))
@@ -112,3 +119,25 @@ def test_what_was_written_first_is_not_undone_once_the_lock_is_taken(
     assert recorded_changes(harness, failed) == {first: "created"}
     created = [name for name in new_namespaces if read_namespace(kube, name) is not None]
     assert [f"Namespace/{name}" for name in created] == written
+
+
+def test_prune_stops_deleting_once_the_lock_is_taken(harness, git_repo, kube, namespace, lock_taken_after):
+    repo = git_repo("locklostprune")
+    harness.configure(repo, concurrency=1)
+    names = {f"cm-{i:02}" for i in range(20)}
+    files = {"deploy/many.yaml": "---\n".join(configmap(name, "1") for name in sorted(names)),
+             "deploy/stays.yaml": configmap("stays", "1")}
+    assert harness.sync(repo.commit_and_push("twenty configmaps", files))["result"] == "success"
+    tracked = inventory_ids(kube, namespace)
+    deleted = lock_taken_after(3, Kube, "delete", lambda kube, path, live=None: path.rsplit("/", 1)[1])
+    repo.remove("deploy/many.yaml")
+    failed = harness.sync(repo.commit_and_push("drop them"))
+    assert failed["result"] == "retrying", failed
+    assert failed["error"].startswith("LockLost: lost the lock "), failed
+    assert len(deleted) == 3, deleted
+    changes = recorded_changes(harness, failed)
+    assert {ref: action for ref, action in changes.items() if action != "unchanged"} == {
+        f"ConfigMap/{namespace}/{name}": "deleted" for name in deleted}
+    present = {cm.metadata.name for cm in client.CoreV1Api(kube).list_namespaced_config_map(namespace).items}
+    assert names - present == set(deleted)
+    assert inventory_ids(kube, namespace) == tracked  # the lock's new holder writes the inventory
