@@ -197,3 +197,17 @@ def test_replace_tag_refuses_what_it_cannot_change_in_place():
     assert block.raw == "v1" and block.line == -1
     with pytest.raises(EditError):
         replace_tag(folded, block, "v2")
+
+
+def test_a_symlink_leading_nowhere_or_in_a_loop_is_reported_and_the_rest_scanned(tmp_path):
+    """Reading one raised OSError out of the scan: no workload of the repository was scanned."""
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy" / "all.yaml").write_text(MULTI)
+    (tmp_path / "deploy" / "gone.yaml").symlink_to("missing.yaml")
+    (tmp_path / "deploy" / "loop-a.yaml").symlink_to("loop-b.yaml")
+    (tmp_path / "deploy" / "loop-b.yaml").symlink_to("loop-a.yaml")
+    found, problems = find_containers(tmp_path, "deploy")
+    assert {c.path for c in found} == {"deploy/all.yaml"}
+    assert problems.files == [("deploy/gone.yaml", "cannot read: No such file or directory"),
+                              ("deploy/loop-a.yaml", "cannot read: Too many levels of symbolic links"),
+                              ("deploy/loop-b.yaml", "cannot read: Too many levels of symbolic links")]

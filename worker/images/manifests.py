@@ -171,7 +171,12 @@ def containers_in_files(root: Path, files: list[Path], default_namespace: str = 
             problems.files.append((rel, "symlink leads outside the repository: not read"))
             continue
         try:
-            found.extend(containers_in_text(read_text(file), rel, default_namespace))
+            text = read_text(file)
+        except OSError as exc:  # a symlink leading nowhere, or links leading in a loop
+            problems.files.append((rel, f"cannot read: {exc.strerror}"))
+            continue
+        try:
+            found.extend(containers_in_text(text, rel, default_namespace))
         except (YAMLError, UnicodeDecodeError, ValueError) as exc:
             problems.files.append((rel, f"{type(exc).__name__}: {str(exc)[:200]}"))
     return found, problems
