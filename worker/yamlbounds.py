@@ -25,14 +25,20 @@ from worker.errors import cut
 MAX_DEPTH = 200  # collections in collections; a CRD's schema stays well below
 MAX_ALIAS_EXPANSION = 100_000  # values aliases may add to one document
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# How libyaml (0.2.5 on) stops at 1000 levels.  Its scanner reads flow collections ahead of the
+# parser, so ``[[[[...`` a few thousand deep fails there before the parser has given 200 events.
+_LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"
 
 
 def problem(text: str | bytes) -> str | None:
     """What makes ``text`` unsafe to load (``line N: ...``), or None.  Invalid YAML is left to the
-    loader, which names the problem better."""
+    loader, which names the problem better, except nesting too deep for libyaml: a loader written
+    in Python (ruamel.yaml's, which image automation uses) recurses into it and fails."""
     try:
         return _first_problem(yaml.parse(text, Loader=_Loader))
-    except yaml.YAMLError:
+    except yaml.YAMLError as exc:
+        if getattr(exc, "problem", None) == _LIBYAML_TOO_DEEP:
+            return f"line {exc.problem_mark.line + 1}: YAML nested deeper than {MAX_DEPTH} levels"
         return None
 
 

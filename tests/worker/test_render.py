@@ -295,6 +295,9 @@ UNSAFE_YAML = {
     # loaded, it fails the sync's copies (RecursionError, retried); a libyaml before 0.2.6 crashed
     # the worker outright on a few ten thousand levels (a segmentation fault in its composer)
     "deep nesting": ("data:\n  k: " + "[" * 900 + "]" * 900 + "\n", "line 6: YAML nested deeper than 200 levels"),
+    # libyaml stops at 1000 levels, reading ahead: a loader in Python (image automation's) recursed
+    "nesting past libyaml's own limit": ("data:\n  k: " + "[" * 5000 + "]" * 5000 + "\n",
+                                         "line 6: YAML nested deeper than 200 levels"),
     "an alias bomb (billion laughs)": (_alias_bomb(9).split("data:\n", 1)[1],
                                        "line 13: YAML aliases expand the document by more than 100000 values"),
     "an alias inside the node it names": ("data: &d\n  self: *d\n",
