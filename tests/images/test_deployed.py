@@ -182,3 +182,13 @@ def test_the_files_the_render_reads_follow_resources_bases_components_and_patche
     assert rel(files) == ["deploy/prod/app.yaml", "deploy/prod/patch.yaml", "deploy/prod/smp.yaml"]
     assert build_inputs(tmp_path, "deploy") == ([], [])  # plain YAML there: nothing rendered by kustomize
     assert rel(build_inputs(tmp_path, "deploy/broken")[0]) == ["deploy/broken/kustomization.yaml"]
+
+
+def test_a_kustomization_nested_too_deep_is_reported_as_the_render_refuses_it(checkout):
+    """Its images: entries were read first, with ruamel.yaml: RecursionError out of the scan."""
+    (checkout / "top" / "kustomization.yaml").write_text(
+        "resources: [top.yaml]\nimages: " + "[" * 5000 + "]" * 5000 + "\n")
+    deployed, problems = deployed_containers(checkout, "top")
+    assert deployed == []
+    assert problems.files == [("top", "no image is changed while the path does not render: "
+                                      "top/kustomization.yaml: line 2: YAML nested deeper than 200 levels")]

@@ -211,3 +211,24 @@ def test_a_symlink_leading_nowhere_or_in_a_loop_is_reported_and_the_rest_scanned
     assert problems.files == [("deploy/gone.yaml", "cannot read: No such file or directory"),
                               ("deploy/loop-a.yaml", "cannot read: Too many levels of symbolic links"),
                               ("deploy/loop-b.yaml", "cannot read: Too many levels of symbolic links")]
+
+
+ALIAS_BOMB = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10))
+
+
+@pytest.mark.parametrize("text, problem", [
+    (MULTI + "---\nnested: " + "[" * 5000 + "]" * 5000 + "\n", "line 39: YAML nested deeper than 200 levels"),
+    (MULTI + "---\n" + ALIAS_BOMB, "YAML aliases expand the document by more than 100000 values"),
+    (MULTI + "---\nself: &a [*a]\n", "line 39: YAML alias *a lies inside the node it names"),
+])
+def test_yaml_unsafe_to_load_is_reported_as_the_render_refuses_it_and_the_rest_scanned(tmp_path, text, problem):
+    """Nesting a few hundred deep raised RecursionError out of the scan (ruamel.yaml composes a
+    call per level): no workload of the repository was scanned while the file stood."""
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy" / "all.yaml").write_text(MULTI)
+    (tmp_path / "deploy" / "hostile.yaml").write_text(text)
+    found, problems = find_containers(tmp_path, "deploy")
+    assert {c.path for c in found} == {"deploy/all.yaml"}
+    ((path, why),) = problems.files
+    assert path == "deploy/hostile.yaml" and why.startswith("UnsafeYAML: line ") and problem in why

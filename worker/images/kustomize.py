@@ -21,7 +21,7 @@ from pathlib import Path
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from worker.images.manifests import EditError, only_line_changed, round_trip_yaml, split_lines
+from worker.images.manifests import EditError, check_bounds, only_line_changed, round_trip_yaml, split_lines
 from worker.kustomization import walk
 from worker.render import uses_kustomize
 
@@ -47,6 +47,7 @@ class TagOverride:
 
 def overrides_in_text(text: str, path: str) -> list[TagOverride]:
     """The ``images:`` entries with ``newTag`` or ``digest`` of one kustomization file."""
+    check_bounds(text)
     doc = round_trip_yaml().load(text)
     entries = doc.get("images") if hasattr(doc, "get") else None
     lines = split_lines(text)

@@ -23,6 +23,7 @@ from pathlib import Path
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from worker import yamlbounds
 from worker.images.policy import PolicyError, TagFilter, WorkloadPolicy, workload_policy
 
 # kind -> keys from the document root to its pod spec
@@ -48,6 +49,19 @@ def read_text(path: Path) -> str:
 
 def write_text(path: Path, text: str) -> None:
     path.write_bytes(text.encode("utf-8"))
+
+
+class UnsafeYAML(ValueError):
+    """YAML that would take the worker down, refused before it is loaded (``worker.yamlbounds``):
+    ruamel.yaml composes nodes a call per level, so nesting a few hundred deep raised
+    RecursionError out of the scan."""
+
+
+def check_bounds(text: str) -> None:
+    """Raise UnsafeYAML, naming the line, unless ``text`` is safe to load."""
+    unsafe = yamlbounds.problem(text)
+    if unsafe:
+        raise UnsafeYAML(unsafe)
 
 
 class EditError(Exception):
@@ -111,6 +125,7 @@ def yaml_files(root: Path, subdir: str = ".") -> list[Path]:
 def containers_in_text(text: str, path: str, default_namespace: str = "default") -> list[ContainerImage]:
     """Every container of every workload in one (possibly multi-document) file; a workload
     without ``metadata.namespace`` is named in ``default_namespace``, where the sync puts it."""
+    check_bounds(text)
     out: list[ContainerImage] = []
     for doc in round_trip_yaml().load_all(text):
         out.extend(containers_in_doc(doc, path, default_namespace))
