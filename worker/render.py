@@ -158,7 +158,7 @@ def render(checkout: Path, path: str = ".") -> list[Manifest]:
         if size > MAX_MANIFEST_BYTES:
             raise PermanentError(f"path {path!r}: its manifest files total {size / MIB:.1f} MiB, more than the "
                                  f"{MAX_MANIFEST_BYTES // MIB} MiB Pullbridge renders")
-        manifests = [m for file in files for m in parse_file(file, _rel(root, file))]
+        manifests = [m for file in files for m in parse_file(file, shown_path(root, file))]
     check_duplicates(manifests)
     return sort_manifests(manifests)
 
@@ -168,7 +168,7 @@ def uses_kustomize(checkout: Path, path: str = ".") -> bool:
     return base.is_dir() and kustomization_in(base) is not None
 
 
-def _rel(root: Path, file: Path) -> str:
+def shown_path(root: Path, file: Path) -> str:
     """``file`` as sources and errors name it: relative to ``root``, with any byte that is not
     UTF-8 (Git allows any name) shown as ``\\xNN``.  Python reads such a byte as a lone surrogate,
     which no text can be encoded with: not stored in Redis, not logged, not put on a page.
@@ -210,9 +210,9 @@ def walk(root: Path, base: Path) -> list[Path]:
             display = shown / entry.name
             if entry.is_symlink():
                 if not _inside(root, entry):
-                    raise PermanentError(f"{_rel(root, display)}: symlink leads outside the repository")
+                    raise PermanentError(f"{shown_path(root, display)}: symlink leads outside the repository")
                 if not entry.exists():  # what it named would silently no longer be applied, and be pruned
-                    raise PermanentError(f"{_rel(root, display)}: symlink leads nowhere (its target is "
+                    raise PermanentError(f"{shown_path(root, display)}: symlink leads nowhere (its target is "
                                          "missing, or links lead in a loop)")
             if entry.is_dir():
                 entries.append((entry, display, True))
@@ -337,7 +337,7 @@ def repo_relative(text: str, root: Path) -> str:
 def kustomize(root: Path, base: Path) -> list[Manifest]:
     """Run ``kubectl kustomize`` on ``base``, once all it would read is known to be in the checkout
     (``worker.kustomization``); objects are attributed to its kustomization file."""
-    rel = _rel(root, kustomization_in(base))
+    rel = shown_path(root, kustomization_in(base))
     check_build(root, base)
     with tempfile.TemporaryFile() as output:  # not in memory: read only once known not to be too large
         try:

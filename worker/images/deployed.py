@@ -37,7 +37,7 @@ from worker.errors import PermanentError, TemporaryError
 from worker.images.kustomize import TagOverride, build_inputs, overrides_in_text
 from worker.images.manifests import (ContainerImage, ScanProblems, containers_in_doc, containers_in_files,
                                      find_containers, read_text, split_lines, write_text)
-from worker.render import render, uses_kustomize
+from worker.render import render, shown_path, uses_kustomize
 
 Source = ContainerImage | TagOverride
 
@@ -90,7 +90,7 @@ def _write_marks(copy: Path, marks: list[_Mark]) -> list[_Mark]:
     by_file: dict[str, list[_Mark]] = {}
     for mark in marks:
         if mark.source.line >= 0:
-            by_file.setdefault(mark.source.path, []).append(mark)
+            by_file.setdefault(mark.source.real_path, []).append(mark)
     for path, in_file in by_file.items():
         lines = split_lines(read_text(copy / path))
         for mark in sorted(in_file, key=lambda m: (m.source.line, m.source.column), reverse=True):
@@ -109,7 +109,8 @@ def _traced(checkout: Path, subdir: str, default_namespace: str) -> tuple[list[D
     entries: list[TagOverride] = []
     for file in kustomizations:
         try:
-            entries.extend(overrides_in_text(read_text(file), file.relative_to(checkout).as_posix()))
+            entries.extend(replace(entry, file=file.relative_to(checkout).as_posix())
+                           for entry in overrides_in_text(read_text(file), shown_path(checkout, file)))
         except (YAMLError, UnicodeDecodeError, ValueError):
             continue  # the render reports a broken kustomization
     nonce = uuid.uuid4().hex[:16]

@@ -15,7 +15,7 @@ change, and the result is re-read before it is kept.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ruamel.yaml import YAML
@@ -32,13 +32,19 @@ _PLAIN_TAG = re.compile(r"[^\s,\]\}#'\"]+")  # a plain scalar, block or flow sty
 class TagOverride:
     """A kustomization's ``images:`` entry that sets the tag (or digest) of an image name."""
 
-    path: str               # the kustomization file, relative to the checkout
+    path: str               # the kustomization file, relative to the checkout, as reports show it
     name: str               # ``images[].name``: the image name it applies to
     key: str                # "newTag" or "digest"
     raw: str                # the value as written, without its quotes
     new_name: str | None    # ``images[].newName``: the image that is deployed instead, if any
     line: int               # 0-based line of the value's scalar (-1: not a one-line value)
     column: int             # 0-based column where the scalar (or its quote) starts
+    file: str | None = None  # the path as the file system has it, where ``path`` shows it escaped
+
+    @property
+    def real_path(self) -> str:
+        """The file to read and write, relative to the checkout."""
+        return self.path if self.file is None else self.file
 
     @property
     def value(self) -> str:
@@ -143,7 +149,7 @@ def _verify(old: str, new: str, override: TagOverride, new_tag: str) -> None:
         after = overrides_in_text(new, override.path)
     except (YAMLError, ValueError) as exc:
         raise EditError(f"{override.path}: the edited file does not parse: {str(exc)[:200]}") from None
-    expected = [o if o != override else TagOverride(o.path, o.name, o.key, new_tag, o.new_name, o.line, o.column)
+    expected = [replace(o, raw=new_tag) if (o.line, o.column) == (override.line, override.column) else o
                 for o in overrides_in_text(old, override.path)]
     if [(o.name, o.key, o.raw, o.new_name) for o in after] != \
             [(o.name, o.key, o.raw, o.new_name) for o in expected]:

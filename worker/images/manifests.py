@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ruamel.yaml import YAML
@@ -25,6 +25,7 @@ from ruamel.yaml.error import YAMLError
 
 from worker import yamlbounds
 from worker.images.policy import PolicyError, TagFilter, WorkloadPolicy, workload_policy
+from worker.render import shown_path
 
 # kind -> keys from the document root to its pod spec
 POD_SPEC_PATHS = {
@@ -72,7 +73,7 @@ class EditError(Exception):
 class ContainerImage:
     """One container of one workload, where its image reference sits in which file."""
 
-    path: str           # file path relative to the checkout root
+    path: str           # file path relative to the checkout root, as reports show it (``worker.render.shown_path``)
     workload: str       # Flux v1 style id: namespace:kind/name
     container: str
     init: bool
@@ -83,6 +84,12 @@ class ContainerImage:
     filter: TagFilter | None  # None when the annotation could not be parsed
     filter_error: str | None = None
     default_namespace: str = "default"  # what ``workload`` names when the manifest names no namespace
+    file: str | None = None  # the path as the file system has it, where ``path`` shows it escaped
+
+    @property
+    def real_path(self) -> str:
+        """The file to read and write, relative to the checkout."""
+        return self.path if self.file is None else self.file
 
     @property
     def label(self) -> str:
@@ -181,7 +188,7 @@ def containers_in_files(root: Path, files: list[Path], default_namespace: str = 
     found: list[ContainerImage] = []
     inside = root.resolve()
     for file in files:
-        rel = file.relative_to(inside).as_posix()
+        real, rel = file.relative_to(inside).as_posix(), shown_path(inside, file)
         if not Path(os.path.realpath(file)).is_relative_to(inside):  # the worker's files, another tenant's
             problems.files.append((rel, "symlink leads outside the repository: not read"))
             continue
@@ -191,7 +198,7 @@ def containers_in_files(root: Path, files: list[Path], default_namespace: str = 
             problems.files.append((rel, f"cannot read: {exc.strerror}"))
             continue
         try:
-            found.extend(containers_in_text(text, rel, default_namespace))
+            found.extend(replace(c, file=real) for c in containers_in_text(text, rel, default_namespace))
         except (YAMLError, UnicodeDecodeError, ValueError) as exc:
             problems.files.append((rel, f"{type(exc).__name__}: {str(exc)[:200]}"))
     return found, problems

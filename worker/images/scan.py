@@ -95,7 +95,7 @@ def make_plan(repo: RepoConfig, registries: CachedRegistries, result: ScanResult
         for source, covered in setters.values():
             if source is None:
                 refuse = UNEDITABLE
-            elif not (root / source.path).resolve().is_relative_to(inside):
+            elif not (root / source.real_path).resolve().is_relative_to(inside):
                 refuse = f"that file is outside the repository path {repo.path}, and other paths may build it too"
             else:
                 refuse = None

@@ -105,17 +105,19 @@ def _edit(text: str, change: ImageChange) -> str:
 
 
 def _edited(root: Path, changes: list[ImageChange], refused: list | None = None) -> dict[str, str]:
-    """Each file ``changes`` edit under ``root`` -> its text with every change made in turn.
+    """Each file ``changes`` edit under ``root`` (its path as the file system has it) -> its text
+    with every change made in turn.
 
     A change whose line cannot be edited raises EditError; given ``refused``,
     it is recorded there with the reason instead and left out."""
     texts: dict[str, str] = {}
     for change in changes:
-        text = texts.get(change.path)
+        path = change.target.real_path
+        text = texts.get(path)
         if text is None:
-            text = read_text(root / change.path)
+            text = read_text(root / path)
         try:
-            texts[change.path] = _edit(text, change)
+            texts[path] = _edit(text, change)
         except EditError as exc:
             if refused is None:
                 raise
@@ -182,6 +184,14 @@ class WriteBack:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    def _commit(self, repo: git.Repo, paths: list[str], message: str) -> None:
+        """Commit ``paths`` as the configured author, with git itself: GitPython's index reader
+        fails on a file name that is not UTF-8 (Git allows any bytes), anywhere in the tree."""
+        repo.git.add("--", *paths)
+        who = {"NAME": self.author.name, "EMAIL": self.author.email}
+        repo.git.commit("--quiet", f"--message={message}", env={
+            f"GIT_{role}_{key}": value for role in ("AUTHOR", "COMMITTER") for key, value in who.items()})
+
     def _run(self, path: Path, plan: Plan, dry_run: bool,
              before_push: Callable[[int], None] | None) -> WriteBackResult:
         try:
@@ -200,9 +210,8 @@ class WriteBack:
                     touched = apply_changes(path, changes)
                 except EditError as exc:
                     raise WriteBackError(str(exc), temporary=False) from None
-                repo.index.add(touched)
-                commit = repo.index.commit(commit_message(changes), author=self.author,
-                                           committer=self.author)
+                self._commit(repo, touched, commit_message(changes))
+                commit = repo.head.commit
                 if before_push is not None:
                     before_push(attempt)
                 try:
