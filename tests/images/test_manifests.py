@@ -232,3 +232,16 @@ def test_yaml_unsafe_to_load_is_reported_as_the_render_refuses_it_and_the_rest_s
     assert {c.path for c in found} == {"deploy/all.yaml"}
     ((path, why),) = problems.files
     assert path == "deploy/hostile.yaml" and why.startswith("UnsafeYAML: line ") and problem in why
+
+
+def test_yaml_files_past_the_render_bound_are_not_read(tmp_path):
+    """Read, they took ruamel.yaml about 2 s and 30 MiB of memory per MiB: a scan of 32 MiB ran for
+    minutes and past a worker's 1 GiB, for a path the sync refuses to render anyway."""
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy" / "all.yaml").write_text(MULTI)
+    with open(tmp_path / "deploy" / "huge.yaml", "wb") as huge:
+        huge.truncate(32 * 1024 * 1024)
+    found, problems = find_containers(tmp_path, "deploy")
+    assert found == []
+    assert problems.files == [("deploy", "no image is changed: its YAML files total 32.0 MiB, more than the "
+                                         "32 MiB Pullbridge renders")]

@@ -105,7 +105,7 @@ def _write_marks(copy: Path, marks: list[_Mark]) -> list[_Mark]:
 
 def _traced(checkout: Path, subdir: str, default_namespace: str) -> tuple[list[Deployed], ScanProblems]:
     kustomizations, files = build_inputs(checkout, subdir)
-    lines, problems = containers_in_files(checkout, files, default_namespace)
+    lines, problems = containers_in_files(checkout, subdir, files, default_namespace)
     entries: list[TagOverride] = []
     for file in kustomizations:
         try:

@@ -25,7 +25,7 @@ from ruamel.yaml.error import YAMLError
 
 from worker import yamlbounds
 from worker.images.policy import PolicyError, TagFilter, WorkloadPolicy, workload_policy
-from worker.render import shown_path
+from worker.render import MAX_MANIFEST_BYTES, MIB, shown_path
 
 # kind -> keys from the document root to its pod spec
 POD_SPEC_PATHS = {
@@ -178,13 +178,20 @@ def containers_in_doc(doc, path: str, default_namespace: str = "default") -> lis
 def find_containers(root: Path, subdir: str = ".", default_namespace: str = "default"
                     ) -> tuple[list[ContainerImage], ScanProblems]:
     """All workload containers under ``root/subdir``; unreadable files are listed, not fatal."""
-    return containers_in_files(root, yaml_files(root, subdir), default_namespace)
+    return containers_in_files(root, subdir, yaml_files(root, subdir), default_namespace)
 
 
-def containers_in_files(root: Path, files: list[Path], default_namespace: str = "default"
+def containers_in_files(root: Path, subdir: str, files: list[Path], default_namespace: str = "default"
                         ) -> tuple[list[ContainerImage], ScanProblems]:
-    """All workload containers of ``files`` (under ``root``); unreadable files are listed, not fatal."""
+    """All workload containers of ``files`` (under ``root``, what the sync of ``subdir`` reads);
+    unreadable files are listed, not fatal.  None when they total more than the render parses:
+    ruamel.yaml's round trip takes about 2 s and 30 MiB of memory per MiB."""
     problems = ScanProblems(files=[])
+    size = sum(file.stat().st_size for file in files if file.is_file())
+    if size > MAX_MANIFEST_BYTES:
+        problems.files.append((subdir, f"no image is changed: its YAML files total {size / MIB:.1f} MiB, more "
+                                       f"than the {MAX_MANIFEST_BYTES // MIB} MiB Pullbridge renders"))
+        return [], problems
     found: list[ContainerImage] = []
     inside = root.resolve()
     for file in files:
