@@ -39,7 +39,7 @@ class TagOverride:
     new_name: str | None    # ``images[].newName``: the image that is deployed instead, if any
     line: int               # 0-based line of the value's scalar (-1: not a one-line value)
     column: int             # 0-based column where the scalar (or its quote) starts
-    file: str | None = None  # the path as the file system has it, where ``path`` shows it escaped
+    file: str | None = None  # the file's real path (links followed), where ``path`` shows another
 
     @property
     def real_path(self) -> str:

@@ -84,7 +84,7 @@ class ContainerImage:
     filter: TagFilter | None  # None when the annotation could not be parsed
     filter_error: str | None = None
     default_namespace: str = "default"  # what ``workload`` names when the manifest names no namespace
-    file: str | None = None  # the path as the file system has it, where ``path`` shows it escaped
+    file: str | None = None  # the file's real path (links followed), where ``path`` shows another
 
     @property
     def real_path(self) -> str:
@@ -194,18 +194,23 @@ def containers_in_files(root: Path, subdir: str, files: list[Path], default_name
         return [], problems
     found: list[ContainerImage] = []
     inside = root.resolve()
+    read: set[Path] = set()
     for file in files:
-        real, rel = file.relative_to(inside).as_posix(), shown_path(inside, file)
-        if not Path(os.path.realpath(file)).is_relative_to(inside):  # the worker's files, another tenant's
+        real, rel = Path(os.path.realpath(file)), shown_path(inside, file)
+        if not real.is_relative_to(inside):  # the worker's files, another tenant's
             problems.files.append((rel, "symlink leads outside the repository: not read"))
             continue
+        if real in read:  # a link to a file read already: the sync applies it once too
+            continue
+        read.add(real)
         try:
             text = read_text(file)
         except OSError as exc:  # a symlink leading nowhere, or links leading in a loop
             problems.files.append((rel, f"cannot read: {exc.strerror}"))
             continue
         try:
-            found.extend(replace(c, file=real) for c in containers_in_text(text, rel, default_namespace))
+            found.extend(replace(c, file=real.relative_to(inside).as_posix())  # edited there, not through a link
+                         for c in containers_in_text(text, rel, default_namespace))
         except (YAMLError, UnicodeDecodeError, ValueError) as exc:
             problems.files.append((rel, f"{type(exc).__name__}: {str(exc)[:200]}"))
     return found, problems
