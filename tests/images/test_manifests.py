@@ -88,12 +88,13 @@ def test_find_containers_walks_the_repo_path_and_reports_bad_files(tmp_path):
     (tmp_path / "deploy" / "nested").mkdir(parents=True)
     (tmp_path / "deploy" / "nested" / "all.yml").write_text(MULTI)
     (tmp_path / "deploy" / "broken.yaml").write_text("a: [unclosed\n")
+    (tmp_path / "deploy" / "latin1.yaml").write_bytes(b"a: caf\xe9\n")
     (tmp_path / "deploy" / ".hidden").mkdir()
     (tmp_path / "deploy" / ".hidden" / "x.yaml").write_text(MULTI)
     (tmp_path / "outside.yaml").write_text(MULTI)
     found, problems = find_containers(tmp_path, "deploy")
     assert {c.path for c in found} == {"deploy/nested/all.yml"}
-    assert [p for p, _ in problems.files] == ["deploy/broken.yaml"]
+    assert [p for p, _ in problems.files] == ["deploy/broken.yaml", "deploy/latin1.yaml"]
 
 
 def test_a_file_symlinked_out_of_the_repository_is_never_read(tmp_path):

@@ -204,13 +204,10 @@ def containers_in_files(root: Path, subdir: str, files: list[Path], default_name
             continue
         read.add(real)
         try:
-            text = read_text(file)
+            found.extend(replace(c, file=real.relative_to(inside).as_posix())  # edited there, not through a link
+                         for c in containers_in_text(read_text(file), rel, default_namespace))
         except OSError as exc:  # a symlink leading nowhere, or links leading in a loop
             problems.files.append((rel, f"cannot read: {exc.strerror}"))
-            continue
-        try:
-            found.extend(replace(c, file=real.relative_to(inside).as_posix())  # edited there, not through a link
-                         for c in containers_in_text(text, rel, default_namespace))
         except (YAMLError, UnicodeDecodeError, ValueError) as exc:
             problems.files.append((rel, f"{type(exc).__name__}: {str(exc)[:200]}"))
     return found, problems
