@@ -192,3 +192,14 @@ def test_a_kustomization_nested_too_deep_is_reported_as_the_render_refuses_it(ch
     assert deployed == []
     assert problems.files == [("top", "no image is changed while the path does not render: "
                                       "top/kustomization.yaml: line 2: YAML nested deeper than 200 levels")]
+
+
+def test_a_kustomization_value_not_matching_its_tag_is_reported_as_kustomize_refuses_it(checkout):
+    """Its images: entries were read first, with ruamel.yaml: KeyError out of the scan."""
+    (checkout / "top" / "kustomization.yaml").write_text(
+        "resources: [top.yaml]\nimages:\n- name: reg.example/nested\n  newTag: !!bool maybe\n")
+    deployed, problems = deployed_containers(checkout, "top")
+    assert deployed == []
+    ((path, why),) = problems.files
+    assert path == "top" and why.startswith("no image is changed while the path does not render: "
+                                            "top/kustomization.yaml: kustomize failed: ")

@@ -232,7 +232,7 @@ def test_yaml_unsafe_to_load_is_reported_as_the_render_refuses_it_and_the_rest_s
     found, problems = find_containers(tmp_path, "deploy")
     assert {c.path for c in found} == {"deploy/all.yaml"}
     ((path, why),) = problems.files
-    assert path == "deploy/hostile.yaml" and why.startswith("UnsafeYAML: line ") and problem in why
+    assert path == "deploy/hostile.yaml" and why.startswith("line ") and problem in why
 
 
 def test_yaml_files_past_the_render_bound_are_not_read(tmp_path):
@@ -246,3 +246,26 @@ def test_yaml_files_past_the_render_bound_are_not_read(tmp_path):
     assert found == []
     assert problems.files == [("deploy", "no image is changed: its YAML files total 32.0 MiB, more than the "
                                          "32 MiB Pullbridge renders")]
+
+
+SECRET = "apiVersion: v1\nkind: Secret\nmetadata: {name: db}\nstringData:\n"
+
+
+@pytest.mark.parametrize("body, why", [
+    ('  password: "hunter2\\q"\n', "line 5: invalid YAML: found unknown escape character 'q'"),
+    ("  password: hunter2\n  password: hunter3\n", "line 6: invalid YAML: a key is given twice in one mapping"),
+    ("  password: !!timestamp hunter2\n", "line 5: invalid YAML: a value does not match its explicit tag"),
+    ("  password: !!int hunter2\n", "invalid YAML: a value does not match its explicit tag"),
+    ("  password: !!float hunter2\n", "invalid YAML: a value does not match its explicit tag"),
+    ("  password: !!bool hunter2\n", "invalid YAML: a value does not match its explicit tag"),
+    ("  password: !!set hunter2\n", "invalid YAML: a value does not match its explicit tag"),
+])
+def test_a_file_that_does_not_load_is_reported_in_one_line_quoting_no_value(tmp_path, body, why):
+    """ruamel.yaml's messages quote the lines around the problem (a Secret's value) over several
+    lines, into the scan's report and the worker's log; a value not matching its tag raised
+    IndexError, KeyError or AttributeError out of the scan."""
+    (tmp_path / "all.yaml").write_text(MULTI)
+    (tmp_path / "secret.yaml").write_text(SECRET + body)
+    found, problems = find_containers(tmp_path)
+    assert {c.path for c in found} == {"all.yaml"}
+    assert problems.files == [("secret.yaml", why)]

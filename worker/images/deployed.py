@@ -31,11 +31,9 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ruamel.yaml.error import YAMLError
-
 from worker.errors import PermanentError, TemporaryError
 from worker.images.kustomize import TagOverride, build_inputs, overrides_in_text
-from worker.images.manifests import (ContainerImage, ScanProblems, containers_in_doc, containers_in_files,
+from worker.images.manifests import (UNREADABLE, ContainerImage, ScanProblems, containers_in_doc, containers_in_files,
                                      find_containers, read_text, split_lines, write_text)
 from worker.render import render, shown_path, uses_kustomize
 
@@ -111,7 +109,7 @@ def _traced(checkout: Path, subdir: str, default_namespace: str) -> tuple[list[D
         try:
             entries.extend(replace(entry, file=file.relative_to(checkout).as_posix())
                            for entry in overrides_in_text(read_text(file), shown_path(checkout, file)))
-        except (YAMLError, UnicodeDecodeError, ValueError):
+        except UNREADABLE:
             continue  # the render reports a broken kustomization
     nonce = uuid.uuid4().hex[:16]
     marker = re.compile(f"pb{nonce}x[0-9]+")

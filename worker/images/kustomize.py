@@ -19,9 +19,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
-from worker.images.manifests import EditError, check_bounds, only_line_changed, round_trip_yaml, split_lines
+from worker.images.manifests import (UNREADABLE, EditError, check_bounds, only_line_changed, round_trip_yaml,
+                                     split_lines, why_unreadable)
 from worker.kustomization import walk
 from worker.render import uses_kustomize
 
@@ -147,8 +147,8 @@ def _verify(old: str, new: str, override: TagOverride, new_tag: str) -> None:
     only_line_changed(old, new, override.path, override.line)
     try:
         after = overrides_in_text(new, override.path)
-    except (YAMLError, ValueError) as exc:
-        raise EditError(f"{override.path}: the edited file does not parse: {str(exc)[:200]}") from None
+    except UNREADABLE as exc:
+        raise EditError(f"{override.path}: the edited file does not parse: {why_unreadable(exc)}") from None
     expected = [replace(o, raw=new_tag) if (o.line, o.column) == (override.line, override.column) else o
                 for o in overrides_in_text(old, override.path)]
     if [(o.name, o.key, o.raw, o.new_name) for o in after] != \

@@ -21,9 +21,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
+from ruamel.yaml.constructor import ConstructorError, DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from worker import yamlbounds
+from worker.errors import cut
 from worker.images.policy import PolicyError, TagFilter, WorkloadPolicy, workload_policy
 from worker.render import MAX_MANIFEST_BYTES, MIB, shown_path
 
@@ -63,6 +65,26 @@ def check_bounds(text: str) -> None:
     unsafe = yamlbounds.problem(text)
     if unsafe:
         raise UnsafeYAML(unsafe)
+
+
+# What reading a file with ruamel.yaml raises when the file is not YAML it can load: its own errors,
+# a value that does not match its explicit tag (``!!int x``, ``!!float no``, ``!!bool maybe``,
+# ``!!set x`` raise ValueError, IndexError, KeyError, AttributeError), text that is not UTF-8.
+UNREADABLE = (YAMLError, ValueError, LookupError, TypeError, AttributeError)
+
+
+def why_unreadable(exc: Exception) -> str:
+    """Why a file raising one of UNREADABLE is not read: one line, naming the line, quoting no
+    value (a Secret's may be there; ruamel.yaml's messages quote the lines around the problem)."""
+    if isinstance(exc, (UnsafeYAML, UnicodeDecodeError)):
+        return str(exc)
+    mark = getattr(exc, "problem_mark", None) if isinstance(exc, MarkedYAMLError) else None
+    where = f"line {mark.line + 1}: " if mark else ""
+    if isinstance(exc, DuplicateKeyError):
+        return f"{where}invalid YAML: a key is given twice in one mapping"
+    if isinstance(exc, MarkedYAMLError) and not isinstance(exc, ConstructorError):  # the syntax: no value quoted
+        return f"{where}invalid YAML: {cut(exc.problem, 200)}"
+    return f"{where}invalid YAML: a value does not match its explicit tag"
 
 
 class EditError(Exception):
@@ -208,8 +230,8 @@ def containers_in_files(root: Path, subdir: str, files: list[Path], default_name
                          for c in containers_in_text(read_text(file), rel, default_namespace))
         except OSError as exc:  # a symlink leading nowhere, or links leading in a loop
             problems.files.append((rel, f"cannot read: {exc.strerror}"))
-        except (YAMLError, UnicodeDecodeError, ValueError) as exc:
-            problems.files.append((rel, f"{type(exc).__name__}: {str(exc)[:200]}"))
+        except UNREADABLE as exc:
+            problems.files.append((rel, why_unreadable(exc)))
     return found, problems
 
 
