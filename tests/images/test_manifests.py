@@ -269,3 +269,17 @@ def test_a_file_that_does_not_load_is_reported_in_one_line_quoting_no_value(tmp_
     found, problems = find_containers(tmp_path)
     assert {c.path for c in found} == {"all.yaml"}
     assert problems.files == [("secret.yaml", why)]
+
+
+def test_nesting_within_the_bounds_too_deep_for_the_stack_it_is_read_on_is_reported(tmp_path):
+    """ruamel.yaml takes about four calls per level: 199 levels, read by a caller 250 calls deep,
+    raised RecursionError out of the scan."""
+    (tmp_path / "all.yaml").write_text(MULTI)
+    (tmp_path / "deep.yaml").write_text("x: " + "[" * 199 + "]" * 199 + "\n")
+
+    def called_from_deep(levels: int):
+        return find_containers(tmp_path) if levels == 0 else called_from_deep(levels - 1)
+
+    found, problems = called_from_deep(250)
+    assert {c.path for c in found} == {"all.yaml"}
+    assert problems.files == [("deep.yaml", "YAML nested too deep for the image scan to read")]

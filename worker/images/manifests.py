@@ -69,8 +69,10 @@ def check_bounds(text: str) -> None:
 
 # What reading a file with ruamel.yaml raises when the file is not YAML it can load: its own errors,
 # a value that does not match its explicit tag (``!!int x``, ``!!float no``, ``!!bool maybe``,
-# ``!!set x`` raise ValueError, IndexError, KeyError, AttributeError), text that is not UTF-8.
-UNREADABLE = (YAMLError, ValueError, LookupError, TypeError, AttributeError)
+# ``!!set x`` raise ValueError, IndexError, KeyError, AttributeError), text that is not UTF-8, and
+# nesting within the bounds but with a caller's stack deep enough: ruamel.yaml takes about four
+# calls per level, so 200 levels take 800 of Python's 1000.
+UNREADABLE = (YAMLError, ValueError, LookupError, TypeError, AttributeError, RecursionError)
 
 
 def why_unreadable(exc: Exception) -> str:
@@ -78,6 +80,8 @@ def why_unreadable(exc: Exception) -> str:
     value (a Secret's may be there; ruamel.yaml's messages quote the lines around the problem)."""
     if isinstance(exc, (UnsafeYAML, UnicodeDecodeError)):
         return str(exc)
+    if isinstance(exc, RecursionError):
+        return "YAML nested too deep for the image scan to read"
     mark = getattr(exc, "problem_mark", None) if isinstance(exc, MarkedYAMLError) else None
     where = f"line {mark.line + 1}: " if mark else ""
     if isinstance(exc, DuplicateKeyError):
