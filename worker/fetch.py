@@ -326,7 +326,7 @@ class Mirror:
             os.utime(dest)
             return dest
         self.checkouts.mkdir(parents=True, exist_ok=True)
-        self._check_checkout_size(sha)
+        check_checkout_size(self._open(), sha)
         tmp = Path(tempfile.mkdtemp(prefix=f".{sha[:12]}-", dir=self.checkouts))
         try:  # streamed: a commit's files are not held in memory
             archive = self._open().git.archive("--format=tar", sha, as_process=True)
@@ -344,17 +344,6 @@ class Mirror:
                 raise
         self._trim_checkouts()
         return dest
-
-    def _check_checkout_size(self, sha: str) -> None:
-        """Refuse a commit whose files would not fit: git stores a GiB of repeated bytes in a few
-        KB, and a checkout lies next to the mirror (a volume with a size limit, in a pod)."""
-        limit = int(os.environ.get(MAX_CHECKOUT_ENV) or DEFAULT_MAX_CHECKOUT_MIB) * MIB
-        listing = self._open().git.ls_tree("-r", "-l", "-z", sha, stdout_as_string=False)
-        total = sum(int(meta[3]) for entry in listing.split(b"\0")
-                    if len(meta := entry.partition(b"\t")[0].split()) == 4 and meta[1] == b"blob")
-        if total > limit:
-            raise PermanentError(f"commit {sha[:12]}: its files total {total // MIB} MiB, more than the "
-                                 f"{limit // MIB} MiB a checkout may hold (${MAX_CHECKOUT_ENV})")
 
     def _trim_checkouts(self) -> None:
         """Keep the KEEP_CHECKOUTS newest checkouts.  An older one is renamed away before it is
@@ -379,6 +368,18 @@ class Mirror:
         for mtime, path in entries:
             if path.name.startswith(".") and mtime < stale:
                 remove_tree(path)
+
+
+def check_checkout_size(repo: git.Repo, sha: str) -> None:
+    """Refuse a commit of ``repo`` whose files would not fit: git stores a GiB of repeated bytes in
+    a few KB, and a checkout lies next to the mirror (a volume with a size limit, in a pod)."""
+    limit = int(os.environ.get(MAX_CHECKOUT_ENV) or DEFAULT_MAX_CHECKOUT_MIB) * MIB
+    listing = repo.git.ls_tree("-r", "-l", "-z", sha, stdout_as_string=False)
+    total = sum(int(meta[3]) for entry in listing.split(b"\0")
+                if len(meta := entry.partition(b"\t")[0].split()) == 4 and meta[1] == b"blob")
+    if total > limit:
+        raise PermanentError(f"commit {sha[:12]}: its files total {total // MIB} MiB, more than the "
+                             f"{limit // MIB} MiB a checkout may hold (${MAX_CHECKOUT_ENV})")
 
 
 def remove_tree(path: Path) -> None:

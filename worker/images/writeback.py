@@ -27,6 +27,8 @@ from pathlib import Path
 import git
 from git import Actor
 
+from worker.errors import PermanentError
+from worker.fetch import check_checkout_size
 from worker.images.kustomize import TagOverride, replace_tag
 from worker.images.manifests import ContainerImage, EditError, read_text, replace_image, write_text
 
@@ -192,15 +194,29 @@ class WriteBack:
         repo.git.commit("--quiet", f"--message={message}", env={
             f"GIT_{role}_{key}": value for role in ("AUTHOR", "COMMITTER") for key, value in who.items()})
 
+    @staticmethod
+    def _check_out(repo: git.Repo, rev: str) -> None:
+        """Make the work tree ``rev``'s files, once they are known to fit within the sync's
+        checkout bound (git stores a GiB of repeated bytes in a few KB; the clone lies on the
+        worker's disk, and a kustomize path is copied once more)."""
+        try:
+            check_checkout_size(repo, rev)
+            repo.git.reset("--hard", rev)
+        except PermanentError as exc:
+            raise WriteBackError(str(exc), temporary=False) from None
+        except git.GitCommandError as exc:
+            raise WriteBackError(f"cannot check out {rev}: {_cut(exc.stderr)}") from None
+
     def _run(self, path: Path, plan: Plan, dry_run: bool,
              before_push: Callable[[int], None] | None) -> WriteBackResult:
         try:
             repo = git.Repo.clone_from(self.url, path, branch=self.branch, env=self.env,
-                                       single_branch=True, depth=CLONE_DEPTH)
+                                       single_branch=True, depth=CLONE_DEPTH, no_checkout=True)
         except git.GitCommandError as exc:
             raise WriteBackError(f"cannot clone branch {self.branch}: {_cut(exc.stderr)}") from None
         repo.git.update_environment(**self.env)
         with repo:
+            self._check_out(repo, repo.head.commit.hexsha)
             for attempt in range(1, self.attempts + 1):
                 base = repo.head.commit.hexsha
                 changes = plan(path)
@@ -225,9 +241,9 @@ class WriteBack:
                     repo.git.fetch(f"--depth={CLONE_DEPTH}", "origin",
                                    f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}")
                     head = repo.git.rev_parse(f"origin/{self.branch}")
-                    repo.git.reset("--hard", head)
                 except git.GitCommandError as exc:
                     raise WriteBackError(f"fetch after a rejected push failed: {_cut(exc.stderr)}") from None
+                self._check_out(repo, head)
                 if head == base:  # no one pushed meanwhile: the server refuses this push (a hook, a protected branch)
                     raise WriteBackError(f"push to {self.branch} refused, and the branch has not moved: {refusal}")
         raise WriteBackError(f"push to {self.branch} still rejected after {self.attempts} attempts")
