@@ -283,3 +283,19 @@ def test_nesting_within_the_bounds_too_deep_for_the_stack_it_is_read_on_is_repor
     found, problems = called_from_deep(250)
     assert {c.path for c in found} == {"all.yaml"}
     assert problems.files == [("deep.yaml", "YAML nested too deep for the image scan to read")]
+
+
+def test_a_symlinked_folder_inside_the_repository_is_scanned_once_as_the_sync_reads_it(tmp_path, tmp_path_factory):
+    """The sync follows it (and deploys its workloads); the scan did not, so they were never
+    automated."""
+    outside = tmp_path_factory.mktemp("other-tenant")
+    (outside / "tenant.yaml").write_text(MULTI)
+    (tmp_path / ".apps").mkdir()
+    (tmp_path / ".apps" / "all.yaml").write_text(MULTI)
+    (tmp_path / "apps").symlink_to(".apps")
+    (tmp_path / "apps-again").symlink_to("apps")
+    (tmp_path / ".apps" / "up").symlink_to("..")  # a loop
+    (tmp_path / "other").symlink_to(outside)
+    found, problems = find_containers(tmp_path)
+    assert {(c.path, c.real_path) for c in found} == {("apps/all.yaml", ".apps/all.yaml")}
+    assert problems.files == []

@@ -145,11 +145,20 @@ def _dig(doc, path):
 
 
 def yaml_files(root: Path, subdir: str = ".") -> list[Path]:
-    """Every *.yaml / *.yml under ``root/subdir``, hidden directories skipped, sorted."""
-    base = (root / subdir).resolve()
+    """Every *.yaml / *.yml under ``root/subdir``, hidden directories skipped, sorted.  As the sync
+    reads them (``worker.render.walk``): a symlinked folder inside the repository is followed, each
+    folder once (a link to one above adds nothing); one leading outside is not (the sync refuses it)."""
+    inside, base = root.resolve(), (root / subdir).resolve()
     found = []
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    walked: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(base, followlinks=True):
+        status = os.stat(dirpath)
+        if (status.st_dev, status.st_ino) in walked:
+            dirnames[:] = []
+            continue
+        walked.add((status.st_dev, status.st_ino))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                             and Path(os.path.realpath(os.path.join(dirpath, d))).is_relative_to(inside))
         found.extend(Path(dirpath) / f for f in sorted(filenames)
                      if f.endswith(YAML_SUFFIXES))
     return found
