@@ -287,6 +287,15 @@ def receiver_with_statuses(monkeypatch, tmp_path, redis_conn, namespace, git, *,
     app.extensions["pullbridge"].conn.close()
 
 
+def github_status_site(fake_hosts, redis_conn, namespace, git, tmp_path, monkeypatch):
+    """``receiver_with_statuses`` posting to ``fake_hosts``' GitHub, each status tried twice at
+    once; a fixture's generator: yields (git, config, test client)."""
+    for config, client in receiver_with_statuses(monkeypatch, tmp_path, redis_conn, namespace, git,
+                                                 api_url=fake_hosts.base + "/github", token=GITHUB_TOKEN,
+                                                 status={"backoff": [0], "retries": 1}):
+        yield git, config, client
+
+
 def signed_push(client, sha: str) -> str:
     """A signed GitHub push of ``sha`` to ``receiver_with_statuses``' app; its sync job id."""
     from tests.webhook import payloads as P

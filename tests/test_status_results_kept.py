@@ -15,7 +15,7 @@ import pytest
 from rq import Queue, SimpleWorker
 
 from pullbridge import keys
-from tests.notify_support import (GITHUB_TOKEN, fake_hosts, receiver_with_statuses,  # noqa: F401
+from tests.notify_support import (fake_hosts, github_status_site,  # noqa: F401
                                   run_status_worker, signed_push)
 from tests.worker.sync_manifests import app_files
 
@@ -26,11 +26,7 @@ CONTEXT = "pullbridge/app"
 
 @pytest.fixture
 def site(fake_hosts, redis_conn, namespace, git_repo, tmp_path, monkeypatch):  # noqa: F811
-    git = git_repo("kept")
-    for config, client in receiver_with_statuses(monkeypatch, tmp_path, redis_conn, namespace, git,
-                                                 api_url=fake_hosts.base + "/github", token=GITHUB_TOKEN,
-                                                 status={"backoff": [0], "retries": 1}):
-        yield git, config, client
+    yield from github_status_site(fake_hosts, redis_conn, namespace, git_repo("kept"), tmp_path, monkeypatch)
 
 
 def push_and_sync(client, conn, sha: str) -> None:

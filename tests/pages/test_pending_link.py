@@ -65,7 +65,9 @@ def test_the_pending_link_shows_the_queued_sync_then_the_sync_it_became(site, re
     assert record.status_code == 200 and f"Applied {sha[:12]}" in record.data.decode()
 
 
-def test_a_job_that_found_the_repo_locked_links_on_to_the_job_that_ran(site, redis_conn):
+def pushed_while_locked(site, redis_conn):
+    """A push whose sync found the repo locked by another worker and was requeued as a fresh job:
+    (commit, first job id, its pending link's path, the other worker's lock)."""
     git, config, client = site
     sha = git.commit_and_push("v1", app_files("1.0"))
     job_id = signed_push(client, sha)
@@ -73,6 +75,12 @@ def test_a_job_that_found_the_repo_locked_links_on_to_the_job_that_ran(site, red
     other = RepoLock(redis_conn, "app", owner="another-worker")
     assert other.acquire(0)
     run_one_sync(redis_conn)  # requeued as a fresh job: the lock is held
+    return sha, job_id, path, other
+
+
+def test_a_job_that_found_the_repo_locked_links_on_to_the_job_that_ran(site, redis_conn):
+    _, _, client = site
+    sha, job_id, path, other = pushed_while_locked(site, redis_conn)
     moved = client.get(path)
     assert moved.status_code == 302 and moved.headers["Location"].startswith("/syncs/sync-app-")
     assert moved.headers["Location"] != path
@@ -111,13 +119,8 @@ def test_the_pending_link_leads_to_its_sync_after_the_job_expired(site, redis_co
 
 
 def test_a_handed_over_pending_link_leads_on_after_both_jobs_expired(site, redis_conn):
-    git, config, client = site
-    sha = git.commit_and_push("v1", app_files("1.0"))
-    job_id = signed_push(client, sha)
-    path = status_links(redis_conn, config, "pending")[0].removeprefix(PUBLIC)
-    other = RepoLock(redis_conn, "app", owner="another-worker")
-    assert other.acquire(0)
-    run_one_sync(redis_conn)  # requeued as a fresh job: the lock is held
+    _, config, client = site
+    sha, job_id, path, other = pushed_while_locked(site, redis_conn)
     next_job = client.get(path).headers["Location"].removeprefix("/syncs/")
     other.release()
     run_one_sync(redis_conn)

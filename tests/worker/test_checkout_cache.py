@@ -14,17 +14,7 @@ from worker.errors import PermanentError
 from worker.fetch import KEEP_CHECKOUTS, MAX_CHECKOUT_ENV, MIB, STALE_TEMP_AGE, Mirror, remove_tree
 
 from tests.tree_support import write
-from tests.worker.test_fetch import Upstream, repo_config
-
-
-@pytest.fixture
-def upstream(tmp_path):
-    return Upstream(tmp_path)
-
-
-@pytest.fixture
-def mirror(upstream, tmp_path):
-    return Mirror(repo_config(f"file://{upstream.bare}"), root=tmp_path / "cache")
+from tests.worker.test_fetch import mirror, repo_config, upstream  # noqa: F401 (fixtures)
 
 
 def _files(tree) -> list[str]:
