@@ -179,10 +179,14 @@ def shown_path(root: Path, file: Path) -> str:
     return _UNSHOWN_IN_NAMES.sub(lambda m: m[0].encode("unicode_escape").decode(), text)
 
 
-def walk(root: Path, base: Path) -> list[Path]:
-    """Manifest-looking files under ``base`` in name order.  A symlink must lead to a file or
-    folder inside ``root``; each file and folder is read once, under the first path that reaches it
-    (a link to one read anyway, or to a folder above, adds nothing)."""
+def walk(root: Path, base: Path, suffixes: tuple[str, ...] = MANIFEST_SUFFIXES, *,
+         lenient: bool = False) -> list[Path]:
+    """Files under ``base`` named with one of ``suffixes``, in name order.  A symlink must lead to
+    a file or folder inside ``root``; each file and folder is read once, under the first path that
+    reaches it (a link to one read anyway, or to a folder above, adds nothing).  ``lenient`` (the
+    image scan, which reports what it cannot read and goes on): a symlink leading outside ``root``
+    or nowhere is listed as it is when its name has a suffix, for the caller to refuse, and never
+    entered, instead of failing the walk."""
     found: list[Path] = []
     seen: set[tuple[int, int]] = set()
 
@@ -193,14 +197,17 @@ def walk(root: Path, base: Path) -> list[Path]:
         seen.add((status.st_dev, status.st_ino))
         return True
 
-    # (path, as shown, is a folder): depth first, in name order, without a call per level (a
-    # commit may nest folders a thousand deep)
-    pending = [(base, base, True)]
+    # (path, as shown, "folder" / "file" / "bad link"): depth first, in name order, without a call
+    # per level (a commit may nest folders a thousand deep)
+    pending = [(base, base, "folder")]
     while pending:
-        path, shown, folder = pending.pop()
+        path, shown, kind = pending.pop()
+        if kind == "bad link":
+            found.append(shown)
+            continue
         if not first_time(path):
             continue
-        if not folder:
+        if kind == "file":
             found.append(shown)
             continue
         entries = []
@@ -209,15 +216,21 @@ def walk(root: Path, base: Path) -> list[Path]:
                 continue
             display = shown / entry.name
             if entry.is_symlink():
+                bad = None
                 if not _inside(root, entry):
-                    raise PermanentError(f"{shown_path(root, display)}: symlink leads outside the repository")
-                if not entry.exists():  # what it named would silently no longer be applied, and be pruned
-                    raise PermanentError(f"{shown_path(root, display)}: symlink leads nowhere (its target is "
-                                         "missing, or links lead in a loop)")
+                    bad = "symlink leads outside the repository"
+                elif not entry.exists():  # what it named would silently no longer be applied, and be pruned
+                    bad = "symlink leads nowhere (its target is missing, or links lead in a loop)"
+                if bad and not lenient:
+                    raise PermanentError(f"{shown_path(root, display)}: {bad}")
+                if bad:
+                    if entry.name.endswith(suffixes):
+                        entries.append((entry, display, "bad link"))
+                    continue
             if entry.is_dir():
-                entries.append((entry, display, True))
-            elif entry.is_file() and entry.name.endswith(MANIFEST_SUFFIXES):
-                entries.append((entry, display, False))
+                entries.append((entry, display, "folder"))
+            elif entry.is_file() and entry.name.endswith(suffixes):
+                entries.append((entry, display, "file"))
         pending.extend(reversed(entries))
     return found
 

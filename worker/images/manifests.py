@@ -27,7 +27,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from worker import yamlbounds
 from worker.errors import cut
 from worker.images.policy import PolicyError, TagFilter, WorkloadPolicy, workload_policy
-from worker.render import MAX_MANIFEST_BYTES, MIB, shown_path
+from worker.render import MAX_MANIFEST_BYTES, MIB, shown_path, walk
 
 # kind -> keys from the document root to its pod spec
 POD_SPEC_PATHS = {
@@ -145,23 +145,11 @@ def _dig(doc, path):
 
 
 def yaml_files(root: Path, subdir: str = ".") -> list[Path]:
-    """Every *.yaml / *.yml under ``root/subdir``, hidden directories skipped, sorted.  As the sync
-    reads them (``worker.render.walk``): a symlinked folder inside the repository is followed, each
-    folder once (a link to one above adds nothing); one leading outside is not (the sync refuses it)."""
-    inside, base = root.resolve(), (root / subdir).resolve()
-    found = []
-    walked: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(base, followlinks=True):
-        status = os.stat(dirpath)
-        if (status.st_dev, status.st_ino) in walked:
-            dirnames[:] = []
-            continue
-        walked.add((status.st_dev, status.st_ino))
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
-                             and Path(os.path.realpath(os.path.join(dirpath, d))).is_relative_to(inside))
-        found.extend(Path(dirpath) / f for f in sorted(filenames)
-                     if f.endswith(YAML_SUFFIXES))
-    return found
+    """Every *.yaml / *.yml under ``root/subdir``, as the sync reads them (``worker.render.walk``:
+    hidden names skipped, a symlinked folder inside the repository followed, each file and folder
+    once), except that a symlink leading outside or nowhere is listed, for ``containers_in_files``
+    to report, instead of failing the scan."""
+    return walk(root.resolve(), (root / subdir).resolve(), YAML_SUFFIXES, lenient=True)
 
 
 def containers_in_text(text: str, path: str, default_namespace: str = "default") -> list[ContainerImage]:
