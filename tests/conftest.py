@@ -138,6 +138,27 @@ def _git(*args: str) -> str:
 
 
 @pytest.fixture
+def nested_folders():
+    """Factory: ``nested_folders(folder, levels)`` -> ``folder``/a/a/.../a, ``levels`` deep (os.makedirs
+    calls itself per level, and fails).  Removed after the test: pytest's own cleanup (shutil.rmtree)
+    fails on them too, in every later session of any test run on this machine."""
+    made = []
+
+    def make(folder: Path, levels: int) -> Path:
+        made.append(folder / "a")
+        for _ in range(levels):
+            folder = folder / "a"
+            folder.mkdir()
+        return folder
+
+    yield make
+    from worker.fetch import remove_tree
+
+    for top in made:
+        remove_tree(top)
+
+
+@pytest.fixture
 def git_repo(stack, tmp_path):
     """Factory: ``git_repo("name")`` -> GitRepo with a fresh bare repo on the stack's git host."""
     made = []

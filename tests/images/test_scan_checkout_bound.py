@@ -48,3 +48,19 @@ def test_a_head_pushed_meanwhile_larger_than_a_checkout_may_hold_is_refused_befo
 
     assert str(info.value).startswith(f"commit {pushed[0][:12]}: its files total 2 MiB")
     assert bare_git(repo, "rev-parse", "main").strip() == pushed[0]
+
+
+def test_a_head_with_folders_nested_deeper_than_the_recursion_limit_is_written_back(
+        demo, registry, image_name, redis_conn, nested_folders):
+    """The write-back's clone is removed afterwards as a sync's checkout is: shutil.rmtree calls
+    itself per folder level, and raised over the successful write-back's result."""
+    repo, _, _ = demo
+    (nested_folders(repo.work, 1100) / "leaf.txt").write_text("deep\n")
+    repo.commit_and_push("folders 1100 deep")
+    registry.push_image(image_name, NEW, day(5))
+    config = make_config(repo, registry)
+
+    result = scan(redis_conn, config, config.repos[0])
+
+    assert result.sha and result.sha == bare_git(repo, "rev-parse", "main").strip(), result
+    assert NEW in bare_git(repo, "show", "main:fluxdemo.yaml")

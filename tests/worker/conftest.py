@@ -17,7 +17,6 @@ from pullbridge.config import load_config
 from pullbridge.queueing import request_sync
 from tests.kube_support import cluster_role_kubeconfig, unless_gone, wait_allowed
 from tests.worker.sync_manifests import widget_group
-from worker.fetch import remove_tree
 
 
 class SyncHarness:
@@ -76,25 +75,6 @@ class SyncHarness:
     def state(self) -> dict:
         from worker import history
         return history.repo_state(self.conn, self.repo.name)
-
-
-@pytest.fixture
-def nested_folders():
-    """Factory: ``nested_folders(folder, levels)`` -> ``folder``/a/a/.../a, ``levels`` deep (os.makedirs
-    calls itself per level, and fails).  Removed after the test: pytest's own cleanup (shutil.rmtree)
-    fails on them too, in every later session of any test run on this machine."""
-    made = []
-
-    def make(folder: Path, levels: int) -> Path:
-        made.append(folder / "a")
-        for _ in range(levels):
-            folder = folder / "a"
-            folder.mkdir()
-        return folder
-
-    yield make
-    for top in made:
-        remove_tree(top)
 
 
 @pytest.fixture

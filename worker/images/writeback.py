@@ -18,7 +18,6 @@ settings (SSH keys come from the deploy keys work).
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ import git
 from git import Actor
 
 from worker.errors import PermanentError
-from worker.fetch import check_checkout_size
+from worker.fetch import check_checkout_size, remove_tree
 from worker.images.kustomize import TagOverride, replace_tag
 from worker.images.manifests import ContainerImage, EditError, read_text, replace_image, write_text
 
@@ -184,7 +183,7 @@ class WriteBack:
         try:
             return self._run(tmp / "checkout", plan, dry_run, before_push)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)  # shutil.rmtree recurses per folder level: a deep tree would raise here
 
     def _commit(self, repo: git.Repo, paths: list[str], message: str) -> None:
         """Commit ``paths`` as the configured author, with git itself: GitPython's index reader
