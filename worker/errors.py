@@ -11,6 +11,10 @@ wait (``Retry-After``): ``stretch_next_retry``.
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+
 MAX_DETAIL = 300
 
 
@@ -36,6 +40,21 @@ def cut(text, limit: int = MAX_DETAIL) -> str:
         text = text.decode("utf-8", "replace")
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# Shown escaped in a file name: control characters, and the marks that reorder text.
+_UNSHOWN_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def shown_path(root: Path, file: Path) -> str:
+    """``file`` as sources and errors name it: relative to ``root``, with any byte that is not
+    UTF-8 (Git allows any name) shown as ``\\xNN``.  Python reads such a byte as a lone surrogate,
+    which no text can be encoded with: not stored in Redis, not logged, not put on a page.
+    Control characters (a newline, a terminal escape) and the marks that reorder text (U+202E
+    makes ``x\u202egnp.yaml`` read as ``xyaml.png``) are shown escaped too."""
+    rel = file.relative_to(root).as_posix() if file.is_relative_to(root) else file.name
+    text = os.fsencode(rel).decode("utf-8", "backslashreplace")
+    return _UNSHOWN_IN_NAMES.sub(lambda m: m[0].encode("unicode_escape").decode(), text)
 
 
 INVALID_VALUE = "Invalid value: "

@@ -37,7 +37,7 @@ from pathlib import Path
 import yaml
 
 from worker import yamlbounds
-from worker.errors import PermanentError, cut
+from worker.errors import PermanentError, cut, shown_path
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 
@@ -139,7 +139,7 @@ class _Walker:
         self.build = Build()
 
     def shown(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else path.name
+        return shown_path(self.root, path)
 
     def refuse(self, source: Path, message: str) -> None:
         self.build.refusals.append(f"{self.shown(source)}: {message}")

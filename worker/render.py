@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from worker.errors import PermanentError, TemporaryError, cut
+from worker.errors import PermanentError, TemporaryError, cut, shown_path
 from worker import yamlbounds
 from worker.kustomization import check_build, kustomization_in
 
@@ -40,7 +40,6 @@ KUBECTL_ENV = "PULLBRIDGE_KUBECTL"
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 KUSTOMIZE_TIMEOUT = 120
 # C0 and C1 controls, and Unicode's bidirectional marks, embeddings, overrides and isolates
-_UNSHOWN_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 MIB = 1024 * 1024
 # What one render may parse: the files under the path, or what kustomize outputs (a 3 KB
 # kustomization repeating one 1 MB file 200 times in a configMapGenerator builds 200 MB).  Parsed,
@@ -166,17 +165,6 @@ def render(checkout: Path, path: str = ".") -> list[Manifest]:
 def uses_kustomize(checkout: Path, path: str = ".") -> bool:
     base = Path(checkout) / path
     return base.is_dir() and kustomization_in(base) is not None
-
-
-def shown_path(root: Path, file: Path) -> str:
-    """``file`` as sources and errors name it: relative to ``root``, with any byte that is not
-    UTF-8 (Git allows any name) shown as ``\\xNN``.  Python reads such a byte as a lone surrogate,
-    which no text can be encoded with: not stored in Redis, not logged, not put on a page.
-    Control characters (a newline, a terminal escape) and the marks that reorder text (U+202E
-    makes ``x\u202egnp.yaml`` read as ``xyaml.png``) are shown escaped too."""
-    rel = file.relative_to(root).as_posix() if file.is_relative_to(root) else file.name
-    text = os.fsencode(rel).decode("utf-8", "backslashreplace")
-    return _UNSHOWN_IN_NAMES.sub(lambda m: m[0].encode("unicode_escape").decode(), text)
 
 
 def walk(root: Path, base: Path, suffixes: tuple[str, ...] = MANIFEST_SUFFIXES, *,

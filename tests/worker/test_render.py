@@ -221,6 +221,19 @@ def test_a_file_name_that_is_not_utf8_or_not_printable_is_named_escaped(tmp_path
         render(tmp_path, "deploy")
 
 
+def test_a_kustomization_refused_in_a_folder_whose_name_is_not_utf8_is_named_escaped(tmp_path):
+    """The kustomization checks name the file as the render does: a lone surrogate in the
+    message could not be stored in the sync record, nor logged."""
+    folder = os.fsencode(tmp_path / "k") + b"\xff"
+    os.makedirs(folder)
+    with open(folder + b"/kustomization.yaml", "w") as f:
+        f.write("resources: [\n")
+    with pytest.raises(PermanentError) as info:
+        render(tmp_path, os.fsdecode(os.path.basename(folder)))
+    assert str(info.value).startswith("k\\xff/kustomization.yaml: "), info.value
+    str(info.value).encode("utf-8")
+
+
 def test_a_kustomize_build_larger_than_the_bound_is_refused_not_read(tmp_path, stack, monkeypatch):
     """A small kustomization repeating one file in a generator builds as much as it likes (a 3 KB
     one and a 1 MB file, which git compresses to a few KB, build 200 MB): held in memory, then
