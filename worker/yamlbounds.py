@@ -18,6 +18,8 @@ stack per level) and says what is wrong, naming the line; callers name the file.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import yaml
 
 from worker.errors import cut
@@ -44,6 +46,7 @@ def problem(text: str | bytes) -> str | None:
 
 def _first_problem(events) -> str | None:
     open_collections: list[list] = []  # [anchor, values so far] of each collection not yet closed
+    open_anchors: Counter[str] = Counter()  # their anchors (one may be defined again inside itself)
     sizes: dict[str, int] = {}  # anchor -> values its node holds, itself included, aliases expanded
     added = 0  # values the aliases of this document add
 
@@ -64,10 +67,15 @@ def _first_problem(events) -> str | None:
             if len(open_collections) >= MAX_DEPTH:
                 return f"line {line}: YAML nested deeper than {MAX_DEPTH} levels"
             open_collections.append([event.anchor, 1])
+            if event.anchor is not None:
+                open_anchors[event.anchor] += 1
         elif isinstance(event, yaml.CollectionEndEvent):
-            done(*open_collections.pop())
+            anchor, size = open_collections.pop()
+            if anchor is not None:
+                open_anchors[anchor] -= 1
+            done(anchor, size)
         elif isinstance(event, yaml.AliasEvent):
-            if any(anchor == event.anchor for anchor, _ in open_collections):
+            if open_anchors[event.anchor] > 0:  # a lookup, not a scan of every open collection
                 return f"line {line}: YAML alias *{cut(event.anchor, 100)} lies inside the node it names"
             size = sizes.get(event.anchor, 1)  # an unknown anchor: the loader reports it
             added += size
