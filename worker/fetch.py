@@ -95,10 +95,10 @@ def git_stderr(exc: git.GitCommandError) -> str:
     return text or str(exc)
 
 
-def fetch_failure(exc: git.GitCommandError, repo: RepoConfig, config: Config | None = None,
-                  what: str = "git fetch") -> PermanentError | TemporaryError:
-    """The error for a failed fetch (or ls-remote) of ``repo``: temporary when a retry can help,
-    saying what to do when the operator must act; never a credential written in the URL."""
+def fetch_failure(exc: git.GitCommandError, repo: RepoConfig, config: Config | None = None
+                  ) -> PermanentError | TemporaryError:
+    """The error for a failed fetch of ``repo``: temporary when a retry can help, saying what to
+    do when the operator must act; never a credential written in the URL."""
     text = redact(git_stderr(exc))
     detail = cut(text, 300)
     refused = ssh.refusal(repo, config, text)
@@ -109,10 +109,10 @@ def fetch_failure(exc: git.GitCommandError, repo: RepoConfig, config: Config | N
     if _REF_BUSY.search(text):
         return TemporaryError(f"the mirror of {repo.name} is being updated by another git process: {detail}")
     if _MISSING.search(text):
-        return PermanentError(f"{what} failed: {detail}")
+        return PermanentError(f"git fetch failed: {detail}")
     if _UNREACHABLE.search(text) or exc.status in (-9, -15) or exc.status is None:
         return TemporaryError(f"git host unreachable: {detail}")
-    return PermanentError(f"{what} failed: {detail}")
+    return PermanentError(f"git fetch failed: {detail}")
 
 
 def cache_dir() -> Path:
