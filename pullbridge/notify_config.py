@@ -28,10 +28,10 @@ CONTEXT_MAX = 255  # GitLab's `name` and a sane bound for GitHub's `context`
 
 
 def printable_ascii(value: bytes) -> bool:
-    """Does ``value``, without its surrounding whitespace, hold only printable ASCII (no space)?
-    A token or URL that does not cannot be sent: the HTTP client refuses it in an error that
-    quotes it whole (a second line, say an old token or URL kept below the new one)."""
-    return all(0x21 <= byte <= 0x7E for byte in value.strip())
+    """Does ``value`` (a secret as ``Secret.value`` reads it: stripped) hold only printable ASCII
+    (no space)?  A token or URL that does not cannot be sent: the HTTP client refuses it in an
+    error that quotes it whole (a second line, say an old token or URL kept below the new one)."""
+    return all(0x21 <= byte <= 0x7E for byte in value)
 
 
 def _durations(v):
@@ -88,14 +88,13 @@ class StatusSettings(StrictModel):
 
     @staticmethod
     def token_problem(value: bytes) -> str | None:
-        """Why the token ``value`` cannot go in an HTTP header (``printable_ascii``), never quoting it."""
-        if not value.strip():
-            return "is empty"
+        """Why the token ``value`` cannot go in an HTTP header (``printable_ascii``), never quoting it
+        (``Secret.usable_value`` refuses an empty one first)."""
         return None if printable_ascii(value) else "holds a space, line break or other character no API token has"
 
     def usable_token(self) -> str:
         """The token, read now; ``ConfigError`` naming where it is kept when it is unusable."""
-        return self.token().usable_value(self.token_problem).decode().strip()
+        return self.token().usable_value(self.token_problem).decode()
 
 
 class AlertTarget(StrictModel):
@@ -134,13 +133,13 @@ class AlertTarget(StrictModel):
     @staticmethod
     def url_problem(value: bytes) -> str | None:
         """Why the URL ``value`` cannot be posted to (never quoting it: the URL is the secret)."""
-        if not value.strip().startswith((b"https://", b"http://")):
+        if not value.startswith((b"https://", b"http://")):
             return "is not an http(s) URL"
         return None if printable_ascii(value) else "holds a space, line break or other character no URL has"
 
     def usable_url(self) -> str:
         """The URL, read now; ``ConfigError`` naming where it is kept when it is unusable."""
-        return self.url().usable_value(self.url_problem).decode().strip()
+        return self.url().usable_value(self.url_problem).decode()
 
     def wants(self, event: str, repo_name: str) -> bool:
         return event in self.events and (not self.repos or repo_name in self.repos)
