@@ -14,10 +14,7 @@ it is the same after a restart and in every scheduler.  RQ's interval
 ``CronJob`` has no such offset (it runs at once when the scheduler starts,
 then every interval after that), and its ``cron`` form cannot express one
 for every interval (cron steps restart at each hour or day, so ``*/7``
-minutes is not every 7 minutes; and it follows the local clock).  A repo
-nobody checked lately (no periodic claim in Redis: just added, or every
-scheduler was down for a while) is checked at once, not up to an interval
-later.
+minutes is not every 7 minutes; and it follows the local clock).
 
 The config file ($PULLBRIDGE_CONFIG) is watched: when it changes, repos that
 were added start their schedule, removed ones stop, and a changed interval
@@ -41,7 +38,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from redis import Redis
-from redis.exceptions import RedisError
 from rq.cron import CronJob, CronScheduler, now
 
 from pullbridge import keys
@@ -69,9 +65,9 @@ def offset_seconds(repo_name: str, interval: int) -> float:
 
 class RepoCronJob(CronJob):
     """An interval CronJob queued at the moments when the Unix time, less ``offset``, is a whole
-    number of intervals: the first such moment after the scheduler starts (unless the scheduler
-    makes it due at once: ``ReconcileScheduler._due_at_once``), then once every interval.  Moments
-    missed (a scheduler that was stopped or stalled) are not caught up: the next one comes."""
+    number of intervals: the first such moment after the scheduler starts (not at once, as RQ's
+    interval jobs do), then once every interval.  Moments missed (a scheduler that was stopped or
+    stalled) are not caught up: the next one comes."""
 
     def __init__(self, *args, offset: float, **kwargs):
         super().__init__(*args, **kwargs)
@@ -150,7 +146,6 @@ class ReconcileScheduler(CronScheduler):
             new.append(job)
         changed = [j.name for j in new if j.name not in old or old[j.name].interval != j.interval]
         removed = [name for name in old if name not in {j.name for j in new}]
-        self._due_at_once([j for j in new if j.name in changed or initial])
         self._cron_jobs = new
         if initial or changed or removed:
             log.info("scheduler: %d repos scheduled%s%s", len(new),
@@ -160,25 +155,6 @@ class ReconcileScheduler(CronScheduler):
                 log.info("  %s every %ss, %.1fs into each interval, on %s", job.name, job.interval, job.offset,
                          job.queue_name)
         return bool(changed or removed)
-
-    def _due_at_once(self, jobs: list[RepoCronJob]) -> None:
-        """Make due now each of ``jobs`` whose repo nobody checked lately (no periodic claim in
-        Redis): a repo just added, or a scheduler started after a while, gets its check at once,
-        not up to an interval later.  A rollout restarting schedulers finds the claims there and
-        keeps the moments.  Without Redis the moments stand (the loop says why it fails)."""
-        if not jobs:
-            return
-        try:
-            with self.connection.pipeline(transaction=False) as pipe:
-                for job in jobs:
-                    pipe.exists(keys.periodic_guard(job.args[0]))
-                claimed = pipe.execute()
-        except RedisError as exc:
-            log.warning("scheduler: could not read the periodic claims (%s); checks keep their moments", exc)
-            return
-        for job, held in zip(jobs, claimed):
-            if not held:
-                job.next_enqueue_time = now()
 
     def enqueue_jobs(self) -> list[CronJob]:
         if self.reload():

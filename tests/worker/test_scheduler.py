@@ -18,12 +18,6 @@ def write(path, repos, mtime):
     os.utime(path, (mtime, mtime))
 
 
-def checked_lately(conn, *repos: str) -> None:
-    """As if a periodic check of each repo had just run (its claim on the interval is held)."""
-    for repo in repos:
-        conn.set(keys.periodic_guard(repo), "test")
-
-
 class Clock:
     """The clock RQ's CronScheduler and the scheduler's jobs read, moved by the test."""
 
@@ -43,13 +37,12 @@ def test_jobs_follow_the_config_file(redis_conn, tmp_path, monkeypatch):
     clock = Clock(monkeypatch)
     cfg = tmp_path / "pullbridge.yaml"
     write(cfg, [("a", "10s"), ("b", "5m")], 1000)
-    checked_lately(redis_conn, "a", "b")
     scheduler = ReconcileScheduler(redis_conn, str(cfg))
     jobs = {j.name: j for j in scheduler.get_jobs()}
     assert {n: (j.interval, j.func_name, j.args, j.queue_name) for n, j in jobs.items()} == {
         job_name("a"): (10, JOB_FUNC, ("a",), keys.SYNC_QUEUE),
         job_name("b"): (300, JOB_FUNC, ("b",), keys.SYNC_QUEUE)}
-    assert scheduler.enqueue_jobs() == []  # checked lately: not at once on start, each at its own moment
+    assert scheduler.enqueue_jobs() == []  # not at once on start: each at its own moment
     clock.advance(300)
     enqueued = scheduler.enqueue_jobs()  # the moments missed meanwhile are not caught up
     assert len(enqueued) == 2 and redis_conn.llen(f"rq:queue:{keys.SYNC_QUEUE}") == 2
@@ -88,7 +81,6 @@ def test_repos_with_the_same_interval_are_checked_at_moments_of_their_own_once_p
     clock = Clock(monkeypatch)
     cfg = tmp_path / "pullbridge.yaml"
     write(cfg, [("alpha", "10s"), ("beta", "10s")], 1000)
-    checked_lately(redis_conn, "alpha", "beta")
     start, step = clock.time, 0.1
     schedulers = {"first": ReconcileScheduler(redis_conn, str(cfg))}
     checked = {(s, job_name(r)): [] for s in ("first", "second") for r in ("alpha", "beta")}
@@ -107,22 +99,3 @@ def test_repos_with_the_same_interval_are_checked_at_moments_of_their_own_once_p
     for repo in ("alpha", "beta"):
         first = checked["first", job_name(repo)]
         assert checked["second", job_name(repo)] == [t for t in first if t > 3.7], checked
-
-
-def test_a_repo_nobody_checked_lately_is_checked_at_once_on_start_or_when_added(
-        redis_conn, tmp_path, monkeypatch):
-    """No periodic claim in Redis (never checked, or every scheduler was down): its check comes at
-    once, not up to an interval later; then at its own moments."""
-    clock = Clock(monkeypatch)
-    cfg = tmp_path / "pullbridge.yaml"
-    write(cfg, [("fresh", "1h"), ("recent", "1h")], 1000)
-    checked_lately(redis_conn, "recent")
-    scheduler = ReconcileScheduler(redis_conn, str(cfg))
-    assert [j.name for j in scheduler.enqueue_jobs()] == [job_name("fresh")]
-    assert scheduler.enqueue_jobs() == []  # once, not at every tick
-    fresh = {j.name: j for j in scheduler.get_jobs()}[job_name("fresh")]
-    assert clock.time < fresh.next_enqueue_time <= clock.time + timedelta(hours=1)  # then its moment
-
-    write(cfg, [("fresh", "1h"), ("recent", "1h"), ("added", "1h")], 2000)
-    clock.advance(1)
-    assert [j.name for j in scheduler.enqueue_jobs()] == [job_name("added")]
