@@ -55,3 +55,6 @@ def register(app: Flask) -> None:
 
     app.add_url_rule("/bench/noop", "bench_noop", noop, methods=["POST", "GET"])
     app.add_url_rule("/bench/floor/<name>", "bench_floor", floor, methods=["POST"])
+    for name in intake.config.repos_by_name:  # matched as cheaply as /hooks/<name> is (webhook.hooks)
+        app.add_url_rule(f"/bench/floor/{name}", "bench_floor", floor, defaults={"name": name},
+                         methods=["POST"])

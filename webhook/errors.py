@@ -58,7 +58,8 @@ class BadPayload(HookError):
 
 class Unauthorized(HookError):
     """The signature or token is missing or wrong: always the same answer, encoded once
-    (anyone can send forged deliveries, so this is the answer a flood gets)."""
+    (anyone can send forged deliveries, so this is the answer a flood gets).  The hook
+    view gets it as ``webhook.intake.UNAUTHORIZED``, returned rather than raised."""
 
     status = 401
     code = "unauthorized"

@@ -11,6 +11,16 @@ it starts, finishes and tears down each request), and the ``current_app``
 proxy another 1.2 µs: together a tenth of what a forged delivery cost beyond
 the no-op (102 against 69 µs per request in-process).
 
+For the same reason each configured repository gets a static rule,
+``/hooks/<its name>``, beside the ``/hooks/<name>`` rule that answers the
+names nobody configured (404): werkzeug matches a static path without
+running a converter and its regular expression (3.1 against 6.3 µs per
+match, measured).  And a forged delivery's 401 is ``Intake.receive``'s
+answer ``UNAUTHORIZED``, built once and returned, not an exception raised
+through two frames and caught.  Together, in-process (15 rounds of 5,000
+forged 8 KB deliveries): 97.4 -> 88.5 µs per request, against 69 µs for the
+no-op route and 85 µs for the bench's floor route (``webhook.bench_routes``).
+
 Every delivery is counted in the metrics.  Every delivery that got past the
 signature check is logged, and so is every error on our side (5xx: an
 unreadable secret must reach the operator).  Unauthenticated noise, every
@@ -47,6 +57,8 @@ def register(app: Flask, intake) -> None:
         return receive_delivery(intake, name)
 
     app.add_url_rule("/hooks/<name>", ENDPOINT, receive, methods=["POST"])
+    for name in intake.config.repos_by_name:  # a static rule per repository: matched without the converter
+        app.add_url_rule(f"/hooks/{name}", ENDPOINT, receive, defaults={"name": name}, methods=["POST"])
 
 
 def receive_delivery(intake, name: str) -> Response:
@@ -58,7 +70,7 @@ def receive_delivery(intake, name: str) -> Response:
         answer = intake.receive(name, headers.environ, headers, log)
         outcome, status = answer.outcome, answer.status
         log.update(answer.log)
-        return Response(json_bytes(answer.body), answer.status, mimetype="application/json")
+        return Response(answer.encoded or json_bytes(answer.body), status, mimetype="application/json")
     except errors.HookError as exc:
         outcome, status = exc.code, exc.status
         if exc.log_detail:
