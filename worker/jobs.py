@@ -31,7 +31,7 @@ from pullbridge.queueing import done_wanted, request_sync, requeued, take_wanted
 from worker import alerts, history, inventory, metrics, rendercache
 from worker.apply import Applier
 from worker.errors import PermanentError, TemporaryError, cancel_retries, stretch_next_retry
-from worker.fetch import Mirror
+from worker.fetch import SHA_RE, Mirror
 from worker.kube import process_kube
 from worker.lock import LockLost, RepoLock
 from worker.ownership import stripped_manifests
@@ -43,6 +43,10 @@ log = logging.getLogger("pullbridge.sync")
 # On a failed sync's record: the periodic job waits for a new push instead of queueing it again.
 PERMANENT_NOTE = "permanent failure: not retried until a new push"
 SUSPENDED_TOLD_TTL = 30 * 86400  # a suspension longer than this tells its waiting commits again
+# Pauses (seconds) between fetches while a wanted commit is not in what the git host gave: a host
+# may announce a push before every copy of the repository has it (see _fetch_for).
+UNFETCHED_PAUSES = (0.5, 1.5, 3.0)
+pause_before_refetch = time.sleep  # (a test replaces it to push the commit meanwhile)
 
 _config_cache: dict[str, tuple[float, Config]] = {}
 _config_lock = threading.Lock()
@@ -119,6 +123,32 @@ def _track_written(kube, inv_ns: str, repo: RepoConfig, previous: dict, written:
                       repo.name, ", ".join(sorted(written)))
 
 
+def _fetch_for(mirror: Mirror, wanted: list[str], record: history.SyncRecord) -> str:
+    """Fetch the branch; while it lacks a wanted commit, fetch it again after each of
+    ``UNFETCHED_PAUSES``.  Returns the branch head.
+
+    A git host may send the webhook before the copy of the repository a fetch reaches has the
+    commit (replicas, a mirror behind a load balancer).  Without the wait such a commit was
+    answered "not on branch", its status red, until the periodic check applied it.  A commit
+    still missing after the pauses (a force push removed it before it was fetched) is handled
+    as before: the branch head is applied and the commit is named not on the branch."""
+    head = mirror.fetch()
+    missing = first = [sha for sha in wanted if SHA_RE.match(sha) and not mirror.has_commit(sha)]
+    waited = 0.0
+    for seconds in UNFETCHED_PAUSES:
+        if not missing:
+            break
+        pause_before_refetch(seconds)
+        waited += seconds
+        head = mirror.fetch()
+        missing = [sha for sha in missing if not mirror.has_commit(sha)]
+    if waited:
+        short = lambda shas: ", ".join(sha[:12] for sha in shas)  # noqa: E731
+        record.notes.append(f"the git host still lacked {short(missing)} after {waited:g}s of fetching again"
+                            if missing else f"fetched again for {waited:g}s until the git host had {short(first)}")
+    return head
+
+
 def _report(conn: Redis, config: Config, repo: RepoConfig, record: history.SyncRecord, summary: str) -> None:
     """Metrics and alerts for one finished attempt; never raises into the sync.
 
@@ -184,7 +214,7 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
     limit = config.worker.history_limit
     mirror = Mirror(repo, config=config)
     try:
-        head = mirror.fetch()
+        head = _fetch_for(mirror, wanted, record)
         target = mirror.choose(head, wanted, state.get("applied_sha") or None,
                                held=state.get("held_sha") or None, rollback=reason == "rollback")
         record.phase("fetch")
