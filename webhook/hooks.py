@@ -19,7 +19,8 @@ match, measured).  And a forged delivery's 401 is ``Intake.receive``'s
 answer ``UNAUTHORIZED``, built once and returned, not an exception raised
 through two frames and caught.  Together, in-process (15 rounds of 5,000
 forged 8 KB deliveries): 97.4 -> 88.5 µs per request, against 69 µs for the
-no-op route and 85 µs for the bench's floor route (``webhook.bench_routes``).
+no-op route and 80-85 µs for the bench's floor route (``webhook.bench_routes``,
+which gets static rules too).
 
 Every delivery is counted in the metrics.  Every delivery that got past the
 signature check is logged, and so is every error on our side (5xx: an
