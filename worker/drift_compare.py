@@ -80,6 +80,20 @@ def differences(declared, live, path=(), ignored=()):
         yield path, declared, live
 
 
+def up_to_list(tokens) -> tuple:
+    """``tokens`` cut before its first step into a list by position: the list itself.
+
+    A list the API server merges by a key other than ``name`` (a container's or a Service's
+    ``ports``, by port and protocol) keeps a hand-edited item beside the declared one when
+    the declared object is applied, at another position.  Whether applying it changes
+    anything is told by the whole list, not by the item at the declared position.
+    """
+    for i, tok in enumerate(tokens):
+        if tok.kind == "index":
+            return tuple(tokens[:i])
+    return tuple(tokens)
+
+
 def value_at(obj, tokens):
     node = obj
     for tok in tokens:

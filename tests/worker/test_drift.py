@@ -214,6 +214,29 @@ def test_server_normalisation_is_not_drift(harness, git_repo, stack, namespace, 
     assert [e["field"] for e in drift_record(harness)["drift_entries"]] == ["spec.replicas"]
 
 
+def test_an_edited_item_of_a_list_merged_by_another_key_is_drift(harness, git_repo, stack, namespace):
+    """Container ports merge by port and protocol: re-applying keeps the hand-edited item beside
+    the declared one, at another position, so the dry-run's item at the declared position is the
+    live one.  The scan must still see that the apply changes the list."""
+    manifest = deployment("fluxdemo", "1.0").replace(
+        "          image: nginx:1.27\n", "          image: nginx:1.27\n          ports:\n            - containerPort: 80\n", 1)
+    repo = git_repo("ports")
+    repo.commit_and_push("v1", {"deploy/app.yaml": manifest})
+    harness.configure(repo, interval="10s")
+    assert harness.sync(None)["result"] == "success"
+    kubectl(stack, "patch", "deployment", "fluxdemo", "-n", namespace, "--type=json", "-p", json.dumps(
+        [{"op": "replace", "path": "/spec/template/spec/containers/0/ports/0/containerPort", "value": 81}]))
+    assert run_reconcile(harness)["result"] == "drift corrected"
+    [entry] = drift_record(harness)["drift_entries"]
+    assert (entry["object"], entry["field"], entry["live"], entry["declared"]) == \
+        (f"Deployment/{namespace}/fluxdemo", "spec.template.spec.containers[name=nginx].ports[0].containerPort", 81, 80)
+    ports = json.loads(kubectl(stack, "get", "deployment", "fluxdemo", "-n", namespace, "-o",
+                               "jsonpath={.spec.template.spec.containers[0].ports}"))
+    assert {"containerPort": 80, "protocol": "TCP"} in ports
+    # The hand-added port (kubectl owns it) is not declared: left alone, and no drift any more.
+    assert run_reconcile(harness)["result"] == "in sync"
+
+
 def test_malformed_ignore_annotation_fails_the_sync_clearly(harness, git_repo, kube, namespace):
     repo = git_repo("badignore")
     bad = ignoring("spec..replicas", deployment("fluxdemo", "1.0"))
