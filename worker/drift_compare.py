@@ -126,8 +126,11 @@ def fields_cover(fields, tokens, live) -> bool:
             live_node = item
             node = _match_item(node, item, tok.value)
         elif tok.kind == "index":
-            node = node.get(f"i:{tok.value}")
-            live_node = live_node[tok.value] if isinstance(live_node, list) and tok.value < len(live_node) else None
+            # A list merged by keys (ports by port and protocol) names its items k:{...}, not i:<n>.
+            item = live_node[tok.value] if isinstance(live_node, list) and tok.value < len(live_node) else None
+            by_position = node.get(f"i:{tok.value}")
+            node = by_position if by_position is not None else _match_item(node, item, None)
+            live_node = item
         else:
             return False
         if node is None:

@@ -230,6 +230,7 @@ def test_an_edited_item_of_a_list_merged_by_another_key_is_drift(harness, git_re
     [entry] = drift_record(harness)["drift_entries"]
     assert (entry["object"], entry["field"], entry["live"], entry["declared"]) == \
         (f"Deployment/{namespace}/fluxdemo", "spec.template.spec.containers[name=nginx].ports[0].containerPort", 81, 80)
+    assert entry["manager"] == "kubectl-patch", "who changed the item, though managedFields key it by port"
     ports = json.loads(kubectl(stack, "get", "deployment", "fluxdemo", "-n", namespace, "-o",
                                "jsonpath={.spec.template.spec.containers[0].ports}"))
     assert {"containerPort": 80, "protocol": "TCP"} in ports
