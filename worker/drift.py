@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 
 from worker.apply import APPLY_CONTENT_TYPE
 from worker.errors import cut
-from worker.drift_compare import by_name, changed_by, differences, fields_cover, up_to_list, value_at
+from worker.drift_compare import adds_items, by_name, changed_by, differences, fields_cover, value_at
 from worker.kube import FIELD_MANAGER, ApiError, KindGone, Kube, Mapping, parallel, sync_error
 from worker.ownership import Tok, ignored_paths, show_path
 from worker.render import Manifest, object_ref
@@ -258,8 +258,7 @@ def scan(kube: Kube, manifests: list[Manifest], *, default_namespace: str, concu
             raise sync_error(answer, f"dry-run of {t.ref}")
         found = False
         for tokens, declared, live_value in diffs:
-            compared = up_to_list(tokens)
-            if value_at(answer, compared) == value_at(live, compared):
+            if value_at(answer, tokens) == live_value and not adds_items(answer, live, tokens):
                 continue  # the server normalises the declared value to what is live
             result.entries.append(_entry(t, tokens, live_value, declared, live))
             found = True

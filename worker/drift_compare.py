@@ -80,18 +80,22 @@ def differences(declared, live, path=(), ignored=()):
         yield path, declared, live
 
 
-def up_to_list(tokens) -> tuple:
-    """``tokens`` cut before its first step into a list by position: the list itself.
+def adds_items(answer, live, tokens) -> bool:
+    """True when a list on the way to ``tokens`` has more items in ``answer`` (the dry-run of the
+    declared object) than in ``live``.
 
-    A list the API server merges by a key other than ``name`` (a container's or a Service's
-    ``ports``, by port and protocol) keeps a hand-edited item beside the declared one when
-    the declared object is applied, at another position.  Whether applying it changes
-    anything is told by the whole list, not by the item at the declared position.
+    The API server merges many lists by a key other than ``name`` or the position the scan
+    walks them by: a container's or a Service's ``ports`` by port and protocol, ``volumeMounts``
+    by ``mountPath``.  Applying the declared object over a hand edit of such a key keeps the
+    edited item and adds the declared one beside it, so the item the scan finds at the declared
+    name or position is still the live one; the apply changes the object all the same.
     """
     for i, tok in enumerate(tokens):
-        if tok.kind == "index":
-            return tuple(tokens[:i])
-    return tuple(tokens)
+        if tok.kind in ("name", "index"):
+            ours, theirs = value_at(answer, tokens[:i]), value_at(live, tokens[:i])
+            if isinstance(ours, list) and isinstance(theirs, list) and len(ours) != len(theirs):
+                return True
+    return False
 
 
 def value_at(obj, tokens):

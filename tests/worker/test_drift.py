@@ -238,6 +238,28 @@ def test_an_edited_item_of_a_list_merged_by_another_key_is_drift(harness, git_re
     assert run_reconcile(harness)["result"] == "in sync"
 
 
+def test_an_edited_mount_path_of_a_named_volume_mount_is_drift(harness, git_repo, stack, namespace):
+    """volumeMounts are walked by ``name`` but merged by ``mountPath``: the dry-run keeps the
+    edited mount first, under the same name, and adds the declared one after it."""
+    manifest = deployment("fluxdemo", "1.0").replace(
+        "          image: nginx:1.27\n",
+        "          image: nginx:1.27\n          volumeMounts:\n            - {name: data, mountPath: /data}\n", 1) + \
+        "      volumes:\n        - {name: data, emptyDir: {}}\n"
+    repo = git_repo("mounts")
+    repo.commit_and_push("v1", {"deploy/app.yaml": manifest})
+    harness.configure(repo, interval="10s")
+    assert harness.sync(None)["result"] == "success"
+    kubectl(stack, "patch", "deployment", "fluxdemo", "-n", namespace, "--type=json", "-p", json.dumps(
+        [{"op": "replace", "path": "/spec/template/spec/containers/0/volumeMounts/0/mountPath", "value": "/other"}]))
+    assert run_reconcile(harness)["result"] == "drift corrected"
+    [entry] = drift_record(harness)["drift_entries"]
+    assert (entry["field"], entry["live"], entry["declared"]) == \
+        ("spec.template.spec.containers[name=nginx].volumeMounts[name=data].mountPath", "/other", "/data")
+    mounts = json.loads(kubectl(stack, "get", "deployment", "fluxdemo", "-n", namespace, "-o",
+                                "jsonpath={.spec.template.spec.containers[0].volumeMounts}"))
+    assert {"name": "data", "mountPath": "/data"} in mounts
+
+
 def test_malformed_ignore_annotation_fails_the_sync_clearly(harness, git_repo, kube, namespace):
     repo = git_repo("badignore")
     bad = ignoring("spec..replicas", deployment("fluxdemo", "1.0"))
