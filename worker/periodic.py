@@ -61,10 +61,16 @@ log = logging.getLogger("pullbridge.drift")
 # filtered file (outside_paths_marker); while they stay the same the head is not compared again.
 OUTSIDE_PATHS = "outside_paths"
 
-def record_check(conn: Redis, repo_name: str, result: str, **extra: str) -> None:
-    conn.hset(keys.state(repo_name), mapping={"last_check_at": str(time.time()),
-                                              "last_check_result": result, **extra})
-    log.info("periodic %s: %s", repo_name, result)
+def record_check(conn: Redis, repo_name: str, result: str, *, looked: bool = True, **extra: str) -> None:
+    """Keep this run's ``result``.  ``looked``: False when the run could not look at the cluster
+    (its drift scan failed): ``last_check_at`` then stays at the last check that did, so the
+    overview's last drift check and ``pullbridge_last_check_age_seconds`` show that checks fail,
+    and the result is logged as a warning."""
+    fields = {"last_check_result": result, **extra}
+    if looked:
+        fields["last_check_at"] = str(time.time())
+    conn.hset(keys.state(repo_name), mapping=fields)
+    (log.info if looked else log.warning)("periodic %s: %s", repo_name, result)
 
 
 @dataclass
@@ -320,7 +326,7 @@ def check_drift(conn: Redis, config: Config, repo: RepoConfig, sha: str, lock: R
         found = drift.scan(kube, manifests, default_namespace=default_ns, concurrency=settings.concurrency)
         record.phase("scan")
     except (PermanentError, TemporaryError, ApiError) as exc:
-        record_check(conn, repo.name, _also(f"drift check failed: {cut(exc, 200)}", also))
+        record_check(conn, repo.name, _also(f"drift check failed: {cut(exc, 200)}", also), looked=False)
         return {"result": "failure", "error": str(exc)}
     record.notes.extend(found.notes)
     objects = len({e.object for e in found.entries})

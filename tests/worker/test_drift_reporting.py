@@ -279,3 +279,25 @@ def test_a_secret_declared_with_string_data_drifts_like_any_other(synced_with, s
     live = json.loads(kubectl(stack, "get", "secret", "db", "-n", namespace, "-o", "json"))["data"]
     assert base64.b64decode(live["password"]) == b"git-declared-PW" and base64.b64decode(live["port"]) == b"5432"
     assert run_reconcile(harness)["result"] == "in sync"
+
+
+def test_a_drift_check_that_cannot_list_is_a_warning_and_no_check(synced_with, stack, namespace, restricted_kube,
+                                                                 monkeypatch, caplog):
+    """The workers lost the right to LIST a declared kind: the check says which kind and where,
+    as a warning, and the last check time (the overview's, and pullbridge_last_check_age_seconds)
+    stays at the last check that looked at the cluster."""
+    from worker import kube as kube_module
+    harness = synced_with({})
+    assert run_reconcile(harness)["result"] == "in sync"
+    looked_at = harness.state()["last_check_at"]
+    restricted = restricted_kube([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "patch"]}],
+                                 "list", "configmaps", namespace)
+    monkeypatch.setattr(kube_module, "_process_kube", restricted)
+    caplog.set_level(logging.INFO, logger="pullbridge.drift")
+    assert run_reconcile(harness)["result"] == "failure"
+    state = harness.state()
+    assert state["last_check_result"].startswith("drift check failed: listing deployments: HTTP 403")
+    assert namespace in state["last_check_result"]
+    assert state["last_check_at"] == looked_at
+    [line] = [r for r in caplog.records if "drift check failed" in r.getMessage()]
+    assert line.levelno == logging.WARNING
