@@ -99,10 +99,7 @@ def test_drift_whose_dry_run_is_rejected_is_reported_not_in_sync(synced_with, st
 
 
 def test_uncorrected_drift_says_so_and_alerts(synced_with, stack, namespace, monkeypatch, tmp_path):
-    """The rejected Job is drift_failed, and so is a correction that fails (its lock taken away)."""
-    from worker import drift, periodic
-    from worker.lock import RepoLock
-
+    """The rejected Job is drift_failed (a correction that fails: test_failed_correction_says_so_and_alerts)."""
     harness = synced_with({"deploy/job.yaml": JOB})
     with_alerts(harness, monkeypatch, ["drift_corrected", "drift_failed"])
     kubectl(stack, "delete", "job", "migrate", "-n", namespace)
