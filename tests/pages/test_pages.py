@@ -55,6 +55,18 @@ def test_last_drift_check_falls_back_to_the_newest_periodic_sync(client, redis_c
     assert "10 min ago" in drift_cell and "never" not in drift_cell
 
 
+def test_repo_page_says_what_the_last_periodic_check_found_and_marks_a_failed_one(client, redis_conn):
+    """A drift check the API server refused keeps ``last_check_at`` at the last one that looked
+    (worker.periodic.record_check); what went wrong is shown, not only the age of that time."""
+    save_record(redis_conn)
+    redis_conn.hset(keys.state("shop"), "last_check_result", "in sync: 12 objects checked")
+    assert "<dd>in sync: 12 objects checked</dd>" in text(client.get("/repos/shop"))
+    failed = "drift check failed: configmaps is forbidden: User cannot list resource"
+    redis_conn.hset(keys.state("shop"), "last_check_result", failed)
+    page = text(client.get("/repos/shop"))
+    assert f'<dt>Last periodic check said</dt><dd class="error">{failed}</dd>' in page
+
+
 def test_overview_says_suspended_and_held_plainly(client, redis_conn):
     save_record(redis_conn)
     redis_conn.hset(keys.state("shop"), mapping={"suspended": "1"})

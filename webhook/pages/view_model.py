@@ -69,6 +69,7 @@ class RepoRow:
     last_result: str | None
     last_error: str
     last_drift_check_at: float | None
+    last_check_result: str  # what the last periodic check said (worker.periodic.record_check)
     held_sha: str | None
     suspended: bool
     syncing: bool
@@ -146,6 +147,7 @@ def repo_rows(conn: Redis, config: Config) -> list[RepoRow]:
             last_result=state.get("last_result") or (latest or {}).get("result"),
             last_error=state.get("last_error") or "",
             last_drift_check_at=drift_check,
+            last_check_result=state.get("last_check_result") or "",
             held_sha=state.get("held_sha") or None,
             suspended=word == "suspended", syncing=bool(locked), queued=bool(queued),
             branch=repo.branch, mode=repo.mode,
