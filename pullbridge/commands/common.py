@@ -20,7 +20,6 @@ from pullbridge.redis_url import redact
 
 REDIS_ENV = "REDIS_URL"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-SHA_RE = re.compile(r"^[0-9a-f]{40}\Z")
 ABBREV_RE = re.compile(r"^[0-9a-f]{4,40}\Z")
 
 
@@ -126,6 +125,22 @@ def resolve_on_branch(mirror, sha: str, head: str) -> str:
     if not mirror.is_ancestor(full, head):
         raise PermanentError(f"commit {full[:12]} is not on branch {mirror.repo.branch}")
     return full
+
+
+def commit_on_branch(config, repo, sha: str, what: str) -> str:
+    """Fetch ``repo``'s branch with the worker's ``Mirror`` (its ssh: section, not only
+    $PULLBRIDGE_CONFIG's) and return the full sha of ``sha``, which must be on the branch;
+    a clear CommandError (prefixed ``what``) otherwise, before anything is held or queued."""
+    @sync_errors(what)
+    def resolve() -> str:
+        from worker.fetch import Mirror
+
+        mirror = Mirror(repo, config=config)
+        try:
+            return resolve_on_branch(mirror, sha, mirror.fetch())
+        finally:
+            mirror.close()
+    return resolve()
 
 
 # -- following a sync job to its record ---------------------------------------------

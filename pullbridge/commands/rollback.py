@@ -31,15 +31,6 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_rollback)
 
 
-@common.sync_errors("rollback")
-def _resolve(config, repo, sha: str) -> str:
-    from worker.fetch import Mirror
-
-    mirror = Mirror(repo, config=config)  # its ssh: section, not only $PULLBRIDGE_CONFIG's
-    head = mirror.fetch()
-    return common.resolve_on_branch(mirror, sha, head)
-
-
 @common.redis_errors
 def cmd_rollback(args) -> int:
     from pullbridge.queueing import request_sync
@@ -53,7 +44,7 @@ def cmd_rollback(args) -> int:
     if is_suspended(state):
         raise CommandError(f"{repo.name} is suspended: no sync would apply the rollback; "
                            f"`pullbridge resume {repo.name}` first")
-    sha = _resolve(config, repo, args.sha)
+    sha = common.commit_on_branch(config, repo, args.sha, "rollback")
     if repo.mode == "report":
         print(f"note: {repo.name} is in report mode: the rollback sync only dry-runs", file=sys.stderr)
     previous = state.get("held_sha")

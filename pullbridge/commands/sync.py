@@ -3,12 +3,14 @@
 Why: an operator (or a script after a manual push) wants the cluster caught
 up without waiting for the next webhook or periodic run.  The request goes
 through the same coalescing path as the webhook (``request_sync``), so it
-never adds a second queued job for a repo.  With ``--wait`` it follows that
-job, even when a busy worker hands it over to a fresh one, and prints the
-sync's change set.  Exit 0: queued (or, with --wait, synced); 2: the sync
-failed or was skipped because the repo is suspended, --sha was not applied
-because a rollback holds the repo at another commit, the wait timed out,
-or the request could not be made.
+never adds a second queued job for a repo.  A ``--sha`` (full or abbreviated)
+must be on the tracked branch, fetched first to check, or nothing is queued.
+With ``--wait`` it follows that job, even when a busy worker hands it over to
+a fresh one, and prints the sync's change set.  Exit 0: queued (or, with
+--wait, synced); 2: --sha is not on the branch, the sync failed or was
+skipped because the repo is suspended, --sha was not applied because a
+rollback holds the repo at another commit, the wait timed out, or the
+request could not be made.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ def register(sub) -> None:
     p = sub.add_parser("sync", help="queue a sync of one repository now (optionally wait for it)",
                        **common.help_text(__doc__))
     p.add_argument("name", help="repository name from the configuration")
-    p.add_argument("--sha", help="full commit sha to sync (default: the branch head)")
+    p.add_argument("--sha", help="commit on the tracked branch to sync, full or abbreviated "
+                                  "(checked by fetching the branch first; default: the branch head)")
     p.add_argument("--wait", action="store_true", help="wait for the sync and print its change set")
     p.add_argument("--timeout", type=float, metavar="S",
                    help="with --wait: give up waiting after S seconds (exit 2; the sync goes on)")
@@ -33,25 +36,17 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_sync)
 
 
-def parse_sha(value: str | None) -> str | None:
-    if value is None:
-        return None
-    sha = value.strip().lower()
-    if not common.SHA_RE.match(sha):
-        raise CommandError(f"--sha must be a full 40-character commit sha, got {value!r}")
-    return sha
-
-
 @common.redis_errors
 def cmd_sync(args) -> int:
     from pullbridge.queueing import request_sync
 
     if args.timeout is not None and args.timeout <= 0:
         raise CommandError("--timeout must be positive")
-    sha = parse_sha(args.sha)
     config = common.load(args)
     repo = common.repo_named(config, args.name)
     conn = common.connect(args)
+    # a commit the worker would not apply is refused here: queued, it would sync the branch head
+    sha = common.commit_on_branch(config, repo, args.sha, "sync") if args.sha else None
     for line in state_lines(repo.name, read(conn, repo.name)):
         print(line, file=sys.stderr)
     request = request_sync(conn, config, repo, sha, reason="cli")

@@ -18,11 +18,10 @@ pytestmark = pytest.mark.stack
 def test_sync_queues_once_and_reports_an_unknown_repo(ops, git_repo):
     repo = git_repo("syncq")
     ops.configure(repo)
-    repo.commit_and_push("v1", app_files("1.0"))
+    sha = repo.commit_and_push("v1", app_files("1.0"))
     code, out, _ = ops.run("sync", "app")
     assert code == 0 and out.startswith("queued sync job sync-app-")
     job_id = out.split()[3]
-    sha = "a" * 40
     code, out, _ = ops.run("sync", "app", "--sha", sha)
     assert code == 0 and f"already queued (job {job_id}); it will apply commit {sha[:12]}" in out
     assert Queue(keys.SYNC_QUEUE, connection=ops.conn).job_ids == [job_id]
@@ -36,12 +35,40 @@ def test_sync_queues_once_and_reports_an_unknown_repo(ops, git_repo):
 
     code, _, err = ops.run("sync", "nope")
     assert code == 2 and "unknown repository 'nope' (configured: app)" in err
-    code, _, err = ops.run("sync", "app", "--sha", "abc123")
-    assert code == 2 and "full 40-character commit sha" in err
+    code, _, err = ops.run("sync", "app", "--sha", "not-a-sha")
+    assert code == 2 and "not a commit sha: 'not-a-sha'" in err
     code, _, err = ops.run("sync")
     assert code == 2 and "usage: pullbridge sync" in err
     code, out, _ = ops.run("sync", "--help")
     assert code == 0 and "--wait" in out and "Exit 0" in out
+
+
+def test_sync_of_a_commit_not_on_the_branch_queues_nothing(ops, git_repo, kube, namespace):
+    """Queued, such a commit made the worker apply the branch head: the cluster moved while the
+    command said "not applied".  It is refused before anything is asked; a short sha is taken."""
+    repo = git_repo("syncsha")
+    ops.configure(repo)
+    sha1 = repo.commit_and_push("v1", app_files("1.0"))
+    assert ops.sync(sha1)["result"] == "success"
+    repo.commit_and_push("v2", app_files("2.0"))  # pushed, not synced: a queued sync would apply it
+    repo.git("checkout", "-q", "-b", "side")
+    side = repo.commit("side", app_files("3.0"))
+    repo.push("side")
+    for sha, error in ((side, f"sync: commit {side} is not on branch main"),
+                       ("f" * 40, f"sync: commit {'f' * 40} is not on branch main"),
+                       ("abc123", "sync: commit abc123 is not on branch main"),
+                       ("xyz", "pullbridge: not a commit sha: 'xyz'")):
+        code, out, err = ops.run("sync", "app", "--sha", sha)
+        assert (code, out) == (2, ""), out + err
+        assert error in err
+    assert Queue(keys.SYNC_QUEUE, connection=ops.conn).count == 0
+    assert ops.conn.zcard(keys.wanted("app")) == 0
+    ops.work()
+    assert app_version(kube, namespace) == "1.0"
+
+    code, out, err = ops.run("sync", "app", "--sha", sha1[:8])  # abbreviated, like rollback and diff
+    assert code == 0 and "queued sync job sync-app-" in out and f"(commit {sha1[:12]})" in out, out + err
+    assert ops.conn.zscore(keys.wanted("app"), sha1) is not None
 
 
 def test_sync_wait_prints_the_change_set_and_fails_with_the_sync(ops, git_repo, kube, namespace):
