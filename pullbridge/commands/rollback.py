@@ -60,7 +60,18 @@ def cmd_rollback(args) -> int:
     record = common.wait_for_sync(conn, request.job_id, repo.name, args.timeout)
     common.print_record(record, sys.stdout)
     if record.get("result") != "success" or record.get("sha") != sha:
-        print(f"pullbridge: the rollback to {sha[:12]} was not applied; {repo.name} stays held there "
-              f"(`pullbridge resume {repo.name}` releases it)", file=sys.stderr)
+        print(f"pullbridge: the rollback to {sha[:12]} was not applied; {_hold_now(conn, repo.name, sha)}",
+              file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _hold_now(conn, repo_name: str, sha: str) -> str:
+    """Where the repo is held now: another rollback or a resume may have moved the hold meanwhile."""
+    now = read(conn, repo_name)
+    held = now.get("held_sha")
+    if held == sha:
+        return f"{repo_name} stays held there (`pullbridge resume {repo_name}` releases it)"
+    if held:
+        return f"another rollback moved the hold meanwhile: {hold_line(repo_name, now)}"
+    return f"the hold was released meanwhile (`pullbridge resume {repo_name}`): the branch head applies"

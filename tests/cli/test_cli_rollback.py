@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+from rq import Queue
 
 from pullbridge import keys, repostate
 from pullbridge.queueing import request_sync
@@ -12,6 +18,7 @@ from tests.worker.sync_manifests import app_files, app_version
 from worker import periodic
 
 pytestmark = pytest.mark.stack
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_rollback_applies_the_old_commit_and_holds_it_until_resume(ops, git_repo, kube, namespace):
@@ -137,3 +144,31 @@ def test_sync_wait_of_a_commit_a_hold_overrides_exits_2(ops, git_repo, kube, nam
     assert app_version(kube, namespace) == "1.0"
     code, out, err = ops.run("sync", "app", "--sha", sha1, "--wait")  # the held commit itself: fine
     assert code == 0, out + err
+
+
+def test_a_rollback_overtaken_by_another_names_the_hold_that_won(ops, git_repo, kube, namespace):
+    """Two operators roll back at once: the second joins the first's queued sync and moves the hold.
+    The first's --wait must not say its repo "stays held" at a commit it is no longer held at."""
+    repo = git_repo("rbrace")
+    ops.configure(repo)
+    sha1 = repo.commit_and_push("v1", app_files("1.0"))
+    sha2 = repo.commit_and_push("v2", app_files("2.0"))
+    sha3 = repo.commit_and_push("v3", app_files("3.0"))
+    assert ops.sync(sha3)["result"] == "success"
+    first = subprocess.Popen([sys.executable, "-m", "pullbridge", "rollback", "app", sha1, "--wait"],
+                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    queue = Queue(keys.SYNC_QUEUE, connection=ops.conn)
+    while not (queue.count and repostate.held_sha(repostate.read(ops.conn, "app")) == sha1):
+        assert first.poll() is None, first.communicate()
+        time.sleep(0.1)  # no worker yet: the first rollback's sync stays queued
+    code, out, err = ops.run("rollback", "app", sha2)
+    assert code == 0 and "rollback sync joins queued job" in out, out + err
+    ops.start_worker()
+    out, err = first.communicate()
+    assert first.returncode == 2, out + err
+    assert f"of app at {sha2[:12]}: success" in out
+    assert (f"pullbridge: the rollback to {sha1[:12]} was not applied; another rollback moved the hold "
+            f"meanwhile: HELD: app is held at {sha2[:12]} by a rollback since ") in err
+    assert "stays held there" not in err
+    assert app_version(kube, namespace) == "2.0"
