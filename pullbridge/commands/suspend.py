@@ -4,7 +4,11 @@ Why: during an incident or a manual migration an operator must keep
 Pullbridge's hands off a repo's objects without editing the config or
 restarting processes.  While suspended, pushes are still recorded (their
 commits wait) but no sync applies them and the periodic job neither syncs
-nor corrects drift; resuming queues a sync when commits are waiting.
+nor corrects drift; resuming queues a sync when commits are waiting.  ``resume``
+also releases a rollback hold, but not in the same step as a suspension: a
+suspended repo held by a rollback resumes at the held commit, and a second
+``resume`` releases the hold (releasing both at once would apply the branch
+head the rollback kept out the moment syncing resumed).
 """
 
 from __future__ import annotations
@@ -53,7 +57,10 @@ def cmd_resume(args) -> int:
 
     config, repo, conn = _context(args)
     changed = repostate.resume(conn, repo.name, by=args.by)
-    released = repostate.clear_hold(conn, repo.name)
+    # A suspended repo is resumed at its held commit: releasing the hold in the same step would
+    # apply the branch head the rollback kept out, as soon as the operator resumed syncing.
+    released = None if changed else repostate.clear_hold(conn, repo.name)
+    held = repostate.held_sha(repostate.read(conn, repo.name)) if changed else None
     waiting = repostate.waiting_commits(conn, repo.name)
     wants_sync = released or (changed and waiting)
     queued = request_sync(conn, config, repo, None, reason="resume") if wants_sync else None
@@ -64,6 +71,9 @@ def cmd_resume(args) -> int:
         print(f"{repo.name}: released the rollback hold at {released[:12]}; the branch head applies again.")
     if changed:
         print(f"{repo.name}: resumed" + (f"; {waiting} waiting commit(s)." if waiting else "."))
+    if held:
+        print(f"{repo.name}: still held at {held[:12]} by a rollback: syncs apply that commit; "
+              f"`pullbridge resume {repo.name}` again releases the hold.")
     if queued:
         print(f"{repo.name}: sync {queued.job_id} queued.")
     else:

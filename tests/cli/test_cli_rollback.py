@@ -172,3 +172,36 @@ def test_a_rollback_overtaken_by_another_names_the_hold_that_won(ops, git_repo, 
             f"meanwhile: HELD: app is held at {sha2[:12]} by a rollback since ") in err
     assert "stays held there" not in err
     assert app_version(kube, namespace) == "2.0"
+
+
+def test_resuming_a_suspended_held_repo_keeps_the_hold(ops, git_repo, kube, namespace):
+    """Held at a good commit, suspended for maintenance, resumed: the bad head must not come back
+    with the resume; a second resume releases the hold."""
+    repo = git_repo("rbsusp")
+    ops.configure(repo)
+    good = repo.commit_and_push("good", app_files("1.0"))
+    assert ops.sync(good)["result"] == "success"
+    repo.commit_and_push("bad", app_files("2.0"))
+    assert ops.sync()["result"] == "success"
+    assert ops.run("rollback", "app", good)[0] == 0
+    ops.work()
+    assert ops.run("suspend", "app")[0] == 0
+    pushed = repo.commit_and_push("still bad", app_files("3.0"))
+    assert ops.sync(pushed)["result"] == "skipped"  # suspended: the pushed commit waits
+
+    code, out, err = ops.run("resume", "app")
+    assert code == 0, out + err
+    assert "app: resumed; 1 waiting commit(s)." in out
+    assert (f"app: still held at {good[:12]} by a rollback: syncs apply that commit; "
+            "`pullbridge resume app` again releases the hold.") in out
+    assert "released" not in out
+    ops.work()
+    assert app_version(kube, namespace) == "1.0"
+    assert repostate.held_sha(repostate.read(ops.conn, "app")) == good
+    code, out, _ = ops.run("history", "app")
+    assert out.startswith(f"HELD: app is held at {good[:12]}") and "SUSPENDED" not in out
+
+    code, out, _ = ops.run("resume", "app")
+    assert code == 0 and f"released the rollback hold at {good[:12]}" in out
+    ops.work()
+    assert app_version(kube, namespace) == "3.0"
