@@ -4,11 +4,12 @@ Why: during an incident or a manual migration an operator must keep
 Pullbridge's hands off a repo's objects without editing the config or
 restarting processes.  While suspended, pushes are still recorded (their
 commits wait) but no sync applies them and the periodic job neither syncs
-nor corrects drift; resuming queues a sync when commits are waiting.  ``resume``
-also releases a rollback hold, but not in the same step as a suspension: a
-suspended repo held by a rollback resumes at the held commit, and a second
-``resume`` releases the hold (releasing both at once would apply the branch
-head the rollback kept out the moment syncing resumed).
+nor corrects drift; resuming queues a sync, which applies the waiting commits
+(or the branch head) and corrects drift.  ``resume`` also releases a rollback
+hold, but not in the same step as a suspension: a suspended repo held by a
+rollback resumes at the held commit, and a second ``resume`` releases the
+hold (releasing both at once would apply the branch head the rollback kept
+out the moment syncing resumed).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def cmd_suspend(args) -> int:
 
 @common.redis_errors
 def cmd_resume(args) -> int:
-    """Resume a suspended repo and release a rollback hold; either way, queue a sync if needed."""
+    """Resume a suspended repo, or else release its rollback hold; either way, queue a sync."""
     from pullbridge import repostate
     from pullbridge.queueing import request_sync
 
@@ -62,11 +63,12 @@ def cmd_resume(args) -> int:
     released = None if changed else repostate.clear_hold(conn, repo.name)
     held = repostate.held_sha(repostate.read(conn, repo.name)) if changed else None
     waiting = repostate.waiting_commits(conn, repo.name)
-    wants_sync = released or (changed and waiting)
-    queued = request_sync(conn, config, repo, None, reason="resume") if wants_sync else None
     if not changed and not released:
         print(f"{repo.name}: was neither suspended nor held; nothing to do.")
         return 0
+    # Either way a sync catches up: a sync asked for while suspended was skipped with
+    # "the commit waits for resume", even when it named no commit (the branch head).
+    queued = request_sync(conn, config, repo, None, reason="resume")
     if released:
         print(f"{repo.name}: released the rollback hold at {released[:12]}; the branch head applies again.")
     if changed:
@@ -74,8 +76,5 @@ def cmd_resume(args) -> int:
     if held:
         print(f"{repo.name}: still held at {held[:12]} by a rollback: syncs apply that commit; "
               f"`pullbridge resume {repo.name}` again releases the hold.")
-    if queued:
-        print(f"{repo.name}: sync {queued.job_id} queued.")
-    else:
-        print(f"{repo.name}: the next push or periodic check syncs it.")
+    print(f"{repo.name}: sync {queued.job_id} {'queued' if queued.new_job else 'already queued'}.")
     return 0

@@ -9,7 +9,7 @@ import pytest
 from rq import Queue
 
 from pullbridge import keys
-from pullbridge.commands.common import redact
+from pullbridge.commands.common import redact, wait_for_sync
 from tests.worker.sync_manifests import app_files, app_version, configmap
 
 pytestmark = pytest.mark.stack
@@ -192,3 +192,24 @@ def test_sync_wait_follows_a_job_that_found_the_repo_locked(ops, git_repo, kube,
     [record] = history.history(ops.conn, "app")
     assert record["result"] == "success" and record["job_id"] != first_job
     assert f"sync {record['id']} of app at " in out and app_version(kube, namespace) == "1.0"
+
+
+def test_a_sync_asked_for_while_suspended_runs_on_resume(ops, git_repo, kube, namespace):
+    """`sync` of a suspended repo says the commit waits for resume; with no --sha no commit was
+    recorded as waiting, and resume queued nothing: the branch head stayed unapplied."""
+    repo = git_repo("suspsync")
+    ops.configure(repo)
+    assert ops.sync(repo.commit_and_push("v1", app_files("1.0")))["result"] == "success"
+    assert ops.run("suspend", "app")[0] == 0
+    repo.commit_and_push("v2", app_files("2.0"))  # pushed without a webhook
+    ops.start_worker()
+    code, out, err = ops.run("sync", "app", "--wait")
+    assert code == 2 and "skipped: suspended" in out, out + err
+    assert "nothing was applied (the commit waits for `pullbridge resume app`)" in err
+
+    code, out, err = ops.run("resume", "app")
+    assert code == 0 and "app: resumed." in out, out + err
+    job_id = out.split("app: sync ", 1)[1].split()[0]
+    record = wait_for_sync(ops.conn, job_id, "app", None)
+    assert record["result"] == "success" and record["reason"] == "resume"
+    assert app_version(kube, namespace) == "2.0"
