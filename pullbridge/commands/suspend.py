@@ -40,6 +40,8 @@ def _context(args):
 def cmd_suspend(args) -> int:
     from pullbridge import repostate
 
+    from worker.lock import RepoLock, token_owner
+
     _, repo, conn = _context(args)
     changed = repostate.suspend(conn, repo.name, by=args.by)
     if changed:
@@ -47,6 +49,10 @@ def cmd_suspend(args) -> int:
               f"until `pullbridge resume {repo.name}`.")
     else:
         print(f"{repo.name}: already suspended.")
+    running = RepoLock(conn, repo.name).holder()
+    if running:  # a sync or check looks at the flag only when it starts
+        print(f"{repo.name}: job {token_owner(running)} was already running and finishes what it started; "
+              f"see `pullbridge history {repo.name}`. Nothing after it touches the repo.")
     return 0
 
 

@@ -205,3 +205,21 @@ def test_resuming_a_suspended_held_repo_keeps_the_hold(ops, git_repo, kube, name
     assert code == 0 and f"released the rollback hold at {good[:12]}" in out
     ops.work()
     assert app_version(kube, namespace) == "3.0"
+
+
+def test_suspending_during_a_running_sync_says_that_sync_finishes(ops, git_repo):
+    """The flag is read when a sync starts: one already running still applies what it took."""
+    from worker.lock import RepoLock
+
+    ops.configure(git_repo("susprun"))
+    running = RepoLock(ops.conn, "app", owner="sync-app-0123456789ab")
+    assert running.try_acquire()  # the lock a running sync job holds
+    try:
+        code, out, err = ops.run("suspend", "app")
+    finally:
+        running.release()
+    assert code == 0, out + err
+    assert ("app: job sync-app-0123456789ab was already running and finishes what it started; "
+            "see `pullbridge history app`. Nothing after it touches the repo.") in out
+    code, out, _ = ops.run("suspend", "app")  # nothing running now
+    assert (code, out) == (0, "app: already suspended.\n")
