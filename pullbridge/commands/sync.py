@@ -19,7 +19,7 @@ import sys
 
 from pullbridge.cli import EXIT_ERROR, EXIT_OK, CommandError
 from pullbridge.commands import common
-from pullbridge.repostate import read, state_lines
+from pullbridge.repostate import held_sha, read, state_lines
 
 
 def register(sub) -> None:
@@ -47,10 +47,14 @@ def cmd_sync(args) -> int:
     conn = common.connect(args)
     # a commit the worker would not apply is refused here: queued, it would sync the branch head
     sha = common.commit_on_branch(config, repo, args.sha, "sync") if args.sha else None
-    for line in state_lines(repo.name, read(conn, repo.name)):
+    state = read(conn, repo.name)
+    for line in state_lines(repo.name, state):
         print(line, file=sys.stderr)
     request = request_sync(conn, config, repo, sha, reason="cli")
     what = f"commit {sha[:12]}" if sha else f"the head of branch {repo.branch}"
+    held = held_sha(state)
+    if held and held != sha:  # Mirror.choose applies the held commit whatever is asked
+        what = f"the held commit {held[:12]}, not {what}"
     if request.new_job:
         print(f"queued sync job {request.job_id} for {repo.name} ({what})")
     else:

@@ -58,6 +58,7 @@ def test_rollback_applies_the_old_commit_and_holds_it_until_resume(ops, git_repo
     assert json.loads(out)["state"]["held_sha"] == sha1
     code, out, err = ops.run("sync", "app")
     assert code == 0 and err.startswith(f"HELD: app is held at {sha1[:12]}")
+    assert out.endswith(f" for app (the held commit {sha1[:12]}, not the head of branch main)\n"), out
     code, out, err = ops.run("diff", "app")  # the branch head differs from the held cluster state
     assert code == 1 and err.startswith(f"HELD: app is held at {sha1[:12]}")
     assert '"1.0" -> "3.0"' in out
