@@ -67,9 +67,12 @@ def cmd_rollback(args) -> int:
 
 
 def _hold_now(conn, repo_name: str, sha: str) -> str:
-    """Where the repo is held now: another rollback or a resume may have moved the hold meanwhile."""
+    """Where the repo is held now: a suspend, another rollback or a resume may have come meanwhile."""
     now = read(conn, repo_name)
     held = now.get("held_sha")
+    if held == sha and is_suspended(now):  # resuming it keeps the hold: the rollback applies then
+        return (f"{repo_name} was suspended meanwhile; it stays held there, and `pullbridge resume {repo_name}` "
+                f"resumes it at that commit")
     if held == sha:
         return f"{repo_name} stays held there (`pullbridge resume {repo_name}` releases it)"
     if held:

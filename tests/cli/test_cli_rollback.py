@@ -13,6 +13,7 @@ import pytest
 from rq import Queue
 
 from pullbridge import keys, repostate
+from pullbridge.commands.common import wait_for_sync
 from pullbridge.queueing import request_sync
 from tests.worker.sync_manifests import app_files, app_version
 from worker import periodic
@@ -156,13 +157,7 @@ def test_a_rollback_overtaken_by_another_names_the_hold_that_won(ops, git_repo, 
     sha2 = repo.commit_and_push("v2", app_files("2.0"))
     sha3 = repo.commit_and_push("v3", app_files("3.0"))
     assert ops.sync(sha3)["result"] == "success"
-    first = subprocess.Popen([sys.executable, "-m", "pullbridge", "rollback", "app", sha1, "--wait"],
-                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    queue = Queue(keys.SYNC_QUEUE, connection=ops.conn)
-    while not (queue.count and repostate.held_sha(repostate.read(ops.conn, "app")) == sha1):
-        assert first.poll() is None, first.communicate()
-        time.sleep(0.1)  # no worker yet: the first rollback's sync stays queued
+    first = _rollback_waiting_in_a_subprocess(ops, sha1)
     code, out, err = ops.run("rollback", "app", sha2)
     assert code == 0 and "rollback sync joins queued job" in out, out + err
     ops.start_worker()
@@ -173,6 +168,41 @@ def test_a_rollback_overtaken_by_another_names_the_hold_that_won(ops, git_repo, 
             f"meanwhile: HELD: app is held at {sha2[:12]} by a rollback since ") in err
     assert "stays held there" not in err
     assert app_version(kube, namespace) == "2.0"
+
+
+def _rollback_waiting_in_a_subprocess(ops, sha) -> subprocess.Popen:
+    """``pullbridge rollback app SHA --wait`` in its own process, returned once its sync is queued
+    (no worker runs yet, so that sync waits for whatever the test does next)."""
+    command = subprocess.Popen([sys.executable, "-m", "pullbridge", "rollback", "app", sha, "--wait"],
+                               cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    queue = Queue(keys.SYNC_QUEUE, connection=ops.conn)
+    while not (queue.count and repostate.held_sha(repostate.read(ops.conn, "app")) == sha):
+        assert command.poll() is None, command.communicate()
+        time.sleep(0.1)
+    return command
+
+
+def test_a_rollback_suspended_before_its_sync_ran_says_resume_applies_it(ops, git_repo, kube, namespace):
+    repo = git_repo("rbsusp2")
+    ops.configure(repo)
+    sha1 = repo.commit_and_push("v1", app_files("1.0"))
+    sha2 = repo.commit_and_push("v2", app_files("2.0"))
+    assert ops.sync(sha2)["result"] == "success"
+    first = _rollback_waiting_in_a_subprocess(ops, sha1)
+    assert ops.run("suspend", "app")[0] == 0
+    ops.start_worker()
+    out, err = first.communicate()
+    assert first.returncode == 2, out + err
+    assert "skipped: suspended" in out
+    assert (f"pullbridge: the rollback to {sha1[:12]} was not applied; app was suspended meanwhile; it stays "
+            "held there, and `pullbridge resume app` resumes it at that commit") in err
+    assert app_version(kube, namespace) == "2.0"
+    code, out, _ = ops.run("resume", "app")  # resumed at the held commit: the rollback applies now
+    assert code == 0 and f"still held at {sha1[:12]}" in out
+    record = wait_for_sync(ops.conn, out.split("app: sync ", 1)[1].split()[0], "app", None)
+    assert record["result"] == "success" and record["sha"] == sha1
+    assert app_version(kube, namespace) == "1.0"
 
 
 def test_resuming_a_suspended_held_repo_keeps_the_hold(ops, git_repo, kube, namespace):
