@@ -26,6 +26,7 @@ from redis.retry import Retry
 from werkzeug.exceptions import HTTPException
 
 from pullbridge.config import Config, load_config
+from pullbridge.logformat import LOG_FORMAT_ENV
 from webhook import errors
 from webhook.logs import setup_logging
 
@@ -59,7 +60,7 @@ def create_app(config: Config | None = None, *, redis_url: str | None = None,
     config = config if config is not None else load_config()
     url = redis_url or app.config.get("REDIS_URL") or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
     app.config["REDIS_URL"] = url
-    logger = setup_logging(os.environ.get("PULLBRIDGE_LOG_LEVEL", "INFO"))
+    logger = setup_logging(os.environ.get("PULLBRIDGE_LOG_LEVEL", "INFO"), os.environ.get(LOG_FORMAT_ENV, "json"))
     intake = app.extensions["pullbridge"] = Intake(config, make_redis(url), logger)
     hooks.register(app, intake)
     app.register_blueprint(health.bp)

@@ -1,4 +1,4 @@
-"""Structured (one JSON object per line) logs for the receiver.
+"""Structured (one JSON object per line, ``pullbridge.logformat``) logs for the receiver.
 
 Why: a delivery is traced through the logs by its id (``delivery``), and
 log shippers parse JSON without guessing.  Only fields passed explicitly in
@@ -26,81 +26,22 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import sys
 import threading
 import time
 
-import orjson
-
 from pullbridge.config_types import log_level
+from pullbridge.logformat import StderrHandler, make_formatter
 
 LOGGER_NAME = "pullbridge.webhook"
-FIELDS = ("delivery", "repo", "provider", "event", "outcome", "status", "ref", "sha", "job_id",
-          "duration_ms", "reason", "error", "left_out")
 
 
-class JsonFormatter(logging.Formatter):
-    _cached: tuple[int, str] = (-1, "")  # (second, its text); one tuple, so threads see a pair
-
-    def _timestamp(self, created: float, msecs: float) -> str:
-        second = int(created)
-        cached = self._cached
-        if cached[0] != second:  # strftime once a second, not once a line
-            cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-            self._cached = cached
-        return f"{cached[1]}.{int(msecs):03d}Z"
-
-    def format(self, record: logging.LogRecord) -> str:
-        exc = None
-        if record.exc_info:
-            exc = self.formatException(record.exc_info)
-        elif record.exc_text:  # formatted already (the writer thread's records)
-            exc = record.exc_text
-        return self.line(record.created, record.levelname, record.name, record.getMessage(),
-                         record.__dict__, exc)
-
-    def line(self, created: float, levelname: str, name: str, msg: str, fields: dict,
-             exc: str | None = None) -> str:
-        """One JSON line: time, level, logger, message, then those of FIELDS that are set."""
-        entry = {
-            "ts": self._timestamp(created, (created - int(created)) * 1000),
-            "level": levelname.lower(),
-            "logger": name,
-            "msg": msg,
-        }
-        for key in FIELDS:
-            value = fields.get(key)
-            if value is not None:
-                entry[key] = value
-        if exc:
-            entry["exc"] = exc
-        try:
-            return orjson.dumps(entry, default=str).decode()  # a fifth of json.dumps' time
-        except TypeError:  # e.g. a lone surrogate in a str, which orjson refuses
-            return json.dumps(entry, default=str)
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is now (test capture swaps it)."""
-
-    def __init__(self):
-        super().__init__()
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value):
-        pass
-
-
-def setup_logging(level: str | int = "INFO") -> logging.Logger:
-    """Give the receiver's logger one JSON handler on stderr (idempotent)."""
+def setup_logging(level: str | int = "INFO", fmt: str = "json") -> logging.Logger:
+    """Give the receiver's logger one handler on stderr, its lines in format ``fmt``
+    (``pullbridge.logformat``; the first call's format stays: idempotent)."""
     logger = logging.getLogger(LOGGER_NAME)
     if not any(getattr(h, "_pullbridge", False) for h in logger.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(JsonFormatter())
+        handler = StderrHandler()
+        handler.setFormatter(make_formatter(fmt))
         handler._pullbridge = True
         logger.addHandler(handler)
         logger.propagate = False

@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from pullbridge import logformat
 from webhook import logs
 
 
@@ -102,8 +103,8 @@ def test_fields_that_orjson_refuses_are_still_written(logger, capfd):
 
 
 def test_a_line_queued_after_the_stop_mark_is_written_and_the_writer_still_ends(capfd):
-    handler = logs._StderrHandler()
-    handler.setFormatter(logs.JsonFormatter())
+    handler = logformat.StderrHandler()
+    handler.setFormatter(logformat.JsonFormatter())
     writer = logs.LogWriter(handler)
     logger = logging.getLogger("test-writer")
 
