@@ -10,7 +10,9 @@ log, such as a job's arguments, ends up in one), and ``exc``, a traceback.
 ``PULLBRIDGE_LOG_FORMAT=text`` gives the same lines as text for a developer
 at a terminal: ``ts LEVEL logger: msg key=value ...``, a traceback after it.
 
-The receiver's handler and its writer thread are ``webhook.logs``.
+The receiver's handler and its writer thread are ``webhook.logs``; the
+worker and the scheduler send every logger's lines (their own, RQ's, Python
+warnings) through ``setup_process_logging``.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class JsonFormatter(logging.Formatter):
         exc = None
         if record.exc_info:
             exc = self.formatException(record.exc_info)
-        elif record.exc_text:  # formatted already (the writer thread's records)
+        elif record.exc_text:  # formatted already (the writer thread's records, RQ's job failures)
             exc = record.exc_text
         return self.line(record.created, record.levelname, record.name, record.getMessage(),
                          record.__dict__, exc)
@@ -113,3 +115,33 @@ class StderrHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, value):
         pass
+
+
+RQ_LOGGERS = "rq."
+
+
+def traceback_out_of_message(record: logging.LogRecord) -> bool:
+    """RQ's line for a job that raised ends its message with the traceback (``'... (%s)\\n%s'``,
+    the traceback last): move it to the line's ``exc``, where every other traceback is, so
+    ``msg`` is the one line naming the worker, the job and its function."""
+    if (record.name.startswith(RQ_LOGGERS) and isinstance(record.msg, str) and record.msg.endswith("\n%s")
+            and isinstance(record.args, tuple) and record.args and not record.exc_info):
+        record.msg, record.exc_text, record.args = record.msg[:-3], str(record.args[-1]), record.args[:-1]
+    return True
+
+
+def setup_process_logging(level: str, fmt: str = "json") -> None:
+    """Every logger's lines in this process (its own, RQ's, Python warnings), at ``level`` and
+    up, through one handler on stderr in format ``fmt``.
+
+    RQ adds handlers of its own (plain text, INFO on stdout) to ``rq.worker``,
+    ``rq.scheduler`` and ``rq.cron`` only when no logger above them has one:
+    with this handler on the root logger it sets their level and nothing else.
+    """
+    handler = StderrHandler()
+    handler.setFormatter(make_formatter(fmt))
+    handler.addFilter(traceback_out_of_message)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(True)

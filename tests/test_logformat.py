@@ -35,3 +35,16 @@ def test_json_and_text_lines_say_the_same():
     assert trace[0].startswith("Traceback") and trace[-1] == "ValueError: math domain error"
     with pytest.raises(ValueError, match="unknown log format 'yaml'"):
         logformat.make_formatter("yaml")
+
+
+def test_a_traceback_rq_puts_in_its_message_goes_to_exc():
+    failed = record("Worker %s: job %s: exception raised while executing (%s)\n%s", "w", "j1", "math.sqrt",
+                    "Traceback (most recent call last):\nValueError: math domain error", job_id="j1")
+    failed.name = "rq.worker"
+    assert logformat.traceback_out_of_message(failed)
+    entry = json.loads(logformat.JsonFormatter().format(failed))
+    assert entry["msg"] == "Worker w: job j1: exception raised while executing (math.sqrt)"
+    assert entry["exc"] == "Traceback (most recent call last):\nValueError: math domain error"
+    own = record("a message of ours\n%s", "ending in an argument")  # not RQ's: left as it is
+    logformat.traceback_out_of_message(own)
+    assert json.loads(logformat.JsonFormatter().format(own))["msg"] == "a message of ours\nending in an argument"

@@ -21,11 +21,14 @@ from rq import Queue
 from pullbridge import keys
 from pullbridge.config import ConfigError
 from pullbridge.config_types import log_level
+from pullbridge.logformat import LOG_FORMAT_ENV, log_format, setup_process_logging
 from pullbridge.redis_url import RedisUnusable, connect_checked
 from worker.errors import PermanentError
 from worker.jobs import process_config
 from worker.kube import process_kube
 from worker.redis_outage import SyncWorker
+
+log = logging.getLogger("pullbridge.worker")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,18 +37,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="worker name (default: RQ's)")
     parser.add_argument("--log-level", type=log_level, default=os.environ.get("PULLBRIDGE_LOG_LEVEL", "INFO"),
                         help="DEBUG, INFO, WARNING, ERROR (any case; default $PULLBRIDGE_LOG_LEVEL or INFO)")
+    parser.add_argument("--log-format", type=log_format, default=os.environ.get(LOG_FORMAT_ENV, "json"),
+                        help=f"json (one object per line) or text (default ${LOG_FORMAT_ENV} or json)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_process_logging(args.log_level, args.log_format)
     try:
         config = process_config()
         process_kube()
     except (ConfigError, PermanentError) as exc:
-        print(f"worker: {exc}", file=sys.stderr)
+        log.error("worker: %s", exc)
         return 2
     try:
         conn = connect_checked(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     except RedisUnusable as exc:
-        print(f"worker: {exc}", file=sys.stderr)
+        log.error("worker: %s", exc)
         return 2
     queues = [Queue(name, connection=conn) for name in keys.QUEUES.values()]
     worker = SyncWorker(queues, connection=conn, name=args.name)

@@ -43,6 +43,7 @@ from rq.cron import CronJob, CronScheduler, now
 from pullbridge import keys
 from pullbridge.config import CONFIG_ENV, Config, ConfigError, load_config
 from pullbridge.config_types import log_level
+from pullbridge.logformat import LOG_FORMAT_ENV, log_format, setup_process_logging
 from pullbridge.redis_url import RedisUnusable, connect_checked
 from worker.redis_outage import rerun_while_redis_is_down
 
@@ -189,21 +190,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help=f"YAML file (default: ${CONFIG_ENV})")
     parser.add_argument("--log-level", type=log_level, default=os.environ.get("PULLBRIDGE_LOG_LEVEL", "INFO"),
                         help="DEBUG, INFO, WARNING, ERROR (any case; default $PULLBRIDGE_LOG_LEVEL or INFO)")
+    parser.add_argument("--log-format", type=log_format, default=os.environ.get(LOG_FORMAT_ENV, "json"),
+                        help=f"json (one object per line) or text (default ${LOG_FORMAT_ENV} or json)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_process_logging(args.log_level, args.log_format)
     path = args.config or os.environ.get(CONFIG_ENV)
     if not path:
-        print(f"scheduler: no configuration: set {CONFIG_ENV} or pass --config", file=sys.stderr)
+        log.error("scheduler: no configuration: set %s or pass --config", CONFIG_ENV)
         return 2
     try:
         conn = connect_checked(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     except RedisUnusable as exc:
-        print(f"scheduler: {exc}", file=sys.stderr)
+        log.error("scheduler: %s", exc)
         return 2
     try:
         scheduler = ReconcileScheduler(conn, path, logging_level=args.log_level)
     except ConfigError as exc:
-        print(f"scheduler: {exc}", file=sys.stderr)
+        log.error("scheduler: %s", exc)
         return 2
     scheduler.start()
     return 0
