@@ -7,30 +7,17 @@ scale is reverted, and the duplicate ticks of the second scheduler do nothing.
 from __future__ import annotations
 
 import os
-import time
-from pathlib import Path
 
 import pytest
 from rq.cron import get_cron_job_ids
 from rq.job import Job
 
 from tests.worker.drift_support import kubectl, replicas
+from tests.worker.process_support import wait_for
 from tests.worker.sync_manifests import app_files
 from worker.scheduler import job_name
 
 pytestmark = pytest.mark.stack
-SAFETY_TIMEOUT = 180  # only so a broken process cannot hang the suite; not a performance limit
-
-
-def wait_for(what: str, check, tmp_path: Path):
-    deadline = time.monotonic() + SAFETY_TIMEOUT
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    logs = "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in tmp_path.glob("*.log"))
-    pytest.fail(f"{what} did not happen\n{logs}")
 
 
 def test_missed_push_and_drift_handled_by_scheduler_and_worker(harness, git_repo, stack, namespace, tmp_path,

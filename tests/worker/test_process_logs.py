@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -13,20 +12,10 @@ from rq import Queue
 from rq.job import Job
 
 from pullbridge import keys
+from tests.worker.process_support import wait_for
 from tests.worker.sync_manifests import app_files
 
 pytestmark = pytest.mark.stack
-SAFETY_TIMEOUT = 180  # only so a broken process cannot hang the suite; not a performance limit
-
-
-def wait_for(what: str, check, logs: list[Path]):
-    deadline = time.monotonic() + SAFETY_TIMEOUT
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"{what} did not happen\n" + "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in logs))
 
 
 def json_lines(path: Path) -> list[dict]:
@@ -51,10 +40,10 @@ def test_every_line_of_the_worker_and_the_scheduler_is_a_json_object(harness, gi
     scheduler = processes("scheduler", "worker.scheduler", env=cache)
     worker = processes("worker", "worker", "--name", f"logs-test-{os.getpid()}", env=cache)
     harness.request(sha)
-    wait_for("the commit applied", lambda: harness.state().get("applied_sha") == sha, logs)
+    wait_for("the commit applied", lambda: harness.state().get("applied_sha") == sha, tmp_path)
     failing = Queue(keys.SYNC_QUEUE, connection=harness.conn).enqueue("math.sqrt", -1)
-    wait_for("the failing job failed", lambda: Job.fetch(failing.id, connection=harness.conn).is_failed, logs)
-    wait_for("a periodic reconcile queued", lambda: "Enqueued job reconcile" in logs[1].read_text(), logs)
+    wait_for("the failing job failed", lambda: Job.fetch(failing.id, connection=harness.conn).is_failed, tmp_path)
+    wait_for("a periodic reconcile queued", lambda: "Enqueued job reconcile" in logs[1].read_text(), tmp_path)
     for proc in (worker, scheduler):
         proc.terminate()
         proc.wait()
