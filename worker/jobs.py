@@ -307,9 +307,10 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
         retrying = job is not None and job.should_retry
         record.result, record.error = ("retrying" if retrying else "failure"), f"{type(exc).__name__}: {exc}"
         history.save(conn, record, limit=limit)
-        if not retrying:
+        if not retrying:  # a lost lock's new holder applies the commit: its result stands
             for sha in [record.sha] if record.sha else wanted:
-                _status(conn, config, repo, sha, "error", str(exc), record.id, keep_result=not record.sha)
+                _status(conn, config, repo, sha, "error", str(exc), record.id,
+                        keep_result=not record.sha or isinstance(exc, LockLost))
         _report(conn, config, repo, record, record.error)
         raise
     finally:

@@ -141,3 +141,29 @@ def test_prune_stops_deleting_once_the_lock_is_taken(harness, git_repo, kube, na
     present = {cm.metadata.name for cm in client.CoreV1Api(kube).list_namespaced_config_map(namespace).items}
     assert names - present == set(deleted)
     assert inventory_ids(kube, namespace) == tracked  # the lock's new holder writes the inventory
+
+
+def test_a_last_attempt_that_lost_its_lock_leaves_the_new_holders_result(
+        harness, git_repo, namespace, lock_taken_after, monkeypatch):
+    """The lock's new holder applies the commit and posts its result; the last attempt of the sync that lost
+    the lock posts its error only to a commit without one, never over the new holder's green check."""
+    from rq import Queue
+    from pullbridge import keys
+    from worker import status
+
+    monkeypatch.setenv("PB_TOKEN", "t")
+    repo = git_repo("locklostlast")
+    harness.configure(repo, concurrency=1, retries=0, provider="github", repository="o/locklostlast",
+                      status={"token_env": "PB_TOKEN", "api_url": "http://127.0.0.1:9", "retries": 0})
+    lock_taken_after(1, Applier, "_apply_request", applied_ref)
+    sha = repo.commit_and_push("three configmaps", {"deploy/cms.yaml": "---\n".join(
+        configmap(f"cm-{i}", "1") for i in range(3))})
+    failed = harness.sync(sha)
+    assert (failed["result"], failed["error"][:19]) == ("failure", "LockLost: lost the "), failed
+    [error] = [job for job in Queue(keys.STATUS_QUEUE, connection=harness.conn).jobs if job.args[2] == "error"]
+    assert error.args[:2] == ("app", sha)
+    harness.conn.hset(keys.status_order("app", sha), "result", "success")  # the new holder's, posted first
+    _, _, state, description, sync_id = error.args
+    answer = status.post_now(harness.conn, harness.config, harness.repo, sha, state, description, sync_id,
+                             **error.kwargs)
+    assert answer == "stale"  # dropped: nothing was sent to the host
