@@ -37,6 +37,7 @@ import git
 from pullbridge.config import Config, RepoConfig
 from worker import ssh
 from worker.errors import PermanentError, TemporaryError, cut
+from worker.render import MIB
 
 log = logging.getLogger("pullbridge.fetch")
 
@@ -45,7 +46,6 @@ SHA_RE = re.compile(r"^[0-9a-f]{40}\Z")
 KEEP_CHECKOUTS = 3
 MAX_CHECKOUT_ENV = "PULLBRIDGE_MAX_CHECKOUT_MIB"
 DEFAULT_MAX_CHECKOUT_MIB = 512
-MIB = 1024 * 1024
 # In the mirror's info/attributes, which outranks every .gitattributes of a commit:
 # `git archive` then writes each file as committed (no export-ignore dropping it, no
 # $Format$/$Id$ expansion, no end-of-line, encoding or filter conversion).
