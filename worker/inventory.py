@@ -19,10 +19,12 @@ still declares it (nor while the other's cannot be read).
 from __future__ import annotations
 
 import json
+from typing import Callable
 
 from worker.apply import object_id
 from worker.errors import PermanentError, TemporaryError
 from worker.kube import FIELD_MANAGER, ApiError, Kube, sync_error
+from worker.render import object_ref
 
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 DATA_KEY = "inventory.json"
@@ -135,6 +137,35 @@ def declared_elsewhere(kube: Kube, namespace: str, repo_name: str) -> dict[str, 
         for oid in _entries(cm, namespace, other):
             owners.setdefault(oid, []).append(other)
     return owners
+
+
+SHARED_SHOWN = 5  # objects a "declared by another repo too" note names
+
+
+def shared_note(previous: dict[str, dict], entries: dict[str, dict],
+                declared_elsewhere: Callable[[], dict[str, list[str]]]) -> str | None:
+    """A warning for the sync's record when an object it newly declares or changes (a new entry
+    or a new digest) is in another repo's inventory too: both repos apply it with the same field
+    manager, so each one's sync overwrites what the other declared.  None when there is none (or
+    the other inventories cannot be read: prune says so).  ``declared_elsewhere`` is called only
+    when something was declared or changed, so an unchanged sync makes no request."""
+    touched = [oid for oid, entry in entries.items() if (previous.get(oid) or {}).get("h") != entry.get("h")]
+    if not touched:
+        return None
+    try:
+        others = declared_elsewhere()
+    except (PermanentError, TemporaryError):
+        return None
+    shared = [oid for oid in sorted(touched) if oid in others]
+    if not shared:
+        return None
+    named = []
+    for oid in shared[:SHARED_SHOWN]:
+        namespace, name, _, kind = parse_id(oid)
+        named.append(f"{object_ref(kind, namespace, name)} (by {', '.join(sorted(others[oid]))})")
+    more = f" and {len(shared) - SHARED_SHOWN} more" if len(shared) > SHARED_SHOWN else ""
+    return (f"declared by another repo too: {', '.join(named)}{more}; each repo's sync overwrites what the "
+            f"other declares (one field manager, {FIELD_MANAGER}): declare each object in one repo only")
 
 
 _known_namespaces: set[str] = set()

@@ -15,6 +15,7 @@ nothing is lost even when the retries run out.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -258,11 +259,15 @@ def _sync_locked(conn: Redis, config: Config, repo: RepoConfig, lock: RepoLock, 
             raise
         record.add(applied.changes)
         record.phase("apply")
+        elsewhere = functools.cache(lambda: inventory.declared_elsewhere(kube, inv_ns, repo.name))
+        if shared := inventory.shared_note(previous, applied.entries, elsewhere):
+            record.notes.append(shared)
+            log.warning("%s@%s: %s", repo.name, target.sha[:12], shared)
         lock.check()
         pruned = PruneResult()
         try:
             prune(kube, previous, applied.entries, dry_run_only=repo.mode == "report",
-                  declared_elsewhere=lambda: inventory.declared_elsewhere(kube, inv_ns, repo.name),
+                  declared_elsewhere=elsewhere,
                   inventory_id=inventory.own_id(inv_ns, repo.name), result=pruned, lock=lock)
         except LockLost:
             record.add(pruned.changes)  # what it deleted; the inventory is the new lock holder's to write

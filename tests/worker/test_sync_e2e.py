@@ -83,8 +83,18 @@ def test_an_object_two_repos_declare_is_not_pruned_while_the_other_still_declare
         return history.get_record(harness.conn, sync_repo(harness, index, sha)["id"])
 
     shared = {"deploy/shared.yaml": configmap("shared", "s")}
-    sync(0, first.commit_and_push("v1", {**shared, "deploy/own.yaml": configmap("first-own", "f")}))
-    sync(1, second.commit_and_push("v1", dict(shared)))
+    assert sync(0, first.commit_and_push("v1", {**shared, "deploy/own.yaml": configmap("first-own", "f")}))[
+        "notes"] == []
+    taken = sync(1, second.commit_and_push("v1", dict(shared)))
+    assert taken["notes"] == [f"declared by another repo too: ConfigMap/{namespace}/shared (by app); each repo's "
+                              "sync overwrites what the other declares (one field manager, pullbridge): declare "
+                              "each object in one repo only"]
+    calls = []
+    original = inventory.declared_elsewhere
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inventory, "declared_elsewhere", lambda *a: calls.append(a) or original(*a))
+        unchanged = sync(0, first.commit_and_push("readme", {"README.md": "no manifest changes"}))
+    assert unchanged["notes"] == [] and calls == []  # nothing declared anew: no LIST of the inventories
 
     first.remove("deploy/shared.yaml")
     record = sync(0, first.commit_and_push("drop shared"))
