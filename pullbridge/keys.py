@@ -90,6 +90,11 @@ def alert_state(repo: str) -> str:
     return f"pb:repo:{repo}:alert-state"
 
 
+def drift_check_alert_state(repo: str) -> str:
+    """STRING: last alerted state of the repo's periodic drift checks, ``ok`` or ``failing``."""
+    return f"pb:repo:{repo}:drift-check-alert-state"
+
+
 def alert_once(key: str) -> str:
     """STRING with a TTL: an alert already sent for this event (e.g. a drift sync id)."""
     return f"pb:alert-once:{key}"

@@ -23,7 +23,8 @@ from pullbridge.config_types import Secret, StrictModel, parse_duration
 from pullbridge.repo_url import host_and_path
 
 STATUS_PROVIDERS = ("github", "gitlab", "gitea", "bitbucket-server")
-ALERT_EVENTS = ("sync_failed", "sync_recovered", "drift_corrected", "drift_failed", "drift_found")
+ALERT_EVENTS = ("sync_failed", "sync_recovered", "drift_corrected", "drift_failed", "drift_found",
+                "drift_check_failed", "drift_check_recovered")
 CONTEXT_MAX = 255  # GitLab's `name` and a sane bound for GitHub's `context`
 
 
@@ -107,7 +108,7 @@ class AlertTarget(StrictModel):
     kind: Literal["slack", "webhook"]
     url_env: str | None = None
     url_file: str | None = None
-    events: list[Literal["sync_failed", "sync_recovered", "drift_corrected", "drift_failed", "drift_found"]] = Field(
+    events: list[Literal[ALERT_EVENTS]] = Field(
         default_factory=lambda: list(ALERT_EVENTS))
     repos: list[str] = Field(default_factory=list, description="only these repos; empty: all")
     retries: int = Field(5, ge=0, le=20)

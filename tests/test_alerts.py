@@ -163,6 +163,7 @@ def test_unknown_result_and_redis_down_never_raise(setup):
     dead = dead_redis()
     assert alerts.sync_finished(dead, config, config.repo("app"), "failure", "s", "x") == []
     assert alerts.drift_alert(dead, config, config.repo("app"), "drift_corrected", "s", "x") == []
+    assert alerts.drift_check_finished(dead, config, config.repo("app"), False, "x") == []
 
 
 def test_slack_message_escapes_and_links():
@@ -170,6 +171,10 @@ def test_slack_message_escapes_and_links():
                                 "url": "https://pb/syncs/s-1", "summary": "a <b> & c"})
     assert msg["text"].startswith(":red_circle: Pullbridge: sync failed for *app* (<https://pb/syncs/s-1|sync s-1>)")
     assert "a &lt;b&gt; &amp; c" in msg["text"]
+    msg = alerts.slack_message({"event": "drift_check_failed", "repo": "app", "sync_id": None,
+                                "url": "https://pb/repos/app", "summary": "drift check failed: HTTP 403"})
+    assert msg["text"].startswith(":no_entry: Pullbridge: drift check failing for *app* (<https://pb/repos/app|repo "
+                                  "page>)\ndrift check failed")
 
 
 def test_the_json_body_is_the_one_documented(setup):

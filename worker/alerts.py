@@ -1,4 +1,5 @@
-"""Alerts to operators: sync failed, sync recovered, drift corrected, found or not corrected.
+"""Alerts to operators: sync failed or recovered, drift corrected, found or not corrected,
+drift checks failing or recovered.
 
 Why it exists: an operator wants to hear when a repository starts failing
 and when it is fine again, not once per retry.  The sync engine calls
@@ -11,6 +12,11 @@ when that state changes:
 * failure after ok (or after nothing)  -> ``sync_failed``, once;
 * success after failing               -> ``sync_recovered``, once;
 * anything else                       -> nothing.
+
+The periodic drift check calls ``drift_check_finished`` the same way, with a
+state of its own (``keys.drift_check_alert_state``): ``drift_check_failed``
+once when checks can no longer look at the cluster (RBAC revoked, the API
+server refusing), ``drift_check_recovered`` once when one looks again.
 
 Swapping the state and queueing the alert jobs is one Redis transaction
 (WATCH/MULTI), so two workers finishing at once cannot both alert, and a
@@ -47,10 +53,13 @@ DRIFT_ONCE_TTL = 7 * 86400
 SLACK_TEXT_MAX = 3000  # a Slack section block's text limit
 ICONS = {"sync_failed": ":red_circle:", "sync_recovered": ":large_green_circle:",
          "drift_corrected": ":wrench:", "drift_failed": ":warning:", "drift_found": ":mag:",
-         "test": ":bell:"}
+         "drift_check_failed": ":no_entry:", "drift_check_recovered": ":white_check_mark:", "test": ":bell:"}
+STATE_OF = {"sync_failed": "failing", "sync_recovered": "ok",
+            "drift_check_failed": "failing", "drift_check_recovered": "ok"}
 TITLES = {"sync_failed": "sync failed", "sync_recovered": "sync recovered",
           "drift_corrected": "drift corrected", "drift_failed": "drift not corrected",
-          "drift_found": "drift found", "test": "test alert"}
+          "drift_found": "drift found", "drift_check_failed": "drift check failing",
+          "drift_check_recovered": "drift check recovered", "test": "test alert"}
 
 
 def alert_time() -> str:
@@ -70,15 +79,31 @@ def sync_finished(conn: Redis, config: Config, repo: RepoConfig, result_state: s
     ``result_state``: 'success' (also 'synced', 'noop') or 'failure' (also
     'failed', 'error').  Never raises: alerting must not break a sync.
     """
+    if result_state in SUCCESS_STATES:
+        failing = False
+    elif result_state in FAILURE_STATES:
+        failing = True
+    else:
+        log.warning("alerts: unknown sync result %r for %s; ignored", result_state, repo.name)
+        return []
+    return _on_change(conn, config, repo, keys.alert_state(repo.name), failing,
+                      ("sync_failed", "sync_recovered"), sync_id, summary)
+
+
+def drift_check_finished(conn: Redis, config: Config, repo: RepoConfig, looked: bool, summary: str) -> list[str]:
+    """Call after every periodic drift check: ``looked`` False when it could not look at the
+    cluster (its scan failed: RBAC, the API server).  ``drift_check_failed`` once when checks
+    start failing, ``drift_check_recovered`` once when one looks again.  Never raises."""
+    return _on_change(conn, config, repo, keys.drift_check_alert_state(repo.name), not looked,
+                      ("drift_check_failed", "drift_check_recovered"), None, summary)
+
+
+def _on_change(conn: Redis, config: Config, repo: RepoConfig, state_key: str, failing: bool,
+               events: tuple[str, str], sync_id: str | None, summary: str) -> list[str]:
+    """Record ``ok`` or ``failing`` in ``state_key``; alert ``events[0]`` when it turns failing,
+    ``events[1]`` when it turns ok after failing (the first ok ever tells nothing)."""
+    new_state = "failing" if failing else "ok"
     try:
-        if result_state in SUCCESS_STATES:
-            new_state = "ok"
-        elif result_state in FAILURE_STATES:
-            new_state = "failing"
-        else:
-            log.warning("alerts: unknown sync result %r for %s; ignored", result_state, repo.name)
-            return []
-        state_key = keys.alert_state(repo.name)
         with conn.pipeline() as pipe:
             while True:
                 try:
@@ -88,12 +113,7 @@ def sync_finished(conn: Redis, config: Config, repo: RepoConfig, result_state: s
                     if previous == new_state:
                         pipe.unwatch()
                         return []
-                    if new_state == "failing":
-                        event = "sync_failed"
-                    elif previous == "failing":
-                        event = "sync_recovered"
-                    else:
-                        event = None  # first success ever: nothing to tell
+                    event = events[0] if failing else (events[1] if previous == "failing" else None)
                     pipe.multi()
                     pipe.set(state_key, new_state)
                     job_ids = _enqueue(pipe, conn, config, repo, event, sync_id, summary) if event else []
@@ -102,7 +122,8 @@ def sync_finished(conn: Redis, config: Config, repo: RepoConfig, result_state: s
                 except WatchError:
                     continue
     except Exception:  # noqa: BLE001 - alerting never raises into the sync
-        log.exception("alerts: could not record the sync result of %s", repo.name)
+        log.exception("alerts: could not record the %s state of %s", events[0].rsplit("_", 1)[0].replace("_", " "),
+                      repo.name)
         return []
 
 
@@ -137,10 +158,10 @@ def _enqueue(pipe, conn: Redis, config: Config, repo: RepoConfig, event: str,
         "source": "pullbridge",
         "event": event,
         "repo": repo.name,
-        "state": {"sync_failed": "failing", "sync_recovered": "ok"}.get(event, event),
+        "state": STATE_OF.get(event, event),
         "sync_id": sync_id,
         "summary": summary or "",
-        "url": f"{config.server.public_url.rstrip('/')}/syncs/{sync_id}" if sync_id else None,
+        "url": config.server.public_url.rstrip("/") + (f"/syncs/{sync_id}" if sync_id else f"/repos/{repo.name}"),
         "at": alert_time(),
     }
     queue = Queue(keys.STATUS_QUEUE, connection=conn)
@@ -197,7 +218,8 @@ def slack_message(alert: dict) -> dict:
     event = alert["event"]
     head = f"{ICONS.get(event, '')} Pullbridge: {TITLES.get(event, event)} for *{_slack_escape(alert['repo'])}*"
     if alert.get("url"):
-        head += f" (<{alert['url']}|sync {_slack_escape(str(alert.get('sync_id')))}>)"
+        link = f"sync {alert['sync_id']}" if alert.get("sync_id") else "repo page"
+        head += f" (<{alert['url']}|{_slack_escape(link)}>)"
     summary = _slack_escape(alert.get("summary") or "")
     text = head + (f"\n{summary}" if summary else "")
     if len(text) > SLACK_TEXT_MAX:

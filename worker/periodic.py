@@ -327,7 +327,9 @@ def check_drift(conn: Redis, config: Config, repo: RepoConfig, sha: str, lock: R
         record.phase("scan")
     except (PermanentError, TemporaryError, ApiError) as exc:
         record_check(conn, repo.name, _also(f"drift check failed: {cut(exc, 200)}", also), looked=False)
+        alerts.drift_check_finished(conn, config, repo, False, f"drift check failed: {cut(exc, 300)}")
         return {"result": "failure", "error": str(exc)}
+    alerts.drift_check_finished(conn, config, repo, True, f"drift checked again: {found.checked} objects looked at")
     record.notes.extend(found.notes)
     objects = len({e.object for e in found.entries})
     if not found.entries:

@@ -285,10 +285,13 @@ def test_a_drift_check_that_cannot_list_is_a_warning_and_no_check(synced_with, s
     stays at the last check that looked at the cluster."""
     from worker import kube as kube_module
     harness = synced_with({})
+    with_alerts(harness, monkeypatch, ["drift_check_failed", "drift_check_recovered"])
     assert run_reconcile(harness)["result"] == "in sync"
+    assert queued_alerts(harness) == []  # checks that always looked: nothing to tell
     looked_at = harness.state()["last_check_at"]
     restricted = restricted_kube([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "patch"]}],
                                  "list", "configmaps", namespace)
+    allowed = kube_module._process_kube
     monkeypatch.setattr(kube_module, "_process_kube", restricted)
     caplog.set_level(logging.INFO, logger="pullbridge.drift")
     assert run_reconcile(harness)["result"] == "failure"
@@ -298,3 +301,13 @@ def test_a_drift_check_that_cannot_list_is_a_warning_and_no_check(synced_with, s
     assert state["last_check_at"] == looked_at
     [line] = [r for r in caplog.records if "drift check failed" in r.getMessage()]
     assert line.levelno == logging.WARNING
+    [alert] = queued_alerts(harness)  # once, however many checks fail
+    assert (alert["event"], alert["state"], alert["url"]) == ("drift_check_failed", "failing",
+                                                              "http://127.0.0.1:8080/repos/app")
+    assert alert["summary"].startswith("drift check failed: listing deployments: HTTP 403")
+    assert run_reconcile(harness)["result"] == "failure"
+    assert len(queued_alerts(harness)) == 1
+    monkeypatch.setattr(kube_module, "_process_kube", allowed)
+    assert run_reconcile(harness)["result"] == "in sync"
+    assert [(a["event"], a["state"]) for a in queued_alerts(harness)] == [
+        ("drift_check_failed", "failing"), ("drift_check_recovered", "ok")]
