@@ -18,7 +18,7 @@ import sys
 
 from rq import Queue
 
-from pullbridge import keys
+from pullbridge import keys, liveness
 from pullbridge.config import ConfigError
 from pullbridge.config_types import log_level
 from pullbridge.logformat import LOG_FORMAT_ENV, log_format, setup_process_logging
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"json (one object per line) or text (default ${LOG_FORMAT_ENV} or json)")
     args = parser.parse_args(argv)
     setup_process_logging(args.log_level, args.log_format)
+    liveness.vouch(liveness.STARTUP_SECONDS)
     try:
         config = process_config()
         process_kube()

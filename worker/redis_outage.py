@@ -33,15 +33,20 @@ from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import StopRequested
 from rq.scheduler import RQScheduler
 
+from pullbridge import liveness
+
 log = logging.getLogger("pullbridge.redis")
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
 RETRY_SECONDS = 2.0
+WAIT_VOUCH_SECONDS = 60.0  # beyond a wait's own length: a ping may take the client's socket timeout
 
 
-def rerun_while_redis_is_down(run: Callable[[], None], stopping: Callable[[], bool], what: str) -> None:
+def rerun_while_redis_is_down(run: Callable[[], None], stopping: Callable[[], bool], what: str,
+                              vouches: bool = False) -> None:
     """Call ``run`` (a loop that returns when stopped) again each time it raises because Redis
-    is unreachable, every ``RETRY_SECONDS``, until it returns or ``stopping()``."""
+    is unreachable, every ``RETRY_SECONDS``, until it returns or ``stopping()``.  ``vouches``:
+    the process's liveness (``pullbridge.liveness``) rests on this loop, waiting included."""
     while True:
         try:
             run()
@@ -50,6 +55,8 @@ def rerun_while_redis_is_down(run: Callable[[], None], stopping: Callable[[], bo
             if stopping():  # stopped while Redis was down: the loop's clean-up could not reach it
                 return
             log.warning("%s: Redis unreachable (%s); trying again every %ss", what, exc, RETRY_SECONDS)
+        if vouches:
+            liveness.vouch(RETRY_SECONDS + WAIT_VOUCH_SECONDS)
         try:
             time.sleep(RETRY_SECONDS)
         except StopRequested:  # a signal handler that raises (RQ's CronScheduler's)
@@ -89,6 +96,7 @@ class SyncWorker(SimpleWorker):
             self._wait_for_redis(f"RQ could not record the start or end of job {job.id}", exc)
 
     def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
+        liveness.vouch(timeout or self.worker_ttl + 60)  # RQ's own TTL: past it, RQ counts the worker dead
         try:
             super().heartbeat(timeout, pipeline)
         except REDIS_DOWN as exc:
@@ -120,6 +128,7 @@ class SyncWorker(SimpleWorker):
         connection error anywhere but in the pop of the next job."""
         log.error("worker %s: Redis unreachable, %s (%s); waiting for Redis", self.name, what, exc)
         while not self._stop_requested:
+            liveness.vouch(RETRY_SECONDS + WAIT_VOUCH_SECONDS)
             try:
                 self.connection.ping()
                 return

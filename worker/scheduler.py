@@ -40,7 +40,7 @@ from pathlib import Path
 from redis import Redis
 from rq.cron import CronJob, CronScheduler, now
 
-from pullbridge import keys
+from pullbridge import keys, liveness
 from pullbridge.config import CONFIG_ENV, Config, ConfigError, load_config
 from pullbridge.config_types import log_level
 from pullbridge.logformat import LOG_FORMAT_ENV, log_format, setup_process_logging
@@ -176,9 +176,13 @@ class ReconcileScheduler(CronScheduler):
     def calculate_sleep_interval(self) -> float:
         return min(super().calculate_sleep_interval(), RELOAD_CHECK_SECONDS)
 
+    def heartbeat(self) -> None:
+        liveness.vouch(RELOAD_CHECK_SECONDS + 60)  # the loop's longest sleep, and time for its work
+        super().heartbeat()
+
     def start(self) -> None:
         """RQ's loop, begun again after Redis was unreachable, until SIGTERM/SIGINT."""
-        rerun_while_redis_is_down(super().start, lambda: self._stopping, "scheduler")
+        rerun_while_redis_is_down(super().start, lambda: self._stopping, "scheduler", vouches=True)
 
     def _request_stop(self, signum, frame):
         self._stopping = True
@@ -194,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"json (one object per line) or text (default ${LOG_FORMAT_ENV} or json)")
     args = parser.parse_args(argv)
     setup_process_logging(args.log_level, args.log_format)
+    liveness.vouch(liveness.STARTUP_SECONDS)
     path = args.config or os.environ.get(CONFIG_ENV)
     if not path:
         log.error("scheduler: no configuration: set %s or pass --config", CONFIG_ENV)

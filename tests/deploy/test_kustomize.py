@@ -113,6 +113,12 @@ def test_processes_probes_and_ingress(stack):
     assert web["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert " ".join(specs["pullbridge-worker"]["containers"][0]["command"]) == procfile["worker"]
     assert " ".join(specs["pullbridge-scheduler"]["containers"][0]["command"]) == procfile["scheduler"]
+    for name in ("pullbridge-worker", "pullbridge-scheduler"):  # pullbridge.liveness: the file on the writable /tmp
+        container = specs[name]["containers"][0]
+        assert container["livenessProbe"]["exec"]["command"] == ["python", "-m", "pullbridge.liveness"]
+        [alive] = [e["value"] for e in container["env"] if e["name"] == "PULLBRIDGE_ALIVE_FILE"]
+        assert any(alive.startswith(m["mountPath"] + "/") for m in container["volumeMounts"]
+                   if not m.get("readOnly")), (name, alive)
     redis = specs["pullbridge-redis"]["containers"][0]
     assert "--appendonly" in redis["args"]
     ingresses = [o for o in objects if o["kind"] == "Ingress"]

@@ -16,6 +16,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -151,6 +152,14 @@ def test_503_carries_retry_after(aof_redis, deployment):
     assert caught.value.code == 503 and int(caught.value.headers["Retry-After"]) > 0
 
 
+def vouches_while_waiting(alive) -> None:
+    """The process waiting for Redis keeps vouching for itself (``pullbridge.liveness``): waiting is not
+    hung, and a liveness probe restarting it would not bring Redis back."""
+    first = float(alive.read_text())
+    assert wait_for(lambda: float(alive.read_text()) > first, 30, 0.2) is not None  # again, every RETRY_SECONDS
+    assert subprocess.run([sys.executable, "-m", "pullbridge.liveness", str(alive)]).returncode == 0
+
+
 def test_the_scheduler_outlives_a_redis_restart(aof_redis, deployment, figure):
     """RQ's CronScheduler loop exits on the first refused connection: the periodic reconcile
     would stop until someone restarted the process.  It waits for Redis and goes on."""
@@ -158,6 +167,8 @@ def test_the_scheduler_outlives_a_redis_restart(aof_redis, deployment, figure):
     run = deployment(name=name, full_name=f"pullbridge/{name}", redis_url=aof_redis.url,
                      repo_settings={"interval": "10s"})
     run.write_config()
+    alive = run.tmp / "scheduler-alive"
+    run.env["PULLBRIDGE_ALIVE_FILE"] = str(alive)
     run.start("scheduler")  # no worker: the reconcile jobs it queues stay in the queue
     scheduler = run.procs["scheduler"]
     conn = redis.Redis.from_url(aof_redis.url)
@@ -170,6 +181,7 @@ def test_the_scheduler_outlives_a_redis_restart(aof_redis, deployment, figure):
                        60, 0.2)
     assert noticed is not None
     assert scheduler.poll() is None, run.log_tail("scheduler", 40)
+    vouches_while_waiting(alive)
     aof_redis.start()
     restarted = time.time()
     conn = redis.Redis.from_url(aof_redis.url)
@@ -236,7 +248,10 @@ def test_a_worker_outlives_redis_going_away_mid_sync(aof_redis, deployment, name
     run = deployment(name=name, full_name=f"pullbridge/{name}", redis_url=aof_redis.url,
                      repo_settings={"interval": "10s", "concurrency": 1})
     run.write_config({"worker": {"inventory_namespace": namespace, "lock_ttl": "4s", "lock_wait": "2s"}})
-    run.start("web", "worker", "scheduler")
+    alive = run.tmp / "worker-alive"
+    run.start("web", "scheduler")
+    run.env["PULLBRIDGE_ALIVE_FILE"] = str(alive)
+    run.start("worker")
     core = client.CoreV1Api(kube)
     conn = redis.Redis.from_url(aof_redis.url)
     applied = lambda sha: (conn.hget(keys.state(name), "applied_sha") or b"").decode() == sha  # noqa: E731
@@ -255,6 +270,7 @@ def test_a_worker_outlives_redis_going_away_mid_sync(aof_redis, deployment, name
                      or "could not record the start or end" in run.log_tail("worker", 1000), 120, 0.2)
     assert ended is not None, run.log_tail("worker", 40)
     assert worker.poll() is None, run.log_tail("worker", 40)
+    vouches_while_waiting(alive)
     aof_redis.start()
     restarted = time.monotonic()
     conn = redis.Redis.from_url(aof_redis.url)
