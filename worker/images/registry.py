@@ -26,6 +26,7 @@ import requests
 
 from pullbridge.config_types import ConfigError
 from pullbridge.image_config import RegistryConfig
+from worker.images.policy import EPOCH
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -105,7 +106,13 @@ class TagInfo:
 
 
 def parse_created(value) -> datetime | None:
-    """An RFC 3339 timestamp from a config blob (nanoseconds allowed) -> aware datetime."""
+    """An RFC 3339 timestamp from a config blob (nanoseconds allowed) -> aware datetime.
+
+    None when the image does not say when it was built: no time, one that is
+    not a date, or one at or before the Unix epoch, which reproducible builds
+    (Bazel, Jib, ko, Nix) write instead of a time (1970-01-01 or Go's zero
+    0001-01-01): no image was built then.
+    """
     if not isinstance(value, str) or not value:
         return None
     m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", value.strip())
@@ -114,9 +121,10 @@ def parse_created(value) -> datetime | None:
     frac = (m.group(2) or ".0")[:7]
     zone = "+00:00" if m.group(3) == "Z" else m.group(3)
     try:
-        return datetime.fromisoformat(m.group(1) + frac + zone).astimezone(timezone.utc)
-    except ValueError:
+        created = datetime.fromisoformat(m.group(1) + frac + zone).astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved past the calendar by its offset
         return None
+    return created if created > EPOCH else None
 
 
 # ---------------------------------------------------------------- auth

@@ -123,6 +123,11 @@ def _best_tag(registries: CachedRegistries, ref: ImageRef, container: ContainerI
         result.skipped.append(f"{container.label}: {container.path}: no tag of {ref.repository} matches "
                               f"{container.filter!r}")
         return None
+    if container.filter.needs_created and best.created is None:  # then none of them says: any pick is a guess
+        result.skipped.append(f"{container.label}: {container.path}: no tag of {ref.repository} matching "
+                              f"{container.filter!r} says when its image was built (config created), so the "
+                              "newest cannot be told; a semver: filter orders by version instead")
+        return None
     return best.tag
 
 
