@@ -27,7 +27,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from worker import yamlbounds
 from worker.errors import cut
 from worker.images.policy import PolicyError, TagFilter, WorkloadPolicy, workload_policy
-from worker.render import MAX_MANIFEST_BYTES, MIB, shown_path, walk
+from worker.render import MANIFEST_SUFFIXES, MAX_MANIFEST_BYTES, MIB, shown_path, walk
 
 # kind -> keys from the document root to its pod spec
 POD_SPEC_PATHS = {
@@ -36,7 +36,6 @@ POD_SPEC_PATHS = {
     "DaemonSet": ("spec", "template", "spec"),
     "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
 }
-YAML_SUFFIXES = (".yaml", ".yml")
 _LINES = re.compile(r"(?<=\n)")
 
 
@@ -144,12 +143,12 @@ def _dig(doc, path):
     return node
 
 
-def yaml_files(root: Path, subdir: str = ".") -> list[Path]:
-    """Every *.yaml / *.yml under ``root/subdir``, as the sync reads them (``worker.render.walk``:
+def manifest_files(root: Path, subdir: str = ".") -> list[Path]:
+    """Every *.yaml / *.yml / *.json under ``root/subdir``, as the sync reads them (``worker.render.walk``:
     hidden names skipped, a symlinked folder inside the repository followed, each file and folder
     once), except that a symlink leading outside or nowhere is listed, for ``containers_in_files``
     to report, instead of failing the scan."""
-    return walk(root.resolve(), (root / subdir).resolve(), YAML_SUFFIXES, lenient=True)
+    return walk(root.resolve(), (root / subdir).resolve(), MANIFEST_SUFFIXES, lenient=True)
 
 
 def containers_in_text(text: str, path: str, default_namespace: str = "default") -> list[ContainerImage]:
@@ -201,7 +200,7 @@ def containers_in_doc(doc, path: str, default_namespace: str = "default") -> lis
 def find_containers(root: Path, subdir: str = ".", default_namespace: str = "default"
                     ) -> tuple[list[ContainerImage], ScanProblems]:
     """All workload containers under ``root/subdir``; unreadable files are listed, not fatal."""
-    return containers_in_files(root, subdir, yaml_files(root, subdir), default_namespace)
+    return containers_in_files(root, subdir, manifest_files(root, subdir), default_namespace)
 
 
 def containers_in_files(root: Path, subdir: str, files: list[Path], default_namespace: str = "default"
