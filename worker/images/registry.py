@@ -150,7 +150,12 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
 
 
 class RegistryClient:
-    """Reads from one registry host, answering its auth challenges as they come."""
+    """Reads from one registry host, answering its auth challenges as they come.
+
+    One client serves one scan: once the host has not answered (refused,
+    unreachable, timed out), its other reads in that scan fail at once with
+    that reason rather than each waiting TIMEOUT; the next scan tries again.
+    """
 
     def __init__(self, host: str, settings: RegistryConfig | None = None,
                  session: requests.Session | None = None):
@@ -162,6 +167,7 @@ class RegistryClient:
         self.session = session or requests.Session()
         self._tokens: dict[str, tuple[str, float]] = {}  # scope -> (token, expires at)
         self._basic = False
+        self._silent: str | None = None  # why the host did not answer: each read would wait TIMEOUT again
 
     def _credentials(self) -> tuple[str, str] | None:
         """The configured credentials, read now; an unreadable one fails this registry only."""
@@ -217,6 +223,8 @@ class RegistryClient:
             params: dict | None = None, method: str = "GET") -> requests.Response:
         """GET (or HEAD) with auth; follows one challenge round trip. Raises RegistryError on failure."""
         url = path_or_url if path_or_url.startswith(("http://", "https://")) else self.base + path_or_url
+        if self._silent is not None:  # a registry that hangs would hold the scan TIMEOUT per image
+            raise RegistryError(f"{self.host}: not read, it did not answer earlier ({self._silent})")
         for attempt in range(2):
             hdrs = dict(headers or {})
             hdrs.update(self._authorize(scope))
@@ -225,7 +233,10 @@ class RegistryClient:
                 resp = self.session.request(method, url, headers=hdrs, params=params, auth=auth,
                                             timeout=TIMEOUT, allow_redirects=True)
             except requests.RequestException as exc:
-                raise RegistryError(f"{self.host}: {type(exc).__name__} reading {_short(url)}") from None
+                why = f"{type(exc).__name__} reading {_short(url)}"
+                if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+                    self._silent = why
+                raise RegistryError(f"{self.host}: {why}") from None
             if resp.status_code != 401 or attempt:
                 break
             scheme, challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
