@@ -1,39 +1,65 @@
-"""A registry that takes connections and never answers (a hung process, a dropped route)
-costs the scan one timeout, not one per image it holds: its other reads in that scan fail
+"""A registry (or its token service) that takes connections and never answers (a hung
+process, a dropped route) costs the scan one timeout, not one per image it holds: its other reads in that scan fail
 at once with the reason, and the images of the other registries are still written back
 within the job's time (real docker-registry, real bare repo, the stack's Redis)."""
 
 from __future__ import annotations
 
 import socket
-import threading
+
+import uuid
 
 from pullbridge.config import parse_config
 from tests.images.helpers import NEW, OLD, automated_workload, bare_git, day
+from tests.images.registry_harness import Registry, TokenServer
 from worker.images import registry as registry_module
 from worker.images.scan import scan
 
 
 class SilentRegistry:
-    """Accepts TCP connections on loopback, holds them open and never sends a byte."""
+    """Listens on loopback and never accepts: the kernel completes each connection into the
+    backlog, where the client waits for an answer that never comes."""
 
     def __init__(self):
-        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=16)
         self.host = f"127.0.0.1:{self.sock.getsockname()[1]}"
-        self.accepted: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
 
-    def _accept(self):
+    def connections(self) -> int:
+        """How many connections were made to it (taken out of the backlog, which they all wait in)."""
+        self.sock.setblocking(False)
+        made = 0
         while True:
             try:
-                self.accepted.append(self.sock.accept()[0])
-            except OSError:
-                return
+                self.sock.accept()[0].close()
+            except BlockingIOError:
+                return made
+            made += 1
 
     def close(self):
         self.sock.close()
-        for conn in self.accepted:
-            conn.close()
+
+
+def _scan_with_images_on(host: str, demo, registry, image_name, redis_conn):
+    """The demo's image moves on ``registry``; three automated workloads run images on ``host``."""
+    repo, image, files = demo
+    repo.commit_and_push("three images on another registry", {
+        f"silent-{n}.yaml": automated_workload(f"silent-{n}", f"{host}/team/app-{n}:v1", "glob:v*")
+        for n in range(3)})
+    registry.push_image(image_name, NEW, day(5))
+    config = parse_config({
+        "repos": [{"name": "images-demo", "url": repo.file_url, "branch": repo.branch, "provider": "generic",
+                   "secret_env": "PB_TEST_UNUSED_SECRET", "images": {"enabled": True}}],
+        "images": {"registries": [{"host": registry.host, "insecure": True}, {"host": host, "insecure": True}]}})
+    result = scan(redis_conn, config, config.repos[0])
+    assert [c.describe() for c in result.changes] == [f"my-demo:deployment/fluxdemo container flask: {OLD} -> {NEW}"]
+    assert f"{image}:{NEW}" in bare_git(repo, "show", "main:fluxdemo.yaml")
+    return result
+
+
+def _errors(host: str, first: str) -> list[str]:
+    return [f"shop:deployment/silent-0 container app: {host}: {first}"] + [
+        f"shop:deployment/silent-{n} container app: {host}: not read, it did not answer earlier ({first})"
+        for n in (1, 2)]
 
 
 def test_a_registry_that_never_answers_is_waited_for_once_per_scan(demo, registry, image_name, redis_conn,
@@ -41,25 +67,25 @@ def test_a_registry_that_never_answers_is_waited_for_once_per_scan(demo, registr
     monkeypatch.setattr(registry_module, "TIMEOUT", 0.5)  # the real 30 s, shortened: what counts is how often
     silent = SilentRegistry()
     try:
-        repo, image, files = demo
-        repo.commit_and_push("three images on a silent registry", {
-            f"silent-{n}.yaml": automated_workload(f"silent-{n}", f"{silent.host}/team/app-{n}:v1", "glob:v*")
-            for n in range(3)})
-        registry.push_image(image_name, NEW, day(5))
-        config = parse_config({
-            "repos": [{"name": "images-demo", "url": repo.file_url, "branch": repo.branch, "provider": "generic",
-                       "secret_env": "PB_TEST_UNUSED_SECRET", "images": {"enabled": True}}],
-            "images": {"registries": [{"host": registry.host, "insecure": True},
-                                      {"host": silent.host, "insecure": True}]}})
-
-        result = scan(redis_conn, config, config.repos[0])
-
-        assert len(silent.accepted) == 1
-        first = f"ReadTimeout reading http://{silent.host}/v2/team/app-0/tags/list"
-        assert result.errors == [f"shop:deployment/silent-0 container app: {silent.host}: {first}"] + [
-            f"shop:deployment/silent-{n} container app: {silent.host}: not read, it did not answer earlier ({first})"
-            for n in (1, 2)]
-        assert [c.describe() for c in result.changes] == [f"my-demo:deployment/fluxdemo container flask: {OLD} -> {NEW}"]
-        assert f"{image}:{NEW}" in bare_git(repo, "show", "main:fluxdemo.yaml")
+        result = _scan_with_images_on(silent.host, demo, registry, image_name, redis_conn)
+        assert silent.connections() == 1
+        assert result.errors == _errors(silent.host, f"ReadTimeout reading http://{silent.host}/v2/team/app-0/tags/list")
     finally:
+        silent.close()
+
+
+def test_a_token_service_that_never_answers_is_waited_for_once_per_scan(demo, registry, image_name, redis_conn,
+                                                                        monkeypatch, tmp_path):
+    monkeypatch.setattr(registry_module, "TIMEOUT", 0.5)
+    silent = SilentRegistry()
+    tokens = TokenServer(tmp_path, service="pullbridge-test-registry", username="puller", password=uuid.uuid4().hex)
+    tokens.realm = f"http://{silent.host}/token"  # the registry sends clients there, and it never answers
+    guarded = Registry(tmp_path, token=tokens)
+    try:
+        result = _scan_with_images_on(guarded.host, demo, registry, image_name, redis_conn)
+        assert silent.connections() == 1
+        assert result.errors == _errors(guarded.host, "token request failed: ReadTimeout")
+    finally:
+        guarded.stop()
+        tokens.stop()
         silent.close()

@@ -152,9 +152,10 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
 class RegistryClient:
     """Reads from one registry host, answering its auth challenges as they come.
 
-    One client serves one scan: once the host has not answered (refused,
-    unreachable, timed out), its other reads in that scan fail at once with
-    that reason rather than each waiting TIMEOUT; the next scan tries again.
+    One client serves one scan: once the host or its token service has not
+    answered (refused, unreachable, timed out), its other reads in that scan
+    fail at once with that reason rather than each waiting TIMEOUT; the next
+    scan tries again.
     """
 
     def __init__(self, host: str, settings: RegistryConfig | None = None,
@@ -167,7 +168,7 @@ class RegistryClient:
         self.session = session or requests.Session()
         self._tokens: dict[str, tuple[str, float]] = {}  # scope -> (token, expires at)
         self._basic = False
-        self._silent: str | None = None  # why the host did not answer: each read would wait TIMEOUT again
+        self._silent: str | None = None  # what did not answer (host or token realm): each read would wait again
 
     def _credentials(self) -> tuple[str, str] | None:
         """The configured credentials, read now; an unreadable one fails this registry only."""
@@ -204,7 +205,10 @@ class RegistryClient:
         try:
             resp = self.session.get(realm, params=query, auth=creds, timeout=TIMEOUT)
         except requests.RequestException as exc:
-            raise RegistryError(f"{self.host}: token request failed: {type(exc).__name__}") from None
+            why = f"token request failed: {type(exc).__name__}"
+            if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+                self._silent = why
+            raise RegistryError(f"{self.host}: {why}") from None
         if resp.status_code != 200:
             hint = f": {self._refusal()}" if resp.status_code == 401 else ""
             raise RegistryError(f"{self.host}: token endpoint answered {resp.status_code}{hint}",
