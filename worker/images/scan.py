@@ -33,7 +33,7 @@ from worker.images.cache import CachedRegistries
 from worker.images.deployed import Source, deployed_containers
 from worker.images.kustomize import TagOverride
 from worker.images.manifests import ContainerImage
-from worker.images.policy import pick_tag
+from worker.images.policy import TagCandidate, pick_tag
 from worker.images.registry import ImageRef, RegistryError
 from worker.images.writeback import ImageChange, WriteBack, WriteBackError, editable_changes
 
@@ -116,6 +116,7 @@ def _best_tag(registries: CachedRegistries, ref: ImageRef, container: ContainerI
     reason recorded)."""
     try:
         best = pick_tag(container.filter, registries.tags(ref), lambda tag: registries.created(ref, tag))
+        undated = _undated(registries, ref, container, best) if best is not None else None
     except RegistryError as exc:
         result.errors.append(f"{container.label}: {exc}")
         return None
@@ -123,12 +124,32 @@ def _best_tag(registries: CachedRegistries, ref: ImageRef, container: ContainerI
         result.skipped.append(f"{container.label}: {container.path}: no tag of {ref.repository} matches "
                               f"{container.filter!r}")
         return None
-    if container.filter.needs_created and best.created is None:  # then none of them says: any pick is a guess
-        result.skipped.append(f"{container.label}: {container.path}: no tag of {ref.repository} matching "
-                              f"{container.filter!r} says when its image was built (config created), so the "
-                              "newest cannot be told; a semver: filter orders by version instead")
+    if undated:
+        result.skipped.append(f"{container.label}: {container.path}: {undated}; a semver: filter orders by "
+                              "version instead")
         return None
     return best.tag
+
+
+def _undated(registries: CachedRegistries, ref: ImageRef, container: ContainerImage, best: TagCandidate
+             ) -> str | None:
+    """Why ``best`` must not be taken, or None: a glob or regex filter orders by build time, and
+    an image it needs does not say when it was built.
+
+    As in Flux v1, nothing moves then: an unknown time counts as the oldest, so
+    the pick would be a guess among undated tags, or, when the running tag is
+    the undated one (a build tool that writes no time), a move to an older image.
+    A running tag the registry no longer has is not asked about.
+    """
+    if not container.filter.needs_created:
+        return None
+    if best.created is None:  # then no matching tag says
+        return (f"no tag of {ref.repository} matching {container.filter!r} says when its image was built "
+                "(config created), so the newest cannot be told")
+    if best.tag != ref.tag and ref.tag in registries.tags(ref) and registries.created(ref, ref.tag) is None:
+        return (f"the running tag {ref.tag} of {ref.repository} does not say when its image was built (config "
+                f"created), so whether {best.tag} is newer cannot be told")
+    return None
 
 
 def _change(source: Source | None, covered: list[ContainerImage], registries: CachedRegistries,
