@@ -19,8 +19,11 @@ would deploy nothing new.
 Range syntax is Flux v1's (Masterminds semver): ``||`` between alternatives,
 comma or space between comparators that must all hold, operators
 ``= != > >= < <= ~ ~> ^``, wildcards ``x X *`` and partial versions (``1.8``),
-hyphen ranges ``1.2 - 1.4``.  Pre-releases only match a comparator set that
-names a pre-release of the same major.minor.patch (the npm rule).
+hyphen ranges ``1.2 - 1.4``.  A pre-release matches a comparator set in which
+every comparator names a pre-release (Masterminds', so Flux v1's: ``>=1.0.0-0``
+takes any pre-release from 1.0.0 on), or one that names a pre-release of the
+same major.minor.patch (npm's: ``>=1.8.0-rc.1 <1.9`` takes 1.8.0's release
+candidates); no other range matches pre-releases.
 """
 
 from __future__ import annotations
@@ -104,9 +107,10 @@ _COMPARATOR = re.compile(r"^(?P<op>!=|>=|=>|<=|=<|~>|[=<>~^])?\s*(?P<ver>\S+)$")
 class _Bound:
     op: str  # one of ">=", ">", "<", "<=", "=", "!="
     version: semver.Version
+    line: bool = False  # the upper end of '~1.9', '^1', '1.8': below that release line, its pre-releases too
 
     def holds(self, v: semver.Version) -> bool:
-        c = v.compare(self.version)
+        c = (v.finalize_version() if self.line else v).compare(self.version)
         return {">=": c >= 0, ">": c > 0, "<": c < 0, "<=": c <= 0, "=": c == 0, "!=": c != 0}[self.op]
 
 
@@ -151,7 +155,7 @@ def _comparator(token: str) -> list[_Bound]:
     full = len(parts) == 3
     if op == "~":
         upper = _v(parts[0] + 1) if len(parts) == 1 else _v(parts[0], parts[1] + 1)
-        return [_Bound(">=", _lower(parts, pre)), _Bound("<", upper)]
+        return [_Bound(">=", _lower(parts, pre)), _Bound("<", upper, line=True)]
     if op == "^":
         if parts[0] > 0 or len(parts) == 1:
             upper = _v(parts[0] + 1)
@@ -159,11 +163,11 @@ def _comparator(token: str) -> list[_Bound]:
             upper = _v(0, parts[1] + 1)
         else:
             upper = _v(0, 0, parts[2] + 1)
-        return [_Bound(">=", _lower(parts, pre)), _Bound("<", upper)]
+        return [_Bound(">=", _lower(parts, pre)), _Bound("<", upper, line=True)]
     if op in ("", "="):
         if full:
             return [_Bound("=", _lower(parts, pre))]
-        return [_Bound(">=", _lower(parts, None)), _Bound("<", _next(parts))]
+        return [_Bound(">=", _lower(parts, None)), _Bound("<", _next(parts), line=True)]
     if op == "!=":
         if full:
             return [_Bound("!=", _lower(parts, pre))]
@@ -175,8 +179,13 @@ def _comparator(token: str) -> list[_Bound]:
     if op == "<":
         return [_Bound("<", _lower(parts, pre))]
     if op == "<=":
-        return [_Bound("<=", _lower(parts, pre))] if full else [_Bound("<", _next(parts))]
+        return [_Bound("<=", _lower(parts, pre))] if full else [_Bound("<", _next(parts), line=True)]
     raise PolicyError(f"{token!r}: unknown operator")  # pragma: no cover
+
+
+def _names_prerelease(token: str) -> bool:
+    """Whether a comparator (already read by ``_comparator``) names a pre-release: ``>=1.0.0-0``."""
+    return _partial(_COMPARATOR.match(token).group("ver"))[1] is not None
 
 
 class SemverRange:
@@ -186,7 +195,8 @@ class SemverRange:
         self.text = text.strip()
         if not self.text:
             raise PolicyError("empty semver range")
-        self.alternatives: list[tuple[list[_Bound], set[tuple[int, int, int]]]] = []
+        # per alternative: its bounds, the versions whose pre-releases it names, whether every comparator names one
+        self.alternatives: list[tuple[list[_Bound], set[tuple[int, int, int]], bool]] = []
         for alt in self.text.split("||"):
             alt = alt.strip()
             if not alt:
@@ -199,11 +209,12 @@ class SemverRange:
                 bounds.extend(_comparator(token))
             pre_ok = {(b.version.major, b.version.minor, b.version.patch)
                       for b in bounds if b.version.prerelease}
-            self.alternatives.append((bounds, pre_ok))
+            self.alternatives.append((bounds, pre_ok, all(_names_prerelease(token) for token in tokens)))
 
     def allows(self, version: semver.Version) -> bool:
-        for bounds, pre_ok in self.alternatives:
-            if version.prerelease and (version.major, version.minor, version.patch) not in pre_ok:
+        for bounds, pre_ok, every_names_pre in self.alternatives:
+            if version.prerelease and not every_names_pre and \
+                    (version.major, version.minor, version.patch) not in pre_ok:
                 continue
             if all(b.holds(version) for b in bounds):
                 return True
