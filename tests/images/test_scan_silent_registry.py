@@ -1,18 +1,25 @@
 """A registry (or its token service) that takes connections and never answers (a hung
-process, a dropped route) costs the scan one timeout, not one per image it holds: its other reads in that scan fail
-at once with the reason, and the images of the other registries are still written back
-within the job's time (real docker-registry, real bare repo, the stack's Redis)."""
+process, a dropped route) costs the scan one timeout, not one per image it holds: its other
+reads in that scan fail at once with the reason, and the images of the other registries are
+still written back within the job's time (real docker-registry, real bare repo, the stack's
+Redis)."""
 
 from __future__ import annotations
 
+import json
 import socket
-
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
 
 from pullbridge.config import parse_config
+from pullbridge.image_config import RegistryConfig
 from tests.images.helpers import NEW, OLD, automated_workload, bare_git, day
 from tests.images.registry_harness import Registry, TokenServer
 from worker.images import registry as registry_module
+from worker.images.registry import RegistryClient, RegistryError
 from worker.images.scan import scan
 
 
@@ -89,3 +96,37 @@ def test_a_token_service_that_never_answers_is_waited_for_once_per_scan(demo, re
         guarded.stop()
         tokens.stop()
         silent.close()
+
+
+def test_a_next_page_on_a_host_that_does_not_answer_fails_that_list_only():
+    """A registry whose ``Link`` for one image names another host (a proxy's inner name) still
+    answers for its other images: only the host a read was sent to counts as silent."""
+    closed = SilentRegistry()
+    closed.close()  # nothing listens there now: connections are refused
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            name = self.path.split("/")[2]
+            body = json.dumps({"name": name, "tags": ["v1"]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            if name == "paged":
+                self.send_header("Link", f'<http://{closed.host}/v2/paged/tags/list?n=1&last=v1>; rel="next"')
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host = f"127.0.0.1:{server.server_address[1]}"
+    try:
+        client = RegistryClient(host, RegistryConfig(host=host, insecure=True))
+        with pytest.raises(RegistryError, match=f"ConnectionError reading http://{closed.host}/v2/paged/tags/list"):
+            client.list_tags("paged")
+        assert client.list_tags("single") == ["v1"]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -238,8 +238,8 @@ class RegistryClient:
                                             timeout=TIMEOUT, allow_redirects=True)
             except requests.RequestException as exc:
                 why = f"{type(exc).__name__} reading {_short(url)}"
-                if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
-                    self._silent = why
+                if isinstance(exc, (requests.ConnectionError, requests.Timeout)) and url.startswith(self.base + "/"):
+                    self._silent = why  # not for a next page's URL that names another host
                 raise RegistryError(f"{self.host}: {why}") from None
             if resp.status_code != 401 or attempt:
                 break
