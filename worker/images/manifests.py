@@ -157,8 +157,17 @@ def containers_in_text(text: str, path: str, default_namespace: str = "default")
     check_bounds(text)
     out: list[ContainerImage] = []
     for doc in round_trip_yaml().load_all(text):
-        out.extend(containers_in_doc(doc, path, default_namespace))
+        for obj in objects_in_doc(doc):
+            out.extend(containers_in_doc(obj, path, default_namespace))
     return out
+
+
+def objects_in_doc(doc) -> list:
+    """The objects one document declares, as the sync reads them (``worker.render``): the
+    ``items`` of a ``kind: List`` (or any other ``...List``, as ``kubectl get -o yaml`` writes
+    them), else the document itself."""
+    items = doc.get("items") if hasattr(doc, "get") and str(doc.get("kind")).endswith("List") else None
+    return list(items) if isinstance(items, list) else [doc]
 
 
 def containers_in_doc(doc, path: str, default_namespace: str = "default") -> list[ContainerImage]:
