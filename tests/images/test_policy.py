@@ -59,6 +59,7 @@ def test_filter_parsing():
     ("~1.9.0-0", ["1.9.1-rc.1", "1.9.0"], ["1.10.0-rc.1", "1.8.9-rc.1"]),
     (">=1.0.0-0 <2.0.0", ["1.0.0-rc.1", "1.5.0"], ["1.5.0-rc.1"]),
     ("^1.0.0-0 || ~3", ["1.5.0-rc.1", "3.1.0"], ["2.0.0-rc.1", "3.1.0-rc.1"]),
+    (",", ["1.0.0"], ["1.0.0-rc.1"]),  # a set without comparators names no pre-release
 ])
 def test_semver_ranges(rng, yes, no):
     r = SemverRange(rng)

@@ -209,7 +209,7 @@ class SemverRange:
                 bounds.extend(_comparator(token))
             pre_ok = {(b.version.major, b.version.minor, b.version.patch)
                       for b in bounds if b.version.prerelease}
-            self.alternatives.append((bounds, pre_ok, all(_names_prerelease(token) for token in tokens)))
+            self.alternatives.append((bounds, pre_ok, bool(tokens) and all(map(_names_prerelease, tokens))))
 
     def allows(self, version: semver.Version) -> bool:
         for bounds, pre_ok, every_names_pre in self.alternatives:
