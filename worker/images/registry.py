@@ -269,30 +269,39 @@ class RegistryClient:
         for _ in range(MAX_PAGES):
             resp = self.get(url, scope, params=params)
             try:
-                tags.extend(resp.json().get("tags") or [])
+                page = resp.json().get("tags") or []
             except (ValueError, AttributeError):
                 raise RegistryError(f"{self.host}: tag list of {name} is not JSON", temporary=False) from None
+            if not isinstance(page, list) or not all(isinstance(tag, str) for tag in page):
+                raise RegistryError(f"{self.host}: tag list of {name} is not a list of tags", temporary=False)
+            tags.extend(page)
             nxt = _next_link(resp.headers.get("Link", ""))
             if not nxt:
                 return tags
             url, params = urljoin(resp.url, nxt), None
         raise RegistryError(f"{self.host}: more than {MAX_PAGES} pages of tags for {name}", temporary=False)
 
-    def manifest(self, name: str, reference: str) -> tuple[str, dict]:
-        """(digest, manifest) for a tag or digest; an index resolves to its linux/amd64 image."""
+    def manifest(self, name: str, reference: str, *, in_index: bool = False) -> tuple[str, dict]:
+        """(digest, manifest) for a tag or digest; an index resolves to its linux/amd64 image.
+
+        A registry's answer that is not the documented shape (a body that is no
+        JSON object, an index listing another index) is a RegistryError naming
+        it, so it fails that image only, never the scan."""
         scope = f"repository:{name}:pull"
         resp = self.get(f"/v2/{name}/manifests/{reference}", scope, headers={"Accept": MANIFEST_ACCEPT})
         digest = resp.headers.get("Docker-Content-Digest") or "sha256:" + hashlib.sha256(resp.content).hexdigest()
         try:
             body = resp.json()
         except ValueError:
-            raise RegistryError(f"{self.host}: manifest {name}:{reference} is not JSON", temporary=False) from None
+            body = None
+        if not isinstance(body, dict):
+            raise RegistryError(f"{self.host}: manifest {name}:{reference} is not a JSON object", temporary=False)
         media = body.get("mediaType") or resp.headers.get("Content-Type", "").split(";")[0]
         if media in INDEX_TYPES or "manifests" in body:
-            chosen = _pick_platform(body.get("manifests") or [])
-            if chosen is None:
-                raise RegistryError(f"{self.host}: index {name}:{reference} lists no images", temporary=False)
-            _, inner = self.manifest(name, chosen)
+            chosen = _pick_platform(body.get("manifests"))
+            if in_index or not isinstance(chosen, str):
+                raise RegistryError(f"{self.host}: index {name}:{reference} lists no image manifest", temporary=False)
+            _, inner = self.manifest(name, chosen, in_index=True)
             return digest, inner
         return digest, body
 
@@ -305,7 +314,8 @@ class RegistryClient:
     def tag_info(self, name: str, tag: str) -> TagInfo:
         """The tag's manifest digest and its image's creation time (config blob ``created``)."""
         digest, body = self.manifest(name, tag)
-        config_digest = (body.get("config") or {}).get("digest")
+        config = body.get("config")
+        config_digest = config.get("digest") if isinstance(config, dict) else None
         created = None
         if config_digest:
             resp = self.get(f"/v2/{name}/blobs/{config_digest}", f"repository:{name}:pull")
@@ -316,17 +326,20 @@ class RegistryClient:
         elif body.get("schemaVersion") == 1:  # old schema1: created sits in the v1 history
             try:
                 created = parse_created(json.loads(body["history"][0]["v1Compatibility"]).get("created"))
-            except (KeyError, IndexError, ValueError, TypeError):
+            except (KeyError, IndexError, ValueError, TypeError, AttributeError):
                 created = None
         return TagInfo(digest=digest, created=created)
 
 
-def _pick_platform(manifests: list[dict]) -> str | None:
-    for m in manifests:
-        platform = m.get("platform") or {}
-        if platform.get("os") == "linux" and platform.get("architecture") == "amd64":
+def _pick_platform(manifests) -> str | None:
+    """The digest of an index's linux/amd64 entry, else of its first; entries without the
+    documented shape are passed over."""
+    entries = [m for m in manifests if isinstance(m, dict)] if isinstance(manifests, list) else []
+    for m in entries:
+        platform = m.get("platform")
+        if isinstance(platform, dict) and platform.get("os") == "linux" and platform.get("architecture") == "amd64":
             return m.get("digest")
-    return manifests[0].get("digest") if manifests else None
+    return entries[0].get("digest") if entries else None
 
 
 def _next_link(header: str) -> str | None:
