@@ -77,6 +77,18 @@ def test_tilde_and_caret_bounds(major, minor, patch, m2, p2):
         assert SemverRange(f"^{major}.{minor}.{patch}").allows(v) == ((m2, p2) >= (minor, patch))
 
 
+@pytest.mark.parametrize("tag, version", [
+    ("1.8.0", "1.8.0"), ("v1.8", "1.8.0"), ("24.04", "24.4.0"), ("2024.01.15", "2024.1.15"),
+    ("v1.08.0-rc.1", "1.8.0-rc.1"), ("1.0.0-rc.01", None), ("1.2.3.4", None), ("latest", None), ("1.x", None)])
+def test_tags_read_as_versions_as_flux_v1_read_them(tag, version):
+    parsed = parse_tag_version(tag)
+    assert (str(parsed) if parsed else None) == version
+
+
+def test_zero_padded_calendar_tags_are_ordered_by_version():
+    assert pick_tag(TagFilter.parse("semver:~24"), ["22.04", "24.04", "24.09.1"], lambda tag: None).tag == "24.09.1"
+
+
 def test_semver_picks_highest_version_not_newest_image():
     f = TagFilter.parse("semver:~1.8")
     best = pick_tag(f, ["1.8.0", "v1.8.10", "1.8.9", "1.9.0", "latest", "1.8.11-rc.1"], lambda tag: None)

@@ -87,11 +87,21 @@ def workload_policy(annotations: dict | None) -> WorkloadPolicy:
 
 # ---------------------------------------------------------------- semver
 
+_VERSION_CORE = re.compile(r"^\d+(?:\.\d+){0,2}(?=$|[-+])")
+
+
 def parse_tag_version(tag: str) -> semver.Version | None:
-    """A tag as a semantic version ('v' prefix and '1.8' allowed), or None."""
+    """A tag as a semantic version ('v' prefix and '1.8' allowed), or None.
+
+    Numbers of the version core may be zero-padded, as Flux v1 (Masterminds'
+    ``NewVersion``) read them: calendar tags ``24.04`` and ``2024.01.15`` are
+    24.4.0 and 2024.1.15; a pre-release number may not (``1.0.0-rc.01``).
+    """
     text = tag[1:] if tag[:1] in ("v", "V") else tag
-    if not re.match(r"^\d", text):
+    core = _VERSION_CORE.match(text)
+    if not core:
         return None
+    text = ".".join(str(int(number)) for number in core.group(0).split(".")) + text[core.end():]
     try:
         return semver.Version.parse(text, optional_minor_and_patch=True)
     except (ValueError, TypeError):
