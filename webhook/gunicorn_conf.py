@@ -31,6 +31,10 @@ by a writer of their own and deliveries are added to the metrics by a
 flusher of their own (every quarter second), both of which finish their
 work when the worker exits (``worker_exit``).
 
+Connections across workers: the master makes the shared counts by which each
+worker leaves a new connection to a worker holding fewer
+(``webhook.accept_balance``), and frees a dead worker's slot in ``child_exit``.
+
 Metrics across workers: ``PROMETHEUS_MULTIPROC_DIR`` is created (when not
 given) before any worker is forked and emptied at start, and a dead
 worker's live gauges are dropped in ``child_exit``.
@@ -72,7 +76,11 @@ if not _multiproc:
 
 
 def on_starting(server):
-    """Start from an empty metrics directory: stale files would double-count."""
+    """Start from an empty metrics directory: stale files would double-count.  Make the
+    shared connection counts the workers balance their accepts by (``webhook.accept_balance``)."""
+    from webhook import accept_balance
+
+    accept_balance.install()
     path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     os.makedirs(path, exist_ok=True)
     for entry in os.listdir(path):
@@ -112,7 +120,16 @@ def worker_exit(server, worker):
     stop_writer()
 
 
+def pre_fork(server, worker):
+    from webhook import accept_balance
+
+    accept_balance.assign_slot(worker)
+
+
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 
+    from webhook import accept_balance
+
     multiprocess.mark_process_dead(worker.pid)
+    accept_balance.release_slot(worker)

@@ -1,4 +1,5 @@
-"""gunicorn's gevent worker, taking keep-alive connections in turn, sending
+"""gunicorn's gevent worker, accepting a new connection only while it holds
+no more than its share of them (``webhook.accept_balance``), taking keep-alive connections in turn, sending
 each answer's header block with its first body bytes, closing a connection
 whose error answer left the request body unread, lingering before it closes
 any connection whose request body still has bytes to come, and answering
@@ -108,14 +109,17 @@ read its whole answer (3 runs of 3 of each).
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import time
 
 import gevent
 from gunicorn.http.body import ChunkedReader, LengthReader
 from gunicorn.http.wsgi import Response
+from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
 
+from webhook import accept_balance
 from webhook.gunicorn_errors import answer_error
 
 TURN_BUDGET = 0.001  # seconds a worker may go on answering before it polls its sockets again
@@ -225,6 +229,13 @@ class FairGeventWorker(GeventWorker):
 
     _turn = (-1, 0.0)  # (the loop's turn, when this worker first answered in it)
     _wsgi = None
+
+    def run(self):
+        """gunicorn's, its servers leaving new connections to a worker holding fewer
+        (``webhook.accept_balance``): gunicorn builds them from its module's ``StreamServer``."""
+        share = accept_balance.share_for(self)
+        ggevent.StreamServer = functools.partial(accept_balance.BalancedStreamServer, share=share)
+        super().run()
 
     @property
     def wsgi(self):
