@@ -41,6 +41,25 @@ def automated_workload(name: str, image: str, tag_filter: str, container: str = 
     return AUTOMATED_WORKLOAD.format(name=name, image=image, tag_filter=tag_filter, container=container)
 
 
+def scan_beside_another_registry(host: str, workloads: dict[str, str], demo, registry, image_name, redis_conn):
+    """The demo's image moves on ``registry``; ``workloads`` (file name -> manifest) run images on
+    ``host``, a second configured registry.  Scanned: the demo's image moves whatever became of
+    ``host``'s (the result says that)."""
+    from worker.images.scan import scan
+
+    repo, image, _ = demo
+    repo.commit_and_push(f"images on {host}", workloads)
+    registry.push_image(image_name, NEW, day(5))
+    config = parse_config({
+        "repos": [{"name": "images-demo", "url": repo.file_url, "branch": repo.branch, "provider": "generic",
+                   "secret_env": "PB_TEST_UNUSED_SECRET", "images": {"enabled": True}}],
+        "images": {"registries": [{"host": registry.host, "insecure": True}, {"host": host, "insecure": True}]}})
+    result = scan(redis_conn, config, config.repos[0])
+    assert [c.describe() for c in result.changes] == [f"my-demo:deployment/fluxdemo container flask: {OLD} -> {NEW}"]
+    assert f"{image}:{NEW}" in bare_git(repo, "show", "main:fluxdemo.yaml")
+    return result
+
+
 def demo_manifest(image: str, nginx_image: str, annotations: dict[str, str]) -> str:
     """The demo's fluxdemo Deployment with both images on our registry and Flux annotations.
 

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from pullbridge.config import parse_config
-from tests.images.helpers import NEW, OLD, automated_workload, bare_git, day
+from tests.images.helpers import NEW, OLD, automated_workload, bare_git, day, scan_beside_another_registry
 from worker.images.scan import scan
 
 PRIVATE = """\
@@ -111,20 +111,10 @@ def test_an_answer_not_of_the_documented_shape_fails_its_containers_only(demo, r
     threading.Thread(target=server.serve_forever, daemon=True).start()
     host = f"127.0.0.1:{server.server_address[1]}"
     try:
-        repo, image, files = demo
-        repo.commit_and_push("an image on a misshapen registry", {
-            "misshapen.yaml": automated_workload("misshapen", f"{host}/team/app:v1", "glob:v*")})
-        registry.push_image(image_name, NEW, day(5))
-        config = parse_config({
-            "repos": [{"name": "images-demo", "url": repo.file_url, "branch": repo.branch, "provider": "generic",
-                       "secret_env": "PB_TEST_UNUSED_SECRET", "images": {"enabled": True}}],
-            "images": {"registries": [{"host": registry.host, "insecure": True}, {"host": host, "insecure": True}]}})
-
-        result = scan(redis_conn, config, config.repos[0])
-
+        result = scan_beside_another_registry(host, {
+            "misshapen.yaml": automated_workload("misshapen", f"{host}/team/app:v1", "glob:v*")},
+            demo, registry, image_name, redis_conn)
         assert result.errors == [f"shop:deployment/misshapen container app: {host}: {why}"]
-        assert [c.describe() for c in result.changes] == [f"my-demo:deployment/fluxdemo container flask: {OLD} -> {NEW}"]
-        assert f"{image}:{NEW}" in bare_git(repo, "show", "main:fluxdemo.yaml")
     finally:
         server.shutdown()
         server.server_close()

@@ -14,13 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pullbridge.config import parse_config
 from pullbridge.image_config import RegistryConfig
-from tests.images.helpers import NEW, OLD, automated_workload, bare_git, day
+from tests.images.helpers import automated_workload, scan_beside_another_registry
 from tests.images.registry_harness import Registry, TokenServer
 from worker.images import registry as registry_module
 from worker.images.registry import RegistryClient, RegistryError
-from worker.images.scan import scan
 
 
 class SilentRegistry:
@@ -47,20 +45,10 @@ class SilentRegistry:
 
 
 def _scan_with_images_on(host: str, demo, registry, image_name, redis_conn):
-    """The demo's image moves on ``registry``; three automated workloads run images on ``host``."""
-    repo, image, files = demo
-    repo.commit_and_push("three images on another registry", {
+    """Three automated workloads run images on ``host``."""
+    return scan_beside_another_registry(host, {
         f"silent-{n}.yaml": automated_workload(f"silent-{n}", f"{host}/team/app-{n}:v1", "glob:v*")
-        for n in range(3)})
-    registry.push_image(image_name, NEW, day(5))
-    config = parse_config({
-        "repos": [{"name": "images-demo", "url": repo.file_url, "branch": repo.branch, "provider": "generic",
-                   "secret_env": "PB_TEST_UNUSED_SECRET", "images": {"enabled": True}}],
-        "images": {"registries": [{"host": registry.host, "insecure": True}, {"host": host, "insecure": True}]}})
-    result = scan(redis_conn, config, config.repos[0])
-    assert [c.describe() for c in result.changes] == [f"my-demo:deployment/fluxdemo container flask: {OLD} -> {NEW}"]
-    assert f"{image}:{NEW}" in bare_git(repo, "show", "main:fluxdemo.yaml")
-    return result
+        for n in range(3)}, demo, registry, image_name, redis_conn)
 
 
 def _errors(host: str, first: str) -> list[str]:
