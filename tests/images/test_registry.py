@@ -22,6 +22,9 @@ def test_image_ref_parsing_and_retagging():
     nginx = ImageRef.parse("nginx:1.27")
     assert (nginx.host, nginx.name) == ("docker.io", "library/nginx")
     assert nginx.with_tag("1.28") == "nginx:1.28"
+    legacy = ImageRef.parse("index.docker.io/nginx:1.27")  # Docker Hub's old name: its credentials, its tags
+    assert (legacy.host, legacy.repository) == ("docker.io", "docker.io/library/nginx")
+    assert legacy.with_tag("1.28") == "index.docker.io/nginx:1.28"
     local = ImageRef.parse("127.0.0.1:5000/a/b")
     assert (local.host, local.name, local.tag) == ("127.0.0.1:5000", "a/b", None)
     assert local.with_tag("v2") == "127.0.0.1:5000/a/b:v2"

@@ -29,6 +29,7 @@ from pullbridge.image_config import RegistryConfig
 from worker.images.policy import EPOCH
 
 DOCKER_HUB = "docker.io"
+DOCKER_HUB_ALIASES = ("index.docker.io",)  # docker's legacy name for Docker Hub, normalized as docker does
 DOCKER_HUB_API = "registry-1.docker.io"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -58,7 +59,7 @@ _HOST_RE = re.compile(r"^[A-Za-z0-9.-]+(:\d+)?\Z")
 class ImageRef:
     """``[host/]name[:tag][@digest]`` split the way docker does it."""
 
-    host: str       # as written ('docker.io' when none was)
+    host: str       # as written ('docker.io' when none was, or for its alias index.docker.io)
     name: str       # repository path ('library/nginx' for 'nginx' on Docker Hub)
     tag: str | None
     digest: str | None
@@ -71,6 +72,8 @@ class ImageRef:
         first, slash, remainder = rest.partition("/")
         if slash and (("." in first or ":" in first or first == "localhost") and _HOST_RE.match(first)):
             host, path = first.lower(), remainder
+            if host in DOCKER_HUB_ALIASES:  # one registry: one tag list, one credentials entry
+                host = DOCKER_HUB
         else:
             host, path = DOCKER_HUB, rest
         name, tag = path, None
