@@ -267,10 +267,17 @@ def parse_documents(text: str, rel: str, *, strict: bool = False) -> list[Manife
             node = unknown_tags[index - 1][0]
             raise PermanentError(f"{where}: line {node.start_mark.line + 1}: YAML tag {cut(node.tag, 100)!r} "
                                  "cannot be used in a Kubernetes object")
-        items = doc.get("items") if str(doc["kind"]).endswith("List") and "items" in doc else None
-        for obj in (items if isinstance(items, list) else [doc]):
+        for obj in objects_in_doc(doc):
             out.append(_checked(obj, rel, index))
     return out
+
+
+def objects_in_doc(doc) -> list:
+    """The objects one document declares: the ``items`` of a ``kind: List`` (or any other
+    ``...List``, as ``kubectl get -o yaml`` writes them), else the document itself.  The image
+    scan reads its round-trip documents the same way (``worker.images.manifests``)."""
+    items = doc.get("items") if isinstance(doc, dict) and str(doc.get("kind")).endswith("List") else None
+    return list(items) if isinstance(items, list) else [doc]
 
 
 def _meant_as_object(doc) -> bool:

@@ -27,7 +27,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from worker import yamlbounds
 from worker.errors import cut
 from worker.images.policy import PolicyError, TagFilter, WorkloadPolicy, workload_policy
-from worker.render import MANIFEST_SUFFIXES, MAX_MANIFEST_BYTES, MIB, shown_path, walk
+from worker.render import MANIFEST_SUFFIXES, MAX_MANIFEST_BYTES, MIB, objects_in_doc, shown_path, walk
 
 # kind -> keys from the document root to its pod spec
 POD_SPEC_PATHS = {
@@ -160,14 +160,6 @@ def containers_in_text(text: str, path: str, default_namespace: str = "default")
         for obj in objects_in_doc(doc):
             out.extend(containers_in_doc(obj, path, default_namespace))
     return out
-
-
-def objects_in_doc(doc) -> list:
-    """The objects one document declares, as the sync reads them (``worker.render``): the
-    ``items`` of a ``kind: List`` (or any other ``...List``, as ``kubectl get -o yaml`` writes
-    them), else the document itself."""
-    items = doc.get("items") if hasattr(doc, "get") and str(doc.get("kind")).endswith("List") else None
-    return list(items) if isinstance(items, list) else [doc]
 
 
 def containers_in_doc(doc, path: str, default_namespace: str = "default") -> list[ContainerImage]:
