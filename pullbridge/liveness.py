@@ -18,9 +18,12 @@ or garbled), saying which on one line: the Deployments' ``livenessProbe`` runs i
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
+
+log = logging.getLogger("pullbridge.liveness")
 
 ALIVE_FILE_ENV = "PULLBRIDGE_ALIVE_FILE"
 STARTUP_SECONDS = 300.0  # a starting process vouches this long: config, Kubernetes client, Redis
@@ -38,7 +41,7 @@ def vouch(seconds: float) -> None:
             out.write(f"{time.time() + seconds:.3f}\n")
         os.replace(part, path)
     except OSError as exc:  # a full or read-only volume must not stop the work; the probe will say it
-        print(f"pullbridge: could not write {path}: {exc}", file=sys.stderr)
+        log.warning("could not write %s: %s", path, exc)  # a line of the process's own log format
 
 
 def check(path: str, now: float | None = None) -> tuple[bool, str]:

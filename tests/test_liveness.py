@@ -52,3 +52,12 @@ def test_the_probe_exits_0_while_alive_1_once_not_and_2_without_a_file(tmp_path)
     assert late.returncode == 1 and late.stderr.startswith("no sign of life for "), late.stderr
     bare = probe(env={"PATH": "/usr/bin:/bin"})
     assert bare.returncode == 2 and "PULLBRIDGE_ALIVE_FILE" in bare.stderr
+
+
+def test_a_file_that_cannot_be_written_is_a_log_line_of_the_process_not_an_error(tmp_path, monkeypatch, caplog):
+    """The worker's and scheduler's output is JSON lines (pullbridge.logformat): the failure goes through logging."""
+    monkeypatch.setenv(liveness.ALIVE_FILE_ENV, str(tmp_path / "missing-dir" / "alive"))
+    with caplog.at_level("WARNING", logger="pullbridge.liveness"):
+        liveness.vouch(30)
+    [record] = caplog.records
+    assert record.getMessage().startswith(f"could not write {tmp_path / 'missing-dir' / 'alive'}: ")
