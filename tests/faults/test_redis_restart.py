@@ -16,7 +16,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -30,6 +29,7 @@ from rq import Queue
 
 from pullbridge import keys
 from pullbridge.demo.harness import free_port, wait_for
+from tests.test_liveness import probe
 
 pytestmark = pytest.mark.stack
 
@@ -157,7 +157,7 @@ def vouches_while_waiting(alive) -> None:
     hung, and a liveness probe restarting it would not bring Redis back."""
     first = float(alive.read_text())
     assert wait_for(lambda: float(alive.read_text()) > first, 30, 0.2) is not None  # again, every RETRY_SECONDS
-    assert subprocess.run([sys.executable, "-m", "pullbridge.liveness", str(alive)]).returncode == 0
+    assert probe(str(alive)).returncode == 0
 
 
 def test_the_scheduler_outlives_a_redis_restart(aof_redis, deployment, figure):

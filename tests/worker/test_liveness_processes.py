@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -16,6 +14,7 @@ from rq import Queue
 from rq.job import Job
 
 from pullbridge import keys
+from tests.test_liveness import probe
 from tests.worker.process_support import wait_for
 
 pytestmark = pytest.mark.stack
@@ -26,10 +25,6 @@ def deadline(path) -> float | None:
         return float(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def probe(path) -> int:
-    return subprocess.run([sys.executable, "-m", "pullbridge.liveness", str(path)], capture_output=True).returncode
 
 
 def test_the_worker_vouches_for_its_ttl_when_idle_and_for_a_jobs_timeout_while_it_runs(harness, git_repo, tmp_path,
@@ -43,7 +38,7 @@ def test_the_worker_vouches_for_its_ttl_when_idle_and_for_a_jobs_timeout_while_i
     wait_for("the worker listening", lambda: "Listening on" in (tmp_path / "worker.log").read_text(), tmp_path)
     idle = deadline(alive) - time.time()
     assert DEFAULT_WORKER_TTL < idle <= DEFAULT_WORKER_TTL + 60, idle  # its BLPOP waits TTL - 15 s at most
-    assert probe(alive) == 0
+    assert probe(str(alive)).returncode == 0
     job = Queue(keys.SYNC_QUEUE, connection=harness.conn).enqueue("time.sleep", 2, job_timeout=900)
     wait_for("the job started", lambda: Job.fetch(job.id, connection=harness.conn).get_status() == "started",
              tmp_path)
@@ -60,7 +55,7 @@ def test_the_scheduler_vouches_for_its_next_turn_and_a_stopped_one_does_not(harn
     first = wait_for("a first turn", lambda: deadline(alive) and deadline(alive) - time.time() < 300, tmp_path)
     assert first - time.time() <= RELOAD_CHECK_SECONDS + 60
     later = wait_for("a later turn", lambda: (deadline(alive) or 0) > first and deadline(alive), tmp_path)
-    assert probe(alive) == 0
+    assert probe(str(alive)).returncode == 0
     scheduler.send_signal(signal.SIGSTOP)  # hung, as far as a probe can tell
     try:
         time.sleep(RELOAD_CHECK_SECONDS * 2)
